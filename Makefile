@@ -1,0 +1,50 @@
+# taskhub: `make run` (the whole platform in one process) and `make test` come first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)
+PORT ?= 8080
+BRAND ?= 9
+ROLE ?= admin
+
+# The tests' real services (this machine's PostgreSQL and RabbitMQ unless told otherwise).
+export TEST_DATABASE_ADMIN_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+export TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
+
+.PHONY: help install run token test test-unit lint format clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed ## create the virtual environment (first use does it for you)
+
+run: install ## the whole platform in one process on PORT (8080): SQLite, in-process bus
+	@PORT=$(PORT) $(PY) -m shared.embedded_banner
+	PORT=$(PORT) $(PY) -m shared.embedded
+
+token: install ## mint a development token: make token BRAND=9 ROLE=admin
+	@$(PY) -m shared.dev_token --brand $(BRAND) --role $(ROLE)
+
+test: install ## unit and integration tests (real PostgreSQL and RabbitMQ from the environment)
+	$(PY) -m pytest
+
+test-unit: install ## only what needs no server
+	TEST_DATABASE_ADMIN_URL= TEST_AMQP_URL= $(PY) -m pytest -m "not integration"
+
+lint: install ## ruff (lint + format check) everywhere, mypy over the shared library
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: ## remove the embedded data folder (SQLite files, dev secret)
+	rm -rf data

@@ -1,0 +1,136 @@
+"""What core shows from the other services, kept current from their events: metrics
+(monitoring), resumability and pause/resume (persistence), periodic runs (scheduling)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from shared.events.envelope import Envelope, utcnow
+from shared.unit_of_work import UnitOfWork
+
+from .models import Task
+from .task_types import TaskTypeRegistry
+from .tasks import status as st
+from .tasks.service import Creator, create_task, dispatch, transition
+
+METRIC_SUMMARY = ("execution_time_ms", "memory_usage_mb", "cost_usd")
+
+
+def _task(uow: UnitOfWork, env: Envelope, key: str = "base_task") -> Task | None:
+    raw = env.data.get(key, env.data.get("id"))
+    if raw is None:
+        return None
+    task = uow.session.scalars(select(Task).where(Task.id == int(raw)).with_for_update()).first()
+    if task is None or (env.brand_id is not None and task.brand_id != env.brand_id):
+        return None
+    return task
+
+
+def on_metrics_recorded(uow: UnitOfWork, env: Envelope) -> None:
+    task = _task(uow, env)
+    if task is None:
+        return
+    task.has_metrics = True
+    task.metrics = {k: env.data.get(k) for k in METRIC_SUMMARY}
+    task.execution_time_ms = env.data.get("execution_time_ms")
+
+
+def on_metrics_deleted(uow: UnitOfWork, env: Envelope) -> None:
+    task = _task(uow, env)
+    if task is not None:
+        task.has_metrics, task.metrics, task.execution_time_ms = False, None, None
+
+
+def on_resumability(uow: UnitOfWork, env: Envelope) -> None:
+    """checkpoint.saved and job.* carry the job's `can_resume`."""
+    task = _task(uow, env)
+    if task is not None and "can_resume" in env.data:
+        task.is_resumable = bool(env.data["can_resume"])
+
+
+def on_job_paused(uow: UnitOfWork, env: Envelope) -> None:
+    task = _task(uow, env)
+    if task is None:
+        return
+    on_resumability(uow, env)
+    if task.status in (st.RUNNING, st.PENDING):
+        transition(task, st.PAUSED, "paused by its owner")
+        task.lease_expires_at = None
+        task.dispatch_due_at = None
+
+
+def on_job_resumed(uow: UnitOfWork, env: Envelope) -> None:
+    """job.resumed / job.restarted: run the task again; its handler gets the checkpoint."""
+    task = _task(uow, env)
+    if task is None:
+        return
+    on_resumability(uow, env)
+    if task.status == st.RUNNING or not st.can_move(task.status, st.PENDING):
+        return
+    now = utcnow()
+    transition(task, st.PENDING, env.event_type.replace("job.", "job "), now)
+    task.completed_at = None
+    task.lost_deliveries = 0
+    task.worker_name = None
+    if env.data.get("priority"):
+        task.priority = env.data["priority"]
+        task.priority_rank = st.PRIORITY_RANK.get(task.priority, task.priority_rank)
+    resume = {k: env.data.get(k) for k in ("job_id", "checkpoint_id", "from_step", "restart")}
+    dispatch(uow, task, now, resume=resume)
+
+
+def on_schedule_fired(registry: TaskTypeRegistry):  # type: ignore[no-untyped-def]
+    """A schedule's slot came: create its task once (the slot's idempotency key)."""
+
+    def handle(uow: UnitOfWork, env: Envelope) -> None:
+        request: dict[str, Any] | None = env.data.get("create_task")
+        if not request or env.brand_id is None:
+            return
+        creator = Creator(
+            brand_id=env.brand_id,
+            brand_name=str(request.get("brand_name", "")),
+            user_id=str(request.get("created_by_id", "scheduler")),
+            username=str(request.get("created_by_username", "scheduler")),
+        )
+        fields = {
+            k: request.get(k)
+            for k in (
+                "task_type",
+                "priority",
+                "description",
+                "context_data",
+                "max_retries",
+                "timeout_minutes",
+            )
+            if request.get(k) is not None
+        }
+        create_task(
+            uow,
+            creator,
+            fields,
+            registry,
+            idempotency_key=env.data.get("idempotency_key"),
+            periodic_task_id=env.data.get("periodic_task_id") or env.data.get("cron_job_id") or 0,
+            origin={
+                k: env.data.get(k)
+                for k in ("periodic_task_id", "cron_job_id", "planned_time", "idempotency_key")
+            },
+        )
+
+    return handle
+
+
+def read_model_handlers(registry: TaskTypeRegistry) -> dict[str, Any]:
+    return {
+        "metrics.recorded": on_metrics_recorded,
+        "metrics.deleted": on_metrics_deleted,
+        "checkpoint.saved": on_resumability,
+        "job.created": on_resumability,
+        "job.updated": on_resumability,
+        "job.paused": on_job_paused,
+        "job.resumed": on_job_resumed,
+        "job.restarted": on_job_resumed,
+        "schedule.fired": on_schedule_fired(registry),
+    }

@@ -1,0 +1,139 @@
+"""Read side of tasks: the list with every filter and ordering of §1, and the stats. Every
+query is scoped to the caller's brand first (all indexes start with brand_id)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.orm import Session
+
+from shared.db import seconds_between
+from shared.events.bus import EventBus
+from shared.events.envelope import utcnow
+from shared.listing import apply_filters, apply_ordering, search_clause
+
+from ..models import Task
+from . import status as st
+
+FILTERS: dict[str, Any] = {
+    "status": lambda v: Task.status.in_(_expand_status(v)),
+    "priority": lambda v: Task.priority.in_(v),
+    "task_type": lambda v: Task.task_type.in_(v),
+    "task_type__startswith": lambda v: Task.task_type.startswith(v, autoescape=True),
+    "queue_name": lambda v: Task.queue_name.in_(v),
+    "has_metrics": lambda v: Task.has_metrics.is_(v),
+    "is_resumable": lambda v: Task.is_resumable.is_(v),
+    "is_periodic": lambda v: Task.is_periodic.is_(v),
+    "created_after": lambda v: Task.created_at >= v,
+    "created_before": lambda v: Task.created_at <= v,
+    "updated_after": lambda v: Task.updated_at >= v,
+}
+RANGES = {
+    "execution_time": Task.execution_time_ms,
+    "retry_count": Task.retry_count,
+    "progress_percentage": Task.progress_percentage,
+}
+ORDERING = {
+    "created_at": Task.created_at,
+    "updated_at": Task.updated_at,
+    "priority": Task.priority_rank,
+    "status": Task.status,
+    "progress_percentage": Task.progress_percentage,
+}
+
+
+def _expand_status(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        out.extend(st.ACTIVE if value == "active" else [value])
+    return out
+
+
+def task_list(brand_id: int, args: dict[str, Any]) -> Select[Any]:
+    stmt = apply_filters(select(Task).where(Task.brand_id == brand_id), args, FILTERS, RANGES)
+    if args.get("search"):
+        stmt = stmt.where(search_clause(args["search"], Task.task_id, Task.task_type, Task.description))
+    return apply_ordering(stmt, args.get("ordering"), ORDERING, [("created_at", True)], Task.id)
+
+
+def _start_of_today() -> datetime:
+    now = utcnow()
+    return datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
+
+
+def queue_stats(session: Session, brand_id: int, bus: EventBus) -> dict[str, Any]:
+    today = _start_of_today()
+    rows = session.execute(
+        select(
+            Task.queue_name,
+            func.sum(case((Task.status.in_((st.PENDING, st.RETRYING)), 1), else_=0)),
+            func.sum(case((Task.status == st.RUNNING, 1), else_=0)),
+            func.sum(case((Task.created_at >= today, 1), else_=0)),
+        )
+        .where(Task.brand_id == brand_id)
+        .group_by(Task.queue_name)
+    ).all()
+    by_queue = {r[0]: r for r in rows}
+    queues = {}
+    for priority in st.PRIORITIES:
+        row = by_queue.get(priority)
+        figures = bus.queue_figures(bus.work_queue_name(priority))
+        queues[priority] = {
+            "pending": int(row[1] or 0) if row else 0,
+            "running": int(row[2] or 0) if row else 0,
+            "total_today": int(row[3] or 0) if row else 0,
+            # shared infrastructure: live broker figures are the same for every brand
+            "broker_ready": figures.ready if figures else None,
+            "broker_unacked": figures.unacked if figures else None,
+            "consumers": figures.consumers if figures else None,
+        }
+    distribution = dict(
+        session.execute(
+            select(Task.status, func.count()).where(Task.brand_id == brand_id).group_by(Task.status)
+        ).all()
+    )
+    durations = session.execute(
+        select(Task.queue_name, func.avg(_duration_seconds()))
+        .where(Task.brand_id == brand_id, Task.status == st.COMPLETED, Task.started_at.is_not(None))
+        .group_by(Task.queue_name)
+    ).all()
+    return {
+        "total_tasks": sum(distribution.values()),
+        "queues": queues,
+        "status_distribution": {s: int(distribution.get(s, 0)) for s in st.STATUSES},
+        "avg_processing_time_minutes": {
+            q: round(float(avg or 0) / 60, 3) for q, avg in durations if q in st.PRIORITIES
+        },
+    }
+
+
+def _duration_seconds() -> Any:
+    """completed_at - started_at in seconds, on PostgreSQL and SQLite alike."""
+    return seconds_between(Task.completed_at, Task.started_at)
+
+
+def type_stats(session: Session, brand_id: int) -> dict[str, Any]:
+    rows = session.execute(
+        select(
+            Task.task_type,
+            func.count(),
+            func.sum(case((Task.status == st.COMPLETED, 1), else_=0)),
+            func.sum(case((Task.status == st.FAILED, 1), else_=0)),
+            func.avg(case((Task.status == st.COMPLETED, _duration_seconds()), else_=None)),
+        )
+        .where(Task.brand_id == brand_id)
+        .group_by(Task.task_type)
+    ).all()
+    out = {}
+    for task_type, total, completed, failed, avg_seconds in rows:
+        finished = int(completed or 0) + int(failed or 0)
+        out[task_type] = {
+            "total": int(total),
+            "completed": int(completed or 0),
+            "failed": int(failed or 0),
+            "avg_duration_minutes": round(float(avg_seconds or 0) / 60, 3),
+            "success_rate": round(100.0 * int(completed or 0) / finished, 2) if finished else None,
+        }
+    return {"task_types": out}

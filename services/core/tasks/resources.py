@@ -1,0 +1,166 @@
+"""HTTP layer of /tasks/: parse, call the service layer, serialize. No rules here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from shared.api import Blueprint
+from shared.auth import current_principal
+from shared.errors import not_found
+from shared.listing import paginate
+
+from ..container import core
+from ..models import Task
+from . import queries, service
+from .schemas import (
+    CancelResultSchema,
+    RetryBodySchema,
+    RetryResultSchema,
+    TaskCreateSchema,
+    TaskDetailSchema,
+    TaskListArgs,
+    TaskPageSchema,
+    TaskSchema,
+    TaskUpdateSchema,
+)
+
+blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Tasks: create, follow, retry, cancel.")
+
+
+@blp.route("/")
+class Tasks(MethodView):
+    @blp.arguments(TaskListArgs, location="query")
+    @blp.response(200, TaskPageSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List tasks"""
+        with core().session_factory() as session:
+            stmt = queries.task_list(current_principal().brand_id, args)
+            return paginate(session, stmt, args)
+
+    @blp.arguments(TaskCreateSchema)
+    @blp.response(201, TaskSchema)
+    @blp.alt_response(200, schema=TaskSchema, description="An Idempotency-Key repeat: the first task.")
+    def post(self, fields: dict[str, Any]) -> Any:
+        """Create a task"""
+        principal, container = current_principal(), core()
+        with container.uow() as uow:
+            task, created = service.create_task(
+                uow,
+                service.Creator.of(principal),
+                fields,
+                container.registry,
+                idempotency_key=request.headers.get("Idempotency-Key") or None,
+                strict_types=container.strict_types,
+            )
+            uow.commit()
+            return task, 201 if created else 200
+
+
+@blp.route("/<int:task_pk>/")
+class TaskById(MethodView):
+    @blp.response(200, TaskDetailSchema)
+    def get(self, task_pk: int) -> Task:
+        """Get a task with its status history"""
+        with core().session_factory() as session:
+            task = session.scalars(
+                select(Task)
+                .where(Task.id == task_pk, Task.brand_id == current_principal().brand_id)
+                .options(selectinload(Task.history))
+            ).first()
+            if task is None:
+                raise not_found("TASK_NOT_FOUND", "Task")
+            return task
+
+    @blp.arguments(TaskUpdateSchema)
+    @blp.response(200, TaskDetailSchema)
+    def put(self, fields: dict[str, Any], task_pk: int) -> dict[str, Any]:
+        """Update a task's writable fields"""
+        return _update(task_pk, fields)
+
+    @blp.arguments(TaskUpdateSchema)
+    @blp.response(200, TaskDetailSchema)
+    def patch(self, fields: dict[str, Any], task_pk: int) -> dict[str, Any]:
+        """Update some of a task's writable fields"""
+        return _update(task_pk, fields)
+
+    @blp.response(204)
+    def delete(self, task_pk: int) -> None:
+        """Delete a task that is not running"""
+        with core().uow() as uow:
+            service.delete_task(uow, current_principal().brand_id, task_pk)
+            uow.commit()
+
+
+def _update(task_pk: int, fields: dict[str, Any]) -> dict[str, Any]:
+    with core().uow() as uow:
+        task = service.update_task(uow, current_principal().brand_id, task_pk, fields)
+        uow.commit()
+        return task
+
+
+@blp.route("/<int:task_pk>/retry/")
+class TaskRetry(MethodView):
+    @blp.arguments(RetryBodySchema, required=False)
+    @blp.response(200, RetryResultSchema)
+    def post(self, options: dict[str, Any], task_pk: int) -> dict[str, Any]:
+        """Retry a failed or cancelled task"""
+        with core().uow() as uow:
+            result = service.retry_task(uow, current_principal().brand_id, task_pk, options or {})
+            uow.commit()
+            return result
+
+
+@blp.route("/<int:task_pk>/cancel/")
+class TaskCancel(MethodView):
+    @blp.response(200, CancelResultSchema)
+    def post(self, task_pk: int) -> dict[str, Any]:
+        """Cancel a task (a running one is told to stop)"""
+        with core().uow() as uow:
+            result = service.cancel_task(uow, current_principal().brand_id, task_pk)
+            uow.commit()
+            return result
+
+
+@blp.route("/queue-stats/")
+class QueueStats(MethodView):
+    def get(self) -> dict[str, Any]:
+        """Queue figures: the brand's tasks per queue and the broker's live figures"""
+        container = core()
+        with container.session_factory() as session:
+            return queries.queue_stats(session, current_principal().brand_id, container.bus)
+
+
+@blp.route("/type-stats/")
+class TypeStats(MethodView):
+    def get(self) -> dict[str, Any]:
+        """Per task type: totals, outcomes, average duration, success rate"""
+        with core().session_factory() as session:
+            return queries.type_stats(session, current_principal().brand_id)
+
+
+@blp.route("/types/")
+class TaskTypes(MethodView):
+    def get(self) -> dict[str, Any]:
+        """The task types the running workers can execute, with their defaults"""
+        types = core().registry.live_types(max_age=0)
+        return {
+            "count": len(types),
+            "task_types": [
+                {
+                    "task_type": name,
+                    "queue": spec.get("queue", spec.get("priority", "normal")),
+                    "priority": spec.get("priority", "normal"),
+                    "timeout_minutes": spec.get("timeout_minutes"),
+                    "max_retries": spec.get("max_retries"),
+                    "persistent": bool(spec.get("persistent")),
+                    "workers": spec["workers"],
+                }
+                for name, spec in sorted(types.items())
+            ],
+            "strict_mode": core().strict_types,
+        }

@@ -1,0 +1,162 @@
+"""Task request and response schemas (API.md §1)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask import g
+
+from shared.api import ReadSchema, Schema, Timestamp
+from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
+
+from .status import ACTIVE, PRIORITIES, STATUSES
+
+TASK_TYPE_PATTERN = r"^[a-z0-9_.-]{1,100}$"
+READ_ONLY_FIELDS = (
+    "id", "task_id", "status", "progress_percentage", "brand", "created_by", "created_at",
+    "updated_at", "started_at", "completed_at", "result_data", "error_message", "retry_count",
+    "worker_name", "has_metrics", "metrics", "is_resumable", "is_periodic", "queue_name",
+)  # fmt: skip
+
+
+class _RejectReadOnly(Schema):
+    @ma.pre_load
+    def reject_read_only(self, data: dict, **_: object) -> dict:
+        if isinstance(data, dict):
+            errors = {k: ["This field is read-only."] for k in data if k in READ_ONLY_FIELDS}
+            if errors:
+                raise ma.ValidationError(errors)
+        return data
+
+
+class TaskCreateSchema(_RejectReadOnly):
+    task_type = ma.fields.String(required=True, validate=ma.validate.Regexp(TASK_TYPE_PATTERN))
+    priority = ma.fields.String(validate=ma.validate.OneOf(PRIORITIES))
+    description = ma.fields.String(load_default="", validate=ma.validate.Length(max=5000))
+    context_data = ma.fields.Dict(keys=ma.fields.String(), load_default=dict)
+    scheduled_for = ma.fields.AwareDateTime(allow_none=True)
+    max_retries = ma.fields.Integer(load_default=None, validate=ma.validate.Range(0, 20))
+    timeout_minutes = ma.fields.Integer(load_default=None, validate=ma.validate.Range(1, 10080))
+
+
+class TaskUpdateSchema(_RejectReadOnly):
+    """PUT and PATCH both take any subset of the writable fields."""
+
+    task_type = ma.fields.String(validate=ma.validate.Regexp(TASK_TYPE_PATTERN))
+    priority = ma.fields.String(validate=ma.validate.OneOf(PRIORITIES))
+    description = ma.fields.String(validate=ma.validate.Length(max=5000))
+    context_data = ma.fields.Dict(keys=ma.fields.String())
+    scheduled_for = ma.fields.AwareDateTime(allow_none=True)
+    max_retries = ma.fields.Integer(validate=ma.validate.Range(0, 20))
+    timeout_minutes = ma.fields.Integer(validate=ma.validate.Range(1, 10080))
+
+
+class BrandSchema(ReadSchema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+
+
+class UserSchema(ReadSchema):
+    id = ma.fields.String()
+    username = ma.fields.String()
+
+
+class TaskMetricsSummarySchema(ReadSchema):
+    execution_time_ms = ma.fields.Float(allow_none=True)
+    memory_usage_mb = ma.fields.Float(allow_none=True)
+    cost_usd = ma.fields.Float(allow_none=True)
+
+
+class TaskSchema(ReadSchema):
+    id = ma.fields.Integer()
+    task_id = ma.fields.String()
+    task_type = ma.fields.String()
+    status = ma.fields.String()
+    priority = ma.fields.String()
+    queue_name = ma.fields.String()
+    description = ma.fields.String()
+    progress_percentage = ma.fields.Integer()
+    current_step = ma.fields.String(allow_none=True)
+    brand = ma.fields.Function(lambda t: {"id": t.brand_id, "name": t.brand_name})
+    created_by = ma.fields.Function(lambda t: {"id": t.created_by_id, "username": t.created_by_username})
+    created_at = Timestamp()
+    updated_at = Timestamp()
+    scheduled_for = Timestamp(allow_none=True)
+    started_at = Timestamp(allow_none=True)
+    completed_at = Timestamp(allow_none=True)
+    context_data = ma.fields.Dict()
+    result_data = ma.fields.Dict(allow_none=True)
+    error_message = ma.fields.String(allow_none=True)
+    retry_count = ma.fields.Integer()
+    max_retries = ma.fields.Integer()
+    timeout_minutes = ma.fields.Integer()
+    worker_name = ma.fields.String(allow_none=True)
+    has_metrics = ma.fields.Boolean()
+    metrics = ma.fields.Nested(TaskMetricsSummarySchema, allow_none=True)
+    is_resumable = ma.fields.Boolean()
+    is_periodic = ma.fields.Boolean()
+
+
+class StatusChangeSchema(ReadSchema):
+    from_status = ma.fields.String(allow_none=True)
+    to_status = ma.fields.String()
+    reason = ma.fields.String()
+    attempt = ma.fields.Integer()
+    at = Timestamp()
+
+
+class TaskDetailSchema(TaskSchema):
+    status_history = ma.fields.Method("newest_history")
+    error_traceback = ma.fields.Method("traceback_for_admins")
+
+    def newest_history(self, task: object) -> list:
+        return StatusChangeSchema(many=True).dump(getattr(task, "history", [])[:50])
+
+    def traceback_for_admins(self, task: object) -> str | None:
+        # kept for the admins of the task's own brand (the query already scoped the brand)
+        principal = g.get("principal")
+        return getattr(task, "error_traceback", None) if principal and principal.can("admin") else None
+
+
+TaskPageSchema = page_schema(TaskSchema, "TaskPage")
+
+
+class TaskListArgs(ListArgs):
+    range_filters = {
+        "execution_time": lambda: ma.fields.Float(),
+        "retry_count": lambda: ma.fields.Integer(),
+        "progress_percentage": lambda: ma.fields.Integer(),
+    }
+    status = CommaList(STATUSES + ("active",))
+    priority = CommaList(PRIORITIES)
+    task_type = CommaList()
+    task_type__startswith = ma.fields.String(validate=ma.validate.Length(min=1, max=100))
+    queue_name = CommaList()
+    has_metrics = FlexibleBoolean()
+    is_resumable = FlexibleBoolean()
+    is_periodic = FlexibleBoolean()
+    ordering = Ordering(["created_at", "updated_at", "priority", "status", "progress_percentage"])
+
+
+ACTIVE_STATUSES = ACTIVE
+
+
+class RetryBodySchema(Schema):
+    reset_progress = ma.fields.Boolean(load_default=False)
+    clear_errors = ma.fields.Boolean(load_default=False)
+    new_priority = ma.fields.String(validate=ma.validate.OneOf(PRIORITIES), allow_none=True)
+
+
+class RetryResultSchema(ReadSchema):
+    message = ma.fields.String()
+    task_id = ma.fields.String()
+    new_status = ma.fields.String()
+    retry_count = ma.fields.Integer()
+    max_retries = ma.fields.Integer()
+    estimated_start = ma.fields.String(allow_none=True)
+
+
+class CancelResultSchema(ReadSchema):
+    message = ma.fields.String()
+    task_id = ma.fields.String()
+    previous_status = ma.fields.String()
+    cancelled_at = ma.fields.String()

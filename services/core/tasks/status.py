@@ -1,0 +1,32 @@
+"""The task status table, written once. Every status change in core goes through `transition`."""
+
+from __future__ import annotations
+
+PENDING, RUNNING, PAUSED, RETRYING = "pending", "running", "paused", "retrying"
+COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
+
+STATUSES = (PENDING, RUNNING, PAUSED, RETRYING, COMPLETED, FAILED, CANCELLED)
+FINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+ACTIVE = tuple(s for s in STATUSES if s not in FINAL)
+
+# from -> the statuses it may move to (anything else is 409 INVALID_STATUS_TRANSITION)
+TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({RUNNING, PAUSED, CANCELLED, FAILED}),
+    # running -> pending: its worker was lost and the attempt is dispatched again
+    RUNNING: frozenset({COMPLETED, FAILED, RETRYING, CANCELLED, PAUSED, PENDING}),
+    RETRYING: frozenset({RUNNING, CANCELLED, FAILED, PENDING}),
+    PAUSED: frozenset({PENDING, CANCELLED}),
+    FAILED: frozenset({PENDING}),  # manual retry or a resumed job
+    CANCELLED: frozenset({PENDING}),  # manual retry or a resumed job
+    COMPLETED: frozenset(),
+}
+
+RETRYABLE_FROM = tuple(s for s, targets in TRANSITIONS.items() if PENDING in targets and s in FINAL)
+CANCELLABLE_FROM = tuple(s for s, targets in TRANSITIONS.items() if CANCELLED in targets)
+
+PRIORITIES = ("low", "normal", "high", "critical")
+PRIORITY_RANK = {p: rank for rank, p in enumerate(PRIORITIES)}
+
+
+def can_move(current: str, target: str) -> bool:
+    return target in TRANSITIONS[current]

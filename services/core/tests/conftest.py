@@ -1,0 +1,52 @@
+"""core fixtures: app -> client -> helpers (Flask tutorial style). `core_app` runs every API test
+on SQLite (embedded mode) and on real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from services.core.app import create_app
+from services.core.container import CoreContainer, bootstrap
+from shared.events.inprocess_bus import InProcessBus
+from shared.testing.fixtures import make_settings
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, sqlite_url: Any) -> str:
+    if request.param == "sqlite":
+        return sqlite_url("core")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def container(database_url: str) -> Iterator[CoreContainer]:
+    built = bootstrap(make_settings("core", database_url), bus=InProcessBus(prefix="t."))
+    yield built
+    built.ctx.dispose()
+
+
+@pytest.fixture
+def app(container: CoreContainer) -> Flask:
+    return create_app(container=container)
+
+
+@pytest.fixture
+def client(app: Flask) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def make_task(client: Any, auth: Any) -> Any:
+    def make(**fields: Any) -> dict[str, Any]:
+        body = {"task_type": "example.noop", **fields}
+        headers = fields.pop("headers", None) or auth.headers()
+        body.pop("headers", None)
+        response = client.post("/tasks/", json=body, headers=headers)
+        assert response.status_code == 201, response.json
+        return response.json
+
+    return make

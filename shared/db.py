@@ -1,0 +1,156 @@
+"""SQLAlchemy 2 plumbing shared by every service: engines, the UTC datetime type, JSON that is
+JSONB on PostgreSQL, and the tables every service database has (outbox, inbox)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.sql.expression import FunctionElement
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints so that Alembic migrations are stable on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain postgresql:// URLs and use psycopg 3 for them."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_timeout", 5)
+    # fail fast when the database is down: 5 s to connect, 15 s per statement
+    connect_args = {"connect_timeout": 5, "options": "-c statement_timeout=15000"}
+    return create_engine(url, connect_args=connect_args, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Any]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def messaging_tables(metadata: MetaData) -> tuple[Table, Table]:
+    """The outbox and inbox tables, added to a service's own metadata (and so to its migrations)."""
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", BigIntPK, primary_key=True, autoincrement=True),
+        Column("message_id", String(64), nullable=False, unique=True),
+        Column("exchange", String(32), nullable=False),
+        Column("routing_key", String(100), nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("headers", JSONType, nullable=False, default=dict),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("published_at", UTCDateTime, nullable=True),
+        Column("attempts", Integer, nullable=False, default=0),
+    )
+    # the relay's only query: unpublished rows in id order (partial index stays tiny)
+    Index(
+        "ix_outbox_unpublished",
+        outbox.c.id,
+        postgresql_where=outbox.c.published_at.is_(None),
+        sqlite_where=outbox.c.published_at.is_(None),
+    )
+    Index("ix_outbox_published_at", outbox.c.published_at)
+    inbox = Table(
+        "inbox",
+        metadata,
+        Column("consumer", String(64), primary_key=True),
+        Column("event_id", String(64), primary_key=True),
+        Column("applied_at", UTCDateTime, nullable=False, index=True),
+    )
+    return outbox, inbox
+
+
+class seconds_between(FunctionElement[float]):  # noqa: N801 - used like a SQL function
+    """`seconds_between(later, earlier)`: an interval in seconds on PostgreSQL and SQLite."""
+
+    type = Float()
+    inherit_cache = True
+    name = "seconds_between"
+
+
+@compiles(seconds_between, "postgresql")
+def _seconds_between_pg(element: Any, compiler: Any, **kw: Any) -> str:
+    later, earlier = list(element.clauses)
+    return f"EXTRACT(EPOCH FROM ({compiler.process(later, **kw)} - {compiler.process(earlier, **kw)}))"
+
+
+@compiles(seconds_between)
+def _seconds_between_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    later, earlier = list(element.clauses)
+    return (
+        f"((julianday({compiler.process(later, **kw)}) - "
+        f"julianday({compiler.process(earlier, **kw)})) * 86400.0)"
+    )

@@ -1,0 +1,144 @@
+"""`make run`: the whole platform in one process (the embedded default of DESIGN.md).
+
+Every service app that exists, behind one port with the route table of API.md §0 (longest
+prefix wins, no path rewriting), SQLite files in the data folder, the in-process bus, and every
+service's background loops (relays, consumers, dispatcher), the worker and the scheduler on
+threads. Services register themselves in EMBEDDED_SERVICES as they are built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from threading import Event as StopSignal
+from typing import Any
+
+from flask import Flask
+
+from .background import Loop, start_loops
+from .config import load_settings
+from .embedded_secret import dev_secret
+from .errors import ApiError
+from .routes import ROUTES, SERVICES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbeddedService:
+    name: str
+    app: Flask
+    loops: list[Loop]
+
+
+class PrefixRouter:
+    """A WSGI app that hands each request to the service owning the longest matching prefix."""
+
+    def __init__(self, apps: dict[str, Flask], fallback: Flask) -> None:
+        self.apps, self.fallback = apps, fallback
+        self.table = sorted(
+            [(r.prefix, apps[r.service]) for r in ROUTES if r.service in apps]
+            + [(f"/docs/{name}/", app) for name, app in apps.items()],
+            key=lambda item: -len(item[0]),
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        for prefix, app in self.table:
+            if path.startswith(prefix):
+                return app(environ, start_response)
+        return self.fallback(environ, start_response)
+
+
+def load_service(name: str) -> EmbeddedService | None:
+    """A service that is not built yet (no services/<name>/embedded.py) is skipped."""
+    try:
+        module = importlib.import_module(f"services.{name}.embedded")
+    except ModuleNotFoundError as error:
+        if error.name and error.name.startswith(f"services.{name}"):
+            return None
+        raise
+    app, loops = module.build(load_settings(name))
+    return EmbeddedService(name, app, loops)
+
+
+def build_platform(extra_loops: Iterable[Callable[[], list[Loop]]] = ()) -> tuple[PrefixRouter, list[Loop]]:
+    os.environ.setdefault("JWT_SECRET", dev_secret())
+    services = [s for s in (load_service(name) for name in SERVICES) if s is not None]
+    apps = {s.name: s.app for s in services}
+    router = PrefixRouter(apps, _fallback_app(apps))
+    loops = [loop for s in services for loop in s.loops]
+    for factory in extra_loops:
+        loops.extend(factory())
+    return router, loops
+
+
+def _fallback_app(apps: dict[str, Flask]) -> Flask:
+    """Answers what no service owns: /healthz, /readyz for the whole process, JSON 404s."""
+    from .errors import register_error_handlers
+    from .prometheus_metrics import render
+
+    app = Flask("taskhub.embedded")
+    register_error_handlers(app)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return {"status": "ok", "services": sorted(apps)}
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        results = {}
+        for name, service_app in apps.items():
+            with service_app.test_client() as client:
+                results[name] = client.get("/readyz").status_code == 200
+        return {"status": "ok" if all(results.values()) else "unavailable", "services": results}, (
+            200 if all(results.values()) else 503
+        )
+
+    @app.get("/metrics")
+    def metrics() -> Any:
+        payload, content_type = render()
+        return app.response_class(payload, content_type=content_type)
+
+    @app.route("/", defaults={"path": ""})
+    @app.route("/<path:path>")
+    def unknown(path: str) -> Any:
+        raise ApiError(404, "NOT_FOUND", "No service serves this path.")
+
+    return app
+
+
+def optional_loops(module_name: str) -> Callable[[], list[Loop]]:
+    """The worker and the scheduler, when their packages exist."""
+
+    def factory() -> list[Loop]:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            return []
+        return module.embedded_loops()
+
+    return factory
+
+
+def main() -> None:
+    from werkzeug.serving import run_simple
+
+    port = int(os.environ.get("PORT", "8080"))
+    router, loops = build_platform(
+        [optional_loops("services.worker.embedded"), optional_loops("services.scheduling.scheduler")]
+    )
+    stop = StopSignal()
+    start_loops(loops, stop)
+    log.info("taskhub embedded platform on port %s", port)
+    try:
+        run_simple("127.0.0.1", port, router, threaded=True, use_reloader=False)
+    finally:
+        stop.set()
+
+
+if __name__ == "__main__":
+    main()

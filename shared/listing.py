@@ -1,0 +1,225 @@
+"""The list machinery, declared once: query-argument schemas (choice lists, range suffixes, dates,
+search, whitelisted ordering), their translation into SQL, and the page envelope
+`{"count", "next", "previous", "results"}` with full links as the client sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import marshmallow as ma
+from flask import request
+from marshmallow.schema import SchemaMeta
+from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from .errors import ApiError, not_found
+
+RANGE_SUFFIXES = ("gt", "gte", "lt", "lte")
+DEFAULT_PAGE_SIZE = 25
+MAX_PAGE_SIZE = 100
+
+
+class CommaList(ma.fields.Field):
+    """`?status=pending,running` -> ["pending", "running"], each checked against `choices`."""
+
+    def __init__(self, choices: Sequence[str] | None = None, **kwargs: Any) -> None:
+        self.choices = tuple(choices) if choices else None
+        super().__init__(**kwargs)
+        if self.choices:
+            self.metadata.setdefault(  # type: ignore[attr-defined]
+                "description", "Comma list of: " + ", ".join(self.choices)
+            )
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
+        items = [part.strip() for part in str(value).split(",") if part.strip()]
+        if not items:
+            raise ma.ValidationError("Give at least one value.")
+        if self.choices:
+            unknown = [i for i in items if i not in self.choices]
+            if unknown:
+                raise ma.ValidationError(f"Unknown choice(s) {unknown}; allowed: {list(self.choices)}.")
+        return items
+
+
+class Ordering(ma.fields.Field):
+    """`?ordering=-priority,created_at` -> [("priority", True), ("created_at", False)]."""
+
+    def __init__(self, allowed: Sequence[str], **kwargs: Any) -> None:
+        self.allowed = tuple(allowed)
+        super().__init__(**kwargs)
+        self.metadata.setdefault(  # type: ignore[attr-defined]
+            "description", "Comma list, '-' for descending. Fields: " + ", ".join(self.allowed)
+        )
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[tuple[str, bool]]:
+        out = []
+        for part in (p.strip() for p in str(value).split(",") if p.strip()):
+            name = part.lstrip("-")
+            if name not in self.allowed:
+                raise ma.ValidationError(f"Cannot order by {name!r}; allowed: {list(self.allowed)}.")
+            out.append((name, part.startswith("-")))
+        return out
+
+
+class FlexibleBoolean(ma.fields.Boolean):
+    truthy = {"true", "1", "yes", "True", "TRUE", 1}
+    falsy = {"false", "0", "no", "False", "FALSE", 0}
+
+
+class _ListArgsMeta(SchemaMeta):
+    """Adds `<name>__gt/__gte/__lt/__lte` for every entry of a schema's `range_filters`."""
+
+    @classmethod
+    def get_declared_fields(mcs, klass, cls_fields, inherited_fields, dict_cls=dict):  # type: ignore[no-untyped-def,override]  # noqa: N804
+        fields = super().get_declared_fields(klass, cls_fields, inherited_fields, dict_cls)
+        for name, field_factory in getattr(klass, "range_filters", {}).items():
+            for suffix in RANGE_SUFFIXES:
+                fields.setdefault(f"{name}__{suffix}", field_factory())
+        return fields
+
+
+class ListArgs(ma.Schema, metaclass=_ListArgsMeta):
+    """Arguments every list accepts. Subclasses add filters and set `ordering`'s allowed fields."""
+
+    class Meta:
+        unknown = ma.EXCLUDE  # unknown parameters are ignored (API.md §0)
+
+    range_filters: Mapping[str, Callable[[], ma.fields.Field]] = {}
+
+    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
+    page_size = ma.fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE, validate=ma.validate.Range(min=1, max=MAX_PAGE_SIZE)
+    )
+    created_after = ma.fields.AwareDateTime(default_timezone=None)
+    created_before = ma.fields.AwareDateTime()
+    updated_after = ma.fields.AwareDateTime()
+    search = ma.fields.String(validate=ma.validate.Length(max=200))
+
+
+Filter = Callable[[Any], ColumnElement[bool]]
+
+
+def range_filters(column: Any) -> dict[str, Filter]:
+    return {
+        "gt": lambda v: column > v,
+        "gte": lambda v: column >= v,
+        "lt": lambda v: column < v,
+        "lte": lambda v: column <= v,
+    }
+
+
+def apply_filters(
+    stmt: Select[Any],
+    args: Mapping[str, Any],
+    filters: Mapping[str, Filter],
+    ranges: Mapping[str, Any] | None = None,
+) -> Select[Any]:
+    """Each parsed argument with an entry in `filters` adds its WHERE clause; `name__gte`-style
+    arguments compare the column `ranges[name]`. Pagination, ordering and search are not filters."""
+    ranges = ranges or {}
+    for name, value in args.items():
+        if value is None or name in ("page", "page_size", "ordering", "search"):
+            continue
+        if name in filters:
+            stmt = stmt.where(filters[name](value))
+            continue
+        base, _, op = name.rpartition("__")
+        if base in ranges and op in RANGE_SUFFIXES:
+            stmt = stmt.where(range_filters(ranges[base])[op](value))
+    return stmt
+
+
+def search_clause(text: str, *columns: Any) -> ColumnElement[bool]:
+    pattern = f"%{text.lower()}%"
+    return or_(*(func.lower(c).like(pattern) for c in columns))
+
+
+def apply_ordering(
+    stmt: Select[Any],
+    ordering: list[tuple[str, bool]] | None,
+    columns: Mapping[str, Any],
+    default: list[tuple[str, bool]],
+    tiebreak: Any,
+) -> Select[Any]:
+    clauses = []
+    for name, descending in ordering or default:
+        column = columns[name]
+        clauses.append(column.desc() if descending else column.asc())
+    # a unique tiebreaker keeps pages stable when the ordered values repeat
+    descending_tiebreak = (ordering or default)[0][1]
+    clauses.append(tiebreak.desc() if descending_tiebreak else tiebreak.asc())
+    return stmt.order_by(*clauses)
+
+
+def public_url(page: int | None) -> str | None:
+    """This request's URL as the client sees it (X-Forwarded-*), with `page` replaced."""
+    if page is None:
+        return None
+    proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+    prefix = request.headers.get("X-Forwarded-Prefix", "").rstrip("/")
+    params = [(k, v) for k, v in request.args.items(multi=True) if k != "page"]
+    params.append(("page", str(page)))
+    return f"{proto}://{host}{prefix}{request.path}?{urlencode(params)}"
+
+
+def paginate(
+    session: Session,
+    stmt: Select[Any],
+    args: Mapping[str, Any],
+    *,
+    scalars: bool = True,
+) -> dict[str, Any]:
+    """One page of `stmt`; `results` holds the rows, dumped by the route's page schema."""
+    page, size = args.get("page", 1), args.get("page_size", DEFAULT_PAGE_SIZE)
+    count = session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
+    if page > 1 and (page - 1) * size >= count:
+        raise not_found(what="Page")
+    query = stmt.limit(size).offset((page - 1) * size)
+    rows = list(session.scalars(query) if scalars else session.execute(query))
+    return {
+        "count": count,
+        "next": public_url(page + 1) if page * size < count else None,
+        "previous": public_url(page - 1) if page > 1 else None,
+        "results": rows,
+    }
+
+
+def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
+    """The OpenAPI shape of a page of `item_schema` (documentation; the body is built by paginate)."""
+    return type(
+        name,
+        (ma.Schema,),
+        {
+            "count": ma.fields.Integer(),
+            "next": ma.fields.String(allow_none=True),
+            "previous": ma.fields.String(allow_none=True),
+            "results": ma.fields.List(ma.fields.Nested(item_schema)),
+        },
+    )
+
+
+def parse_or_400(schema: ma.Schema, data: Mapping[str, Any]) -> dict[str, Any]:
+    from .errors import validation_error
+
+    try:
+        return schema.load(data)
+    except ma.ValidationError as error:
+        raise validation_error(dict(error.messages)) from None  # type: ignore[arg-type]
+
+
+__all__ = [
+    "ApiError",
+    "CommaList",
+    "FlexibleBoolean",
+    "ListArgs",
+    "Ordering",
+    "apply_filters",
+    "apply_ordering",
+    "paginate",
+    "page_schema",
+    "search_clause",
+]

@@ -1,0 +1,36 @@
+"""The one route table: URL prefix -> service. The nginx config, the Kubernetes ingress and the
+single-process router are all generated from it; no other file spells these prefixes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Route:
+    prefix: str
+    service: str
+    default_port: int  # the port `make up` gives the service (gateway upstream)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("/tasks/monitoring/", "monitoring", 8102),
+    Route("/tasks/persistent-jobs/", "persistence", 8103),
+    Route("/tasks/scheduled/", "scheduling", 8104),
+    Route("/tasks/", "core", 8101),
+)
+
+SERVICES: tuple[str, ...] = ("core", "monitoring", "persistence", "scheduling")
+
+
+def service_for_path(path: str) -> str | None:
+    """Longest prefix wins, as in the gateway."""
+    best: Route | None = None
+    for route in ROUTES:
+        if path.startswith(route.prefix) and (best is None or len(route.prefix) > len(best.prefix)):
+            best = route
+    return best.service if best else None
+
+
+def route_of(service: str) -> Route:
+    return next(r for r in ROUTES if r.service == service)

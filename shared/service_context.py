@@ -1,0 +1,80 @@
+"""What a service process is built from (its composition root fills it): settings, database,
+outbox/inbox tables, the bus, and the unit-of-work factory the service layer uses."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, Table, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from .config import Settings
+from .db import make_engine, make_session_factory, messaging_tables
+from .events.bus import EventBus
+from .events.inprocess_bus import InProcessBus
+from .unit_of_work import UnitOfWork, Wakeup
+
+_embedded_bus_lock = threading.Lock()
+_embedded_bus: InProcessBus | None = None
+
+
+def make_bus(settings: Settings) -> EventBus:
+    """RabbitMQ when AMQP_URL is set; else the one in-process bus all embedded services share."""
+    global _embedded_bus
+    if settings.amqp_url:
+        from .events.rabbitmq_bus import RabbitMQBus
+
+        return RabbitMQBus(settings.amqp_url, prefix=settings.bus_prefix)
+    with _embedded_bus_lock:
+        if _embedded_bus is None:
+            _embedded_bus = InProcessBus(prefix=settings.bus_prefix)
+        return _embedded_bus
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    metadata: MetaData
+    bus: EventBus
+    engine: Engine = field(init=False)
+    session_factory: sessionmaker[Session] = field(init=False)
+    outbox: Table = field(init=False)
+    inbox: Table = field(init=False)
+    wakeup: Wakeup = field(default_factory=Wakeup)
+
+    def __post_init__(self) -> None:
+        self.engine = make_engine(self.settings.database_url)
+        self.session_factory = make_session_factory(self.engine)
+        self.outbox = self.metadata.tables["outbox"]
+        self.inbox = self.metadata.tables["inbox"]
+
+    @property
+    def service(self) -> str:
+        return self.settings.service
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.session_factory, self.outbox, self.service, self.wakeup.set)
+
+    def database_ok(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def with_messaging_tables(metadata: MetaData) -> MetaData:
+    if "outbox" not in metadata.tables:
+        messaging_tables(metadata)
+    return metadata
+
+
+def readiness(ctx: ServiceContext) -> dict[str, Any]:
+    checks = {"database": ctx.database_ok(), "broker": ctx.bus.ping()}
+    return {"status": "ok" if all(checks.values()) else "unavailable", "checks": checks}
