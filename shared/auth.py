@@ -80,6 +80,16 @@ def principal_from(claims: dict[str, Any], brand_header: str | None) -> Principa
     if brand_header is None or not brand_header.strip().lstrip("-").isdigit():
         raise ApiError(400, "BRAND_REQUIRED", "X-Brand-ID header with an integer brand id is required.")
     brand_id = int(brand_header)
+    if claims.get("machine") is True:
+        # a platform process (worker, scheduler) acting for the brand of the task it handles
+        return Principal(
+            user_id=str(claims["sub"]),
+            username=str(claims.get("username", claims["sub"])),
+            brand_id=brand_id,
+            brand_name="",
+            role="operator",
+            brands=(),
+        )
     for brand in claims["brands"]:
         if isinstance(brand, dict) and brand.get("id") == brand_id and brand.get("role") in ROLE_RANK:
             return Principal(
@@ -129,6 +139,13 @@ def require_role(role: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def mint_machine_token(secret: str, name: str, ttl_seconds: int = 24 * 3600) -> str:
+    """A token for a platform process (worker, scheduler): operator in any brand, never admin."""
+    return mint_token(
+        secret, brands=[], sub=f"machine:{name}", username=name, ttl_seconds=ttl_seconds, machine=True
+    )
 
 
 def mint_token(
