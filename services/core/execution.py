@@ -119,7 +119,8 @@ def on_failed(uow: UnitOfWork, env: Envelope) -> None:
     task.error_traceback = env.data.get("traceback")
     task.lease_expires_at = None
     if env.data.get("will_retry") and task.retry_count < task.max_retries:
-        delay = float(env.data.get("retry_delay_seconds") or 1.0)
+        raw_delay = env.data.get("retry_delay_seconds")
+        delay = max(0.0, float(raw_delay)) if raw_delay is not None else 1.0
         transition(task, st.RETRYING, f"attempt {task.attempt} failed; retry in {delay:.1f}s", now)
         task.retry_count += 1
         task.dispatch_due_at = now + timedelta(seconds=delay)

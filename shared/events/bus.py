@@ -1,5 +1,5 @@
 """The bus port. Two adapters implement it (RabbitMQ through pika, and an in-process one for the
-embedded mode) and pass the same contract tests (tests/shared/test_bus_contract.py).
+embedded mode) and pass the same contract tests (shared/tests/test_bus_contract.py).
 
 Two kinds of destination exist:
 - the events exchange (topic, routing key = event type): each consumer binds its own durable queue;
@@ -19,6 +19,9 @@ from threading import Event as StopSignal
 EVENTS_EXCHANGE = "events"
 WORK_EXCHANGE = "work"
 PRIORITIES: tuple[str, ...] = ("critical", "high", "normal", "low")
+# where core parks a task that lost its worker too many times (counted, inspectable, never re-run)
+DEAD_WORK = "dead"
+WORK_KEYS: tuple[str, ...] = (*PRIORITIES, DEAD_WORK)
 DEFAULT_MAX_DELIVERIES = 5
 
 

@@ -18,7 +18,7 @@ from threading import Event as StopSignal
 from .bus import (
     DEFAULT_MAX_DELIVERIES,
     EVENTS_EXCHANGE,
-    PRIORITIES,
+    WORK_KEYS,
     Delivery,
     EventBus,
     Handler,
@@ -54,7 +54,7 @@ class InProcessBus(EventBus):
         self.prefix = prefix
         self._queues: dict[str, _Queue] = {}
         self._cond = threading.Condition()
-        for priority in PRIORITIES:
+        for priority in WORK_KEYS:
             self._declare(self.work_queue_name(priority), [], DEFAULT_MAX_DELIVERIES)
 
     def _declare(self, name: str, bindings: Sequence[str], max_deliveries: int) -> _Queue:

@@ -38,8 +38,8 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from .bus import (
     DEFAULT_MAX_DELIVERIES,
     EVENTS_EXCHANGE,
-    PRIORITIES,
     WORK_EXCHANGE,
+    WORK_KEYS,
     BusUnavailable,
     Delivery,
     EventBus,
@@ -141,7 +141,7 @@ class _Topology:
 
     def declare_work(self, channel: BlockingChannel) -> list[str]:
         self.declare_exchanges(channel)
-        return [self.declare_work_queue(channel, priority) for priority in PRIORITIES]
+        return [self.declare_work_queue(channel, priority) for priority in WORK_KEYS]
 
     def declare_subscription(
         self,
@@ -302,7 +302,7 @@ class RabbitMQBus(EventBus):
         """A wrong exchange or priority is a bug, not an outage: retrying would not help."""
         if message.exchange not in (EVENTS_EXCHANGE, WORK_EXCHANGE):
             raise ValueError(f"unknown exchange {message.exchange!r}")
-        if message.exchange == WORK_EXCHANGE and message.routing_key not in PRIORITIES:
+        if message.exchange == WORK_EXCHANGE and message.routing_key not in WORK_KEYS:
             raise ValueError(f"unknown priority {message.routing_key!r}")
 
     def _publish_one(self, channel: BlockingChannel, message: OutgoingMessage) -> None:
@@ -382,8 +382,6 @@ class RabbitMQBus(EventBus):
     def _declare_early(self, sub: _RabbitSubscription) -> None:
         try:
             self._on_admin_channel(sub.declare)
-        except TopologyMismatch:
-            raise
         except _BROKER_ERRORS as exc:  # run() declares again, with retries
             log.info("could not declare %s yet: %r", sub.queue, exc)
 
@@ -433,7 +431,7 @@ class RabbitMQBus(EventBus):
 
     def _passive_counts(self, queue: str, channel: BlockingChannel) -> tuple[int, int]:
         # Work queues exist by definition of the port (the in-process bus makes them upfront).
-        if queue in {self.work_queue_name(p) for p in PRIORITIES}:
+        if queue in {self.work_queue_name(p) for p in WORK_KEYS}:
             self._remember(*_declaring(lambda: self._topology.declare_work(channel)))
         ok = channel.queue_declare(queue, passive=True)
         return ok.method.message_count, ok.method.consumer_count
@@ -621,7 +619,7 @@ class _RabbitWorkClient(WorkQueueClient):
         self._channel: BlockingChannel | None = None
 
     def get(self, priority: str) -> Delivery | None:
-        if priority not in PRIORITIES:
+        if priority not in WORK_KEYS:
             raise ValueError(f"unknown priority {priority!r}")
         try:
             channel = self._ensure_channel()
@@ -662,7 +660,7 @@ class _RabbitWorkClient(WorkQueueClient):
         tag = delivery.tag
         if not isinstance(tag, _Tag):
             raise TypeError("delivery did not come from a RabbitMQ work client")
-        if tag.channel is not self._channel or not tag.channel.is_open:
+        if not tag.channel.is_open or tag.channel is not self._channel:
             # Its channel died, and the broker requeued the message then: nothing left to settle.
             log.warning("%s of %s dropped: its channel is gone", what, delivery.message_id)
             return

@@ -303,10 +303,8 @@ def test_work_client_drops_stale_tags_after_its_connection_is_cut(
         assert held is not None
         _cut(client._connection)  # type: ignore[attr-defined]
         # The broker requeued it when the connection went; the next get reconnects and sees it.
-        wait_until(
-            lambda: rabbitmq_bus.queue_figures(rabbitmq_bus.work_queue_name("critical")).ready == 1,
-            "requeue",
-        )
+        queue = rabbitmq_bus.work_queue_name("critical")
+        wait_until(lambda: getattr(rabbitmq_bus.queue_figures(queue), "ready", None) == 1, "requeue")
         again = client.get("critical")
         assert again is not None and again.message_id == message.message_id
         assert again.delivery_count == 2
