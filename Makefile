@@ -11,7 +11,7 @@ ROLE ?= admin
 export TEST_DATABASE_ADMIN_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 
-.PHONY: help install run token test test-unit lint format clean
+.PHONY: help install run token test test-unit lint format clean up down status logs
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,18 @@ install: $(VENV)/.installed ## create the virtual environment (first use does it
 run: install ## the whole platform in one process on PORT (8080): SQLite, in-process bus
 	@PORT=$(PORT) $(PY) -m shared.embedded_banner
 	PORT=$(PORT) $(PY) -m shared.embedded
+
+up: install ## the real topology: gunicorn per service, relays/consumers, worker(s), scheduler, nginx on GATEWAY_PORT (8000)
+	$(PY) -m deploy.local.topology up
+
+down: ## stop everything `make up` started
+	$(PY) -m deploy.local.topology down
+
+status: ## which processes of `make up` run and answer /readyz
+	@$(PY) -m deploy.local.topology status
+
+logs: ## follow the logs of `make up` (run/logs/)
+	$(PY) -m deploy.local.topology logs --follow
 
 token: install ## mint a development token: make token BRAND=9 ROLE=admin
 	@$(PY) -m shared.dev_token --brand $(BRAND) --role $(ROLE)

@@ -1,0 +1,504 @@
+"""`make up` / `make down` / `make status` / `make logs`: the real topology on this machine.
+
+    python -m deploy.local.topology up [--gateway-port 8000] [--free-ports]
+    python -m deploy.local.topology down | status | logs [-f] [NAME]
+    python -m deploy.local.topology stop NAME | start NAME      (one process, e.g. core-web)
+
+Every service that exists (services/<name>/wsgi.py) runs as two processes: `<name>-web` (gunicorn
+on the port of the route table) and `<name>-background` (outbox relay, consumers, periodic jobs);
+then the worker(s) and the scheduler when their packages exist, and nginx in front on one port,
+configured by gateway.render from the same route table. Each service has its own database:
+PostgreSQL when `TASKHUB_UP_POSTGRES_URL` (an admin URL; databases `taskhub_<service>` are
+created when missing) or `<SERVICE>_DATABASE_URL` is given, else a SQLite file under run/data.
+
+This is a launcher, not a babysitter: processes run detached in their own sessions (pid files,
+state and logs under run/), `status` shows which died, `down` stops every one of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from shared.config import REPO_ROOT
+from shared.routes import SERVICES, route_of
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+READY_TIMEOUT_S = 90.0
+STOP_GRACE_S = 20.0
+# Stopped first to last: the door closes before the rooms.
+STOP_ORDER = ("gateway", "scheduler", "worker", "background", "web")
+
+
+@dataclass
+class Proc:
+    name: str  # core-web, core-background, worker-1, scheduler, gateway
+    kind: str  # web | background | worker | scheduler | gateway
+    argv: list[str]
+    env: dict[str, str]  # on top of the environment `up` ran in
+    ready_url: str | None = None
+    pid: int | None = None
+    started: str | None = None  # /proc start time: a reused pid is not ours
+
+
+# --------------------------------------------------------------------------------------------
+# What exists
+
+
+def present_services(root: Path = REPO_ROOT, only: str | None = None) -> list[str]:
+    """Services with a wsgi.py, in route-table order; `only` ("core,monitoring") narrows them."""
+    wanted = {name.strip() for name in only.split(",")} if only else set(SERVICES)
+    return [name for name in SERVICES if name in wanted and (root / "services" / name / "wsgi.py").exists()]
+
+
+def has_worker(root: Path = REPO_ROOT) -> bool:
+    return (root / "services" / "worker" / "__main__.py").exists()
+
+
+def has_scheduler(root: Path = REPO_ROOT) -> bool:
+    return (root / "services" / "scheduling" / "scheduler.py").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
+    if not found:
+        raise SystemExit("nginx is not installed (apt-get install -y nginx)")
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Databases
+
+
+def database_urls(services: Iterable[str], run_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
+    admin = env.get("TASKHUB_UP_POSTGRES_URL")
+    prefix = env.get("TASKHUB_UP_DB_PREFIX", "taskhub_")
+    urls = {}
+    for service in services:
+        given = env.get(f"{service.upper()}_DATABASE_URL")
+        if given:
+            urls[service] = given
+        elif admin:
+            urls[service] = f"{admin.rsplit('/', 1)[0]}/{prefix}{service}"
+        else:
+            urls[service] = f"sqlite:///{run_dir / 'data' / f'{service}.db'}"
+    return urls
+
+
+def ensure_databases(urls: Iterable[str]) -> None:
+    """CREATE DATABASE for each PostgreSQL URL whose database does not exist yet."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from shared.db import normalize_url
+
+    for raw in urls:
+        url = make_url(normalize_url(raw))
+        if not url.drivername.startswith("postgresql"):
+            continue
+        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                exists = conn.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+                ).first()
+                if not exists:
+                    conn.execute(text(f'CREATE DATABASE "{url.database}"'))
+        finally:
+            admin.dispose()
+
+
+# --------------------------------------------------------------------------------------------
+# The plan
+
+
+@dataclass
+class Layout:
+    run_dir: Path
+
+    @property
+    def state(self) -> Path:
+        return self.run_dir / "topology.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.run_dir / "pids"
+
+    @property
+    def nginx(self) -> Path:
+        return self.run_dir / "nginx"
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+
+def shared_env(layout: Layout, urls: Mapping[str, str], gateway_port: int) -> dict[str, str]:
+    from shared.embedded_secret import dev_secret
+
+    env = {
+        "PYTHONPATH": str(REPO_ROOT),
+        "JWT_SECRET": os.environ.get("JWT_SECRET") or dev_secret(),
+        "AMQP_URL": os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL,
+        "AMQP_PREFIX": os.environ.get("AMQP_PREFIX", "taskhub."),
+        "TASKHUB_DATA_DIR": str(layout.run_dir / "data"),
+        "TASKHUB_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({f"{service.upper()}_DATABASE_URL": url for service, url in urls.items()})
+    return env
+
+
+def plan(layout: Layout, gateway_port: int, ports: Mapping[str, int], env: Mapping[str, str]) -> list[Proc]:
+    python = sys.executable
+    procs: list[Proc] = []
+    for service, port in ports.items():
+        metrics_dir = layout.run_dir / "prometheus" / service
+        service_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        gunicorn = [python, "-m", "gunicorn", "-c", str(REPO_ROOT / "deploy" / "gunicorn_conf.py")]
+        procs.append(
+            Proc(
+                f"{service}-web",
+                "web",
+                [*gunicorn, "--bind", f"127.0.0.1:{port}", f"services.{service}.wsgi:app"],
+                {**service_env, "TASKHUB_AUTO_MIGRATE": "false", "WEB_CONCURRENCY": env["WEB_CONCURRENCY"]},
+                ready_url=f"http://127.0.0.1:{port}/readyz",
+            )
+        )
+        procs.append(
+            Proc(
+                f"{service}-background",
+                "background",
+                [python, "-m", "shared.run_service", service, "background"],
+                service_env,
+            )
+        )
+    if has_worker():
+        for index in range(1, int(env.get("TASKHUB_UP_WORKERS", "1")) + 1):
+            procs.append(Proc(f"worker-{index}", "worker", [python, "-m", "services.worker"], dict(env)))
+    if has_scheduler():
+        procs.append(
+            Proc("scheduler", "scheduler", [python, "-m", "services.scheduling.scheduler"], dict(env))
+        )
+    procs.append(
+        Proc(
+            "gateway",
+            "gateway",
+            [
+                nginx_binary(),
+                "-p",
+                str(layout.nginx),
+                "-c",
+                str(layout.nginx / "nginx.conf"),
+                "-e",
+                str(layout.nginx / "error.log"),
+            ],
+            {},
+            ready_url=f"http://127.0.0.1:{gateway_port}/healthz",
+        )
+    )
+    return procs
+
+
+def render_gateway(layout: Layout, gateway_port: int, ports: Mapping[str, int]) -> None:
+    from gateway.render import GatewayConfig, render
+
+    (layout.nginx / "temp").mkdir(parents=True, exist_ok=True)
+    config = GatewayConfig(
+        listen=f"127.0.0.1:{gateway_port}",
+        upstreams={service: [f"127.0.0.1:{port}"] for service, port in ports.items()},
+        prefix_dir=layout.nginx,
+        rate=os.environ.get("GATEWAY_RATE_LIMIT", "100r/s"),
+        burst=int(os.environ.get("GATEWAY_RATE_BURST", "200")),
+        read_timeout_s=int(os.environ.get("GATEWAY_READ_TIMEOUT", "60")),
+    )
+    (layout.nginx / "nginx.conf").write_text(render(config))
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat, or None if the pid is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def alive(proc: Proc) -> bool:
+    return proc.pid is not None and proc.started is not None and _start_time(proc.pid) == proc.started
+
+
+def spawn(layout: Layout, proc: Proc) -> None:
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    layout.pids.mkdir(parents=True, exist_ok=True)
+    with open(layout.log(proc.name), "ab") as log:
+        child = subprocess.Popen(
+            proc.argv,
+            env={**os.environ, **proc.env},
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: `down` signals it and its children
+        )
+    proc.pid = child.pid
+    proc.started = _start_time(child.pid)
+    (layout.pids / f"{proc.name}.pid").write_text(f"{child.pid}\n")
+
+
+def terminate(layout: Layout, procs: list[Proc]) -> None:
+    """SIGTERM each process group, wait for the leaders, then SIGKILL whatever is left."""
+    for proc in procs:
+        if alive(proc):
+            _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and any(alive(p) for p in procs):
+        time.sleep(0.1)
+    for proc in procs:
+        if proc.pid is not None:
+            _signal_group(proc.pid, signal.SIGKILL)  # stragglers in the group, if any
+        (layout.pids / f"{proc.name}.pid").unlink(missing_ok=True)
+        proc.pid = proc.started = None
+
+
+def _signal_group(pid: int | None, sig: signal.Signals) -> None:
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_ready(layout: Layout, procs: list[Proc], timeout: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    pending = [p for p in procs if p.ready_url]
+    while pending:
+        dead = [p for p in procs if not alive(p)]
+        if dead:
+            raise RuntimeError(f"{dead[0].name} exited during start-up:\n{tail(layout.log(dead[0].name))}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not ready within {timeout:.0f}s: {', '.join(p.name for p in pending)}")
+        pending = [p for p in pending if not http_ok(p.ready_url or "")]
+        if pending:
+            time.sleep(0.2)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# --------------------------------------------------------------------------------------------
+# State
+
+
+def save(layout: Layout, meta: dict[str, object], procs: list[Proc]) -> None:
+    layout.run_dir.mkdir(parents=True, exist_ok=True)
+    layout.state.write_text(json.dumps({**meta, "processes": [asdict(p) for p in procs]}, indent=2))
+    layout.state.chmod(0o600)  # it holds the JWT secret of the children's environment
+
+
+def load(layout: Layout) -> tuple[dict[str, object], list[Proc]]:
+    if not layout.state.exists():
+        return {}, []
+    raw = json.loads(layout.state.read_text())
+    procs = [Proc(**p) for p in raw.pop("processes")]
+    return raw, procs
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def up(layout: Layout, gateway_port: int, free_ports: bool) -> None:
+    meta, procs = load(layout)
+    if any(alive(p) for p in procs):
+        raise SystemExit(f"already up (gateway on port {meta.get('gateway_port')}); `make down` first")
+    services = present_services(only=os.environ.get("TASKHUB_UP_SERVICES"))
+    ports = {s: free_port() if free_ports else route_of(s).default_port for s in services}
+    if gateway_port == 0:
+        gateway_port = free_port()
+    urls = database_urls(services, layout.run_dir, os.environ)
+    ensure_databases(urls.values())
+    (layout.run_dir / "data").mkdir(parents=True, exist_ok=True)
+    env = shared_env(layout, urls, gateway_port)
+    env["WEB_CONCURRENCY"] = os.environ.get("WEB_CONCURRENCY", "2")
+    migrate(layout, services, env)
+    for service in services:  # multiprocess metric files of a previous run would be summed in
+        metrics_dir = layout.run_dir / "prometheus" / service
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+    render_gateway(layout, gateway_port, ports)
+    procs = plan(layout, gateway_port, ports, env)
+    meta = {"gateway_port": gateway_port, "ports": ports, "databases": urls}
+    try:
+        for proc in procs:
+            spawn(layout, proc)
+        save(layout, meta, procs)
+        wait_ready(layout, procs)
+    except (RuntimeError, OSError) as error:
+        terminate(layout, procs)
+        layout.state.unlink(missing_ok=True)
+        raise SystemExit(f"make up failed: {error}") from None
+    print(f"taskhub is up: http://127.0.0.1:{gateway_port}/tasks/  ({', '.join(p.name for p in procs)})")
+    print(f"logs: {layout.logs}/   token: make token   stop: make down")
+
+
+def migrate(layout: Layout, services: list[str], env: dict[str, str]) -> None:
+    """Every service's Alembic history to head, in parallel, before anything serves."""
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    running = []
+    for service in services:
+        log = open(layout.log(f"{service}-migrate"), "ab")  # noqa: SIM115 - closed below
+        command = [sys.executable, "-m", "shared.migrations", service, "upgrade"]
+        child = subprocess.Popen(
+            command, env={**os.environ, **env}, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        running.append((service, child, log))
+    failed = []
+    for service, child, log in running:
+        if child.wait(timeout=120) != 0:
+            failed.append(service)
+        log.close()
+    if failed:
+        details = "\n".join(tail(layout.log(f"{s}-migrate"), 15) for s in failed)
+        raise SystemExit(f"migrations failed for {', '.join(failed)}:\n{details}")
+
+
+def down(layout: Layout) -> None:
+    _, procs = load(layout)
+    if not procs:
+        print("nothing is up")
+        return
+    for kind in STOP_ORDER:
+        terminate(layout, [p for p in procs if p.kind == kind])
+    layout.state.unlink(missing_ok=True)
+    print(f"stopped {len(procs)} processes")
+
+
+def status(layout: Layout) -> int:
+    meta, procs = load(layout)
+    if not procs:
+        print("nothing is up")
+        return 1
+    print(f"gateway: http://127.0.0.1:{meta.get('gateway_port')}/")
+    healthy = True
+    for proc in procs:
+        state = "running" if alive(proc) else "DEAD"
+        if proc.ready_url and alive(proc):
+            state += ", ready" if http_ok(proc.ready_url) else ", NOT READY"
+        healthy = healthy and state in ("running", "running, ready")
+        print(f"  {proc.name:24} pid {proc.pid or '-':>7}  {state}")
+    return 0 if healthy else 1
+
+
+def stop_one(layout: Layout, name: str) -> None:
+    meta, procs = load(layout)
+    proc = _named(procs, name)
+    terminate(layout, [proc])
+    save(layout, meta, procs)
+
+
+def start_one(layout: Layout, name: str) -> None:
+    meta, procs = load(layout)
+    proc = _named(procs, name)
+    if not alive(proc):
+        spawn(layout, proc)
+        save(layout, meta, procs)
+    wait_ready(layout, [proc])
+
+
+def _named(procs: list[Proc], name: str) -> Proc:
+    for proc in procs:
+        if proc.name == name:
+            return proc
+    raise SystemExit(f"no process {name!r}; known: {', '.join(p.name for p in procs)}")
+
+
+def logs(layout: Layout, name: str | None, follow: bool) -> None:
+    files = [layout.log(name)] if name else sorted(layout.logs.glob("*.log"))
+    files = [f for f in files if f.exists()]
+    if not files:
+        print("no logs yet")
+        return
+    if follow:
+        os.execvp("tail", ["tail", "-n", "20", "-F", *map(str, files)])
+    for path in files:
+        print(f"==> {path.name} <==\n{tail(path, 20)}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument(
+        "--run-dir", type=Path, default=Path(os.environ.get("TASKHUB_RUN_DIR", REPO_ROOT / "run"))
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up_parser = commands.add_parser("up")
+    up_parser.add_argument(
+        "--gateway-port",
+        type=int,
+        default=int(os.environ.get("GATEWAY_PORT", "8000")),
+        help="0 picks a free port",
+    )
+    up_parser.add_argument("--free-ports", action="store_true", help="free ports for the services too")
+    commands.add_parser("down")
+    commands.add_parser("status")
+    logs_parser = commands.add_parser("logs")
+    logs_parser.add_argument("name", nargs="?")
+    logs_parser.add_argument("-f", "--follow", action="store_true")
+    for command in ("stop", "start"):
+        commands.add_parser(command).add_argument("name")
+    args = parser.parse_args(argv)
+    layout = Layout(args.run_dir.resolve())
+    if args.command == "up":
+        up(layout, args.gateway_port, args.free_ports)
+    elif args.command == "down":
+        down(layout)
+    elif args.command == "status":
+        sys.exit(status(layout))
+    elif args.command == "logs":
+        logs(layout, args.name, args.follow)
+    elif args.command == "stop":
+        stop_one(layout, args.name)
+    elif args.command == "start":
+        start_one(layout, args.name)
+
+
+if __name__ == "__main__":
+    main()
