@@ -77,11 +77,12 @@ class Task(Base):
         Index("ix_tasks_brand_priority_created", "brand_id", "priority_rank", "created_at"),
         Index("ix_tasks_brand_type_created", "brand_id", "task_type", "created_at"),
         Index("ix_tasks_brand_queue_created", "brand_id", "queue_name", "created_at"),
-        Index("ix_tasks_brand_progress", "brand_id", "progress_percentage"),
+        Index("ix_tasks_brand_progress_created", "brand_id", "progress_percentage", "created_at"),
         Index("ix_tasks_brand_exec_time", "brand_id", "execution_time_ms"),
         Index("ix_tasks_brand_retry_count", "brand_id", "retry_count"),
         Index("ix_tasks_brand_resumable_created", "brand_id", "is_resumable", "created_at"),
         Index("ix_tasks_brand_periodic_created", "brand_id", "is_periodic", "created_at"),
+        Index("ix_tasks_brand_periodic_status", "brand_id", "is_periodic", "status"),
         Index("ix_tasks_brand_metrics_created", "brand_id", "has_metrics", "created_at"),
         Index("ix_tasks_brand_idempotency", "brand_id", "idempotency_key", unique=True),
         # the dispatcher's and the reaper's queries

@@ -12,20 +12,21 @@ from sqlalchemy.orm import Session
 from shared.db import seconds_between
 from shared.events.bus import EventBus
 from shared.events.envelope import utcnow
-from shared.listing import apply_filters, apply_ordering, search_clause
+from shared.listing import apply_filters, apply_ordering
 
 from ..models import Task
 from . import status as st
 
 FILTERS: dict[str, Any] = {
     "status": lambda v: Task.status.in_(_expand_status(v)),
-    "priority": lambda v: Task.priority.in_(v),
+    # the rank column, so that the (brand, rank, created) index serves filter and ordering at once
+    "priority": lambda v: Task.priority_rank.in_([st.PRIORITY_RANK[p] for p in v]),
     "task_type": lambda v: Task.task_type.in_(v),
     "task_type__startswith": lambda v: Task.task_type.startswith(v, autoescape=True),
     "queue_name": lambda v: Task.queue_name.in_(v),
-    "has_metrics": lambda v: Task.has_metrics.is_(v),
-    "is_resumable": lambda v: Task.is_resumable.is_(v),
-    "is_periodic": lambda v: Task.is_periodic.is_(v),
+    "has_metrics": lambda v: Task.has_metrics == v,
+    "is_resumable": lambda v: Task.is_resumable == v,
+    "is_periodic": lambda v: Task.is_periodic == v,
     "created_after": lambda v: Task.created_at >= v,
     "created_before": lambda v: Task.created_at <= v,
     "updated_after": lambda v: Task.updated_at >= v,
@@ -44,6 +45,10 @@ ORDERING = {
 }
 
 
+# one expression, so that PostgreSQL's trigram index (migration 0001) serves `search`
+SEARCH_TEXT = Task.task_id + " " + Task.task_type + " " + Task.description
+
+
 def _expand_status(values: list[str]) -> list[str]:
     out: list[str] = []
     for value in values:
@@ -54,8 +59,10 @@ def _expand_status(values: list[str]) -> list[str]:
 def task_list(brand_id: int, args: dict[str, Any]) -> Select[Any]:
     stmt = apply_filters(select(Task).where(Task.brand_id == brand_id), args, FILTERS, RANGES)
     if args.get("search"):
-        stmt = stmt.where(search_clause(args["search"], Task.task_id, Task.task_type, Task.description))
-    return apply_ordering(stmt, args.get("ordering"), ORDERING, [("created_at", True)], Task.id)
+        stmt = stmt.where(func.lower(SEARCH_TEXT).contains(args["search"].lower(), autoescape=True))
+    return apply_ordering(
+        stmt, args.get("ordering"), ORDERING, [("created_at", True)], (Task.created_at, Task.id)
+    )
 
 
 def _start_of_today() -> datetime:
