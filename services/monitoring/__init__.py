@@ -1,0 +1,1 @@
+"""monitoring: metrics, analytics, alert rules and workers (API.md §2)."""

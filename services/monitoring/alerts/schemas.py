@@ -1,0 +1,121 @@
+"""Alert rule, alert event and test-call schemas (API.md §2)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from shared.api import ReadSchema, Schema, Timestamp
+from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
+
+from .rules import CONDITIONS, METRIC_FIELDS, SEVERITIES
+
+TASK_TYPE = ma.fields.String(validate=ma.validate.Regexp(r"^[a-z0-9_.-]{1,100}$"))
+
+
+class AlertRuleSchema(Schema):
+    """POST and PUT: the whole rule. metric_field and threshold_value are checked by the service
+    layer, which answers METRIC_FIELD_INVALID / THRESHOLD_OUT_OF_RANGE."""
+
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    description = ma.fields.String(load_default="", validate=ma.validate.Length(max=5000))
+    metric_field = ma.fields.String(required=True, validate=ma.validate.Length(max=100))
+    condition = ma.fields.String(required=True, validate=ma.validate.OneOf(list(CONDITIONS)))
+    # NaN and infinities get through parsing, to be refused with THRESHOLD_OUT_OF_RANGE
+    threshold_value = ma.fields.Float(required=True, allow_nan=True)
+    task_types = ma.fields.List(TASK_TYPE, load_default=list, validate=ma.validate.Length(max=100))
+    severity = ma.fields.String(load_default="medium", validate=ma.validate.OneOf(SEVERITIES))
+    is_active = ma.fields.Boolean(load_default=True)
+    notification_emails = ma.fields.List(
+        ma.fields.Email(), load_default=list, validate=ma.validate.Length(max=50)
+    )
+    webhook_url = ma.fields.URL(
+        allow_none=True, load_default=None, schemes={"http", "https"}, require_tld=False
+    )
+    webhook_secret = ma.fields.String(
+        load_only=True, allow_none=True, load_default=None, validate=ma.validate.Length(min=8, max=200)
+    )
+    cooldown_minutes = ma.fields.Integer(load_default=15, validate=ma.validate.Range(0, 10080))
+
+
+class AlertRulePatchSchema(AlertRuleSchema):
+    """PATCH: any subset (a partial load fills in no defaults)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, partial=True, **kwargs)  # type: ignore[arg-type]
+
+
+class AlertRuleReadSchema(ReadSchema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+    brand = ma.fields.Function(lambda r: {"id": r.brand_id, "name": r.brand_name})
+    description = ma.fields.String()
+    metric_field = ma.fields.String()
+    condition = ma.fields.String()
+    threshold_value = ma.fields.Float()
+    task_types = ma.fields.List(ma.fields.String())
+    severity = ma.fields.String()
+    is_active = ma.fields.Boolean()
+    notification_emails = ma.fields.List(ma.fields.String())
+    webhook_url = ma.fields.String(allow_none=True)
+    webhook_secret_set = ma.fields.Function(lambda r: bool(r.webhook_secret))
+    cooldown_minutes = ma.fields.Integer()
+    trigger_count = ma.fields.Integer()
+    last_triggered_at = Timestamp(allow_none=True)
+    created_by = ma.fields.Function(lambda r: {"id": r.created_by_id, "username": r.created_by_username})
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+AlertRulePageSchema = page_schema(AlertRuleReadSchema, "AlertRulePage")
+
+
+class AlertRuleListArgs(ListArgs):
+    range_filters = {"threshold_value": ma.fields.Float}
+    is_active = FlexibleBoolean()
+    metric_field = CommaList(METRIC_FIELDS)
+    condition = CommaList(list(CONDITIONS))
+    severity = CommaList(SEVERITIES)
+    last_triggered_after = ma.fields.AwareDateTime()
+    ordering = Ordering(
+        ["name", "created_at", "updated_at", "last_triggered_at", "trigger_count", "threshold_value"]
+    )
+
+
+class AlertTestSchema(Schema):
+    test_value = ma.fields.Float(required=True)
+    send_notification = ma.fields.Boolean(load_default=False)
+
+
+class AlertTestResultSchema(ReadSchema):
+    would_trigger = ma.fields.Boolean()
+    test_value = ma.fields.Float()
+    threshold_value = ma.fields.Float()
+    condition = ma.fields.String()
+    message = ma.fields.String()
+    notifications_queued = ma.fields.Integer()
+
+
+class AlertEventSchema(ReadSchema):
+    id = ma.fields.Integer()
+    alert_rule = ma.fields.Function(lambda e: {"id": e.rule_id, "name": e.rule_name})
+    severity = ma.fields.String()
+    metric_field = ma.fields.String()
+    condition = ma.fields.String()
+    threshold_value = ma.fields.Float()
+    value = ma.fields.Float()
+    base_task = ma.fields.Integer(allow_none=True)
+    task_id = ma.fields.String(allow_none=True)
+    notified = ma.fields.Boolean()
+    triggered_at = Timestamp()
+
+
+AlertEventPageSchema = page_schema(AlertEventSchema, "AlertEventPage")
+
+
+class AlertHistoryArgs(ListArgs):
+    """created_after/before filter on triggered_at; search covers the rule name and task_id."""
+
+    days = ma.fields.Integer(load_default=30, validate=ma.validate.Range(1, 365))
+    alert_rule = ma.fields.Integer()
+    severity = CommaList(SEVERITIES)
+    ordering = Ordering(["triggered_at", "value"])

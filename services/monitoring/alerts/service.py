@@ -1,0 +1,263 @@
+"""Alert rules: their CRUD, the check of every new metrics record against the brand's active
+rules, and the test call. A match is stored (history) and announced (alert.triggered); outside
+the rule's cooldown it also queues notifications, which the notifier loop sends later: nothing
+here waits on a webhook or an SMTP server."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from shared.auth import Principal
+from shared.errors import conflict, field_error, not_found
+from shared.events.envelope import iso, utcnow
+from shared.unit_of_work import UnitOfWork
+
+from ..models import AlertEvent, AlertRule, MetricsRecord, Notification
+from .rules import check_rule, describe, matches
+
+MAX_AFFECTED_TASKS = 50
+
+
+def get_rule(uow: UnitOfWork, brand_id: int, pk: int, *, lock: bool = False) -> AlertRule:
+    stmt = select(AlertRule).where(AlertRule.id == pk, AlertRule.brand_id == brand_id)
+    rule = uow.session.scalars(stmt.with_for_update() if lock else stmt).first()
+    if rule is None:
+        raise not_found("NOT_FOUND", "Alert rule")
+    return rule
+
+
+def _name_taken(uow: UnitOfWork, brand_id: int, name: str, pk: int | None) -> bool:
+    stmt = select(AlertRule.id).where(AlertRule.brand_id == brand_id, AlertRule.name == name)
+    return any(found != pk for found in uow.session.scalars(stmt))
+
+
+def _save(uow: UnitOfWork, rule: AlertRule) -> AlertRule:
+    check_rule(rule.metric_field, rule.threshold_value)
+    if _name_taken(uow, rule.brand_id, rule.name, rule.id):
+        raise field_error("name", "An alert rule of this brand already has this name.")
+    uow.session.add(rule)
+    try:
+        uow.session.flush()
+    except IntegrityError:  # the same name committed concurrently
+        raise field_error("name", "An alert rule of this brand already has this name.") from None
+    return rule
+
+
+def create_rule(uow: UnitOfWork, principal: Principal, fields: dict[str, Any]) -> AlertRule:
+    now = utcnow()
+    rule = AlertRule(
+        brand_id=principal.brand_id,
+        brand_name=principal.brand_name,
+        created_by_id=principal.user_id,
+        created_by_username=principal.username,
+        trigger_count=0,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+    return _save(uow, rule)
+
+
+def update_rule(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) -> AlertRule:
+    rule = get_rule(uow, brand_id, pk, lock=True)
+    for name, value in fields.items():
+        setattr(rule, name, value)
+    rule.updated_at = utcnow()
+    return _save(uow, rule)
+
+
+def delete_rule(uow: UnitOfWork, brand_id: int, pk: int) -> None:
+    uow.session.delete(get_rule(uow, brand_id, pk, lock=True))
+
+
+def _applies(rule: AlertRule, record: MetricsRecord) -> bool:
+    if rule.task_types and record.task_type not in rule.task_types:
+        return False
+    return matches(rule.condition, float(getattr(record, rule.metric_field)), rule.threshold_value)
+
+
+def cooling_down_until(rule: AlertRule, now: datetime) -> datetime | None:
+    if rule.last_notified_at is None or rule.cooldown_minutes <= 0:
+        return None
+    ends = rule.last_notified_at + timedelta(minutes=rule.cooldown_minutes)
+    return ends if ends > now else None
+
+
+def evaluate(uow: UnitOfWork, record: MetricsRecord) -> list[AlertEvent]:
+    """Check a new measurement against the brand's active rules."""
+    candidates = uow.session.scalars(
+        select(AlertRule).where(AlertRule.brand_id == record.brand_id, AlertRule.is_active.is_(True))
+    ).all()
+    matched_ids = [rule.id for rule in candidates if _applies(rule, record)]
+    if not matched_ids:
+        return []
+    # lock the matching rules (fresh values): two records at once notify once per cooldown
+    rules = uow.session.scalars(
+        select(AlertRule)
+        .where(AlertRule.id.in_(matched_ids))
+        .order_by(AlertRule.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    return [_trigger(uow, rule, record) for rule in rules]
+
+
+def _trigger(uow: UnitOfWork, rule: AlertRule, record: MetricsRecord) -> AlertEvent:
+    now = utcnow()
+    value = float(getattr(record, rule.metric_field))
+    notify = cooling_down_until(rule, now) is None
+    event = AlertEvent(
+        brand_id=rule.brand_id,
+        rule_id=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        metric_field=rule.metric_field,
+        condition=rule.condition,
+        threshold_value=rule.threshold_value,
+        value=value,
+        base_task=record.base_task,
+        task_id=record.task_id,
+        notified=notify,
+        triggered_at=now,
+    )
+    uow.session.add(event)
+    rule.trigger_count += 1
+    rule.last_triggered_at = now
+    uow.session.flush()
+    if notify:
+        rule.last_notified_at = now
+        _queue_notifications(uow, rule, notification_payload(rule, value, [record.task_id], event))
+    uow.emit(
+        "alert.triggered",
+        rule.brand_id,
+        {
+            "rule_id": rule.id,
+            "name": rule.name,
+            "severity": rule.severity,
+            "metric_field": rule.metric_field,
+            "value": value,
+            "threshold": rule.threshold_value,
+            "condition": rule.condition,
+            "task_ids": [record.task_id],
+            "alert_event_id": event.id,
+            "notified": notify,
+        },
+    )
+    return event
+
+
+def notification_payload(
+    rule: AlertRule, value: float, task_ids: list[str], event: AlertEvent | None
+) -> dict[str, Any]:
+    """The JSON body of the webhook (and the content of the e-mail)."""
+    return {
+        "event": "alert.triggered",
+        "test": event is None,
+        "alert_event_id": event.id if event else None,
+        "triggered_at": iso(event.triggered_at if event else utcnow()),
+        "brand": {"id": rule.brand_id, "name": rule.brand_name},
+        "rule": {
+            "id": rule.id,
+            "name": rule.name,
+            "severity": rule.severity,
+            "metric_field": rule.metric_field,
+            "condition": rule.condition,
+            "threshold_value": rule.threshold_value,
+        },
+        "value": value,
+        "task_ids": task_ids,
+        "message": describe(rule.metric_field, rule.condition, value, rule.threshold_value),
+    }
+
+
+def _queue_notifications(uow: UnitOfWork, rule: AlertRule, payload: dict[str, Any]) -> int:
+    now = utcnow()
+    targets = []
+    if rule.webhook_url:
+        targets.append(("webhook", rule.webhook_url))
+    if rule.notification_emails:
+        targets.append(("email", ",".join(rule.notification_emails)))
+    for channel, target in targets:
+        uow.session.add(
+            Notification(
+                brand_id=rule.brand_id,
+                alert_event_id=payload["alert_event_id"],
+                rule_id=rule.id,
+                channel=channel,
+                target=target,
+                payload=payload,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+    return len(targets)
+
+
+def test_rule(uow: UnitOfWork, brand_id: int, pk: int, test_value: float, send: bool) -> dict[str, Any]:
+    """Would this value trigger? With send_notification, a test notification goes out through the
+    rule's channels (it is not a match: no history, and it does not start a cooldown)."""
+    rule = get_rule(uow, brand_id, pk)
+    would = matches(rule.condition, test_value, rule.threshold_value)
+    sentence = describe(rule.metric_field, rule.condition, test_value, rule.threshold_value)
+    message = f"{sentence}: would trigger" if would else f"{sentence} is false: would not trigger"
+    queued = 0
+    if send:
+        until = cooling_down_until(rule, utcnow())
+        if until is not None:
+            raise conflict(
+                "ALERT_COOLDOWN_ACTIVE",
+                f"This rule notified less than {rule.cooldown_minutes} minutes ago.",
+                cooldown_ends_at=iso(until),
+            )
+        queued = _queue_notifications(uow, rule, notification_payload(rule, test_value, [], None))
+        message += f"; {queued} test notification(s) queued"
+    return {
+        "would_trigger": would,
+        "test_value": test_value,
+        "threshold_value": rule.threshold_value,
+        "condition": rule.condition,
+        "message": message,
+        "notifications_queued": queued,
+    }
+
+
+def active_alerts(uow: UnitOfWork, brand_id: int) -> dict[str, Any]:
+    """Rules whose last match is younger than their cooldown (at least a minute)."""
+    now = utcnow()
+    recent = uow.session.scalars(
+        select(AlertRule)
+        .where(AlertRule.brand_id == brand_id, AlertRule.last_triggered_at >= now - timedelta(days=7))
+        .order_by(AlertRule.last_triggered_at.desc())
+    ).all()
+    alerts = []
+    for rule in recent:
+        since = now - timedelta(minutes=max(1, rule.cooldown_minutes))
+        if rule.last_triggered_at is None or rule.last_triggered_at < since:
+            continue
+        in_window = select(AlertEvent).where(AlertEvent.rule_id == rule.id, AlertEvent.triggered_at >= since)
+        latest = uow.session.scalars(in_window.order_by(AlertEvent.id.desc()).limit(1)).first()
+        tasks = uow.session.scalars(
+            select(AlertEvent.task_id)
+            .where(AlertEvent.rule_id == rule.id, AlertEvent.triggered_at >= since)
+            .group_by(AlertEvent.task_id)
+            .order_by(func.max(AlertEvent.id).desc())
+            .limit(MAX_AFFECTED_TASKS)
+        ).all()
+        alerts.append(
+            {
+                "id": rule.id,
+                "name": rule.name,
+                "triggered_at": iso(rule.last_triggered_at),
+                "current_value": latest.value if latest else None,
+                "threshold_value": rule.threshold_value,
+                "severity": rule.severity,
+                "affected_tasks": [t for t in tasks if t],
+            }
+        )
+    return {"active_alerts": len(alerts), "alerts": alerts}

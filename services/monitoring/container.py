@@ -1,0 +1,82 @@
+"""monitoring's composition root: everything a monitoring process is made of, built once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.background import Loop, every
+from shared.config import Settings, env_float
+from shared.events.bus import EventBus
+from shared.events.inbox_consumer import InboxConsumer
+from shared.events.outbox_relay import OutboxRelay
+from shared.service_context import ServiceContext, make_bus
+from shared.unit_of_work import UnitOfWork
+
+from .alerts.channels import SmtpSettings, WebhookSettings
+from .alerts.notifier import Notifier
+from .handlers import event_handlers
+from .models import Base
+from .workers import service as workers
+
+
+@dataclass
+class MonitoringContainer:
+    ctx: ServiceContext
+    offline_seconds: float
+    notifier: Notifier
+    sweep_interval: float = 1.0
+
+    @property
+    def bus(self) -> EventBus:
+        return self.ctx.bus
+
+    @property
+    def session_factory(self) -> sessionmaker[Session]:
+        return self.ctx.session_factory
+
+    def uow(self) -> UnitOfWork:
+        return self.ctx.uow()
+
+    def consumers(self) -> list[InboxConsumer]:
+        return [InboxConsumer("monitoring", "monitoring", self.ctx.uow, self.ctx.inbox, event_handlers())]
+
+    def background_loops(self) -> list[Loop]:
+        relay = OutboxRelay(self.ctx.engine, self.ctx.outbox, self.bus, "monitoring", wakeup=self.ctx.wakeup)
+        loops = [Loop("monitoring.relay", relay.run)]
+        for consumer in self.consumers():
+            subscription = self.bus.subscription(f"monitoring.{consumer.name}", consumer.bindings, consumer)
+            loops.append(Loop(f"monitoring.consumer.{consumer.name}", subscription.run))
+        loops.append(every("monitoring.worker-watch", self.sweep_interval, self.mark_silent_workers))
+        loops.append(Loop("monitoring.notifier", self.notifier.run))
+        return loops
+
+    def mark_silent_workers(self) -> int:
+        with self.uow() as uow:
+            count = workers.mark_silent_offline(uow, self.offline_seconds)
+            uow.commit()
+        return count
+
+
+def bootstrap(settings: Settings, bus: EventBus | None = None) -> MonitoringContainer:
+    ctx = ServiceContext(settings, Base.metadata, bus or make_bus(settings))
+    offline_seconds = env_float(settings, "TASKHUB_WORKER_OFFLINE_SECONDS", 30)
+    notifier = Notifier(
+        ctx.session_factory,
+        WebhookSettings.from_settings(settings),
+        SmtpSettings.from_settings(settings),
+        poll_interval=env_float(settings, "TASKHUB_NOTIFIER_POLL_SECONDS", 0.5),
+    )
+    return MonitoringContainer(
+        ctx=ctx,
+        offline_seconds=offline_seconds,
+        notifier=notifier,
+        # a silent worker is noticed within a third of its allowance (at least every 5 s)
+        sweep_interval=max(0.2, min(5.0, offline_seconds / 3)),
+    )
+
+
+def monitoring() -> MonitoringContainer:
+    return current_app.extensions["monitoring"]

@@ -1,0 +1,335 @@
+"""Analytics over a brand's metrics records: dashboard, trends, per-type performance, anomalies
+and recommendations. Every figure is an aggregate computed by the database (GROUP BY over the
+indexes that start with brand_id); Python only shapes the few aggregated rows. An empty window
+gives zeros and empty series, never a division by zero. The rules are documented in
+docs/monitoring.md."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.orm import Session
+
+from shared.events.envelope import iso, utcnow
+
+from ..models import MetricsRecord as M
+from .aggregates import percentile_by_type, utc_day
+
+TREND_BAND_PERCENT = 10.0  # a change of the period's second half within ±10% is "stable"
+SENSITIVITY = {"low": 5.0, "medium": 3.5, "high": 2.5}  # robust z-score limits (3.5: Iglewicz-Hoaglin)
+MAD_SCALE = 1.4826  # MAD -> standard deviation for normal data
+MEAN_AD_SCALE = 1.2533  # mean absolute deviation -> standard deviation (when the MAD is 0)
+MAX_ANOMALIES = 100
+MIN_SAMPLES = 5  # recommendations never rest on fewer runs
+QUEUE_WAIT_LIMIT_MS = 30_000.0
+ERROR_RATE_LIMIT = 10.0
+COST_SHARE_LIMIT = 40.0
+MEMORY_LIMIT_MB = 1024.0
+PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+
+
+def window(brand_id: int, days: int, task_type: str | None = None) -> list[ColumnElement[bool]]:
+    where = [M.brand_id == brand_id, M.created_at >= utcnow() - timedelta(days=days)]
+    if task_type:
+        where.append(M.task_type == task_type)
+    return where
+
+
+def _num(value: Any, digits: int = 2) -> float:
+    return round(float(value or 0), digits)
+
+
+def _failures() -> ColumnElement[Any]:
+    return func.sum(case((M.succeeded.is_(False), 1), else_=0))
+
+
+def dashboard(session: Session, brand_id: int, days: int, task_type: str | None) -> dict[str, Any]:
+    where = window(brand_id, days, task_type)
+    total, avg_ms, avg_mb, avg_cpu, cost, tokens, calls, failures = session.execute(
+        select(
+            func.count(),
+            func.avg(M.execution_time_ms),
+            func.avg(M.memory_usage_mb),
+            func.avg(M.cpu_usage_percent),
+            func.sum(M.cost_usd),
+            func.sum(M.tokens_used),
+            func.sum(M.api_calls_count),
+            _failures(),
+        ).where(*where)
+    ).one()
+    day = utc_day(M.created_at)
+    daily = session.execute(
+        select(day, func.avg(M.execution_time_ms), func.sum(M.cost_usd), func.avg(M.memory_usage_mb))
+        .where(*where)
+        .group_by(day)
+        .order_by(day)
+    ).all()
+    top = session.execute(
+        select(M.task_type, func.sum(M.cost_usd), func.avg(M.cost_usd), func.count())
+        .where(*where)
+        .group_by(M.task_type)
+        .order_by(func.sum(M.cost_usd).desc(), M.task_type)
+        .limit(10)
+    ).all()
+    by_priority = session.execute(
+        select(M.priority, func.avg(M.execution_time_ms), func.count()).where(*where).group_by(M.priority)
+    ).all()
+    return {
+        "period": f"last_{days}_days",
+        "summary": {
+            "total_tasks": int(total),
+            "avg_execution_time_ms": _num(avg_ms),
+            "avg_memory_usage_mb": _num(avg_mb),
+            "avg_cpu_usage_percent": _num(avg_cpu),
+            "total_cost_usd": _num(cost, 6),
+            "total_tokens_used": int(tokens or 0),
+            "total_api_calls": int(calls or 0),
+            "error_rate_percent": _num(100.0 * int(failures or 0) / total) if total else 0.0,
+        },
+        "trends": {
+            "execution_time": [{"date": d, "avg_ms": _num(ms)} for d, ms, _, _ in daily],
+            "cost": [{"date": d, "total_usd": _num(usd, 6)} for d, _, usd, _ in daily],
+            "memory_usage": [{"date": d, "avg_mb": _num(mb)} for d, _, _, mb in daily],
+        },
+        "top_expensive_tasks": [
+            {
+                "task_type": task,
+                "total_cost_usd": _num(usd, 6),
+                "avg_cost_per_task": _num(avg, 6),
+                "task_count": int(n),
+            }
+            for task, usd, avg, n in top
+        ],
+        "performance_by_priority": {p: {"avg_ms": _num(ms), "count": int(n)} for p, ms, n in by_priority},
+    }
+
+
+def _halves(column: Any, days: int) -> tuple[Any, Any]:
+    """The averages of `column` over the earlier and the later half of the window."""
+    middle = utcnow() - timedelta(days=days / 2)
+    early = func.avg(case((M.created_at < middle, column), else_=None))
+    late = func.avg(case((M.created_at >= middle, column), else_=None))
+    return early, late
+
+
+def trend_of(early: Any, late: Any) -> tuple[str, float | None]:
+    """(trend, change_percent) from the two halves' averages; no data in a half is 'stable'."""
+    if early is None or late is None:
+        return "stable", None
+    early, late = float(early), float(late)
+    if early == 0:
+        return ("increasing", None) if late > 0 else ("stable", 0.0)
+    change = round(100.0 * (late - early) / abs(early), 2)
+    if change > TREND_BAND_PERCENT:
+        return "increasing", change
+    if change < -TREND_BAND_PERCENT:
+        return "decreasing", change
+    return "stable", change
+
+
+def trends(session: Session, brand_id: int, days: int, task_type: str | None, metrics: Sequence[str]) -> dict:
+    where = window(brand_id, days, task_type)
+    columns = [getattr(M, name) for name in metrics]
+    day = utc_day(M.created_at)
+    daily = session.execute(
+        select(day, *(func.avg(c) for c in columns)).where(*where).group_by(day).order_by(day)
+    ).all()
+    halves = session.execute(select(*(h for c in columns for h in _halves(c, days))).where(*where)).one()
+    out = {}
+    for index, name in enumerate(metrics):
+        trend, change = trend_of(halves[2 * index], halves[2 * index + 1])
+        out[name] = {
+            "trend": trend,
+            "change_percent": change,
+            "data_points": [{"date": row[0], "value": _num(row[index + 1], 6)} for row in daily],
+        }
+    return {"period": days, "metrics": out}
+
+
+def performance_by_type(session: Session, brand_id: int, days: int, min_samples: int) -> dict[str, Any]:
+    where = window(brand_id, days)
+    early, late = _halves(M.execution_time_ms, days)
+    rows = session.execute(
+        select(
+            M.task_type,
+            func.count(),
+            func.avg(M.execution_time_ms),
+            func.min(M.execution_time_ms),
+            func.max(M.execution_time_ms),
+            func.avg(M.memory_usage_mb),
+            func.avg(M.cost_usd),
+            _failures(),
+            early,
+            late,
+        )
+        .where(*where)
+        .group_by(M.task_type)
+        .having(func.count() >= min_samples)
+        .order_by(M.task_type)
+    ).all()
+    p95 = percentile_by_type(session, M.execution_time_ms, where, 0.95) if rows else {}
+    out = {}
+    for task_type, n, avg_ms, min_ms, max_ms, avg_mb, avg_usd, failures, first, second in rows:
+        out[task_type] = {
+            "total_executions": int(n),
+            "avg_execution_time_ms": _num(avg_ms),
+            "min_execution_time_ms": _num(min_ms),
+            "max_execution_time_ms": _num(max_ms),
+            "p95_execution_time_ms": _num(p95.get(task_type)),
+            "avg_memory_usage_mb": _num(avg_mb),
+            "avg_cost_usd": _num(avg_usd, 6),
+            "success_rate": _num(100.0 * (int(n) - int(failures or 0)) / int(n)),
+            "trend": trend_of(first, second)[0],
+        }
+    return {"task_types": out}
+
+
+def anomalies(session: Session, brand_id: int, days: int, metric: str, sensitivity: str) -> dict[str, Any]:
+    """Per task type: the median and the MAD of `metric`; a value whose robust z-score
+    |x - median| / (1.4826 MAD) exceeds the sensitivity's limit is an anomaly."""
+    where = window(brand_id, days)
+    column, limit = getattr(M, metric), SENSITIVITY[sensitivity]
+    medians = percentile_by_type(session, column, where, 0.5)
+    if not medians:
+        return {"anomalies_detected": 0, "anomalies": [], "recommendations": []}
+    deviation = func.abs(column - case(medians, value=M.task_type, else_=0.0))
+    mads = percentile_by_type(session, deviation, where, 0.5)
+    mean_ads = dict(
+        session.execute(select(M.task_type, func.avg(deviation)).where(*where).group_by(M.task_type)).all()
+    )
+    spread = {}
+    for task_type in medians:
+        mad = mads.get(task_type, 0.0)
+        scale = MAD_SCALE * mad if mad > 0 else MEAN_AD_SCALE * float(mean_ads.get(task_type) or 0)
+        if scale > 0:  # all values equal: nothing is unusual
+            spread[task_type] = scale
+    if not spread:
+        return {"anomalies_detected": 0, "anomalies": [], "recommendations": []}
+    unusual = [*where, M.task_type.in_(spread), deviation > case(
+        {t: limit * s for t, s in spread.items()}, value=M.task_type, else_=None
+    )]  # fmt: skip
+    per_type = dict(
+        session.execute(select(M.task_type, func.count()).where(*unusual).group_by(M.task_type)).all()
+    )
+    rows = session.execute(
+        select(M.task_id, M.task_type, column, M.created_at)
+        .where(*unusual)
+        .order_by(M.created_at.desc(), M.id.desc())
+        .limit(MAX_ANOMALIES)
+    ).all()
+    found = []
+    for task_id, task_type, value, at in rows:
+        median, scale = medians[task_type], spread[task_type]
+        z = abs(float(value) - median) / scale
+        low, high = max(0.0, median - limit * scale), median + limit * scale
+        found.append(
+            {
+                "task_id": task_id,
+                "task_type": task_type,
+                "metric": metric,
+                "value": float(value),
+                "expected_range": [round(low, 4), round(high, 4)],
+                "severity": "high" if z >= 3 * limit else "medium" if z >= 1.5 * limit else "low",
+                "detected_at": iso(at),
+                "description": (
+                    f"{metric} of this {task_type} run was {float(value):g}, {z:.1f} robust standard "
+                    f"deviations {'above' if float(value) > median else 'below'} the type's median "
+                    f"{median:g} (last {days} days)."
+                ),
+            }
+        )
+    advice = [
+        {
+            "type": "investigate_anomalies",
+            "priority": "high" if count >= 5 else "medium",
+            "description": (
+                f"{count} {task_type} run(s) had an unusual {metric} in the last {days} days "
+                f"(median {medians[task_type]:g}, expected {max(0.0, medians[task_type] - limit * spread[task_type]):g}"
+                f" to {medians[task_type] + limit * spread[task_type]:g})."
+            ),
+            "impact": f"{count} run(s) outside the expected range of {task_type}.",
+            "implementation": f"Compare the inputs and workers of these {task_type} runs with typical ones.",
+        }
+        for task_type, count in sorted(per_type.items(), key=lambda item: -item[1])
+    ]
+    return {"anomalies_detected": int(sum(per_type.values())), "anomalies": found, "recommendations": advice}
+
+
+def recommendations(session: Session, brand_id: int, days: int = 7) -> dict[str, Any]:
+    """Advice derived from the window's measured figures; each one quotes the numbers behind it."""
+    where = window(brand_id, days)
+    found: list[dict[str, Any]] = []
+    waits = session.execute(
+        select(M.priority, func.avg(M.queue_wait_time_ms), func.count()).where(*where).group_by(M.priority)
+    ).all()
+    for priority, avg_wait, n in waits:
+        if int(n) >= MIN_SAMPLES and float(avg_wait or 0) > QUEUE_WAIT_LIMIT_MS:
+            seconds = float(avg_wait) / 1000
+            found.append(
+                {
+                    "type": "scale_workers",
+                    "priority": "high" if seconds > 300 else "medium",
+                    "description": f"{priority} tasks waited {seconds:.1f} s on average in the queue "
+                    f"over {n} runs in the last {days} days (limit {QUEUE_WAIT_LIMIT_MS / 1000:g} s).",
+                    "impact": f"About {seconds - QUEUE_WAIT_LIMIT_MS / 1000:.1f} s sooner per {priority} task.",
+                    "implementation": f"Add workers consuming the {priority} queue or raise their concurrency.",
+                }
+            )
+    per_type = session.execute(
+        select(
+            M.task_type,
+            func.count(),
+            _failures(),
+            func.sum(M.cost_usd),
+            func.avg(M.memory_usage_mb),
+            func.max(M.memory_usage_mb),
+        )
+        .where(*where)
+        .group_by(M.task_type)
+    ).all()
+    total_cost = sum(float(row[3] or 0) for row in per_type)
+    for task_type, n, failures, cost, avg_mb, max_mb in per_type:
+        n, failures, cost = int(n), int(failures or 0), float(cost or 0)
+        if n < MIN_SAMPLES:
+            continue
+        rate = 100.0 * failures / n
+        if rate > ERROR_RATE_LIMIT:
+            found.append(
+                {
+                    "type": "reduce_failures",
+                    "priority": "high" if rate > 25 else "medium",
+                    "description": f"{task_type} failed {failures} of {n} runs ({rate:.1f}%) in the last "
+                    f"{days} days (limit {ERROR_RATE_LIMIT:g}%).",
+                    "impact": f"{failures} failed run(s) whose cost and retries would be saved.",
+                    "implementation": f"Read the error messages of failed {task_type} tasks; "
+                    "validate inputs before running or tune max_retries.",
+                }
+            )
+        share = 100.0 * cost / total_cost if total_cost > 0 else 0.0
+        if share >= COST_SHARE_LIMIT and len(per_type) > 1:
+            found.append(
+                {
+                    "type": "optimize_cost",
+                    "priority": "medium",
+                    "description": f"{task_type} accounts for {share:.1f}% of the last {days} days' cost "
+                    f"(${cost:.4f} of ${total_cost:.4f}, ${cost / n:.6f} per run over {n} runs).",
+                    "impact": f"Each 10% saved on {task_type} saves ${cost * 0.1:.4f} per {days} days.",
+                    "implementation": f"Cache or batch the external calls of {task_type}, or use a cheaper model.",
+                }
+            )
+        if float(avg_mb or 0) > MEMORY_LIMIT_MB:
+            found.append(
+                {
+                    "type": "reduce_memory",
+                    "priority": "high" if float(max_mb or 0) > 4 * MEMORY_LIMIT_MB else "low",
+                    "description": f"{task_type} used {float(avg_mb):.0f} MB on average (peak "
+                    f"{float(max_mb or 0):.0f} MB) over {n} runs (limit {MEMORY_LIMIT_MB:g} MB).",
+                    "impact": "Fewer workers killed for memory and more tasks per machine.",
+                    "implementation": f"Stream or chunk the data {task_type} loads instead of holding it at once.",
+                }
+            )
+    found.sort(key=lambda r: PRIORITY_ORDER[r["priority"]])
+    return {"recommendations": found}

@@ -1,0 +1,104 @@
+"""Metrics request and response schemas (API.md §2)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from shared.api import ReadSchema, Schema, Timestamp
+from shared.listing import CommaList, ListArgs, Ordering, page_schema
+
+from ..models import MetricsRecord
+from .fields import INT_FIELDS, MEASURED, NUMERIC, RANGES
+
+
+def _number(name: str) -> type[ma.fields.Field]:
+    return ma.fields.Integer if name in INT_FIELDS else ma.fields.Float
+
+
+def _measured_fields() -> dict[str, ma.fields.Field]:
+    return {name: _number(name)(validate=ma.validate.Range(*RANGES[name])) for name in MEASURED}
+
+
+_worker_name = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=200))
+
+MetricsUpdateSchema = Schema.from_dict(
+    {**_measured_fields(), "worker_name": _worker_name}, name="MetricsUpdate"
+)
+MetricsCreateSchema = Schema.from_dict(
+    {"base_task": ma.fields.Integer(required=True), **_measured_fields(), "worker_name": _worker_name},
+    name="MetricsCreate",
+)
+
+
+class _MetricsRead(ReadSchema):
+    id = ma.fields.Integer()
+    base_task = ma.fields.Method("summary")
+
+    def summary(self, record: MetricsRecord) -> dict:
+        return {
+            "id": record.base_task,
+            "task_id": record.task_id,
+            "task_type": record.task_type,
+            "status": record.view.status if record.view is not None else None,
+        }
+
+
+MetricsSchema = _MetricsRead.from_dict(
+    {
+        **{name: _number(name)() for name in MEASURED},
+        "worker_name": ma.fields.String(allow_none=True),
+        "performance_score": ma.fields.Float(),
+        "created_at": Timestamp(),
+        "updated_at": Timestamp(),
+    },
+    name="Metrics",
+)
+MetricsPageSchema = page_schema(MetricsSchema, "MetricsPage")
+ORDERING_FIELDS = (*NUMERIC, "created_at", "updated_at")
+
+
+class MetricsListArgs(ListArgs):
+    range_filters = {name: _number(name) for name in NUMERIC}
+    base_task = ma.fields.Integer()
+    task_type = CommaList()
+    worker_name = CommaList()
+    ordering = Ordering(ORDERING_FIELDS)
+
+
+class DashboardArgs(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    days = ma.fields.Integer(load_default=7, validate=ma.validate.OneOf([7, 30, 90]))
+    task_type = ma.fields.String(validate=ma.validate.Length(min=1, max=100))
+
+
+class TrendArgs(DashboardArgs):
+    days = ma.fields.Integer(load_default=30, validate=ma.validate.Range(1, 365))
+    metric = CommaList(NUMERIC, load_default=["execution_time_ms", "memory_usage_mb", "cost_usd"])
+
+
+class PerformanceArgs(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    days = ma.fields.Integer(load_default=30, validate=ma.validate.Range(1, 365))
+    min_samples = ma.fields.Integer(load_default=1, validate=ma.validate.Range(1, 1_000_000))
+
+
+class AnomalyArgs(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    sensitivity = ma.fields.String(
+        load_default="medium", validate=ma.validate.OneOf(["low", "medium", "high"])
+    )
+    days = ma.fields.Integer(load_default=7, validate=ma.validate.Range(1, 365))
+    metric = ma.fields.String(load_default="execution_time_ms", validate=ma.validate.OneOf(NUMERIC))
+
+
+class RecommendationArgs(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    days = ma.fields.Integer(load_default=7, validate=ma.validate.Range(1, 365))
