@@ -1,0 +1,1 @@
+"""The worker runtime (runs task handlers in child processes) and the handler SDK (`sdk.py`)."""

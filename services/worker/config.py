@@ -1,0 +1,80 @@
+"""A worker's configuration: command-line flags over `TASKHUB_*` environment variables over
+defaults (docs/worker.md lists them)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from shared.auth import mint_machine_token
+from shared.config import ConfigError, Settings, env_float, env_int
+from shared.events.bus import PRIORITIES
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    name: str
+    queues: tuple[str, ...] = PRIORITIES
+    concurrency: int = 4
+    heartbeat_seconds: float = 5.0
+    cancel_grace_seconds: float = 3.0
+    shutdown_grace_seconds: float = 25.0
+    timeout_scale: float = 1.0  # a test hook: seconds of a timeout minute / 60
+    handler_modules: tuple[str, ...] = ()
+    persistence_url: str = "http://127.0.0.1:8080"
+    persistence_retry_seconds: float = 30.0
+    jwt_secret: str | None = field(default=None, repr=False)
+    machine_token: str | None = field(default=None, repr=False)
+
+    def token(self) -> str | None:
+        """The bearer token for the persistence service (fresh, so a long-lived worker never
+        sends an expired one)."""
+        if self.machine_token:
+            return self.machine_token
+        return mint_machine_token(self.jwt_secret, self.name) if self.jwt_secret else None
+
+
+def default_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def parse_queues(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return PRIORITIES
+    queues = tuple(q.strip() for q in raw.split(",") if q.strip())
+    unknown = [q for q in queues if q not in PRIORITIES]
+    if unknown or not queues:
+        raise ConfigError(f"queues must be among {', '.join(PRIORITIES)}; got {raw!r}")
+    return queues
+
+
+def worker_config(
+    settings: Settings,
+    *,
+    name: str | None = None,
+    queues: str | None = None,
+    concurrency: int | None = None,
+) -> WorkerConfig:
+    extra = settings.extra
+    modules = tuple(m.strip() for m in (extra.get("TASKHUB_HANDLER_MODULES") or "").split(",") if m.strip())
+    port = os.environ.get("PORT") or "8080"
+    config = WorkerConfig(
+        name=name or extra.get("TASKHUB_WORKER_NAME") or default_name(),
+        queues=parse_queues(queues or extra.get("TASKHUB_WORKER_QUEUES")),
+        concurrency=concurrency or env_int(settings, "TASKHUB_WORKER_CONCURRENCY", 4),
+        heartbeat_seconds=env_float(settings, "TASKHUB_HEARTBEAT_SECONDS", 5.0),
+        cancel_grace_seconds=env_float(settings, "TASKHUB_CANCEL_GRACE_SECONDS", 3.0),
+        shutdown_grace_seconds=env_float(settings, "TASKHUB_SHUTDOWN_GRACE_SECONDS", 25.0),
+        timeout_scale=env_float(settings, "TASKHUB_TIMEOUT_SCALE", 1.0),
+        handler_modules=modules,
+        persistence_url=extra.get("TASKHUB_PERSISTENCE_URL") or f"http://127.0.0.1:{port}",
+        persistence_retry_seconds=env_float(settings, "TASKHUB_PERSISTENCE_RETRY_SECONDS", 30.0),
+        jwt_secret=settings.jwt_secret,
+        machine_token=extra.get("TASKHUB_MACHINE_TOKEN") or None,
+    )
+    if config.concurrency < 1:
+        raise ConfigError("concurrency must be at least 1")
+    if config.cancel_grace_seconds > 4.5:
+        raise ConfigError("TASKHUB_CANCEL_GRACE_SECONDS must leave a cancel done within 5 s (max 4.5)")
+    return config
