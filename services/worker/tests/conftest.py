@@ -1,0 +1,151 @@
+"""End-to-end fixtures: a real core (PostgreSQL, RabbitMQ, its background loops on threads, its API
+through the Flask test client) and real worker processes (`python -m services.worker`) on the
+test's own broker prefix. Tests assert what a user sees through core's API and the bus."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.core.app import create_app
+from services.core.container import bootstrap
+from shared.background import start_loops
+from shared.config import REPO_ROOT
+from shared.events.envelope import Envelope
+from shared.events.rabbitmq_bus import RabbitMQBus
+from shared.testing.fixtures import JWT_SECRET, make_settings, wait_until
+
+LEASE_SECONDS = "3"
+MAX_LOST_DELIVERIES = "2"
+
+
+class Platform:
+    """core in this process, workers as child processes, a spy on the events exchange."""
+
+    def __init__(self, database_url: str, amqp_url: str, prefix: str, auth: Any, logs: Path) -> None:
+        self.amqp_url, self.prefix, self.auth, self.logs = amqp_url, prefix, auth, logs
+        settings = make_settings(
+            "core",
+            database_url,
+            amqp_url,
+            prefix,
+            TASKHUB_LEASE_SECONDS=LEASE_SECONDS,
+            TASKHUB_MAX_LOST_DELIVERIES=MAX_LOST_DELIVERIES,
+        )
+        self.core = bootstrap(settings)
+        self.client = create_app(container=self.core).test_client()
+        self.stop = threading.Event()
+        self.events: list[Envelope] = []
+        self.spy_bus = RabbitMQBus(amqp_url, prefix=prefix)
+        spy = self.spy_bus.subscription("test-spy", ["task.*", "worker.*"], self._record)
+        self.threads = start_loops(self.core.background_loops(), self.stop)
+        self.threads.append(threading.Thread(target=spy.run, args=(self.stop,), daemon=True))
+        self.threads[-1].start()
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def _record(self, delivery: Any) -> None:
+        self.events.append(Envelope.from_json(delivery.body))
+
+    # ---- workers
+
+    def start_worker(
+        self, name: str, concurrency: int = 4, queues: str = "critical,high,normal", **env: str
+    ) -> subprocess.Popen[bytes]:
+        environment = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "JWT_SECRET": JWT_SECRET,
+            "AMQP_URL": self.amqp_url,
+            "AMQP_PREFIX": self.prefix,
+            "LOG_FORMAT": "console",
+            "TASKHUB_HEARTBEAT_SECONDS": "0.5",
+            "TASKHUB_TIMEOUT_SCALE": "0.02",  # a timeout minute lasts 1.2 s
+            "TASKHUB_CANCEL_GRACE_SECONDS": "2",
+            "TASKHUB_HANDLER_MODULES": "services.worker.tests.handlers",
+            **env,
+        }
+        log = open(self.logs / f"worker-{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.worker",
+                "--name",
+                name,
+                "--queues",
+                queues,
+                "--concurrency",
+                str(concurrency),
+            ],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+        self.workers.append(process)
+        return process
+
+    def heartbeats(self, worker: str) -> list[dict[str, Any]]:
+        return [
+            e.data
+            for e in list(self.events)
+            if e.event_type == "worker.heartbeat" and e.data.get("worker_name") == worker
+        ]
+
+    def wait_for_worker(self, name: str, timeout: float = 20.0) -> None:
+        wait_until(lambda: self.heartbeats(name), timeout, message=f"worker {name} heartbeats")
+
+    # ---- core's API
+
+    def create(self, task_type: str, **fields: Any) -> dict[str, Any]:
+        response = self.client.post(
+            "/tasks/", json={"task_type": task_type, **fields}, headers=self.auth.headers()
+        )
+        assert response.status_code == 201, response.json
+        return response.json
+
+    def get(self, task: dict[str, Any]) -> dict[str, Any]:
+        response = self.client.get(f"/tasks/{task['id']}/", headers=self.auth.headers())
+        assert response.status_code == 200, response.json
+        return response.json
+
+    def wait_status(self, task: dict[str, Any], *statuses: str, timeout: float = 20.0) -> dict[str, Any]:
+        return wait_until(
+            lambda: (lambda t: t if t["status"] in statuses else None)(self.get(task)),
+            timeout,
+            message=f"{task['task_id']} to become {statuses}",
+        )
+
+    def history(self, task: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(reversed(self.get(task)["status_history"]))
+
+    def events_of(self, event_type: str, task: dict[str, Any]) -> list[Envelope]:
+        return [e for e in list(self.events) if e.event_type == event_type and e.data.get("id") == task["id"]]
+
+    def close(self) -> None:
+        for process in self.workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait(10)
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(5)
+        self.spy_bus.close()
+        self.core.ctx.dispose()
+
+
+@pytest.fixture
+def platform(
+    postgres_url: str, amqp_url: str, bus_prefix: str, auth: Any, tmp_path: Path
+) -> Iterator[Platform]:
+    built = Platform(postgres_url, amqp_url, bus_prefix, auth, tmp_path)
+    yield built
+    built.close()
