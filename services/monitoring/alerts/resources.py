@@ -89,8 +89,8 @@ class AlertRuleById(MethodView):
     @blp.response(200, AlertRuleReadSchema)
     def get(self, pk: int) -> AlertRule:
         """Get an alert rule"""
-        with monitoring().uow() as uow:
-            return service.get_rule(uow, current_principal().brand_id, pk)
+        with monitoring().session_factory() as session:
+            return service.get_rule(session, current_principal().brand_id, pk)
 
     @blp.arguments(AlertRuleSchema)
     @blp.response(200, AlertRuleReadSchema)
@@ -138,8 +138,8 @@ class AlertRuleTest(MethodView):
 class ActiveAlerts(MethodView):
     def get(self) -> dict[str, Any]:
         """Rules that matched within their cooldown window"""
-        with monitoring().uow() as uow:
-            return service.active_alerts(uow, current_principal().brand_id)
+        with monitoring().session_factory() as session:
+            return service.active_alerts(session, current_principal().brand_id)
 
 
 @blp.route("/history/")

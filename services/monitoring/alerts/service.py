@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from shared.auth import Principal
 from shared.errors import conflict, field_error, not_found
@@ -22,9 +23,9 @@ from .rules import check_rule, describe, matches
 MAX_AFFECTED_TASKS = 50
 
 
-def get_rule(uow: UnitOfWork, brand_id: int, pk: int, *, lock: bool = False) -> AlertRule:
+def get_rule(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> AlertRule:
     stmt = select(AlertRule).where(AlertRule.id == pk, AlertRule.brand_id == brand_id)
-    rule = uow.session.scalars(stmt.with_for_update() if lock else stmt).first()
+    rule = session.scalars(stmt.with_for_update() if lock else stmt).first()
     if rule is None:
         raise not_found("NOT_FOUND", "Alert rule")
     return rule
@@ -63,7 +64,7 @@ def create_rule(uow: UnitOfWork, principal: Principal, fields: dict[str, Any]) -
 
 
 def update_rule(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) -> AlertRule:
-    rule = get_rule(uow, brand_id, pk, lock=True)
+    rule = get_rule(uow.session, brand_id, pk, lock=True)
     for name, value in fields.items():
         setattr(rule, name, value)
     rule.updated_at = utcnow()
@@ -71,7 +72,7 @@ def update_rule(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any])
 
 
 def delete_rule(uow: UnitOfWork, brand_id: int, pk: int) -> None:
-    uow.session.delete(get_rule(uow, brand_id, pk, lock=True))
+    uow.session.delete(get_rule(uow.session, brand_id, pk, lock=True))
 
 
 def _applies(rule: AlertRule, record: MetricsRecord) -> bool:
@@ -202,7 +203,7 @@ def _queue_notifications(uow: UnitOfWork, rule: AlertRule, payload: dict[str, An
 def test_rule(uow: UnitOfWork, brand_id: int, pk: int, test_value: float, send: bool) -> dict[str, Any]:
     """Would this value trigger? With send_notification, a test notification goes out through the
     rule's channels (it is not a match: no history, and it does not start a cooldown)."""
-    rule = get_rule(uow, brand_id, pk)
+    rule = get_rule(uow.session, brand_id, pk)
     would = matches(rule.condition, test_value, rule.threshold_value)
     sentence = describe(rule.metric_field, rule.condition, test_value, rule.threshold_value)
     message = f"{sentence}: would trigger" if would else f"{sentence} is false: would not trigger"
@@ -227,10 +228,10 @@ def test_rule(uow: UnitOfWork, brand_id: int, pk: int, test_value: float, send: 
     }
 
 
-def active_alerts(uow: UnitOfWork, brand_id: int) -> dict[str, Any]:
+def active_alerts(session: Session, brand_id: int) -> dict[str, Any]:
     """Rules whose last match is younger than their cooldown (at least a minute)."""
     now = utcnow()
-    recent = uow.session.scalars(
+    recent = session.scalars(
         select(AlertRule)
         .where(AlertRule.brand_id == brand_id, AlertRule.last_triggered_at >= now - timedelta(days=7))
         .order_by(AlertRule.last_triggered_at.desc())
@@ -241,8 +242,8 @@ def active_alerts(uow: UnitOfWork, brand_id: int) -> dict[str, Any]:
         if rule.last_triggered_at is None or rule.last_triggered_at < since:
             continue
         in_window = select(AlertEvent).where(AlertEvent.rule_id == rule.id, AlertEvent.triggered_at >= since)
-        latest = uow.session.scalars(in_window.order_by(AlertEvent.id.desc()).limit(1)).first()
-        tasks = uow.session.scalars(
+        latest = session.scalars(in_window.order_by(AlertEvent.id.desc()).limit(1)).first()
+        tasks = session.scalars(
             select(AlertEvent.task_id)
             .where(AlertEvent.rule_id == rule.id, AlertEvent.triggered_at >= since)
             .group_by(AlertEvent.task_id)

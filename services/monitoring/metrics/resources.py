@@ -72,8 +72,8 @@ class Metrics(MethodView):
 
 
 def _reloaded(pk: int) -> M:
-    with monitoring().uow() as uow:
-        return service.get_record(uow, current_principal().brand_id, pk)
+    with monitoring().session_factory() as session:
+        return service.get_record(session, current_principal().brand_id, pk)
 
 
 @blp.route("/<int:pk>/")

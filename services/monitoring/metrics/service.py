@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from shared.auth import Principal
 from shared.errors import field_error, not_found
@@ -21,9 +22,9 @@ from .fields import MEASURED, reported_value
 from .scoring import performance_score
 
 
-def get_record(uow: UnitOfWork, brand_id: int, pk: int, *, lock: bool = False) -> MetricsRecord:
+def get_record(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> MetricsRecord:
     stmt = select(MetricsRecord).where(MetricsRecord.id == pk, MetricsRecord.brand_id == brand_id)
-    record = uow.session.scalars(stmt.with_for_update() if lock else stmt).first()
+    record = session.scalars(stmt.with_for_update() if lock else stmt).first()
     if record is None:
         raise not_found("NOT_FOUND", "Metrics record")
     return record
@@ -129,7 +130,7 @@ def create_record(uow: UnitOfWork, principal: Principal, fields: dict[str, Any])
 
 def update_record(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) -> MetricsRecord:
     """A correction of the figures: announced, but not an alertable new measurement."""
-    record = get_record(uow, brand_id, pk, lock=True)
+    record = get_record(uow.session, brand_id, pk, lock=True)
     changed = {k: v for k, v in fields.items() if getattr(record, k) != v}
     for name, value in changed.items():
         setattr(record, name, value)
@@ -141,7 +142,7 @@ def update_record(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any
 
 
 def delete_record(uow: UnitOfWork, brand_id: int, pk: int) -> None:
-    _drop(uow, get_record(uow, brand_id, pk, lock=True))
+    _drop(uow, get_record(uow.session, brand_id, pk, lock=True))
 
 
 def _drop(uow: UnitOfWork, record: MetricsRecord) -> None:

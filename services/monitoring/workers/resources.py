@@ -85,11 +85,11 @@ class WorkerById(MethodView):
     def get(self, pk: int) -> Worker:
         """A worker, with its current tasks and recent performance for the caller's brand"""
         brand_id = current_principal().brand_id
-        with monitoring().uow() as uow:
-            worker = service.get_worker(uow, pk)
-            worker.current_tasks = queries.current_tasks(uow.session, worker, brand_id)  # type: ignore[attr-defined]
+        with monitoring().session_factory() as session:
+            worker = service.get_worker(session, pk)
+            worker.current_tasks = queries.current_tasks(session, worker, brand_id)  # type: ignore[attr-defined]
             worker.recent_performance = queries.recent_performance(  # type: ignore[attr-defined]
-                uow.session, worker.worker_name, brand_id
+                session, worker.worker_name, brand_id
             )
             return worker
 

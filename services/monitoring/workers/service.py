@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from shared.errors import field_error, not_found
 from shared.events.envelope import Envelope, parse_iso, utcnow
@@ -88,9 +89,9 @@ def mark_silent_offline(uow: UnitOfWork, offline_seconds: float) -> int:
     return len(silent)
 
 
-def get_worker(uow: UnitOfWork, pk: int, *, lock: bool = False) -> Worker:
+def get_worker(session: Session, pk: int, *, lock: bool = False) -> Worker:
     stmt = select(Worker).where(Worker.id == pk)
-    worker = uow.session.scalars(stmt.with_for_update() if lock else stmt).first()
+    worker = session.scalars(stmt.with_for_update() if lock else stmt).first()
     if worker is None:
         raise not_found("NOT_FOUND", "Worker")
     return worker
@@ -124,7 +125,7 @@ def create_worker(uow: UnitOfWork, fields: dict[str, Any]) -> Worker:
 
 
 def update_worker(uow: UnitOfWork, pk: int, fields: dict[str, Any]) -> Worker:
-    worker = get_worker(uow, pk, lock=True)
+    worker = get_worker(uow.session, pk, lock=True)
     if "worker_name" in fields and fields["worker_name"] != worker.worker_name:
         taken = select(Worker.id).where(Worker.worker_name == fields["worker_name"])
         if uow.session.scalars(taken).first():
@@ -135,4 +136,4 @@ def update_worker(uow: UnitOfWork, pk: int, fields: dict[str, Any]) -> Worker:
 
 
 def delete_worker(uow: UnitOfWork, pk: int) -> None:
-    uow.session.delete(get_worker(uow, pk, lock=True))
+    uow.session.delete(get_worker(uow.session, pk, lock=True))
