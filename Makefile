@@ -60,3 +60,14 @@ format: install
 
 clean: ## remove the embedded data folder (SQLite files, dev secret)
 	rm -rf data
+
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	$(VENV)/bin/pip install --quiet -r requirements-bench.txt
+	touch $@
+
+.PHONY: bench bench-quick
+bench: $(VENV)/.bench-installed ## the benchmarks (DESIGN.md targets): table + JSON in bench/results/
+	$(PY) -m bench
+
+bench-quick: $(VENV)/.bench-installed ## a reduced benchmark run (< 3 min); CI runs it without asserting speed
+	$(PY) -m bench --quick

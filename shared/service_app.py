@@ -84,6 +84,11 @@ def _operational_routes(app: Flask, ctx: ServiceContext, docs: str) -> None:
         payload, content_type = render()
         return Response(payload, content_type=content_type)
 
+    @app.get(f"{docs}/ping")
+    def ping() -> Any:
+        """Liveness through the gateway (and the benchmark's trivial JSON endpoint)."""
+        return {"pong": True, "service": ctx.service}
+
     @app.get(f"{docs}/static/<path:filename>")
     def swagger_assets(filename: str) -> Any:
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)

@@ -1,0 +1,139 @@
+"""`python -m bench [--quick] [--only e2e,api,read,memory]`: runs the benchmarks, prints a table
+and writes JSON to bench/results/. Each figure is the median of repeated runs with min and max;
+each comparison is a ratio measured in the same run on the same machine. Targets: DESIGN.md."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .report import print_table, write_json
+from .stats import Figure
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def collect(runs: list[dict[str, float]]) -> dict[str, tuple[float, ...]]:
+    merged: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        for key, value in run.items():
+            merged[key].append(float(value))
+    return {k: tuple(v) for k, v in merged.items()}
+
+
+def bench_e2e(quick: bool) -> list[Figure]:
+    from .scenarios import e2e
+
+    n, clients, concurrency, repeats = (1000, 4, 4, 1) if quick else (10_000, 8, 4, 3)
+    ours = collect([e2e.taskhub(n, clients, concurrency) for _ in range(repeats)])
+    theirs = collect([e2e.celery(n, clients, concurrency) for _ in range(repeats)])
+    ratio = tuple(
+        a / b if b else 0.0 for a, b in zip(ours["tasks_per_s"], theirs["tasks_per_s"], strict=True)
+    )
+    return [
+        Figure(f"e2e taskhub noop ({n} tasks) throughput", "t/s", ours["tasks_per_s"]),
+        Figure("e2e taskhub submit->completed p50", "ms", ours["p50_ms"]),
+        Figure("e2e taskhub submit->completed p99", "ms", ours["p99_ms"]),
+        Figure("e2e taskhub tasks not completed", "n", ours["missing"], "0", max(ours["missing"]) == 0),
+        Figure(f"e2e celery noop ({n} tasks) throughput", "t/s", theirs["tasks_per_s"]),
+        Figure("e2e celery submit->done p50", "ms", theirs["p50_ms"]),
+        Figure("e2e celery submit->done p99", "ms", theirs["p99_ms"]),
+        Figure("e2e ratio taskhub / celery", "x", ratio, ">= 1.0", min(ratio) >= 1.0),
+    ]
+
+
+def bench_api(quick: bool) -> list[Figure]:
+    from .scenarios import api
+    from .topology import platform
+
+    rates = [50, 100, 200] if quick else [50, 100, 200, 300, 400, 600, 800, 1200]
+    seconds, repeats = (3, 1) if quick else (10, 3)
+    with platform(concurrency=2, web_concurrency=2) as p:
+        runs = collect([api.figures(p, rates, seconds) for _ in range(repeats)])
+    return [
+        Figure("api trivial JSON peak (nginx+gunicorn)", "rps", runs["trivial_peak_rps"]),
+        Figure("api POST /tasks/ peak", "rps", runs["post_peak_rps"]),
+        Figure("api filtered GET /tasks/ peak", "rps", runs["get_peak_rps"]),
+        Figure(
+            "api POST / trivial ratio",
+            "x",
+            runs["post_vs_trivial_ratio"],
+            ">= 0.5",
+            min(runs["post_vs_trivial_ratio"]) >= 0.5,
+        ),
+        Figure("api POST p50 at half peak", "ms", runs["post_half_peak_p50_ms"]),
+        Figure(
+            "api POST p99 at half peak",
+            "ms",
+            runs["post_half_peak_p99_ms"],
+            "< 50 ms",
+            max(runs["post_half_peak_p99_ms"]) < 50,
+        ),
+        Figure("api GET p99 at half peak", "ms", runs["get_half_peak_p99_ms"]),
+        Figure(
+            "api POST errors at half peak",
+            "n",
+            runs["post_half_peak_errors"],
+            "0",
+            max(runs["post_half_peak_errors"]) == 0,
+        ),
+    ]
+
+
+def bench_read(quick: bool) -> list[Figure]:
+    from .scenarios import read_paths
+    from .topology import platform
+
+    rows, repeats = (100_000, 20) if quick else (1_000_000, 200)
+    figures = []
+    with platform(concurrency=1) as p:
+        read_paths.load_core(p.database_urls["core"], rows)
+        queries = dict(read_paths.CORE_QUERIES)
+        if importlib.util.find_spec("bench.scenarios.monitoring_load") and "monitoring" in p.database_urls:
+            from .scenarios import monitoring_load
+
+            monitoring_load.load(p.database_urls["monitoring"], rows)
+            queries.update(read_paths.MONITORING_QUERIES)
+        timings = read_paths.time_queries(p, queries, repeats)
+    for name, t in timings.items():
+        figures.append(Figure(f"read {name} p50 ({rows} rows)", "ms", (t["p50_ms"],)))
+        figures.append(
+            Figure(f"read {name} p99 ({rows} rows)", "ms", (t["p99_ms"],), "< 30 ms", t["p99_ms"] < 30)
+        )
+    return figures
+
+
+def bench_memory(quick: bool) -> list[Figure]:
+    import time
+
+    from .topology import platform, rss_mb_of_run_dir
+
+    with platform() as _:
+        time.sleep(3)
+        rest = rss_mb_of_run_dir()
+    return [Figure(f"memory at rest: {name}", "MB", (mb,)) for name, mb in sorted(rest.items())]
+
+
+BENCHES = {"read": bench_read, "api": bench_api, "e2e": bench_e2e, "memory": bench_memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="reduced sizes, one repeat (CI: never rots)")
+    parser.add_argument("--only", help="comma list of " + ",".join(BENCHES))
+    args = parser.parse_args()
+    chosen = args.only.split(",") if args.only else list(BENCHES)
+    figures: list[Figure] = []
+    for name in chosen:
+        print(f"== {name}", flush=True)
+        figures.extend(BENCHES[name](args.quick))
+    print_table(figures)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    write_json(figures, RESULTS / f"{'quick' if args.quick else 'full'}-{stamp}.json", args.quick)
+
+
+if __name__ == "__main__":
+    main()

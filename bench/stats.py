@@ -1,0 +1,43 @@
+"""Figures of a benchmark: percentiles of one run, and median/min/max over repeated runs."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (what a latency SLO means); NaN when there are no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure measured `len(runs)` times: reported as the median with its min and max."""
+
+    name: str
+    unit: str
+    runs: tuple[float, ...]
+    target: str = ""
+    meets: bool | None = None  # None: no target or not comparable
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs) if self.runs else float("nan")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "median": self.median,
+            "min": min(self.runs) if self.runs else None,
+            "max": max(self.runs) if self.runs else None,
+            "runs": list(self.runs),
+            "target": self.target,
+            "meets_target": self.meets,
+        }
