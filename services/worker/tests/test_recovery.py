@@ -1,0 +1,91 @@
+"""Workers that die or leave: a SIGKILLed worker's tasks run again elsewhere and complete once, a
+task that kills its worker every time is dead-lettered after bounded deliveries, and SIGTERM drains
+cleanly (real PostgreSQL, RabbitMQ, worker processes; core's lease is 3 s here)."""
+
+from __future__ import annotations
+
+import signal
+
+import psutil
+import pytest
+
+from shared.testing.fixtures import wait_until
+
+from .conftest import MAX_LOST_DELIVERIES
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def test_a_worker_killed_during_50_tasks_loses_none_and_repeats_none(platform):
+    doomed = platform.start_worker("w-doomed", concurrency=8)
+    platform.start_worker("w-survivor", concurrency=8)
+    tasks = [platform.create("example.sleep", context_data={"seconds": 1.5, "steps": 3}) for _ in range(50)]
+    wait_until(
+        lambda: (
+            len(
+                [
+                    e
+                    for e in platform.events
+                    if e.event_type == "task.started" and e.data["worker_name"] == "w-doomed"
+                ]
+            )
+            >= 8
+        ),
+        message="w-doomed busy",
+    )
+    children = psutil.Process(doomed.pid).children(recursive=True)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(10)
+    # its handler processes die with it (no orphan keeps running the tasks)
+    wait_until(
+        lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children),
+        timeout=5,
+        message="children of the killed worker gone",
+    )
+
+    for task in tasks:
+        platform.wait_status(task, "completed", "failed", timeout=60)
+    finals = [platform.get(task) for task in tasks]
+    assert {t["status"] for t in finals} == {"completed"}
+    for task in tasks:
+        statuses = [h["to_status"] for h in platform.history(task)]
+        assert statuses.count("completed") == 1, statuses
+    recovered = [t for t in tasks if any("expired" in h["reason"] for h in platform.history(t))]
+    assert recovered, "some tasks were running on the killed worker and were run again"
+    assert all(platform.get(t)["worker_name"] == "w-survivor" for t in recovered)
+
+
+def test_a_task_that_kills_its_worker_every_time_is_dead_lettered(platform):
+    poison = platform.create("test.poison", priority="low")
+    deaths = 0
+    for _ in range(int(MAX_LOST_DELIVERIES)):
+        worker = platform.start_worker(f"w-poisoned-{deaths}", concurrency=1, queues="low")
+        worker.wait(30)  # the poison kills it
+        deaths += 1
+    final = platform.wait_status(poison, "failed", timeout=20)
+    assert "dead-lettered" in final["error_message"]
+    assert deaths == int(MAX_LOST_DELIVERIES)
+    parked = platform.spy_bus.queue_figures(platform.spy_bus.work_queue_name("dead"))
+    assert parked is not None and parked.ready == 1
+    # never looped: a fresh worker on the same queue finds nothing to run
+    platform.start_worker("w-after-poison", concurrency=1, queues="low")
+    platform.wait_for_worker("w-after-poison")
+    assert platform.get(poison)["status"] == "failed"
+    failed = platform.events_of("task.failed", poison)
+    assert failed and failed[-1].data.get("dead_lettered") is True
+
+
+def test_sigterm_finishes_running_tasks_then_exits_0(platform):
+    worker = platform.start_worker("w-rolling", concurrency=2, TASKHUB_SHUTDOWN_GRACE_SECONDS="15")
+    tasks = [platform.create("example.sleep", context_data={"seconds": 2, "steps": 2}) for _ in range(2)]
+    for task in tasks:
+        platform.wait_status(task, "running")
+    worker.send_signal(signal.SIGTERM)
+    late = platform.create("example.noop")  # arrives while it drains: it must not take it
+    assert worker.wait(20) == 0
+    for task in tasks:  # finished during the drain, results published before the exit
+        done = platform.wait_status(task, "completed", "failed", "pending")
+        assert (done["status"], done["worker_name"]) == ("completed", "w-rolling")
+    assert platform.get(late)["status"] == "pending"
+    platform.start_worker("w-next")
+    platform.wait_status(late, "completed")
