@@ -1,0 +1,93 @@
+"""HTTP layer of /tasks/persistent-jobs/job-states/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from sqlalchemy import select
+
+from shared.api import Blueprint
+from shared.auth import current_principal
+from shared.listing import apply_filters, apply_ordering, paginate
+
+from ..container import persistence
+from ..models import JobState
+from . import service
+from .schemas import (
+    JobStateListArgs,
+    JobStatePageSchema,
+    JobStateSchema,
+    JobStateUpdateSchema,
+    JobStateUpsertSchema,
+)
+
+blp = Blueprint(
+    "job_states",
+    __name__,
+    url_prefix="/tasks/persistent-jobs/job-states",
+    description="The detailed state handlers keep for their jobs.",
+)
+
+FILTERS: dict[str, Any] = {
+    "persistent_job": lambda v: JobState.job_id.in_(v),
+    "can_retry": lambda v: (
+        (JobState.retry_count < JobState.max_retries) if v else (JobState.retry_count >= JobState.max_retries)
+    ),
+    "created_after": lambda v: JobState.created_at >= v,
+    "created_before": lambda v: JobState.created_at <= v,
+    "updated_after": lambda v: JobState.updated_at >= v,
+}
+ORDERING = {"created_at": JobState.created_at, "updated_at": JobState.updated_at}
+
+
+@blp.route("/")
+class JobStates(MethodView):
+    @blp.arguments(JobStateListArgs, location="query")
+    @blp.response(200, JobStatePageSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List job states"""
+        stmt = apply_filters(
+            select(JobState).where(JobState.brand_id == current_principal().brand_id), args, FILTERS
+        )
+        stmt = apply_ordering(stmt, args.get("ordering"), ORDERING, [("updated_at", True)], JobState.id)
+        with persistence().session_factory() as session:
+            return paginate(session, stmt, args)
+
+    @blp.arguments(JobStateUpsertSchema)
+    @blp.response(201, JobStateSchema)
+    @blp.alt_response(200, schema=JobStateSchema, description="The job already had a state: updated.")
+    def post(self, fields: dict[str, Any]) -> Any:
+        """Create or update the state of a job (handlers)"""
+        with persistence().uow() as uow:
+            state, created = service.upsert_state(uow, current_principal().brand_id, fields)
+            uow.commit()
+            return state, 201 if created else 200
+
+
+@blp.route("/<int:state_pk>/")
+class JobStateById(MethodView):
+    @blp.response(200, JobStateSchema)
+    def get(self, state_pk: int) -> JobState:
+        """Get a job state"""
+        with persistence().session_factory() as session:
+            return service.get_state(session, current_principal().brand_id, state_pk)
+
+    @blp.arguments(JobStateUpdateSchema)
+    @blp.response(200, JobStateSchema)
+    def put(self, fields: dict[str, Any], state_pk: int) -> JobState:
+        """Update a job state"""
+        return _update(state_pk, fields)
+
+    @blp.arguments(JobStateUpdateSchema)
+    @blp.response(200, JobStateSchema)
+    def patch(self, fields: dict[str, Any], state_pk: int) -> JobState:
+        """Update some fields of a job state"""
+        return _update(state_pk, fields)
+
+
+def _update(state_pk: int, fields: dict[str, Any]) -> JobState:
+    with persistence().uow() as uow:
+        state = service.update_state(uow, current_principal().brand_id, state_pk, fields)
+        uow.commit()
+        return state

@@ -1,0 +1,58 @@
+"""Job state use cases: handlers upsert it by job, operators read or edit it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.errors import not_found
+from shared.events.envelope import utcnow
+from shared.unit_of_work import UnitOfWork
+
+from ..jobs.runs import job_in_brand
+from ..models import JobState
+
+DEFAULTS: dict[str, Any] = {
+    "pages_status": {},
+    "error_details": {},
+    "retry_count": 0,
+    "max_retries": 3,
+    "last_error_message": None,
+    "state_data": {},
+}
+
+
+def get_state(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> JobState:
+    stmt = select(JobState).where(JobState.id == pk, JobState.brand_id == brand_id)
+    state = session.scalars(stmt.with_for_update(of=JobState) if lock else stmt).first()
+    if state is None:
+        raise not_found(what="Job state")
+    return state
+
+
+def upsert_state(uow: UnitOfWork, brand_id: int, fields: dict[str, Any]) -> tuple[JobState, bool]:
+    """The job's state, created on first write; later writes change only the fields given.
+    The job row is locked first, so concurrent first writes of one job serialize."""
+    job = job_in_brand(uow, brand_id, fields.pop("persistent_job"), "persistent_job")
+    state = uow.session.scalars(select(JobState).where(JobState.job_id == job.id)).first()
+    created = state is None
+    now = utcnow()
+    if state is None:
+        state = JobState(brand_id=brand_id, job=job, created_at=now, **DEFAULTS)
+        uow.session.add(state)
+    _apply(state, fields, now)
+    return state, created
+
+
+def update_state(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) -> JobState:
+    state = get_state(uow.session, brand_id, pk, lock=True)
+    _apply(state, fields, utcnow())
+    return state
+
+
+def _apply(state: JobState, fields: dict[str, Any], now: Any) -> None:
+    for key, value in fields.items():
+        setattr(state, key, value)
+    state.updated_at = now

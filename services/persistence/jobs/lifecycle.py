@@ -1,0 +1,174 @@
+"""A job's life, written once: its statuses, how it follows its task, what it can resume from,
+and the job.* events that tell core (`is_resumable`, pause, resume, restart)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from shared.events.envelope import iso, utcnow
+from shared.unit_of_work import UnitOfWork
+
+from ..models import Checkpoint, JobState, PersistentJob, TaskRef
+
+PENDING, RUNNING, PAUSED, INTERRUPTED = "pending", "running", "paused", "interrupted"
+COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
+STATUSES = (PENDING, RUNNING, PAUSED, INTERRUPTED, COMPLETED, FAILED, CANCELLED)
+FINISHED = frozenset({COMPLETED, FAILED, CANCELLED})
+# a job in one of these states may run again (resume, restart) ...
+STOPPED = (PAUSED, FAILED, CANCELLED, INTERRUPTED)
+# ... unless core is already running its task again (a lost worker's task is re-dispatched by core)
+TASK_ACTIVE = frozenset({"pending", "retrying", "running"})
+
+TASK_TO_JOB = {
+    "pending": PENDING,
+    "retrying": PENDING,
+    "running": RUNNING,
+    "paused": PAUSED,
+    "completed": COMPLETED,
+    "failed": FAILED,
+    "cancelled": CANCELLED,
+}
+
+PRIORITIES = ("low", "normal", "high", "critical")
+PRIORITY_RANK = {p: rank for rank, p in enumerate(PRIORITIES)}
+
+
+def is_stopped(job: PersistentJob) -> bool:
+    return job.status in STOPPED and job.base_task.status not in TASK_ACTIVE
+
+
+def recovery_points(job: PersistentJob) -> Any:
+    """This run's recovery points, newest first (a restart starts a new run)."""
+    stmt = select(Checkpoint).where(Checkpoint.job_id == job.id, Checkpoint.is_recovery_point.is_(True))
+    if job.run_epoch_at is not None:
+        stmt = stmt.where(Checkpoint.created_at >= job.run_epoch_at)
+    return stmt.order_by(Checkpoint.created_at.desc(), Checkpoint.id.desc())
+
+
+def newest_recovery_point(uow: UnitOfWork, job: PersistentJob) -> Checkpoint | None:
+    return uow.session.scalars(recovery_points(job).limit(1)).first()
+
+
+def event_data(job: PersistentJob, **extra: Any) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "base_task": job.base_task_id,
+        "task_id": job.base_task.task_id,
+        "status": job.status,
+        "can_resume": job.can_resume,
+        **extra,
+    }
+
+
+def emit(uow: UnitOfWork, event_type: str, job: PersistentJob, **extra: Any) -> None:
+    uow.emit(event_type, job.brand_id, event_data(job, **extra))
+
+
+def settle(uow: UnitOfWork, job: PersistentJob, status: str | None = None, *, announce: bool = True) -> bool:
+    """Apply a new status (if given) and recompute `can_resume`; announce a change with
+    job.updated unless the caller publishes a more specific event. Returns whether anything changed."""
+    now = utcnow()
+    before = (job.status, job.can_resume)
+    if status is not None and status != job.status:
+        job.status = status
+        if status == RUNNING:
+            job.started_at = job.started_at or now
+            job.finished_at = None
+        elif status in FINISHED:
+            job.finished_at = now
+        if status in (FAILED, CANCELLED, INTERRUPTED):
+            job.interrupted_at = now
+    uow.session.flush()
+    job.can_resume = job.status != COMPLETED and newest_recovery_point(uow, job) is not None
+    changed = (job.status, job.can_resume) != before
+    if changed:
+        job.updated_at = now
+        if announce:
+            emit(uow, "job.updated", job)
+    return changed
+
+
+def job_for_task(uow: UnitOfWork, task_pk: int, *, lock: bool = True) -> PersistentJob | None:
+    stmt = select(PersistentJob).where(PersistentJob.base_task_id == task_pk)
+    return uow.session.scalars(stmt.with_for_update(of=PersistentJob) if lock else stmt).first()
+
+
+def create_job(uow: UnitOfWork, ref: TaskRef, fields: dict[str, Any] | None = None) -> PersistentJob:
+    """A job for `ref` (the caller checked there is none). A concurrent creator of the same job
+    makes the flush raise IntegrityError: the caller's transaction is retried (or redelivered)."""
+    fields = fields or {}
+    now = utcnow()
+    job = PersistentJob(
+        brand_id=ref.brand_id,
+        base_task=ref,
+        status=TASK_TO_JOB.get(ref.status, PENDING),
+        job_data=fields.get("job_data") or {},
+        current_step=fields.get("current_step"),
+        total_steps=fields.get("total_steps"),
+        completed_steps=fields.get("completed_steps") or 0,
+        progress_percentage=float(fields.get("progress_percentage") or 0.0),
+        can_resume=False,
+        checkpoints_count=0,
+        attempt=ref.attempt,
+        resume_count=0,
+        auto_resume_count=0,
+        restart_count=0,
+        interruptions_count=0,
+        created_at=now,
+        updated_at=now,
+    )
+    if job.status == RUNNING:
+        job.started_at = now
+    if job.status in FINISHED:
+        job.finished_at = now
+    uow.session.add(job)
+    uow.session.flush()
+    emit(uow, "job.created", job)
+    return job
+
+
+def get_or_create(uow: UnitOfWork, ref: TaskRef) -> PersistentJob:
+    return job_for_task(uow, ref.id) or create_job(uow, ref)
+
+
+def delete_job(uow: UnitOfWork, job: PersistentJob) -> int:
+    """Drop the job with its checkpoints and state; core learns it is no longer resumable.
+    Returns how many checkpoint bytes were freed."""
+    freed = sum(
+        uow.session.scalars(select(Checkpoint.stored_size_bytes).where(Checkpoint.job_id == job.id)).all()
+    )
+    uow.session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
+    uow.session.execute(delete(JobState).where(JobState.job_id == job.id))
+    job.can_resume = False
+    emit(uow, "job.deleted", job)
+    uow.session.delete(job)
+    return freed
+
+
+def insert_race_safe(uow: UnitOfWork, attempt: Any) -> Any:
+    """Run `attempt(uow)`; a unique-key race with a concurrent creator rolls back and runs it once
+    more, when the other side's row is visible and is found instead of created."""
+    try:
+        return attempt(uow)
+    except IntegrityError:
+        uow.rollback()
+        return attempt(uow)
+
+
+def boosted(priority: str, levels: int) -> str:
+    rank = min(len(PRIORITIES) - 1, PRIORITY_RANK.get(priority, 1) + max(0, levels))
+    return PRIORITIES[rank]
+
+
+def estimated_completion(job: PersistentJob, now: datetime | None = None) -> str | None:
+    """From the pace so far: the time spent since the first start over the progress made."""
+    if job.status != RUNNING or job.started_at is None or not 0 < job.progress_percentage < 100:
+        return None
+    now = now or utcnow()
+    elapsed = now - job.started_at
+    remaining = elapsed * ((100 - job.progress_percentage) / job.progress_percentage)
+    return iso(now + remaining)

@@ -1,0 +1,202 @@
+"""HTTP layer of /tasks/persistent-jobs/persistent-jobs/: parse, call the service layer, dump."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+
+from shared.api import Blueprint
+from shared.auth import current_principal, require_role
+from shared.listing import paginate
+
+from ..container import persistence
+from . import queries, runs, service
+from .schemas import (
+    AutoResumeSchema,
+    CleanupSchema,
+    JobCreateSchema,
+    JobDetailSchema,
+    JobListArgs,
+    JobPageSchema,
+    JobSchema,
+    JobUpdateSchema,
+    PauseResultSchema,
+    RestartResultSchema,
+    RestartSchema,
+    ResumableArgs,
+    ResumeResultSchema,
+    ResumeSchema,
+    StartRunResultSchema,
+    StartRunSchema,
+    StatsArgs,
+    ValidateConfigSchema,
+)
+
+blp = Blueprint(
+    "persistent_jobs",
+    __name__,
+    url_prefix="/tasks/persistent-jobs/persistent-jobs",
+    description="Persistent jobs: long tasks that checkpoint, pause, resume and restart.",
+)
+
+
+@blp.route("/")
+class Jobs(MethodView):
+    @blp.arguments(JobListArgs, location="query")
+    @blp.response(200, JobPageSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List persistent jobs"""
+        with persistence().session_factory() as session:
+            return paginate(session, queries.job_list(current_principal().brand_id, args), args)
+
+    @blp.arguments(JobCreateSchema)
+    @blp.response(201, JobSchema)
+    def post(self, fields: dict[str, Any]) -> Any:
+        """Make an existing task persistent"""
+        with persistence().uow() as uow:
+            job = service.create_job(uow, current_principal().brand_id, fields)
+            uow.commit()
+            return job
+
+
+@blp.route("/<int:job_pk>/")
+class JobById(MethodView):
+    @blp.response(200, JobDetailSchema)
+    def get(self, job_pk: int) -> Any:
+        """Get a job with its newest checkpoints and its state"""
+        with persistence().session_factory() as session:
+            job = service.get_job(session, current_principal().brand_id, job_pk)
+            return _detail(session, job)
+
+    @blp.arguments(JobUpdateSchema)
+    @blp.response(200, JobDetailSchema)
+    def put(self, fields: dict[str, Any], job_pk: int) -> dict[str, Any]:
+        """Update a job's writable fields"""
+        return _update(job_pk, fields)
+
+    @blp.arguments(JobUpdateSchema)
+    @blp.response(200, JobDetailSchema)
+    def patch(self, fields: dict[str, Any], job_pk: int) -> dict[str, Any]:
+        """Update some of a job's writable fields"""
+        return _update(job_pk, fields)
+
+    @blp.response(204)
+    def delete(self, job_pk: int) -> None:
+        """Delete a job with its checkpoints and state (not while it runs)"""
+        with persistence().uow() as uow:
+            service.delete_job(uow, current_principal().brand_id, job_pk)
+            uow.commit()
+
+
+def _detail(session: Any, job: Any) -> Any:
+    """Load what the detail adds while the session is open (the dump happens after it closes)."""
+    job.newest_checkpoints = queries.newest_checkpoints(session, job)
+    _ = job.state
+    return job
+
+
+def _update(job_pk: int, fields: dict[str, Any]) -> Any:
+    with persistence().uow() as uow:
+        job = service.update_job(uow, current_principal().brand_id, job_pk, fields)
+        uow.commit()
+        return _detail(uow.session, job)
+
+
+@blp.route("/<int:job_pk>/resume/")
+class JobResume(MethodView):
+    @blp.arguments(ResumeSchema, required=False)
+    @blp.response(200, ResumeResultSchema)
+    def post(self, options: dict[str, Any], job_pk: int) -> dict[str, Any]:
+        """Resume a stopped job from a checkpoint (default: its newest recovery point)"""
+        with persistence().uow() as uow:
+            result = service.resume_job(uow, current_principal().brand_id, job_pk, options or {})
+            uow.commit()
+            return result
+
+
+@blp.route("/<int:job_pk>/pause/")
+class JobPause(MethodView):
+    @blp.response(200, PauseResultSchema)
+    def post(self, job_pk: int) -> dict[str, Any]:
+        """Ask a running job to stop at its next checkpoint"""
+        with persistence().uow() as uow:
+            result = service.pause_job(uow, current_principal().brand_id, job_pk)
+            uow.commit()
+            return result
+
+
+@blp.route("/<int:job_pk>/restart/")
+class JobRestart(MethodView):
+    @blp.arguments(RestartSchema, required=False)
+    @blp.response(200, RestartResultSchema)
+    def post(self, options: dict[str, Any], job_pk: int) -> dict[str, Any]:
+        """Run a stopped job again from its start or from a step"""
+        options = options or RestartSchema().load({})
+        with persistence().uow() as uow:
+            result = service.restart_job(uow, current_principal().brand_id, job_pk, options)
+            uow.commit()
+            return result
+
+
+@blp.route("/resumable/")
+class Resumable(MethodView):
+    @blp.arguments(ResumableArgs, location="query")
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Jobs that can continue from a checkpoint, best candidates first (at most 100)"""
+        with persistence().session_factory() as session:
+            return queries.resumable(session, current_principal().brand_id, args)
+
+
+@blp.route("/auto-resume/")
+class AutoResume(MethodView):
+    @blp.arguments(AutoResumeSchema, required=False)
+    def post(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Resume the best failed or interrupted jobs now"""
+        container = persistence()
+        return service.auto_resume(
+            container.uow,
+            current_principal().brand_id,
+            options or AutoResumeSchema().load({}),
+            container.auto_resume_max_per_job,
+        )
+
+
+@blp.route("/cleanup-old/")
+class CleanupOld(MethodView):
+    @require_role("admin")
+    @blp.arguments(CleanupSchema, required=False)
+    def post(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Delete old finished jobs and their checkpoints (admin; dry_run only counts)"""
+        with persistence().uow() as uow:
+            result = service.cleanup_old(
+                uow, current_principal().brand_id, options or CleanupSchema().load({})
+            )
+            uow.commit()
+            return result
+
+
+@blp.route("/validate-config/")
+class ValidateConfig(MethodView):
+    @blp.arguments(ValidateConfigSchema)
+    def post(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Check a job's checkpointing plan and estimate its checkpoints and storage"""
+        return service.validate_config(options)
+
+
+@blp.route("/stats/")
+class Stats(MethodView):
+    @blp.arguments(StatsArgs, location="query")
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Job, resume, checkpoint and failure figures over the last `days`"""
+        with persistence().session_factory() as session:
+            return queries.stats(session, current_principal().brand_id, args["days"], args["include_trends"])
+
+
+@blp.route("/for-task/")
+class StartRun(MethodView):
+    @blp.arguments(StartRunSchema)
+    @blp.response(200, StartRunResultSchema)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Worker: a handler starts; get-or-create its job, what to do, where to continue from"""
+        return runs.start_run(persistence().uow, current_principal().brand_id, body)

@@ -1,0 +1,143 @@
+"""The worker's side of a job, over HTTP with a machine token (the contract in
+docs/persistence.md): `start_run` when a handler starts (get-or-create the job, say what to do
+and which checkpoint to continue from), and `control_at_checkpoint`, the answer a handler gets
+each time it saves a checkpoint. A pause or cancel reaches the handler through these answers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from shared.errors import field_error
+from shared.events.envelope import utcnow
+from shared.unit_of_work import UnitOfWork
+
+from ..checkpoints import codec
+from ..models import Checkpoint, PersistentJob, TaskRef
+from . import lifecycle as lc
+
+RUN, PAUSE, CANCEL, CONTINUE = "run", "pause", "cancel", "continue"
+
+
+def start_run(uow_factory: Callable[[], UnitOfWork], brand_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    """Idempotent per attempt; a race with task.created (or a second worker call) on the same
+    rows is retried once, when the other side's rows are found instead of created."""
+    with uow_factory() as uow:
+        answer = lc.insert_race_safe(uow, lambda u: _start_run(u, brand_id, body))
+        uow.commit()
+        return answer
+
+
+def _task_ref(uow: UnitOfWork, brand_id: int, body: dict[str, Any]) -> TaskRef:
+    ref = uow.session.scalars(
+        select(TaskRef).where(TaskRef.id == body["base_task"]).with_for_update()
+    ).first()
+    if ref is not None and ref.brand_id != brand_id:
+        raise field_error("base_task", "Unknown task.")
+    if ref is None:  # the worker started before task.created reached this service
+        ref = TaskRef(
+            id=body["base_task"],
+            brand_id=brand_id,
+            task_id=body["task_id"],
+            task_type=body["task_type"],
+            status="pending",
+            priority="normal",
+            attempt=0,
+            updated_at=utcnow(),
+        )
+        uow.session.add(ref)
+        uow.session.flush()
+    return ref
+
+
+def _start_run(uow: UnitOfWork, brand_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    ref = _task_ref(uow, brand_id, body)
+    job = lc.get_or_create(uow, ref)
+    attempt, resume = body["attempt"], body.get("resume")
+    if attempt < max(job.attempt, ref.attempt):
+        return _answer(job, CANCEL)  # a stale attempt: a newer one exists
+    if ref.status == "cancelled" or job.status == lc.CANCELLED:
+        return _answer(job, CANCEL)
+    if job.pause_requested_at is not None or job.status == lc.PAUSED:
+        _pause(uow, job, ref, checkpoint=None)
+        return _answer(job, PAUSE)
+    now = utcnow()
+    if attempt > job.attempt and job.status in (lc.RUNNING, lc.INTERRUPTED) and job.attempt and not resume:
+        # the previous attempt stopped without a result: its worker was lost
+        if job.status == lc.RUNNING:
+            job.interruptions_count += 1
+        job.interruption_reason = f"attempt {job.attempt} was interrupted (worker lost)"
+        job.interrupted_at = now
+    checkpoint = _resume_point(uow, job, resume)
+    data = None
+    if checkpoint is not None:
+        try:
+            data = codec.verified(checkpoint.payload, checkpoint.is_compressed, checkpoint.checksum)
+        except codec.CorruptedCheckpoint:
+            raise codec.corrupted_error(checkpoint.id) from None
+    if attempt >= ref.attempt:
+        ref.attempt, ref.status, ref.updated_at = attempt, "running", now
+    job.attempt = attempt
+    lc.settle(uow, job, lc.RUNNING)
+    return _answer(
+        job,
+        RUN,
+        None
+        if checkpoint is None
+        else {"checkpoint_id": checkpoint.id, "step_name": checkpoint.step_name, "checkpoint_data": data},
+    )
+
+
+def _resume_point(uow: UnitOfWork, job: PersistentJob, resume: dict[str, Any] | None) -> Checkpoint | None:
+    """The checkpoint chosen by the last resume or restart, else this run's newest recovery
+    point (a re-run after a lost worker or a retry continues where the job was)."""
+    chosen = (resume or {}).get("checkpoint_id") or job.resume_checkpoint_id
+    if resume and resume.get("restart"):
+        chosen = resume.get("checkpoint_id")
+        if chosen is None:
+            return None
+    if chosen is not None:
+        checkpoint = uow.session.get(Checkpoint, int(chosen))
+        if checkpoint is not None and checkpoint.job_id == job.id:
+            return checkpoint
+    return lc.newest_recovery_point(uow, job)
+
+
+def _answer(job: PersistentJob, control: str, resume_from: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"job_id": job.id, "status": job.status, "control": control, "resume_from": resume_from}
+
+
+def _pause(uow: UnitOfWork, job: PersistentJob, ref: TaskRef, checkpoint: Checkpoint | None) -> None:
+    """The handler stops here: the job is paused and core holds its task."""
+    if job.status == lc.PAUSED:
+        return
+    now = utcnow()
+    job.pause_requested_at = None
+    job.paused_at = now
+    ref.status, ref.updated_at = "paused", now
+    lc.settle(uow, job, lc.PAUSED, announce=False)
+    newest = checkpoint or lc.newest_recovery_point(uow, job)
+    lc.emit(uow, "job.paused", job, checkpoint_id=newest.id if newest else None)
+
+
+def control_at_checkpoint(uow: UnitOfWork, job: PersistentJob, checkpoint: Checkpoint) -> str:
+    ref = job.base_task
+    if ref.status == "cancelled" or job.status == lc.CANCELLED:
+        return CANCEL
+    if job.status == lc.PAUSED or job.pause_requested_at is not None:
+        _pause(uow, job, ref, checkpoint)
+        return PAUSE
+    return CONTINUE
+
+
+def job_in_brand(uow: UnitOfWork, brand_id: int, job_id: int, field: str) -> PersistentJob:
+    job = uow.session.scalars(
+        select(PersistentJob)
+        .where(PersistentJob.id == job_id, PersistentJob.brand_id == brand_id)
+        .with_for_update(of=PersistentJob)
+    ).first()
+    if job is None:
+        raise field_error(field, "Unknown persistent job.")
+    return job

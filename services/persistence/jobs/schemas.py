@@ -1,0 +1,205 @@
+"""Persistent job request and response schemas (API.md §3)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from shared.api import ReadSchema, Schema, Timestamp
+from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
+
+from ..checkpoints.schemas import CheckpointSummarySchema
+from ..id_list import IdList
+from ..job_states.schemas import JobStateSchema
+from . import lifecycle as lc
+
+STEP = ma.validate.Length(min=1, max=200)
+
+
+class BaseTaskSchema(ReadSchema):
+    id = ma.fields.Integer()
+    task_id = ma.fields.String()
+    task_type = ma.fields.String()
+    status = ma.fields.String()
+    priority = ma.fields.String()
+
+
+class JobSchema(ReadSchema):
+    id = ma.fields.Integer()
+    base_task = ma.fields.Nested(BaseTaskSchema)
+    job_data = ma.fields.Dict()
+    current_step = ma.fields.String(allow_none=True)
+    total_steps = ma.fields.Integer(allow_none=True)
+    completed_steps = ma.fields.Integer()
+    progress_percentage = ma.fields.Float()
+    status = ma.fields.String()
+    can_resume = ma.fields.Boolean()
+    resume_from_step = ma.fields.String(allow_none=True)
+    interruption_reason = ma.fields.String(allow_none=True)
+    last_checkpoint_at = Timestamp(allow_none=True)
+    checkpoints_count = ma.fields.Integer()
+    estimated_completion = ma.fields.Function(lambda job: lc.estimated_completion(job))
+    pause_requested = ma.fields.Function(lambda job: job.pause_requested_at is not None)
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class JobDetailSchema(JobSchema):
+    newest_checkpoints = ma.fields.List(ma.fields.Nested(CheckpointSummarySchema))
+    job_state = ma.fields.Nested(JobStateSchema, attribute="state", allow_none=True)
+    resume_count = ma.fields.Integer()
+    restart_count = ma.fields.Integer()
+    interruptions_count = ma.fields.Integer()
+
+
+JobPageSchema = page_schema(JobSchema, "PersistentJobPage")
+
+
+class _JobWritable(Schema):
+    job_data = ma.fields.Dict(keys=ma.fields.String())
+    current_step = ma.fields.String(allow_none=True, validate=STEP)
+    total_steps = ma.fields.Integer(allow_none=True, validate=ma.validate.Range(min=0))
+    completed_steps = ma.fields.Integer(validate=ma.validate.Range(min=0))
+    progress_percentage = ma.fields.Float(validate=ma.validate.Range(0, 100))
+    can_resume = ma.fields.Boolean()
+
+
+class JobCreateSchema(_JobWritable):
+    base_task = ma.fields.Integer(required=True, strict=True)
+
+
+class JobUpdateSchema(_JobWritable):
+    """PUT and PATCH both take any subset of the writable fields."""
+
+
+class JobListArgs(ListArgs):
+    range_filters = {"progress_percentage": lambda: ma.fields.Float()}
+    base_task = IdList()
+    can_resume = FlexibleBoolean()
+    status = CommaList(lc.STATUSES)
+    current_step = CommaList()
+    progress_gte = ma.fields.Float()
+    progress_lte = ma.fields.Float()
+    has_checkpoints = FlexibleBoolean()
+    ordering = Ordering(["created_at", "updated_at", "progress_percentage"])
+
+
+class PriorityBoost(ma.fields.Integer):
+    """Levels to raise the task's priority by (0-3); true means one level."""
+
+    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(value, bool):
+            return int(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class ResumeSchema(Schema):
+    from_checkpoint = ma.fields.Integer(allow_none=True, strict=True)
+    reset_current_step = ma.fields.Boolean(load_default=False)
+    priority_boost = PriorityBoost(load_default=0, allow_none=True, validate=ma.validate.Range(0, 3))
+
+
+class ResumeResultSchema(ReadSchema):
+    message = ma.fields.String()
+    job_id = ma.fields.Integer()
+    resumed_from = ma.fields.Dict()
+    current_step = ma.fields.String(allow_none=True)
+    progress_percentage = ma.fields.Float()
+    estimated_completion = ma.fields.String(allow_none=True)
+    resumed_at = ma.fields.String()
+    priority = ma.fields.String()
+
+
+class PauseResultSchema(ReadSchema):
+    message = ma.fields.String()
+    job_id = ma.fields.Integer()
+    paused_at = ma.fields.String()
+    current_progress = ma.fields.Float()
+    checkpoint_created = ma.fields.Boolean()
+    can_resume = ma.fields.Boolean()
+    status = ma.fields.String()
+
+
+class RestartSchema(Schema):
+    preserve_checkpoints = ma.fields.Boolean(load_default=False)
+    reset_progress = ma.fields.Boolean(load_default=True)
+    from_step = ma.fields.String(allow_none=True, validate=STEP)
+
+
+class RestartResultSchema(ReadSchema):
+    message = ma.fields.String()
+    job_id = ma.fields.Integer()
+    restarted_at = ma.fields.String()
+    from_step = ma.fields.String(allow_none=True)
+    from_checkpoint = ma.fields.Integer(allow_none=True)
+    checkpoints_preserved = ma.fields.Boolean()
+    checkpoints_deleted = ma.fields.Integer()
+    progress_percentage = ma.fields.Float()
+    status = ma.fields.String()
+
+
+class ResumableArgs(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    priority = CommaList(lc.PRIORITIES)
+    interrupted_before = ma.fields.AwareDateTime()
+    progress_gte = ma.fields.Float(validate=ma.validate.Range(0, 100))
+    has_recent_checkpoint = FlexibleBoolean()
+
+
+class AutoResumeSchema(Schema):
+    max_jobs = ma.fields.Integer(load_default=10, validate=ma.validate.Range(1, 100))
+    priority_threshold = ma.fields.String(load_default="low", validate=ma.validate.OneOf(lc.PRIORITIES))
+    min_progress_percentage = ma.fields.Float(load_default=0.0, validate=ma.validate.Range(0, 100))
+    max_interruption_hours = ma.fields.Float(
+        load_default=24.0, validate=ma.validate.Range(min=0, min_inclusive=False)
+    )
+
+
+class CleanupSchema(Schema):
+    days_old = ma.fields.Integer(load_default=30, validate=ma.validate.Range(min=0))
+    preserve_failed = ma.fields.Boolean(load_default=True)
+    preserve_with_checkpoints = ma.fields.Boolean(load_default=False)
+    dry_run = ma.fields.Boolean(load_default=False)
+
+
+class ValidateConfigSchema(Schema):
+    job_data = ma.fields.Dict(keys=ma.fields.String(), load_default=dict)
+    estimated_duration_hours = ma.fields.Float(
+        required=True, validate=ma.validate.Range(min=0, min_inclusive=False, max=24 * 365)
+    )
+    checkpoint_frequency = ma.fields.Float(
+        load_default=5.0, validate=ma.validate.Range(min=0, min_inclusive=False, max=24 * 60)
+    )
+
+
+class StatsArgs(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    days = ma.fields.Integer(load_default=30, validate=ma.validate.Range(1, 365))
+    include_trends = FlexibleBoolean(load_default=False)
+
+
+class ResumeRequestSchema(Schema):
+    job_id = ma.fields.Integer(allow_none=True)
+    checkpoint_id = ma.fields.Integer(allow_none=True)
+    from_step = ma.fields.String(allow_none=True)
+    restart = ma.fields.Boolean(load_default=False)
+
+
+class StartRunSchema(Schema):
+    """The worker's call when a handler of a persistent type starts (docs/persistence.md)."""
+
+    base_task = ma.fields.Integer(required=True, strict=True)
+    task_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
+    task_type = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+    attempt = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0))
+    resume = ma.fields.Nested(ResumeRequestSchema, allow_none=True, load_default=None)
+
+
+class StartRunResultSchema(ReadSchema):
+    job_id = ma.fields.Integer()
+    status = ma.fields.String()
+    control = ma.fields.String()
+    resume_from = ma.fields.Dict(allow_none=True)

@@ -1,0 +1,378 @@
+"""Job use cases: create/update/delete, and the actions of §3 (resume, pause, restart,
+auto-resume, cleanup-old, validate-config). Each owns its rules and writes its events to the
+outbox in the caller's transaction; none knows about HTTP."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from shared.errors import ApiError, conflict, field_error, not_found
+from shared.events.envelope import iso, utcnow
+from shared.unit_of_work import UnitOfWork
+
+from ..checkpoints import codec
+from ..models import Checkpoint, PersistentJob, TaskRef
+from . import lifecycle as lc
+
+MB = 1024 * 1024
+MAX_TIMEOUT_HOURS = 10080 / 60  # core's largest timeout_minutes
+
+
+def get_job(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> PersistentJob:
+    stmt = select(PersistentJob).where(PersistentJob.id == pk, PersistentJob.brand_id == brand_id)
+    job = session.scalars(stmt.with_for_update(of=PersistentJob) if lock else stmt).first()
+    if job is None:
+        raise not_found(what="Persistent job")
+    return job
+
+
+def create_job(uow: UnitOfWork, brand_id: int, fields: dict[str, Any]) -> PersistentJob:
+    ref = uow.session.scalars(
+        select(TaskRef).where(TaskRef.id == fields["base_task"], TaskRef.brand_id == brand_id)
+    ).first()
+    if ref is None:
+        raise field_error("base_task", "Unknown task.")
+    if lc.job_for_task(uow, ref.id, lock=False) is not None:
+        raise field_error("base_task", "This task already has a persistent job.")
+    return lc.create_job(uow, ref, fields)
+
+
+def update_job(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) -> PersistentJob:
+    job = get_job(uow.session, brand_id, pk, lock=True)
+    for key, value in fields.items():
+        setattr(job, key, value)
+    if "progress_percentage" not in fields and job.total_steps and "completed_steps" in fields:
+        job.progress_percentage = round(
+            100.0 * min(job.completed_steps, job.total_steps) / job.total_steps, 2
+        )
+    job.updated_at = utcnow()
+    if "can_resume" not in fields:
+        lc.settle(uow, job)
+    else:
+        lc.emit(uow, "job.updated", job)
+    return job
+
+
+def delete_job(uow: UnitOfWork, brand_id: int, pk: int) -> None:
+    job = get_job(uow.session, brand_id, pk, lock=True)
+    if job.status == lc.RUNNING:
+        raise conflict(
+            "INVALID_JOB_STATE",
+            "A running job cannot be deleted; pause it or cancel its task first.",
+            current_status=job.status,
+        )
+    lc.delete_job(uow, job)
+
+
+def _not_resumable(job: PersistentJob, detail: str) -> ApiError:
+    return conflict(
+        "JOB_NOT_RESUMABLE",
+        detail,
+        current_status=job.status,
+        can_resume=job.can_resume,
+        allowed_statuses=list(lc.STOPPED),
+    )
+
+
+def _checkpoint_of(uow: UnitOfWork, job: PersistentJob, checkpoint_id: int, field: str) -> Checkpoint:
+    checkpoint = uow.session.get(Checkpoint, checkpoint_id)
+    if checkpoint is None or checkpoint.job_id != job.id:
+        raise field_error(field, "No such checkpoint for this job.")
+    return checkpoint
+
+
+def _verify(checkpoint: Checkpoint) -> None:
+    try:
+        codec.verified(checkpoint.payload, checkpoint.is_compressed, checkpoint.checksum)
+    except codec.CorruptedCheckpoint:
+        raise codec.corrupted_error(checkpoint.id) from None
+
+
+def resume_job(
+    uow: UnitOfWork, brand_id: int, pk: int, options: dict[str, Any], *, auto: bool = False
+) -> dict[str, Any]:
+    job = get_job(uow.session, brand_id, pk, lock=True)
+    if not lc.is_stopped(job):
+        raise _not_resumable(job, f"A {job.status} job cannot be resumed.")
+    if not job.can_resume:
+        raise _not_resumable(job, "This job has no recovery point to resume from; restart it instead.")
+    if options.get("from_checkpoint") is not None:
+        checkpoint = _checkpoint_of(uow, job, options["from_checkpoint"], "from_checkpoint")
+    else:
+        checkpoint = lc.newest_recovery_point(uow, job)
+        if checkpoint is None:
+            raise _not_resumable(job, "This job has no recovery point to resume from; restart it instead.")
+    _verify(checkpoint)
+    now = utcnow()
+    ref = job.base_task
+    priority = lc.boosted(ref.priority, options.get("priority_boost") or 0)
+    job.resume_checkpoint_id = checkpoint.id
+    job.resume_from_step = checkpoint.step_name
+    job.resumed_at = now
+    job.pause_requested_at = None
+    job.resume_count += 1
+    job.auto_resume_count += 1 if auto else 0
+    if options.get("reset_current_step"):
+        job.current_step = checkpoint.step_name
+    ref.status, ref.priority, ref.updated_at = "pending", priority, now
+    lc.settle(uow, job, lc.PENDING, announce=False)
+    lc.emit(
+        uow,
+        "job.resumed",
+        job,
+        checkpoint_id=checkpoint.id,
+        from_step=checkpoint.step_name,
+        restart=False,
+        priority=priority,
+        automatic=auto,
+    )
+    return {
+        "message": "Job resumed; its task is queued and continues from the checkpoint.",
+        "job_id": job.id,
+        "resumed_from": {
+            "checkpoint_id": checkpoint.id,
+            "step_name": checkpoint.step_name,
+            "created_at": iso(checkpoint.created_at),
+        },
+        "current_step": job.current_step,
+        "progress_percentage": job.progress_percentage,
+        "estimated_completion": lc.estimated_completion(job),
+        "resumed_at": iso(now),
+        "priority": priority,
+    }
+
+
+def pause_job(uow: UnitOfWork, brand_id: int, pk: int) -> dict[str, Any]:
+    job = get_job(uow.session, brand_id, pk, lock=True)
+    if job.status != lc.RUNNING:
+        raise conflict(
+            "INVALID_JOB_STATE",
+            f"Only a running job can be paused; this one is {job.status}.",
+            current_status=job.status,
+            allowed_statuses=[lc.RUNNING],
+        )
+    now = utcnow()
+    job.pause_requested_at = job.pause_requested_at or now
+    job.updated_at = now
+    return {
+        "message": "Pause requested; the job stops at its next checkpoint and keeps its progress.",
+        "job_id": job.id,
+        "paused_at": iso(job.pause_requested_at),
+        "current_progress": job.progress_percentage,
+        "checkpoint_created": False,
+        "can_resume": job.can_resume,
+        "status": job.status,
+    }
+
+
+def restart_job(uow: UnitOfWork, brand_id: int, pk: int, options: dict[str, Any]) -> dict[str, Any]:
+    job = get_job(uow.session, brand_id, pk, lock=True)
+    if not lc.is_stopped(job):
+        raise conflict(
+            "INVALID_JOB_STATE",
+            f"A {job.status} job cannot be restarted (pause it, or wait until it stops).",
+            current_status=job.status,
+            allowed_statuses=list(lc.STOPPED),
+        )
+    from_step, preserve = options.get("from_step"), options["preserve_checkpoints"]
+    start_at: Checkpoint | None = None
+    if from_step and preserve:
+        start_at = uow.session.scalars(
+            select(Checkpoint)
+            .where(Checkpoint.job_id == job.id, Checkpoint.step_name == from_step)
+            .order_by(Checkpoint.created_at.desc(), Checkpoint.id.desc())
+        ).first()
+        if start_at is not None:
+            _verify(start_at)
+    deleted = 0
+    if not preserve:
+        deleted = len(uow.session.scalars(select(Checkpoint.id).where(Checkpoint.job_id == job.id)).all())
+        uow.session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
+        job.checkpoints_count, job.last_checkpoint_at = 0, None
+    now = utcnow()
+    if options["reset_progress"]:
+        job.progress_percentage, job.completed_steps, job.current_step = 0.0, 0, from_step
+    job.run_epoch_at = now
+    job.resume_checkpoint_id = start_at.id if start_at else None
+    job.resume_from_step = from_step
+    job.pause_requested_at = None
+    job.restart_count += 1
+    job.started_at = None
+    job.base_task.status, job.base_task.updated_at = "pending", now
+    lc.settle(uow, job, lc.PENDING, announce=False)
+    lc.emit(
+        uow,
+        "job.restarted",
+        job,
+        checkpoint_id=start_at.id if start_at else None,
+        from_step=from_step,
+        restart=True,
+    )
+    return {
+        "message": "Job restarted; its task is queued.",
+        "job_id": job.id,
+        "restarted_at": iso(now),
+        "from_step": from_step,
+        "from_checkpoint": start_at.id if start_at else None,
+        "checkpoints_preserved": preserve,
+        "checkpoints_deleted": deleted,
+        "progress_percentage": job.progress_percentage,
+        "status": job.status,
+    }
+
+
+def auto_resume(
+    uow_factory: Callable[[], UnitOfWork],
+    brand_id: int | None,
+    options: dict[str, Any],
+    max_per_job: int,
+) -> dict[str, Any]:
+    """Resume the best jobs stopped by accident: failed or interrupted (never paused or cancelled:
+    those were stopped on purpose), resumable, whose task core is not already running again, at
+    most `max_per_job` automatic resumes each (a handler that always fails must not loop).
+    Highest priority first, then the most advanced. Each resume is its own transaction, so one
+    refusal (a corrupted checkpoint) does not undo the others."""
+    since = utcnow() - timedelta(hours=options["max_interruption_hours"])
+    threshold = lc.PRIORITY_RANK[options["priority_threshold"]]
+    with uow_factory() as uow:
+        stmt = (
+            select(PersistentJob)
+            .join(TaskRef, TaskRef.id == PersistentJob.base_task_id)
+            .where(
+                PersistentJob.status.in_((lc.FAILED, lc.INTERRUPTED)),
+                PersistentJob.can_resume.is_(True),
+                TaskRef.status.not_in(lc.TASK_ACTIVE),
+            )
+            .order_by(PersistentJob.progress_percentage.desc(), PersistentJob.id)
+            .limit(500)
+        )
+        if brand_id is not None:
+            stmt = stmt.where(PersistentJob.brand_id == brand_id)
+        jobs = sorted(
+            uow.session.scalars(stmt).all(), key=lambda j: -lc.PRIORITY_RANK.get(j.base_task.priority, 1)
+        )
+        candidates = [
+            (job.id, job.brand_id, _skip_reason(job, threshold, since, max_per_job, options)) for job in jobs
+        ]
+    results: list[dict[str, Any]] = []
+    resumed = 0
+    for job_id, job_brand, reason in candidates:
+        if reason is None and resumed >= options["max_jobs"]:
+            reason = f"max_jobs ({options['max_jobs']}) reached"
+        if reason is not None:
+            results.append({"job_id": job_id, "status": "skipped", "reason": reason})
+            continue
+        try:
+            with uow_factory() as uow:
+                resume_job(uow, job_brand, job_id, {}, auto=True)
+                uow.commit()
+        except ApiError as error:
+            results.append({"job_id": job_id, "status": "skipped", "reason": error.detail})
+            continue
+        resumed += 1
+        results.append({"job_id": job_id, "status": "resumed", "message": "Job resumed."})
+    return {"resumed_jobs": resumed, "skipped_jobs": len(results) - resumed, "results": results}
+
+
+def _skip_reason(
+    job: PersistentJob, threshold: int, since: Any, max_per_job: int, options: dict[str, Any]
+) -> str | None:
+    if lc.PRIORITY_RANK.get(job.base_task.priority, 1) < threshold:
+        return f"priority below {options['priority_threshold']}"
+    if job.progress_percentage < options["min_progress_percentage"]:
+        return f"progress below {options['min_progress_percentage']}%"
+    if job.interrupted_at is None or job.interrupted_at < since:
+        return f"interrupted more than {options['max_interruption_hours']} h ago"
+    if job.auto_resume_count >= max_per_job:
+        return f"already auto-resumed {job.auto_resume_count} times"
+    return None
+
+
+def cleanup_old(uow: UnitOfWork, brand_id: int, options: dict[str, Any]) -> dict[str, Any]:
+    """Delete finished jobs (completed, failed, cancelled) older than `days_old`, with their
+    checkpoints and states, for real (or only count them with dry_run)."""
+    cutoff = utcnow() - timedelta(days=options["days_old"])
+    jobs = uow.session.scalars(
+        select(PersistentJob)
+        .where(
+            PersistentJob.brand_id == brand_id,
+            PersistentJob.status.in_(tuple(lc.FINISHED)),
+            PersistentJob.finished_at <= cutoff,
+        )
+        .with_for_update(of=PersistentJob)
+    ).all()
+    preserved: Counter[str] = Counter()
+    deleted_types: Counter[str] = Counter()
+    deleted = checkpoints = freed = 0
+    for job in jobs:
+        if options["preserve_failed"] and job.status == lc.FAILED:
+            preserved["failed"] += 1
+            continue
+        if options["preserve_with_checkpoints"] and job.checkpoints_count > 0:
+            preserved["has_checkpoints"] += 1
+            continue
+        deleted += 1
+        deleted_types[job.base_task.task_type or "unknown"] += 1
+        sizes = uow.session.scalars(
+            select(Checkpoint.stored_size_bytes).where(Checkpoint.job_id == job.id)
+        ).all()
+        checkpoints += len(sizes)
+        freed += sum(sizes)
+        if not options["dry_run"]:
+            lc.delete_job(uow, job)
+    return {
+        "cleanup_summary": {
+            "jobs_reviewed": len(jobs),
+            "jobs_deleted": deleted,
+            "jobs_preserved": sum(preserved.values()),
+            "checkpoints_deleted": checkpoints,
+            "storage_freed_mb": round(freed / MB, 4),
+        },
+        "preserved_reasons": dict(preserved),
+        "deleted_job_types": dict(deleted_types),
+        "dry_run": options["dry_run"],
+    }
+
+
+def validate_config(options: dict[str, Any]) -> dict[str, Any]:
+    """Advice for a job's checkpointing plan: `checkpoint_frequency` is minutes between checkpoints,
+    and each checkpoint is assumed about the size of `job_data`."""
+    hours, every = options["estimated_duration_hours"], options["checkpoint_frequency"]
+    size = len(codec.serialize(options["job_data"]))
+    count = max(1, math.ceil(hours * 60 / every))
+    warnings: list[str] = []
+    recommendations: list[str] = []
+    valid = True
+    if hours > MAX_TIMEOUT_HOURS:
+        valid = False
+        warnings.append(f"The duration exceeds the longest task timeout ({MAX_TIMEOUT_HOURS:.0f} h).")
+    if every > hours * 60:
+        warnings.append("The job ends before its first checkpoint: an interruption loses all its work.")
+    if every > 30:
+        recommendations.append(
+            f"Checkpoint at least every 30 minutes; with {every:g} an interruption may lose that much work."
+        )
+    if every < 0.5:
+        warnings.append("Checkpoints more often than every 30 seconds cost more than they save.")
+    if size > 100 * 1024:
+        warnings.append(f"Checkpoints of about {size // 1024} KB are large; store references, not the data.")
+    if count > 500:
+        recommendations.append(
+            "Run POST checkpoints/optimize-storage/ with max_checkpoints_per_job to keep storage bounded."
+        )
+    if not options["job_data"]:
+        recommendations.append("job_data is empty: put in it what a resumed handler needs to continue.")
+    return {
+        "valid": valid,
+        "recommendations": recommendations,
+        "warnings": warnings,
+        "estimated_checkpoints": count,
+        "estimated_storage_mb": round(count * size / MB, 4),
+    }

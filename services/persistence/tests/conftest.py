@@ -1,0 +1,136 @@
+"""persistence fixtures: every API test runs on SQLite (embedded mode) and on real PostgreSQL.
+Core's tasks reach this service as events; `task` feeds one through the consumer, and `published`
+reads what this service wrote to its outbox (what the relay puts on the bus)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from services.persistence.app import create_app
+from services.persistence.container import PersistenceContainer, bootstrap
+from shared.auth import mint_machine_token
+from shared.events.envelope import Envelope
+from shared.events.inprocess_bus import InProcessBus
+from shared.testing.fixtures import DEFAULT_BRAND, JWT_SECRET, make_settings
+
+_task_ids = itertools.count(1000)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, sqlite_url: Any) -> str:
+    if request.param == "sqlite":
+        return sqlite_url("persistence")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def container(database_url: str) -> Iterator[PersistenceContainer]:
+    built = bootstrap(make_settings("persistence", database_url), bus=InProcessBus(prefix="t."))
+    yield built
+    built.ctx.dispose()
+
+
+@pytest.fixture
+def app(container: PersistenceContainer) -> Flask:
+    return create_app(container=container)
+
+
+@pytest.fixture
+def client(app: Flask) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def consumer(container: PersistenceContainer) -> Any:
+    return container.consumers()[0]
+
+
+class Events:
+    """Feeds core's and the workers' events to the consumer, reads this service's outbox."""
+
+    def __init__(self, container: PersistenceContainer, consumer: Any) -> None:
+        self.container, self.consumer = container, consumer
+
+    def feed(self, event_type: str, brand_id: int | None, producer: str = "core", **data: Any) -> Envelope:
+        envelope = Envelope(event_type=event_type, producer=producer, brand_id=brand_id, data=data)
+        self.consumer.apply(envelope, self.consumer.handlers[event_type])
+        return envelope
+
+    def task(self, brand: dict[str, Any] = DEFAULT_BRAND, persistent: bool = True, **fields: Any) -> dict:
+        pk = next(_task_ids)
+        data = {
+            "id": pk,
+            "task_id": f"task_{pk:012x}",
+            "task_type": "example.batch",
+            "status": "pending",
+            "priority": "normal",
+            "persistent": persistent,
+            **fields,
+        }
+        self.feed("task.created", brand["id"], **data)
+        return data
+
+    def worker(self, event_type: str, task: dict, brand: dict = DEFAULT_BRAND, **data: Any) -> Envelope:
+        return self.feed(
+            event_type, brand["id"], producer="worker", id=task["id"], task_id=task["task_id"], **data
+        )
+
+    def published(self, event_type: str | None = None) -> list[Envelope]:
+        outbox = self.container.ctx.outbox
+        with self.container.session_factory() as session:
+            rows = session.execute(select(outbox.c.body).order_by(outbox.c.id)).scalars().all()
+        envelopes = [Envelope.from_json(body) for body in rows]
+        return [e for e in envelopes if event_type is None or e.event_type == event_type]
+
+
+@pytest.fixture
+def events(container: PersistenceContainer, consumer: Any) -> Events:
+    return Events(container, consumer)
+
+
+@pytest.fixture
+def machine() -> Any:
+    """Headers of a worker acting for a brand (machine token: operator in any brand)."""
+
+    def headers(brand: dict[str, Any] = DEFAULT_BRAND) -> dict[str, str]:
+        token = mint_machine_token(JWT_SECRET, "worker-test")
+        return {"Authorization": f"Bearer {token}", "X-Brand-ID": str(brand["id"])}
+
+    return headers
+
+
+def job_of(client: Any, auth: Any, task: dict, brand: dict[str, Any] = DEFAULT_BRAND) -> dict:
+    listing = client.get(
+        f"/tasks/persistent-jobs/persistent-jobs/?base_task={task['id']}", headers=auth.headers(brand=brand)
+    ).json
+    assert listing["count"] == 1, listing
+    return listing["results"][0]
+
+
+def start(
+    client: Any, machine: Any, task: dict, attempt: int = 1, resume: Any = None, brand=DEFAULT_BRAND
+) -> Any:
+    body = {
+        "base_task": task["id"],
+        "task_id": task["task_id"],
+        "task_type": task.get("task_type", "example.batch"),
+        "attempt": attempt,
+        "resume": resume,
+    }
+    return client.post("/tasks/persistent-jobs/persistent-jobs/for-task/", json=body, headers=machine(brand))
+
+
+def checkpoint(
+    client: Any, machine: Any, job_id: int, step: str, data: dict, brand=DEFAULT_BRAND, **extra: Any
+) -> Any:
+    body = {"persistent_job": job_id, "step_name": step, "checkpoint_data": data, **extra}
+    return client.post("/tasks/persistent-jobs/checkpoints/", json=body, headers=machine(brand))
+
+
+__all__ = ["Events", "checkpoint", "job_of", "start"]
