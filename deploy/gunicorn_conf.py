@@ -29,3 +29,11 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def on_starting(server):
+    """prometheus_client needs the folder to exist; wiping it is the launcher's job (make up, or
+    a fresh emptyDir per pod), since the service's background process may share it."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)

@@ -2,7 +2,9 @@
 
     python -m gateway.render --out run/nginx/nginx.conf --listen 127.0.0.1:8000 \\
         --upstream core=127.0.0.1:8101 [--upstream monitoring=...] [--prefix-dir run/nginx]
-    python -m gateway.render --k8s --out deploy/k8s/base/gateway/configmap.yaml
+    python -m gateway.render --k8s          (the Kubernetes ConfigMap; --container: docker compose)
+
+`python -m deploy.generate` writes both of those into deploy/ (a test checks they are current).
 
 Nothing here spells a URL prefix: every `location` comes from ROUTES. A route whose service has no
 upstream (not deployed on this machine yet) answers a JSON 503 instead of falling through to a
@@ -38,7 +40,7 @@ GATEWAY_ERRORS: dict[int, tuple[str, str]] = {
 RETRY_AFTER = {429: 1, 502: 2, 503: 2}
 # Forwarded headers from these peers are believed (the ingress controller, in Kubernetes).
 PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
-K8S_SERVICE_PORT = 8000
+SERVICE_PORT = 8000
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ http {{
     proxy_send_timeout 30s;
     proxy_read_timeout {config.read_timeout_s}s;
     # Only a failed connect or a timeout moves to another server; POST/PATCH are never replayed
-    # (no `non_idempotent`), and at most one other server is tried.
+    # (the flag that would allow it is left out), and at most one other server is tried.
     proxy_next_upstream error timeout;
     proxy_next_upstream_tries 2;
     proxy_next_upstream_timeout 10s;
@@ -253,9 +255,18 @@ def k8s_config() -> GatewayConfig:
     """In the cluster every service of the route table is deployed, behind its Service name."""
     return GatewayConfig(
         listen="8080",
-        upstreams={service: [f"{service}:{K8S_SERVICE_PORT}"] for service in SERVICES},
+        upstreams={service: [f"{service}:{SERVICE_PORT}"] for service in SERVICES},
         worker_processes="auto",
         behind_proxy=True,
+    )
+
+
+def container_config() -> GatewayConfig:
+    """docker compose: the gateway is the edge, the services answer by their compose names."""
+    return GatewayConfig(
+        listen="8080",
+        upstreams={service: [f"{service}:{SERVICE_PORT}"] for service in SERVICES},
+        worker_processes="auto",
     )
 
 
@@ -273,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--out", help="file to write (default: stdout)")
     parser.add_argument("--k8s", action="store_true", help="the Kubernetes gateway ConfigMap")
+    parser.add_argument("--container", action="store_true", help="nginx.conf for docker compose")
     parser.add_argument("--listen", default="127.0.0.1:8000")
     parser.add_argument("--upstream", action="append", default=[], metavar="SERVICE=HOST:PORT")
     parser.add_argument("--prefix-dir", type=Path, help="pid, temp files and logs (default: beside --out)")
@@ -282,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.k8s:
         text = k8s_configmap(render(k8s_config()))
+    elif args.container:
+        text = render(container_config())
     else:
         prefix = args.prefix_dir or (Path(args.out).parent if args.out else Path("run/nginx"))
         text = render(

@@ -1,0 +1,104 @@
+"""The deployment files: generated ones are current, every Kubernetes overlay renders and validates
+against the Kubernetes schemas, the gateway configuration passes `nginx -t`, and compose and the
+Dockerfiles cover every service of the route table. No server needed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy.generate import HERE as DEPLOY
+from deploy.generate import dockerfiles, generated_files
+from deploy.k8s.render import EXTERNAL_SECRETS, build, validate
+from gateway.render import GatewayConfig, render
+from shared.routes import ROUTES, SERVICES
+
+OVERLAYS = sorted((DEPLOY / "k8s" / "overlays").iterdir())
+
+
+def test_generated_files_are_current() -> None:
+    stale = [
+        str(path) for path, text in generated_files().items() if not path.exists() or path.read_text() != text
+    ]
+    assert not stale, f"run `python -m deploy.generate` and commit: {stale}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=[o.name for o in OVERLAYS])
+def test_every_overlay_renders_and_validates(overlay: Path) -> None:
+    docs = build(overlay)
+    has_secrets = any(d["kind"] == "Secret" for d in docs)
+    assert validate(docs, set() if has_secrets else EXTERNAL_SECRETS) == []
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for service in SERVICES:
+        assert {
+            ("Deployment", f"{service}-web"),
+            ("Deployment", f"{service}-background"),
+            ("Service", service),
+        } <= names
+    assert {
+        ("Deployment", "worker"),
+        ("ScaledObject", "worker"),
+        ("Deployment", "gateway"),
+        ("Ingress", "taskhub"),
+    } <= names
+    assert all(d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace")
+
+
+def test_the_gateway_config_covers_the_route_table_and_never_replays_a_post() -> None:
+    config = render(
+        GatewayConfig(listen="127.0.0.1:1", upstreams={"core": ["127.0.0.1:2"]}, prefix_dir=Path("/tmp"))
+    )
+    for route in ROUTES:
+        assert f"location {route.prefix} {{" in config
+    assert "proxy_next_upstream error timeout;" in config and "non_idempotent" not in config
+    assert "proxy_next_upstream_tries 2;" in config and "limit_req_status 429;" in config
+    # a route whose service is not deployed answers 503 instead of falling through to core
+    monitoring = re.search(r"location /tasks/monitoring/ \{\s*return 503;", config)
+    assert monitoring
+
+
+@pytest.mark.skipif(
+    not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()), reason="nginx not installed"
+)
+def test_nginx_accepts_the_generated_config(tmp_path: Path) -> None:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    (tmp_path / "temp").mkdir()
+    upstreams = {service: ["127.0.0.1:9"] for service in SERVICES}
+    (tmp_path / "nginx.conf").write_text(render(GatewayConfig("127.0.0.1:1", upstreams, prefix_dir=tmp_path)))
+    checked = subprocess.run(
+        [
+            nginx,
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(tmp_path / "nginx.conf"),
+            "-e",
+            str(tmp_path / "error.log"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_compose_runs_what_make_up_runs() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose" / "docker-compose.yml").read_text())["services"]
+    for service in SERVICES:
+        assert {service, f"{service}-migrate", f"{service}-background"} <= set(compose)
+    assert {"worker", "scheduler", "gateway", "postgres", "rabbitmq"} <= set(compose)
+
+
+def test_every_image_is_pinned_and_runs_as_non_root() -> None:
+    assert set(dockerfiles()) == {*SERVICES, "worker", "scheduler", "gateway"}
+    for name in dockerfiles():
+        text = (DEPLOY / "docker" / f"{name}.Dockerfile").read_text()
+        base = re.search(r"^FROM (\S+)", text, re.M).group(1)
+        assert re.search(r":\d+\.\d+\.\d+", base) and "latest" not in base, base
+        user = re.findall(r"^USER (\S+)", text, re.M)
+        assert user and user[-1] not in ("root", "0"), name
