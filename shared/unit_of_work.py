@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Table, insert
@@ -65,6 +65,35 @@ class UnitOfWork:
         )
         self._write(EVENTS_EXCHANGE, event_type, envelope.event_id, envelope.to_json(), {})
         return envelope
+
+    def emit_many(self, events: Iterable[tuple[str, int | None, dict[str, Any]]]) -> list[Envelope]:
+        """Record many events (event_type, brand_id, data) in one batched insert, in this
+        transaction: a scheduler firing hundreds of slots per transaction needs one round trip."""
+        envelopes = [
+            Envelope(
+                event_type=t, producer=self.producer, brand_id=b, data=d, correlation_id=correlation_id.get()
+            )
+            for t, b, d in events
+        ]
+        if envelopes:
+            now = utcnow()
+            self.session.execute(
+                insert(self._outbox),
+                [
+                    {
+                        "message_id": e.event_id,
+                        "exchange": EVENTS_EXCHANGE,
+                        "routing_key": e.event_type,
+                        "body": e.to_json(),
+                        "headers": {},
+                        "created_at": now,
+                        "attempts": 0,
+                    }
+                    for e in envelopes
+                ],
+            )
+            self._wrote_outbox = True
+        return envelopes
 
     def send_work(self, priority: str, message_id: str, body: bytes) -> None:
         """Queue a work message for the workers of `priority`, in this transaction."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import request
@@ -48,17 +49,39 @@ class Tasks(MethodView):
     def post(self, fields: dict[str, Any]) -> Any:
         """Create a task"""
         principal, container = current_principal(), core()
+        key = request.headers.get("Idempotency-Key") or None
+        origin = _schedule_origin(key)
         with container.uow() as uow:
             task, created = service.create_task(
                 uow,
                 service.Creator.of(principal),
                 fields,
                 container.registry,
-                idempotency_key=request.headers.get("Idempotency-Key") or None,
+                idempotency_key=key,
                 strict_types=container.strict_types,
+                periodic_task_id=origin and (origin["periodic_task_id"] or origin["cron_job_id"] or 0),
+                origin=origin,
             )
             uow.commit()
             return task, 201 if created else 200
+
+
+def _schedule_origin(key: str | None) -> dict[str, Any] | None:
+    """scheduling's run-now call (docs/scheduling.md): `X-Schedule-Origin` marks the task as a
+    schedule's run, exactly as the schedule.fired event for the same Idempotency-Key would."""
+    raw = request.headers.get("X-Schedule-Origin")
+    if not raw or not key:
+        return None
+    try:
+        given = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(given, dict):
+        return None
+    origin = {k: given.get(k) for k in ("periodic_task_id", "cron_job_id", "planned_time")}
+    if not all(isinstance(origin[k], int | None) for k in ("periodic_task_id", "cron_job_id")):
+        return None
+    return {**origin, "idempotency_key": key}
 
 
 @blp.route("/<int:task_pk>/")

@@ -1,0 +1,1 @@
+"""scheduling: periodic tasks, cron jobs, calendars, and the scheduler that fires them."""

@@ -1,0 +1,147 @@
+"""HTTP layer of /tasks/scheduled/calendars/: parse, call the service layer, serialize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from sqlalchemy import exists, select
+from sqlalchemy.orm import selectinload
+
+from shared.api import Blueprint
+from shared.auth import current_principal, require_role
+from shared.listing import apply_filters, apply_ordering, paginate, search_clause
+
+from ..container import scheduling
+from ..models import Calendar, CalendarAttachment, PeriodicTask
+from . import service
+from .schemas import (
+    AttachmentSchema,
+    AttachmentViewSchema,
+    CalendarCreateSchema,
+    CalendarListArgs,
+    CalendarPageSchema,
+    CalendarSchema,
+    CalendarUpdateSchema,
+    EventWindowArgs,
+)
+
+blp = Blueprint(
+    "calendars",
+    __name__,
+    url_prefix="/tasks/scheduled/calendars",
+    description="Calendars: excluded dates that suppress the runs of the schedules attached to them.",
+)
+
+_has_active_task = exists().where(
+    CalendarAttachment.calendar_id == Calendar.id,
+    CalendarAttachment.periodic_task_id == PeriodicTask.id,
+    PeriodicTask.is_active.is_(True),
+)
+FILTERS: dict[str, Any] = {
+    "is_active": lambda v: Calendar.is_active.is_(v),
+    # has_events: the calendar has at least one active schedule attached (so it shows events)
+    "has_events": lambda v: _has_active_task if v else ~_has_active_task,
+    "created_after": lambda v: Calendar.created_at >= v,
+    "created_before": lambda v: Calendar.created_at <= v,
+    "updated_after": lambda v: Calendar.updated_at >= v,
+}
+ORDERING = {"created_at": Calendar.created_at, "updated_at": Calendar.updated_at, "name": Calendar.name}
+
+
+@blp.route("/")
+class Calendars(MethodView):
+    @blp.arguments(CalendarListArgs, location="query")
+    @blp.response(200, CalendarPageSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List calendars"""
+        stmt = apply_filters(
+            select(Calendar).where(Calendar.brand_id == current_principal().brand_id), args, FILTERS
+        )
+        if args.get("search"):
+            stmt = stmt.where(search_clause(args["search"], Calendar.name, Calendar.description))
+        stmt = apply_ordering(stmt, args.get("ordering"), ORDERING, [("created_at", True)], Calendar.id)
+        with scheduling().session_factory() as session:
+            return paginate(session, stmt.options(selectinload(Calendar.attachments)), args)
+
+    @blp.arguments(CalendarCreateSchema)
+    @blp.response(201, CalendarSchema)
+    def post(self, fields: dict[str, Any]) -> Any:
+        """Create a calendar"""
+        container = scheduling()
+        with container.uow() as uow:
+            calendar = service.create_calendar(container, uow, current_principal().brand_id, fields)
+            uow.commit()
+            return calendar
+
+
+@blp.route("/<int:pk>/")
+class CalendarById(MethodView):
+    @blp.response(200, CalendarSchema)
+    def get(self, pk: int) -> Any:
+        """Get a calendar with its attached periodic tasks"""
+        with scheduling().session_factory() as session:
+            return service.get_calendar(session, current_principal().brand_id, pk)
+
+    @blp.arguments(CalendarUpdateSchema)
+    @blp.response(200, CalendarSchema)
+    def put(self, fields: dict[str, Any], pk: int) -> Any:
+        """Update a calendar (attached schedules move to their next allowed slot)"""
+        return _update(pk, fields)
+
+    @blp.arguments(CalendarUpdateSchema)
+    @blp.response(200, CalendarSchema)
+    def patch(self, fields: dict[str, Any], pk: int) -> Any:
+        """Update some fields of a calendar"""
+        return _update(pk, fields)
+
+    @require_role("admin")
+    @blp.response(204)
+    def delete(self, pk: int) -> None:
+        """Delete a calendar (admin)"""
+        container = scheduling()
+        with container.uow() as uow:
+            service.delete_calendar(container, uow, current_principal().brand_id, pk)
+            uow.commit()
+
+
+def _update(pk: int, fields: dict[str, Any]) -> Any:
+    container = scheduling()
+    with container.uow() as uow:
+        calendar = service.update_calendar(container, uow, current_principal().brand_id, pk, fields)
+        uow.commit()
+        return calendar
+
+
+@blp.route("/<int:pk>/tasks/")
+class Attachments(MethodView):
+    @blp.arguments(AttachmentSchema)
+    @blp.response(201, AttachmentViewSchema)
+    def post(self, body: dict[str, Any], pk: int) -> Any:
+        """Attach a periodic task (optionally with its own expression and config here)"""
+        container = scheduling()
+        with container.uow() as uow:
+            attachment = service.attach(container, uow, current_principal().brand_id, pk, body)
+            uow.commit()
+            return attachment
+
+
+@blp.route("/<int:pk>/tasks/<int:task_id>/")
+class Attachment(MethodView):
+    @blp.response(204)
+    def delete(self, pk: int, task_id: int) -> None:
+        """Detach a periodic task"""
+        container = scheduling()
+        with container.uow() as uow:
+            service.detach(container, uow, current_principal().brand_id, pk, task_id)
+            uow.commit()
+
+
+@blp.route("/<int:pk>/events/")
+class Events(MethodView):
+    @blp.arguments(EventWindowArgs, location="query")
+    def get(self, args: dict[str, Any], pk: int) -> dict[str, Any]:
+        """The runs planned in a window (default: the next 7 days), with time zones and exclusions"""
+        container = scheduling()
+        with container.uow() as uow:
+            return service.events(container, uow, current_principal().brand_id, pk, args)

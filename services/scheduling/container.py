@@ -1,0 +1,104 @@
+"""scheduling's composition root: everything a scheduling process is made of, built once per
+process. The clock is injected so that tests move time instead of waiting for it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import current_app
+
+from shared.auth import mint_machine_token
+from shared.background import Loop
+from shared.config import Settings, env_float, env_int
+from shared.events.bus import EventBus
+from shared.events.envelope import utcnow
+from shared.events.inbox_consumer import InboxConsumer
+from shared.events.outbox_relay import OutboxRelay
+from shared.service_context import ServiceContext, make_bus
+
+from .core_client import CoreClient
+from .firing import FiringPolicy
+from .models import Base
+from .read_model import read_model_handlers
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class SchedulingContainer:
+    ctx: ServiceContext
+    core: CoreClient
+    policy: FiringPolicy
+    clock: Clock = utcnow
+    machine_token: str | None = None
+    loops_extra: list[Loop] = field(default_factory=list)
+
+    @property
+    def bus(self) -> EventBus:
+        return self.ctx.bus
+
+    @property
+    def session_factory(self):  # type: ignore[no-untyped-def]
+        return self.ctx.session_factory
+
+    def uow(self):  # type: ignore[no-untyped-def]
+        return self.ctx.uow()
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def consumers(self) -> list[InboxConsumer]:
+        return [
+            InboxConsumer("scheduling", "scheduling", self.ctx.uow, self.ctx.inbox, read_model_handlers())
+        ]
+
+    def relay(self) -> OutboxRelay:
+        return OutboxRelay(self.ctx.engine, self.ctx.outbox, self.bus, "scheduling", wakeup=self.ctx.wakeup)
+
+    def background_loops(self) -> list[Loop]:
+        """The service's own background: its relay and its consumer of core's task events."""
+        loops = [Loop("scheduling.relay", self.relay().run)]
+        for consumer in self.consumers():
+            subscription = self.bus.subscription(f"scheduling.{consumer.name}", consumer.bindings, consumer)
+            loops.append(Loop(f"scheduling.consumer.{consumer.name}", subscription.run))
+        return loops + self.loops_extra
+
+
+def _machine_token(settings: Settings) -> str | None:
+    """The scheduler's identity towards core (cancel_previous). HS256 deployments mint one;
+    RS256/ES256 deployments (services verify, never mint) provide TASKHUB_SCHEDULER_TOKEN."""
+    given = settings.get("TASKHUB_SCHEDULER_TOKEN")
+    if given:
+        return str(given)
+    if settings.jwt_secret:
+        return mint_machine_token(settings.jwt_secret, "scheduler", ttl_seconds=30 * 24 * 3600)
+    return None
+
+
+def core_url(settings: Settings) -> str:
+    return settings.get("TASKHUB_CORE_URL") or f"http://127.0.0.1:{os.environ.get('PORT', '8080')}"
+
+
+def bootstrap(
+    settings: Settings, bus: EventBus | None = None, clock: Clock | None = None
+) -> SchedulingContainer:
+    ctx = ServiceContext(settings, Base.metadata, bus or make_bus(settings))
+    return SchedulingContainer(
+        ctx=ctx,
+        core=CoreClient(core_url(settings), timeout=env_float(settings, "TASKHUB_CORE_TIMEOUT_SECONDS", 5.0)),
+        policy=FiringPolicy(
+            misfire_grace=timedelta(
+                seconds=env_float(settings, "TASKHUB_SCHEDULER_MISFIRE_GRACE_SECONDS", 30)
+            ),
+            batch_size=env_int(settings, "TASKHUB_SCHEDULER_BATCH_SIZE", 500),
+        ),
+        clock=clock or utcnow,
+        machine_token=_machine_token(settings),
+    )
+
+
+def scheduling() -> SchedulingContainer:
+    return current_app.extensions["scheduling"]

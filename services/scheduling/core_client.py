@@ -1,0 +1,80 @@
+"""The documented internal HTTP calls from scheduling to core (docs/scheduling.md):
+
+- `POST /tasks/` with `Idempotency-Key` (and `X-Schedule-Origin`) when a user asks for a run now
+  and wants the created task in the answer. The same key is in the run's `schedule.fired` event,
+  so core makes one task whichever of the two arrives first.
+- `GET /tasks/{id}/` to read a `base_task` that the task.created read model has not seen yet.
+- `POST /tasks/{id}/cancel/` with the scheduler's machine token (overlap policy cancel_previous).
+
+The caller's `Authorization` and `X-Brand-ID` are forwarded, so core applies the caller's own
+scope: scheduling never sees a task its caller could not see.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+log = logging.getLogger(__name__)
+
+FORWARDED = ("Authorization", "X-Brand-ID", "X-Request-ID")
+
+
+class CoreUnavailable(RuntimeError):
+    """core did not answer usefully (down, timeout, 5xx)."""
+
+
+@dataclass
+class CoreClient:
+    base_url: str
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        self._session = requests.Session()
+
+    def _call(self, method: str, path: str, headers: dict[str, str], **kwargs: Any) -> requests.Response:
+        try:
+            response = self._session.request(
+                method, self.base_url.rstrip("/") + path, headers=headers, timeout=self.timeout, **kwargs
+            )
+        except requests.RequestException as error:
+            raise CoreUnavailable(str(error)) from None
+        if response.status_code >= 500:
+            raise CoreUnavailable(f"core answered {response.status_code}")
+        return response
+
+    def create_task(
+        self, caller: dict[str, str], key: str, body: dict[str, Any], origin: dict[str, Any]
+    ) -> dict[str, Any]:
+        headers = {
+            **_forward(caller),
+            "Idempotency-Key": key,
+            "X-Schedule-Origin": json.dumps(origin, separators=(",", ":")),
+            "Content-Type": "application/json",
+        }
+        response = self._call("POST", "/tasks/", headers, json=body)
+        if response.status_code not in (200, 201):
+            raise CoreUnavailable(f"core refused the task: {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    def get_task(self, caller: dict[str, str], pk: int) -> dict[str, Any] | None:
+        """The task as core shows the caller, or None (missing or another brand's: the same 404)."""
+        response = self._call("GET", f"/tasks/{pk}/", _forward(caller))
+        if response.status_code == 200:
+            return response.json()
+        if response.status_code in (400, 403, 404):
+            return None
+        raise CoreUnavailable(f"core answered {response.status_code}")
+
+    def cancel_task(self, token: str, brand_id: int, pk: int) -> int:
+        """Returns core's status code: 200 cancelled, 409 already final, 404 gone."""
+        headers = {"Authorization": f"Bearer {token}", "X-Brand-ID": str(brand_id)}
+        return self._call("POST", f"/tasks/{pk}/cancel/", headers).status_code
+
+
+def _forward(caller: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in caller.items() if k in FORWARDED and v}

@@ -1,0 +1,132 @@
+"""HTTP layer of /tasks/scheduled/cron-jobs/: parse, call the service layer, serialize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from sqlalchemy import select
+
+from shared.api import Blueprint
+from shared.auth import current_principal
+from shared.listing import apply_filters, apply_ordering, paginate, search_clause
+
+from ..container import scheduling
+from ..models import CRON_JOB, CronJob
+from ..periodic_tasks.resources import caller_headers
+from ..periodic_tasks.schemas import RunListArgs, RunPageSchema
+from ..run_views import run_history
+from . import service
+from .schemas import (
+    CronJobCreateSchema,
+    CronJobListArgs,
+    CronJobPageSchema,
+    CronJobSchema,
+    CronJobUpdateSchema,
+)
+
+blp = Blueprint(
+    "cron_jobs",
+    __name__,
+    url_prefix="/tasks/scheduled/cron-jobs",
+    description="Named recurring jobs on a frequency preset or a custom expression.",
+)
+
+FILTERS: dict[str, Any] = {
+    "frequency": lambda v: CronJob.frequency.in_(v),
+    "task_type": lambda v: CronJob.task_type.in_(v),
+    "is_active": lambda v: CronJob.is_active.is_(v),
+    "created_after": lambda v: CronJob.created_at >= v,
+    "created_before": lambda v: CronJob.created_at <= v,
+    "updated_after": lambda v: CronJob.updated_at >= v,
+}
+ORDERING = {
+    "created_at": CronJob.created_at,
+    "updated_at": CronJob.updated_at,
+    "name": CronJob.name,
+    "next_run_at": CronJob.next_run_at,
+    "last_execution_at": CronJob.last_run_at,
+}
+
+
+@blp.route("/")
+class CronJobs(MethodView):
+    @blp.arguments(CronJobListArgs, location="query")
+    @blp.response(200, CronJobPageSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List cron jobs"""
+        stmt = apply_filters(
+            select(CronJob).where(CronJob.brand_id == current_principal().brand_id), args, FILTERS
+        )
+        if args.get("search"):
+            stmt = stmt.where(
+                search_clause(args["search"], CronJob.name, CronJob.description, CronJob.task_type)
+            )
+        stmt = apply_ordering(stmt, args.get("ordering"), ORDERING, [("created_at", True)], CronJob.id)
+        with scheduling().session_factory() as session:
+            return paginate(session, stmt, args)
+
+    @blp.arguments(CronJobCreateSchema)
+    @blp.response(201, CronJobSchema)
+    def post(self, fields: dict[str, Any]) -> Any:
+        """Create a cron job"""
+        container = scheduling()
+        with container.uow() as uow:
+            job = service.create_cron_job(container, uow, current_principal(), fields)
+            uow.commit()
+            return job
+
+
+@blp.route("/<int:pk>/")
+class CronJobById(MethodView):
+    @blp.response(200, CronJobSchema)
+    def get(self, pk: int) -> Any:
+        """Get a cron job"""
+        with scheduling().session_factory() as session:
+            return service.get_cron_job(session, current_principal().brand_id, pk)
+
+    @blp.arguments(CronJobUpdateSchema)
+    @blp.response(200, CronJobSchema)
+    def put(self, fields: dict[str, Any], pk: int) -> Any:
+        """Update a cron job"""
+        return _update(pk, fields)
+
+    @blp.arguments(CronJobUpdateSchema)
+    @blp.response(200, CronJobSchema)
+    def patch(self, fields: dict[str, Any], pk: int) -> Any:
+        """Update some fields of a cron job"""
+        return _update(pk, fields)
+
+    @blp.response(204)
+    def delete(self, pk: int) -> None:
+        """Delete a cron job"""
+        with scheduling().uow() as uow:
+            service.delete_cron_job(uow, current_principal().brand_id, pk)
+            uow.commit()
+
+
+def _update(pk: int, fields: dict[str, Any]) -> Any:
+    container = scheduling()
+    with container.uow() as uow:
+        job = service.update_cron_job(container, uow, current_principal().brand_id, pk, fields)
+        uow.commit()
+        return job
+
+
+@blp.route("/<int:pk>/execute/")
+class Execute(MethodView):
+    def post(self, pk: int) -> Any:
+        """Run the job now, without moving its schedule; answers with core's task"""
+        return service.execute(scheduling(), current_principal(), pk, caller_headers())
+
+
+@blp.route("/<int:pk>/runs/")
+class Runs(MethodView):
+    @blp.arguments(RunListArgs, location="query")
+    @blp.response(200, RunPageSchema)
+    def get(self, args: dict[str, Any], pk: int) -> dict[str, Any]:
+        """Run history of the job"""
+        brand_id = current_principal().brand_id
+        with scheduling().session_factory() as session:
+            service.get_cron_job(session, brand_id, pk)
+            return paginate(session, run_history(CRON_JOB, pk, brand_id, args), args)

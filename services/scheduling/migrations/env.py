@@ -1,0 +1,3 @@
+from shared.alembic_env.run import run_migrations
+
+run_migrations()

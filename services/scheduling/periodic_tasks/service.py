@@ -1,0 +1,285 @@
+"""Periodic tasks' use cases. Each owns its transaction; firing goes through firing.py."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, selectinload
+
+from shared.auth import Principal
+from shared.errors import ApiError, field_error, not_found
+from shared.events.envelope import iso
+from shared.unit_of_work import UnitOfWork
+
+from ..container import SchedulingContainer
+from ..core_client import CoreUnavailable
+from ..cron import check_cron
+from ..firing import fire_due, fire_manual, reschedule
+from ..models import PERIODIC, Calendar, CalendarAttachment, CoreTask, PeriodicTask, ScheduleRun
+from ..zones import check_zone
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_FIELDS = ("task_type", "priority", "description", "context_data", "max_retries", "timeout_minutes")
+# how many due schedules one execute-ready call fires (each answers with core's task)
+EXECUTE_READY_LIMIT = 100
+
+
+def get_periodic_task(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> PeriodicTask:
+    stmt = (
+        select(PeriodicTask)
+        .where(PeriodicTask.id == pk, PeriodicTask.brand_id == brand_id)
+        .options(selectinload(PeriodicTask.attachments))
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    task = session.scalars(stmt).first()
+    if task is None:
+        raise not_found("NOT_FOUND", "Periodic task")
+    return task
+
+
+def template_of(
+    container: SchedulingContainer, uow: UnitOfWork, brand_id: int, pk: int, caller: dict[str, str]
+) -> dict[str, Any]:
+    """A core task used as a template: from the task.created read model, or, when that event has
+    not arrived yet, from core itself with the caller's own credentials."""
+    known = uow.session.get(CoreTask, pk)
+    if known is not None and known.brand_id == brand_id:
+        return {k: getattr(known, k) for k in TEMPLATE_FIELDS}
+    if known is None:
+        try:
+            task = container.core.get_task(caller, pk)
+        except CoreUnavailable:
+            raise ApiError(503, "SERVICE_UNAVAILABLE", "core is unavailable; try again shortly.") from None
+        if task is not None and task.get("brand", {}).get("id") == brand_id:
+            return {k: task.get(k) for k in TEMPLATE_FIELDS}
+    raise field_error("base_task", "Task not found or access denied.")
+
+
+def _check(fields: dict[str, Any], current: PeriodicTask | None, now: datetime) -> None:
+    if "cron_expression" in fields:
+        fields["cron_expression"] = " ".join(str(fields["cron_expression"]).split())
+        check_cron(fields["cron_expression"])
+    if "timezone" in fields:
+        check_zone(fields["timezone"])
+    start = fields.get("start_date", current.start_date if current else None)
+    end = fields.get("end_date", current.end_date if current else None)
+    if fields.get("end_date") is not None and fields["end_date"] <= now:
+        raise field_error("end_date", "end_date must be in the future.", "SCHEDULE_IN_PAST")
+    if start is not None and end is not None and end <= start:
+        raise field_error("end_date", "end_date must be after start_date.")
+
+
+def _set_calendars(uow: UnitOfWork, task: PeriodicTask, calendar_ids: list[int]) -> None:
+    wanted = list(dict.fromkeys(calendar_ids))
+    found = set(
+        uow.session.scalars(
+            select(Calendar.id).where(Calendar.id.in_(wanted), Calendar.brand_id == task.brand_id)
+        )
+    )
+    missing = [c for c in wanted if c not in found]
+    if missing:
+        raise field_error("calendars", f"Calendar(s) not found or access denied: {missing}.")
+    kept = [a for a in task.attachments if a.calendar_id in found]
+    have = {a.calendar_id for a in kept}
+    task.attachments[:] = kept + [CalendarAttachment(calendar_id=c) for c in wanted if c not in have]
+
+
+def create_periodic_task(
+    container: SchedulingContainer,
+    uow: UnitOfWork,
+    principal: Principal,
+    fields: dict[str, Any],
+    caller: dict[str, str],
+) -> PeriodicTask:
+    now = container.now()
+    fields = dict(fields)
+    _check(fields, None, now)
+    base_task = fields.pop("base_task", None)
+    template: dict[str, Any] = {}
+    if base_task is not None:
+        template = template_of(container, uow, principal.brand_id, base_task, caller)
+    elif not fields.get("task_type"):
+        raise field_error("task_type", "Give a task_type, or a base_task to copy it from.")
+    calendars = fields.pop("calendars", [])
+    values = {k: v for k, v in template.items() if v is not None}
+    values.update({k: v for k, v in fields.items() if v is not None or k not in TEMPLATE_FIELDS})
+    task = PeriodicTask(
+        brand_id=principal.brand_id,
+        brand_name=principal.brand_name,
+        created_by_id=principal.user_id,
+        created_by_username=principal.username,
+        base_task=base_task,
+        timezone="UTC",
+        is_active=True,
+        description="",
+        context_data={},
+        schedule_config={},
+        executions_count=0,
+        missed_runs_count=0,
+        misfire_policy="run_once",
+        catchup_window_minutes=60,
+        overlap_policy="allow",
+        jitter_seconds=0,
+        created_at=now,
+        updated_at=now,
+    )
+    for key, value in values.items():
+        setattr(task, key, value)
+    uow.session.add(task)
+    uow.session.flush()
+    _set_calendars(uow, task, calendars)
+    uow.session.flush()
+    reschedule(uow, task, now)
+    return task
+
+
+def update_periodic_task(
+    container: SchedulingContainer, uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]
+) -> PeriodicTask:
+    task = get_periodic_task(uow.session, brand_id, pk, lock=True)
+    now = container.now()
+    fields = dict(fields)
+    _check(fields, task, now)
+    if "calendars" in fields:
+        _set_calendars(uow, task, fields.pop("calendars"))
+    for key, value in fields.items():
+        setattr(task, key, value)
+    task.updated_at = now
+    uow.session.flush()
+    reschedule(uow, task, now)
+    return task
+
+
+def delete_periodic_task(uow: UnitOfWork, brand_id: int, pk: int) -> None:
+    uow.session.delete(get_periodic_task(uow.session, brand_id, pk, lock=True))
+    forget_runs(uow, PERIODIC, pk)
+
+
+def forget_runs(uow: UnitOfWork, kind: str, schedule_id: int) -> None:
+    uow.session.execute(
+        delete(ScheduleRun).where(ScheduleRun.schedule_kind == kind, ScheduleRun.schedule_id == schedule_id)
+    )
+
+
+def toggle(container: SchedulingContainer, uow: UnitOfWork, brand_id: int, pk: int) -> PeriodicTask:
+    task = get_periodic_task(uow.session, brand_id, pk, lock=True)
+    now = container.now()
+    task.is_active = not task.is_active
+    task.updated_at = now
+    reschedule(uow, task, now)
+    return task
+
+
+def creator(principal: Principal) -> dict[str, str]:
+    return {
+        "brand_name": principal.brand_name,
+        "created_by_id": principal.user_id,
+        "created_by_username": principal.username,
+    }
+
+
+def core_body(request: dict[str, Any]) -> dict[str, Any]:
+    keys = ("task_type", "priority", "description", "context_data", "max_retries", "timeout_minutes")
+    return {k: request[k] for k in keys if request.get(k) is not None}
+
+
+def deliver_to_core(
+    container: SchedulingContainer, run: ScheduleRun, request: dict[str, Any], caller: dict[str, str]
+) -> dict[str, Any] | None:
+    """Ask core for the run's task now, with the run's key (the event carries the same key, so
+    core creates one task whichever comes first). Links the run to it. None if core is down:
+    the outbox event still creates the task."""
+    origin = {
+        "periodic_task_id": run.schedule_id if run.schedule_kind == PERIODIC else None,
+        "cron_job_id": run.schedule_id if run.schedule_kind != PERIODIC else None,
+        "planned_time": iso(run.planned_time),
+    }
+    try:
+        task = container.core.create_task(caller, run.idempotency_key, core_body(request), origin)
+    except CoreUnavailable as error:
+        log.warning("core did not answer for run %s: %s", run.idempotency_key, error)
+        return None
+    with container.uow() as uow:
+        linked = uow.session.get(ScheduleRun, run.id, with_for_update=True)
+        if linked is not None and linked.task_pk is None:
+            linked.task_pk, linked.task_ref = task.get("id"), task.get("task_id")
+            uow.commit()
+    return task
+
+
+def execute_now(
+    container: SchedulingContainer, principal: Principal, pk: int, caller: dict[str, str]
+) -> dict[str, Any]:
+    with container.uow() as uow:
+        task = get_periodic_task(uow.session, principal.brand_id, pk, lock=True)
+        run, request = fire_manual(uow, task, container.now(), creator(principal))
+        uow.commit()
+    created = deliver_to_core(container, run, request, caller)
+    return {
+        "message": "Run started." if created else "Run fired; core will create its task from the event.",
+        "periodic_task_id": pk,
+        "run_id": run.id,
+        "idempotency_key": run.idempotency_key,
+        "task": created,
+    }
+
+
+def ready_for_execution(container: SchedulingContainer, brand_id: int) -> dict[str, Any]:
+    with container.session_factory() as session:
+        tasks = list(
+            session.scalars(
+                select(PeriodicTask)
+                .where(
+                    PeriodicTask.brand_id == brand_id,
+                    PeriodicTask.is_active.is_(True),
+                    PeriodicTask.next_run_at <= container.now(),
+                )
+                .order_by(PeriodicTask.next_run_at, PeriodicTask.id)
+                .limit(1000)
+                .options(selectinload(PeriodicTask.attachments))
+            )
+        )
+    return {"count": len(tasks), "tasks": tasks}
+
+
+def execute_ready(
+    container: SchedulingContainer, principal: Principal, caller: dict[str, str]
+) -> dict[str, Any]:
+    """Fire the caller's due schedules now, exactly as the scheduler would (the same claim and
+    the same slot keys, so a slot the scheduler already fired is not fired again)."""
+    with container.uow() as uow:
+        batch = fire_due(
+            uow,
+            PeriodicTask,
+            container.now(),
+            container.policy,
+            brand_id=principal.brand_id,
+            trigger="execute_ready",
+            limit=EXECUTE_READY_LIMIT,
+        )
+        uow.commit()
+    executed, failed = [], []
+    for run in batch.runs:
+        task = deliver_to_core(container, run, batch.requests[run.id], caller)
+        if task is None:
+            failed.append(
+                {
+                    "periodic_task_id": run.schedule_id,
+                    "idempotency_key": run.idempotency_key,
+                    "error": "core did not answer; the task will be created from the schedule.fired event",
+                }
+            )
+        else:
+            executed.append(
+                {
+                    "periodic_task_id": run.schedule_id,
+                    "execution_task_id": task.get("id"),
+                    "executed_at": iso(run.fired_at),
+                }
+            )
+    return {"executed": executed, "failed": failed, "total": len(executed) + len(failed)}

@@ -1,0 +1,137 @@
+"""scheduling fixtures. `database_url` runs every API and firing test on SQLite (embedded mode)
+and on real PostgreSQL. Time is a FakeClock the tests move: no test waits for a minute to pass."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from services.scheduling.app import create_app
+from services.scheduling.container import SchedulingContainer, bootstrap
+from services.scheduling.scheduler import Scheduler
+from shared.background import Loop, start_loops
+from shared.events.inprocess_bus import InProcessBus
+from shared.testing.fixtures import make_settings
+
+# a port nothing listens on: calls to core fail at once unless a test starts core
+NO_CORE = "http://127.0.0.1:9"
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.moment = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self.moment
+
+    def set(self, moment: datetime) -> None:
+        with self._lock:
+            self.moment = moment
+
+    def advance(self, **delta: float) -> datetime:
+        with self._lock:
+            self.moment += timedelta(**delta)
+            return self.moment
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, sqlite_url: Any) -> str:
+    if request.param == "sqlite":
+        return sqlite_url("scheduling")
+    return request.getfixturevalue("postgres_url")
+
+
+def build_container(
+    database_url: str, clock: FakeClock, bus: InProcessBus | None = None, core_url: str = NO_CORE
+) -> SchedulingContainer:
+    settings = make_settings("scheduling", database_url, TASKHUB_CORE_URL=core_url)
+    container = bootstrap(settings, bus=bus or InProcessBus(prefix="t."), clock=clock)
+    container.core.timeout = 2.0
+    return container
+
+
+@pytest.fixture
+def container(database_url: str, clock: FakeClock) -> Iterator[SchedulingContainer]:
+    built = build_container(database_url, clock)
+    yield built
+    built.ctx.dispose()
+
+
+@pytest.fixture
+def app(container: SchedulingContainer) -> Flask:
+    return create_app(container=container)
+
+
+@pytest.fixture
+def client(app: Flask) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def scheduler(container: SchedulingContainer, app: Flask) -> Scheduler:
+    return Scheduler(container)
+
+
+P = "/tasks/scheduled/periodic-tasks/"
+
+
+@pytest.fixture
+def make_schedule(client: Any, auth: Any) -> Callable[..., dict[str, Any]]:
+    def make(headers: dict[str, str] | None = None, **fields: Any) -> dict[str, Any]:
+        body = {"task_type": "example.noop", "cron_expression": "* * * * *", **fields}
+        response = client.post(P, json=body, headers=headers or auth.headers())
+        assert response.status_code == 201, response.json
+        return response.json
+
+    return make
+
+
+@dataclass
+class Platform:
+    """core and scheduling on one in-process bus, each with its loops on threads; core also
+    served over real HTTP (scheduling's run-now and base_task calls go through it)."""
+
+    core: Any
+    core_client: Any
+    scheduling: SchedulingContainer
+    client: Any
+    stop: threading.Event
+
+
+@pytest.fixture
+def platform(database_url: str, sqlite_url: Any, clock: FakeClock) -> Iterator[Platform]:
+    from services.core.app import create_app as create_core_app
+    from services.core.container import bootstrap as bootstrap_core
+
+    bus = InProcessBus(prefix="t.")
+    core = bootstrap_core(make_settings("core", sqlite_url("core")), bus=bus)
+    core_app = create_core_app(container=core)
+    server = make_server("127.0.0.1", 0, core_app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sched = build_container(database_url, clock, bus=bus, core_url=f"http://127.0.0.1:{server.server_port}")
+    sched_app = create_app(container=sched)
+    stop = threading.Event()
+    scheduler = Scheduler(sched, poll_seconds=0.02)
+    loops = [*core.background_loops(), *sched.background_loops(), Loop("scheduler", scheduler.run)]
+    threads = start_loops(loops, stop)
+    yield Platform(core, core_app.test_client(), sched, sched_app.test_client(), stop)
+    stop.set()
+    for thread in threads:
+        thread.join(5)
+    server.shutdown()
+    sched.ctx.dispose()
+    core.ctx.dispose()

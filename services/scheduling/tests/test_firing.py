@@ -1,0 +1,303 @@
+"""The scheduler fires each slot once, in the schedule's own time: runs and schedule.fired events
+as core would receive them, misfire and overlap policies, calendars, limits."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from services.scheduling.models import ScheduleRun
+from shared.events.envelope import Envelope
+
+from .conftest import P
+
+
+def fired_events(container):
+    outbox = container.ctx.outbox
+    with container.ctx.engine.connect() as conn:
+        rows = conn.execute(
+            select(outbox.c.body).where(outbox.c.routing_key == "schedule.fired").order_by(outbox.c.id)
+        ).all()
+    return [json.loads(r.body) for r in rows]
+
+
+def runs(container, **where):
+    with container.session_factory() as session:
+        stmt = select(ScheduleRun).order_by(ScheduleRun.planned_time, ScheduleRun.id)
+        for key, value in where.items():
+            stmt = stmt.where(getattr(ScheduleRun, key) == value)
+        return list(session.scalars(stmt))
+
+
+def get(client, auth, schedule):
+    return client.get(f"{P}{schedule['id']}/", headers=auth.headers()).json
+
+
+def at(clock, text):
+    clock.set(datetime.fromisoformat(text).replace(tzinfo=UTC))
+
+
+class TestFiring:
+    def test_a_due_slot_fires_once_with_what_core_needs(self, client, auth, clock, scheduler, make_schedule):
+        schedule = make_schedule(
+            context_data={"a": 1}, priority="high", description="nightly", timezone="Europe/Paris"
+        )
+        assert schedule["next_run_at"] == "2026-06-01T12:01:00.000Z"
+        assert scheduler.tick() == 0
+        clock.advance(seconds=60)
+        assert scheduler.tick() == 1
+        assert scheduler.tick() == 0
+        [event] = fired_events(scheduler.container)
+        assert event["brand_id"] == 9
+        assert event["data"]["periodic_task_id"] == schedule["id"]
+        assert event["data"]["planned_time"] == "2026-06-01T12:01:00.000Z"
+        assert event["data"]["idempotency_key"] == f"periodic:{schedule['id']}:2026-06-01T12:01:00.000Z"
+        assert event["data"]["create_task"] == {
+            "task_type": "example.noop",
+            "priority": "high",
+            "description": "nightly",
+            "context_data": {"a": 1},
+            "max_retries": None,
+            "timeout_minutes": None,
+            "brand_name": "Humari",
+            "created_by_id": "1",
+            "created_by_username": "martin",
+        }
+        shown = get(client, auth, schedule)
+        assert (shown["executions_count"], shown["last_run_status"], shown["next_run_at"]) == (
+            1,
+            "running",
+            "2026-06-01T12:02:00.000Z",
+        )
+        history = client.get(f"{P}{schedule['id']}/runs/", headers=auth.headers()).json["results"]
+        assert [(r["planned_time"], r["status"], r["trigger"]) for r in history] == [
+            ("2026-06-01T12:01:00.000Z", "pending", "scheduler")
+        ]
+
+    def test_run_outcomes_from_core_events_feed_the_schedule(
+        self, client, auth, clock, container, scheduler, make_schedule
+    ):
+        schedule = make_schedule()
+        clock.advance(seconds=60)
+        scheduler.tick()
+        key = fired_events(container)[0]["data"]["idempotency_key"]
+        consumer = container.consumers()[0]
+
+        def deliver(event_type, **data):
+            envelope = Envelope(event_type, "core", 9, data)
+            consumer.apply(envelope, consumer.handlers[event_type])
+
+        deliver(
+            "task.created",
+            id=77,
+            task_id="task_77",
+            task_type="example.noop",
+            origin={"idempotency_key": key},
+        )
+        deliver("task.started", id=77, task_id="task_77", attempt=1, started_at="2026-06-01T12:01:02.000Z")
+        assert get(client, auth, schedule)["last_run_status"] == "running"
+        deliver("task.completed", id=77, task_id="task_77", attempt=1, result_data={}, metrics={})
+        [run] = client.get(f"{P}{schedule['id']}/runs/", headers=auth.headers()).json["results"]
+        assert (run["task"], run["task_id"], run["status"], run["start_delay_seconds"]) == (
+            77,
+            "task_77",
+            "success",
+            2.0,
+        )
+        assert get(client, auth, schedule)["last_run_status"] == "success"
+        # a late, older event never moves the run backwards
+        deliver("task.started", id=77, task_id="task_77", attempt=1)
+        assert runs(container)[0].status == "success"
+
+    def test_jitter_delays_within_its_bound_and_is_the_same_on_every_replica(
+        self, client, auth, make_schedule
+    ):
+        schedule = make_schedule(jitter_seconds=30, cron_expression="0 * * * *")
+        next_run = datetime.fromisoformat(schedule["next_run_at"].replace("Z", "+00:00"))
+        planned = datetime(2026, 6, 1, 13, 0, tzinfo=UTC)
+        assert planned <= next_run <= planned + timedelta(seconds=30)
+        assert get(client, auth, schedule)["next_run_at"] == schedule["next_run_at"]
+
+    def test_max_executions_deactivates(self, client, auth, clock, scheduler, make_schedule):
+        schedule = make_schedule(max_executions=2)
+        for _ in range(3):
+            clock.advance(seconds=60)
+            scheduler.tick()
+        shown = get(client, auth, schedule)
+        assert (shown["executions_count"], shown["is_active"], shown["next_run_at"]) == (2, False, None)
+
+    def test_end_date_deactivates(self, client, auth, clock, scheduler, make_schedule):
+        schedule = make_schedule(end_date="2026-06-01T12:02:30Z", misfire_policy="run_all")
+        clock.advance(minutes=5)
+        scheduler.tick()
+        shown = get(client, auth, schedule)
+        assert (shown["executions_count"], shown["is_active"]) == (2, False)
+
+    def test_start_date_is_the_first_slot(self, make_schedule):
+        schedule = make_schedule(cron_expression="0 9 * * *", start_date="2026-06-10T00:00:00Z")
+        assert schedule["next_run_at"] == "2026-06-10T09:00:00.000Z"
+
+
+class TestMisfire:
+    """The scheduler was down from 12:00:30 to 12:05:40: slots 12:01 … 12:05 were missed."""
+
+    @pytest.mark.parametrize(
+        ("policy", "window", "expected"),
+        [
+            ("skip", 60, []),
+            ("run_once", 60, ["12:05"]),
+            ("run_all", 60, ["12:01", "12:02", "12:03", "12:04", "12:05"]),
+            ("run_all", 3, ["12:03", "12:04", "12:05"]),
+        ],
+    )
+    def test_restart_after_five_minutes(
+        self, client, auth, clock, container, scheduler, make_schedule, policy, window, expected
+    ):
+        schedule = make_schedule(misfire_policy=policy, catchup_window_minutes=window)
+        at(clock, "2026-06-01T12:05:40")
+        scheduler.tick()
+        fired = [r.planned_time.strftime("%H:%M") for r in runs(container)]
+        assert fired == expected
+        assert {r.trigger for r in runs(container)} <= {"catchup"}
+        shown = get(client, auth, schedule)
+        assert shown["next_run_at"] == "2026-06-01T12:06:00.000Z"
+        assert shown["missed_runs_count"] == 5 - len(expected)
+        clock.advance(seconds=21)  # 12:06:01: back to normal
+        scheduler.tick()
+        assert runs(container)[-1].planned_time.strftime("%H:%M") == "12:06"
+        assert runs(container)[-1].trigger == "scheduler"
+
+    def test_a_slot_within_the_grace_period_is_on_time(self, clock, container, scheduler, make_schedule):
+        make_schedule(misfire_policy="skip")
+        at(clock, "2026-06-01T12:01:20")
+        scheduler.tick()
+        assert [r.trigger for r in runs(container)] == ["scheduler"]
+
+
+class TestOverlap:
+    def _start(self, container, run, task_pk):
+        consumer = container.consumers()[0]
+        for event_type, data in (
+            ("task.created", {"id": task_pk, "task_id": f"task_{task_pk}", "task_type": "example.noop",
+                              "origin": {"idempotency_key": run.idempotency_key}}),
+            ("task.started", {"id": task_pk, "task_id": f"task_{task_pk}", "attempt": 1}),
+        ):  # fmt: skip
+            consumer.apply(Envelope(event_type, "core", 9, data), consumer.handlers[event_type])
+
+    def test_skip_while_the_previous_run_is_active(
+        self, client, auth, clock, container, scheduler, make_schedule
+    ):
+        schedule = make_schedule(overlap_policy="skip")
+        clock.advance(seconds=60)
+        scheduler.tick()
+        self._start(container, runs(container)[0], 501)
+        clock.advance(seconds=60)
+        scheduler.tick()
+        assert [(r.status, r.overlapped) for r in runs(container)] == [("running", False), ("skipped", True)]
+        assert len(fired_events(container)) == 1
+        analysis = client.get(f"{P}performance-analysis/", headers=auth.headers()).json["schedules"]
+        assert analysis[0]["periodic_task_id"] == schedule["id"]
+        assert (analysis[0]["overlaps_seen"], analysis[0]["skipped_for_overlap"]) == (1, 1)
+
+    def test_cancel_previous_asks_core_to_cancel_with_a_machine_token(
+        self, clock, container, scheduler, make_schedule
+    ):
+        make_schedule(overlap_policy="cancel_previous")
+        clock.advance(seconds=60)
+        scheduler.tick()
+        self._start(container, runs(container)[0], 502)
+        clock.advance(seconds=60)
+        scheduler.tick()
+        first, second = runs(container)
+        assert first.cancel_requested_at is not None and second.status == "pending" and second.overlapped
+        calls = []
+        container.core.cancel_task = lambda token, brand, pk: calls.append((brand, pk)) or 200
+        assert scheduler.request_cancellations() == 1
+        assert calls == [(9, 502)]
+        assert runs(container)[0].cancel_requested_at is None
+
+    def test_allow_fires_and_records_the_overlap(self, clock, container, scheduler, make_schedule):
+        make_schedule()
+        clock.advance(seconds=60)
+        scheduler.tick()
+        self._start(container, runs(container)[0], 503)
+        clock.advance(seconds=60)
+        scheduler.tick()
+        assert [r.status for r in runs(container)] == ["running", "pending"]
+        assert len(fired_events(container)) == 2
+
+
+class TestCalendars:
+    def test_an_excluded_date_suppresses_the_run(
+        self, client, auth, clock, container, scheduler, make_schedule
+    ):
+        calendar = client.post(
+            "/tasks/scheduled/calendars/",
+            json={"name": "holidays", "default_timezone": "Europe/Paris", "excluded_dates": ["2026-06-02"]},
+            headers=auth.headers(),
+        ).json
+        schedule = make_schedule(
+            cron_expression="0 9 * * *", timezone="Europe/Paris", calendars=[calendar["id"]]
+        )
+        # 1 June 09:00 Paris has passed at 12:00 UTC; 2 June is excluded: next is 3 June 07:00 UTC
+        assert schedule["next_run_at"] == "2026-06-03T07:00:00.000Z"
+        at(clock, "2026-06-02T07:00:30")
+        scheduler.tick()
+        assert runs(container) == []
+        at(clock, "2026-06-03T07:00:10")
+        scheduler.tick()
+        assert [r.planned_time.isoformat() for r in runs(container)] == ["2026-06-03T07:00:00+00:00"]
+
+    def test_excluding_a_date_later_moves_the_next_run(self, client, auth, make_schedule):
+        schedule = make_schedule(cron_expression="0 9 * * *")
+        assert schedule["next_run_at"] == "2026-06-02T09:00:00.000Z"
+        calendar = client.post(
+            "/tasks/scheduled/calendars/", json={"name": "freeze"}, headers=auth.headers()
+        ).json
+        client.post(
+            f"/tasks/scheduled/calendars/{calendar['id']}/tasks/",
+            json={"periodic_task": schedule["id"]},
+            headers=auth.headers(),
+        )
+        client.patch(
+            f"/tasks/scheduled/calendars/{calendar['id']}/",
+            json={"excluded_dates": [{"start": "2026-06-02", "end": "2026-06-04"}]},
+            headers=auth.headers(),
+        )
+        assert get(client, auth, schedule)["next_run_at"] == "2026-06-05T09:00:00.000Z"
+
+
+class TestDaylightSaving:
+    """A schedule driven through a whole DST day by the scheduler: every expected slot fires
+    once, none twice (the instant-level rules are in test_cron.py)."""
+
+    @pytest.mark.parametrize(
+        ("tz", "cron", "start", "expected_utc"),
+        [
+            # Paris spring (29 March 2026, 02:00 -> 03:00): 02:30 runs once, at 03:00 local
+            ("Europe/Paris", "30 2 * * *", "2026-03-28T12:00", ["2026-03-29T01:00"]),
+            # Paris autumn (25 October 2026, 03:00 -> 02:00): 02:30 runs once, the first time
+            ("Europe/Paris", "30 2 * * *", "2026-10-24T12:00", ["2026-10-25T00:30"]),
+            # New York autumn (1 November 2026): 01:00..01:59 repeats; hourly at :15 runs once per wall hour
+            ("America/New_York", "15 * * * *", "2026-11-01T03:30",
+             ["2026-11-01T04:15", "2026-11-01T05:15", "2026-11-01T07:15", "2026-11-01T08:15"]),
+            # New York spring (8 March 2026, 02:00 -> 03:00): hourly at :00 has no 02:00
+            ("America/New_York", "0 * * * *", "2026-03-08T05:30",
+             ["2026-03-08T06:00", "2026-03-08T07:00", "2026-03-08T08:00"]),
+        ],
+    )  # fmt: skip
+    def test_the_scheduler_through_a_change(
+        self, clock, container, scheduler, make_schedule, tz, cron, start, expected_utc
+    ):
+        at(clock, start + ":00")
+        make_schedule(cron_expression=cron, timezone=tz)
+        end = datetime.fromisoformat(expected_utc[-1]).replace(tzinfo=UTC) + timedelta(minutes=50)
+        while clock() < end:
+            clock.advance(minutes=5)
+            scheduler.tick()
+        fired = [r.planned_time.strftime("%Y-%m-%dT%H:%M") for r in runs(container)]
+        assert [f for f in fired if f <= expected_utc[-1]] == expected_utc
+        assert len(fired) == len(set(fired))
