@@ -180,6 +180,12 @@ def recover_lost(uow: UnitOfWork, task: Task, policy: ExecutionPolicy, reason: s
     """Nobody runs this task any more: run it again, or park it after too many lost deliveries
     (a task that kills its worker every time must not loop)."""
     now = utcnow()
+    # a worker that is only slow or cut off (not dead) must stop the attempt it may still run
+    uow.emit(
+        "task.attempt_revoked",
+        task.brand_id,
+        {"id": task.id, "task_id": task.task_id, "attempt": task.attempt},
+    )
     task.lost_deliveries += 1
     task.lease_expires_at = None
     if task.lost_deliveries >= policy.max_lost_deliveries:
