@@ -89,3 +89,25 @@ def test_sigterm_finishes_running_tasks_then_exits_0(platform):
     assert platform.get(late)["status"] == "pending"
     platform.start_worker("w-next")
     platform.wait_status(late, "completed")
+
+
+def test_a_worker_cut_off_past_its_lease_stops_the_attempt_core_revoked(platform):
+    frozen = platform.start_worker("w-frozen", concurrency=1)
+    platform.wait_for_worker("w-frozen")
+    task = platform.create("example.sleep", context_data={"seconds": 4, "steps": 8})
+    platform.wait_status(task, "running")
+    processes = [psutil.Process(frozen.pid), *psutil.Process(frozen.pid).children(recursive=True)]
+    for process in processes:  # a long GC pause, a partition: alive, but silent past its lease
+        process.suspend()
+    try:
+        wait_until(lambda: platform.events_of("task.attempt_revoked", task), timeout=10, message="revoked")
+        platform.start_worker("w-rescuer", concurrency=1)
+    finally:
+        for process in processes:
+            process.resume()
+    done = platform.wait_status(task, "completed", "failed", timeout=20)
+    assert done["status"] == "completed"
+    # the revoked attempt 1 was stopped where it ran: only attempt 2 ever completed
+    completions = platform.events_of("task.completed", task)
+    assert [c.data["attempt"] for c in completions] == [2]
+    assert [h["to_status"] for h in platform.history(task)].count("completed") == 1
