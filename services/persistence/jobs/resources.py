@@ -92,15 +92,16 @@ class JobById(MethodView):
 def _detail(session: Any, job: Any) -> Any:
     """Load what the detail adds while the session is open (the dump happens after it closes)."""
     job.newest_checkpoints = queries.newest_checkpoints(session, job)
-    _ = job.state
+    if job.state is not None:
+        _ = job.state.job  # the state's dump names its job
     return job
 
 
 def _update(job_pk: int, fields: dict[str, Any]) -> Any:
     with persistence().uow() as uow:
-        job = service.update_job(uow, current_principal().brand_id, job_pk, fields)
+        job = _detail(uow.session, service.update_job(uow, current_principal().brand_id, job_pk, fields))
         uow.commit()
-        return _detail(uow.session, job)
+        return job
 
 
 @blp.route("/<int:job_pk>/resume/")

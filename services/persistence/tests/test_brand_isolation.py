@@ -1,0 +1,93 @@
+"""Brand isolation on every endpoint: another brand's job, checkpoint or state is a 404 exactly
+like a missing one, lists and stats never show it, and writes naming it are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.testing.fixtures import OTHER_BRAND
+
+from .conftest import checkpoint, start
+
+P = "/tasks/persistent-jobs"
+
+
+@pytest.fixture
+def theirs(client, events, machine):
+    """A job of the other brand, with a checkpoint and a state, stopped (failed) and resumable."""
+    task = events.task(brand=OTHER_BRAND)
+    job_id = start(client, machine, task, brand=OTHER_BRAND).json["job_id"]
+    saved = checkpoint(client, machine, job_id, "b1", {"n": 1}, brand=OTHER_BRAND).json
+    state = client.post(
+        f"{P}/job-states/", json={"persistent_job": job_id}, headers=machine(OTHER_BRAND)
+    ).json
+    events.worker("task.failed", task, brand=OTHER_BRAND, attempt=1, error_message="x", will_retry=False)
+    return {"task": task, "job": job_id, "checkpoint": saved["id"], "state": state["id"]}
+
+
+def test_another_brands_objects_are_404_like_missing_ones(client, auth, theirs):
+    headers = auth.headers()
+    for method, url, body in [
+        ("get", f"{P}/persistent-jobs/{theirs['job']}/", None),
+        ("patch", f"{P}/persistent-jobs/{theirs['job']}/", {"job_data": {}}),
+        ("put", f"{P}/persistent-jobs/{theirs['job']}/", {"job_data": {}}),
+        ("delete", f"{P}/persistent-jobs/{theirs['job']}/", None),
+        ("post", f"{P}/persistent-jobs/{theirs['job']}/resume/", {}),
+        ("post", f"{P}/persistent-jobs/{theirs['job']}/pause/", None),
+        ("post", f"{P}/persistent-jobs/{theirs['job']}/restart/", {}),
+        ("get", f"{P}/checkpoints/{theirs['checkpoint']}/", None),
+        ("patch", f"{P}/checkpoints/{theirs['checkpoint']}/", {"step_name": "x"}),
+        ("delete", f"{P}/checkpoints/{theirs['checkpoint']}/", None),
+        ("get", f"{P}/job-states/{theirs['state']}/", None),
+        ("patch", f"{P}/job-states/{theirs['state']}/", {"retry_count": 1}),
+    ]:
+        response = getattr(client, method)(url, json=body, headers=headers)
+        assert response.status_code == 404, (method, url, response.json)
+        assert response.json["error_code"] == "NOT_FOUND"
+        assert response.json["detail"].endswith("not found or access denied")
+
+
+def test_lists_and_views_never_show_another_brand(client, auth, theirs):
+    headers = auth.headers()
+    for url in (
+        f"{P}/persistent-jobs/",
+        f"{P}/persistent-jobs/?base_task={theirs['task']['id']}",
+        f"{P}/checkpoints/",
+        f"{P}/checkpoints/?persistent_job={theirs['job']}",
+        f"{P}/job-states/",
+    ):
+        assert client.get(url, headers=headers).json["count"] == 0, url
+    assert client.get(f"{P}/persistent-jobs/resumable/", headers=headers).json["resumable_jobs"] == 0
+    stats = client.get(f"{P}/persistent-jobs/stats/", headers=headers).json
+    assert stats["totals"]["jobs"] == 0 and stats["checkpoint_stats"]["total"] == 0
+    assert client.post(f"{P}/persistent-jobs/auto-resume/", json={}, headers=headers).json["results"] == []
+    cleanup = client.post(f"{P}/persistent-jobs/cleanup-old/", json={"days_old": 0}, headers=headers).json
+    assert cleanup["cleanup_summary"]["jobs_reviewed"] == 0
+    optimized = client.post(
+        f"{P}/checkpoints/optimize-storage/",
+        json={"days_old_threshold": 0, "max_checkpoints_per_job": 1},
+        headers=headers,
+    ).json
+    assert optimized["optimization_results"]["total_checkpoints_processed"] == 0
+    # while its own brand sees it all
+    mine = auth.headers(brand=OTHER_BRAND)
+    assert client.get(f"{P}/persistent-jobs/{theirs['job']}/", headers=mine).status_code == 200
+    assert client.get(f"{P}/checkpoints/{theirs['checkpoint']}/", headers=mine).json["is_valid"] is True
+
+
+def test_writes_naming_another_brands_objects_are_refused(client, auth, machine, theirs):
+    job = client.post(
+        f"{P}/persistent-jobs/", json={"base_task": theirs["task"]["id"]}, headers=auth.headers()
+    )
+    assert job.status_code == 400 and "base_task" in job.json["field_errors"]
+    saved = checkpoint(client, machine, theirs["job"], "x", {})
+    assert saved.status_code == 400 and "persistent_job" in saved.json["field_errors"]
+    state = client.post(f"{P}/job-states/", json={"persistent_job": theirs["job"]}, headers=machine())
+    assert state.status_code == 400 and "persistent_job" in state.json["field_errors"]
+    run = start(client, machine, theirs["task"], attempt=2)
+    assert run.status_code == 400 and "base_task" in run.json["field_errors"]
+
+
+def test_a_brand_the_token_does_not_list_is_403(client, auth):
+    response = client.get(f"{P}/persistent-jobs/", headers={**auth.headers(), "X-Brand-ID": "77"})
+    assert (response.status_code, response.json["error_code"]) == (403, "BRAND_ACCESS_DENIED")
