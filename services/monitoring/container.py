@@ -8,7 +8,7 @@ from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.background import Loop, every
-from shared.config import Settings, env_float
+from shared.config import Settings, env_float, env_int
 from shared.events.bus import EventBus
 from shared.events.inbox_consumer import InboxConsumer
 from shared.events.outbox_relay import OutboxRelay
@@ -68,6 +68,7 @@ def bootstrap(settings: Settings, bus: EventBus | None = None) -> MonitoringCont
         WebhookSettings.from_settings(settings),
         SmtpSettings.from_settings(settings),
         poll_interval=env_float(settings, "TASKHUB_NOTIFIER_POLL_SECONDS", 0.5),
+        max_attempts=env_int(settings, "TASKHUB_NOTIFY_MAX_ATTEMPTS", 5),
     )
     return MonitoringContainer(
         ctx=ctx,

@@ -76,19 +76,22 @@ def record_attempt(uow: UnitOfWork, env: Envelope) -> None:
     ).first()
     if record is not None and record.attempt > attempt:
         return  # a late report of an older attempt
+    reported: dict[str, Any] = env.data.get("metrics") or {}
+    if not view.task_type and isinstance(reported.get("task_type"), str):
+        # the worker's report overtook core's task.created: it names the type and priority too
+        view.task_type = reported["task_type"][:100]
+        view.priority = str(reported.get("priority") or view.priority)[:10]
     if record is None:
         record = _new_record(view)
         uow.session.add(record)
-    reported: dict[str, Any] = env.data.get("metrics") or {}
     for name in MEASURED:
         value = reported_value(name, reported.get(name))
         setattr(record, name, value if value is not None else 0)
     record.retry_count = _first_int(
         reported.get("retry_count"), env.data.get("retry_count"), view.retry_count
     )
-    if "queue_wait_time_ms" not in reported and view.started_at and view.created_at and attempt <= 1:
-        wait = (view.started_at - view.created_at).total_seconds() * 1000
-        record.queue_wait_time_ms = reported_value("queue_wait_time_ms", wait) or 0.0
+    if reported_value("queue_wait_time_ms", reported.get("queue_wait_time_ms")) is None:
+        record.queue_wait_time_ms = _queue_wait_ms(view, attempt)
     record.worker_name = env.data.get("worker_name") or view.worker_name
     record.succeeded = env.event_type == "task.completed"
     record.attempt = attempt
@@ -97,6 +100,14 @@ def record_attempt(uow: UnitOfWork, env: Envelope) -> None:
     uow.session.flush()
     _announce(uow, record)
     alerts.evaluate(uow, record)
+
+
+def _queue_wait_ms(view: TaskView, attempt: int) -> float:
+    """When the worker did not measure it: from creation to start, known for a first attempt only."""
+    if attempt > 1 or view.started_at is None or view.created_at is None:
+        return 0.0
+    wait = (view.started_at - view.created_at).total_seconds() * 1000
+    return float(reported_value("queue_wait_time_ms", wait) or 0.0)
 
 
 def _first_int(*candidates: Any) -> int:

@@ -63,13 +63,16 @@ class TestRecordedFromEvents:
 
     def test_results_before_the_task_is_known_are_kept_and_completed_later(self, client, auth, feed):
         task = {"id": 77, "task_id": "task_77", "brand": {"id": 9, "name": "Humari"}}
-        feed.finished(task, execution_time_ms=10.0)
+        feed.finished(task, execution_time_ms=10.0, task_type="late.type", priority="high")
+        [record] = listed(client, auth)["results"]
+        assert record["base_task"]["task_type"] == "late.type"  # the worker's report names it
         feed.apply(
             "task.created", 9, {**task, "task_type": "late.type", "priority": "high", "status": "pending"}
         )
         [record] = listed(client, auth)["results"]
-        assert record["base_task"]["task_type"] == "late.type"
         assert record["base_task"]["status"] == "completed"  # a final status never goes back
+        dashboard = client.get(URL + "dashboard/", headers=auth.headers()).json
+        assert dashboard["performance_by_priority"] == {"high": {"avg_ms": 10.0, "count": 1}}
 
     def test_a_deleted_task_drops_its_record(self, client, auth, feed):
         task = feed.run()
