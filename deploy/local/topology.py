@@ -155,7 +155,7 @@ class Layout:
         return self.logs / f"{name}.log"
 
 
-def shared_env(layout: Layout, urls: Mapping[str, str], gateway_port: int) -> dict[str, str]:
+def shared_env(layout: Layout, urls: Mapping[str, str], ports: Mapping[str, int]) -> dict[str, str]:
     from shared.embedded_secret import dev_secret
 
     env = {
@@ -164,10 +164,13 @@ def shared_env(layout: Layout, urls: Mapping[str, str], gateway_port: int) -> di
         "AMQP_URL": os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL,
         "AMQP_PREFIX": os.environ.get("AMQP_PREFIX", "taskhub."),
         "TASKHUB_DATA_DIR": str(layout.run_dir / "data"),
-        "TASKHUB_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
         "PYTHONUNBUFFERED": "1",
     }
     env.update({f"{service.upper()}_DATABASE_URL": url for service, url in urls.items()})
+    if "persistence" in ports:
+        # the worker saves checkpoints straight to persistence, not through the public gateway
+        # (whose per-client rate limit is meant for clients, not for the platform's own calls)
+        env["TASKHUB_PERSISTENCE_URL"] = f"http://127.0.0.1:{ports['persistence']}"
     return env
 
 
@@ -357,7 +360,7 @@ def up(layout: Layout, gateway_port: int, free_ports: bool) -> None:
     urls = database_urls(services, layout.run_dir, os.environ)
     ensure_databases(urls.values())
     (layout.run_dir / "data").mkdir(parents=True, exist_ok=True)
-    env = shared_env(layout, urls, gateway_port)
+    env = shared_env(layout, urls, ports)
     env["WEB_CONCURRENCY"] = os.environ.get("WEB_CONCURRENCY", "2")
     migrate(layout, services, env)
     for service in services:  # multiprocess metric files of a previous run would be summed in

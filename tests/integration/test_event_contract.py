@@ -4,6 +4,10 @@ the `make up` topology published during the test run checked against them."""
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import threading
 import uuid
 from collections import Counter
 
@@ -64,3 +68,30 @@ def test_every_event_published_during_the_run_matches_its_schema(topology: Topol
     counts = Counter(e["routing_key"] for e in events)
     assert not errors, "\n".join(sorted(set(errors))[:30])
     assert counts["task.created"] >= 1, counts
+
+
+@pytest.mark.integration
+def test_the_outside_consumer_example_prints_completions(topology: Topology) -> None:
+    if not topology.has_worker:
+        pytest.skip("the worker is not built yet: nothing completes")
+    queue = topology.prefix + "example.task-completions"
+    env = {**topology.env, "QUEUE": queue, "PYTHONUNBUFFERED": "1"}
+    example = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "docs" / "examples" / "outside_consumer.py")],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(example.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: lines, 15, 0.1, "the example is consuming")
+        task = topology.post("/tasks/", {"task_type": "example.noop"}).json()
+        wait_until(lambda: any(f"completed {task['task_id']}" in line for line in lines), 30, 0.2)
+    finally:
+        example.send_signal(signal.SIGINT)
+        example.wait(10)
+        connection, channel = topology.amqp_channel()
+        channel.queue_delete(queue)
+        connection.close()
