@@ -3,7 +3,7 @@ query is scoped to the caller's brand first (all indexes start with brand_id).""
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Select, case, func, select
@@ -14,7 +14,7 @@ from shared.events.bus import EventBus
 from shared.events.envelope import utcnow
 from shared.listing import apply_filters, apply_ordering
 
-from ..models import Task
+from ..models import Task, WorkerPresence
 from . import status as st
 
 FILTERS: dict[str, Any] = {
@@ -70,8 +70,22 @@ def _start_of_today() -> datetime:
     return datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
 
 
-def queue_stats(session: Session, brand_id: int, bus: EventBus) -> dict[str, Any]:
+def _live_workers(session: Session, online_seconds: float) -> dict[str, int]:
+    """Workers heard from recently, per queue they serve. Workers pull (basic.get), so the broker
+    never counts them as consumers: their heartbeats do."""
+    cutoff = utcnow() - timedelta(seconds=online_seconds)
+    counts: dict[str, int] = {}
+    for queues in session.scalars(select(WorkerPresence.queues).where(WorkerPresence.last_seen >= cutoff)):
+        for queue in queues or []:
+            counts[queue] = counts.get(queue, 0) + 1
+    return counts
+
+
+def queue_stats(
+    session: Session, brand_id: int, bus: EventBus, online_seconds: float = 30.0
+) -> dict[str, Any]:
     today = _start_of_today()
+    workers = _live_workers(session, online_seconds)
     rows = session.execute(
         select(
             Task.queue_name,
@@ -95,6 +109,7 @@ def queue_stats(session: Session, brand_id: int, bus: EventBus) -> dict[str, Any
             "broker_ready": figures.ready if figures else None,
             "broker_unacked": figures.unacked if figures else None,
             "consumers": figures.consumers if figures else None,
+            "workers": workers.get(priority, 0),
         }
     distribution = dict(
         session.execute(
