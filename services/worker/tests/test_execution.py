@@ -40,6 +40,8 @@ def test_tasks_run_with_progress_results_metrics_and_types(platform):
     by_name = {t["task_type"]: t for t in types["task_types"]}
     assert {"example.noop", "example.sleep", "example.fail", "example.flaky", "example.batch"} <= set(by_name)
     assert by_name["example.batch"]["persistent"] is True
+    queues = platform.client.get("/tasks/queue-stats/", headers=platform.auth.headers()).json["queues"]
+    assert (queues["normal"]["workers"], queues["low"]["workers"]) == (1, 0)  # w-main serves no low
 
     noop = platform.create("example.noop")
     metered = platform.create("test.metered")
