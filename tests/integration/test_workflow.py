@@ -97,7 +97,7 @@ def test_a_persistent_job_is_paused_and_resumed_from_its_checkpoint(topology: To
     assert paused.status_code == 200, paused.text
     held = wait_until(lambda: job("paused"), 20, POLL)
     assert held["can_resume"] and held["checkpoints_count"] >= 1
-    assert task_status(topology, task["id"], "paused")
+    wait_until(lambda: task_status(topology, task["id"], "paused"), 10, POLL)  # core hears it by event
 
     resumed = topology.post(f"{jobs}{held['id']}/resume/", {})
     assert resumed.status_code == 200, resumed.text
