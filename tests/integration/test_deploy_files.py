@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import yaml
 from deploy.generate import HERE as DEPLOY
 from deploy.generate import dockerfiles, generated_files
 from deploy.k8s.render import EXTERNAL_SECRETS, build, validate
-from gateway.render import GatewayConfig, render
+from gateway.render import GatewayConfig, container_config, k8s_config, render
 from shared.routes import ROUTES, SERVICES
 
 OVERLAYS = sorted((DEPLOY / "k8s" / "overlays").iterdir())
@@ -62,14 +63,23 @@ def test_the_gateway_config_covers_the_route_table_and_never_replays_a_post() ->
     assert monitoring
 
 
+def _variants(tmp_path: Path) -> dict[str, GatewayConfig]:
+    loopback = {service: ["127.0.0.1:9"] for service in SERVICES}  # Service names do not resolve here
+    return {
+        "make up": GatewayConfig("127.0.0.1:1", loopback, prefix_dir=tmp_path),
+        "kubernetes": replace(k8s_config(), upstreams=loopback),
+        "compose": replace(container_config(), upstreams=loopback),
+    }
+
+
 @pytest.mark.skipif(
     not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()), reason="nginx not installed"
 )
-def test_nginx_accepts_the_generated_config(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variant", ["make up", "kubernetes", "compose"])
+def test_nginx_accepts_the_generated_config(tmp_path: Path, variant: str) -> None:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     (tmp_path / "temp").mkdir()
-    upstreams = {service: ["127.0.0.1:9"] for service in SERVICES}
-    (tmp_path / "nginx.conf").write_text(render(GatewayConfig("127.0.0.1:1", upstreams, prefix_dir=tmp_path)))
+    (tmp_path / "nginx.conf").write_text(render(_variants(tmp_path)[variant]))
     checked = subprocess.run(
         [
             nginx,
