@@ -1,0 +1,149 @@
+"""How the generated gateway treats its upstreams, with nginx in front of small local HTTP servers
+whose behaviour the test controls (reliability.md §6 and §7.15): a slow service is a JSON 504
+within the read timeout, a refused connection moves a GET to the next server, and a POST that
+reached a server is never replayed on another one. Needs nginx only."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from deploy.local.topology import free_port
+from gateway.render import GatewayConfig, render
+from shared.testing.fixtures import wait_until
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx not installed")
+StartGateway = Callable[..., str]
+
+
+class Upstream:
+    """An HTTP server answering 200 JSON, or sleeping first when `slow` is set; counts requests."""
+
+    def __init__(self) -> None:
+        self.hits: Counter[str] = Counter()
+        self.slow = 0.0
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                upstream.hits[self.command] += 1
+                time.sleep(upstream.slow)
+                body = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer  # noqa: N815 - the names http.server dispatches to
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_address() -> str:
+    """A port nothing listens on: connecting is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[StartGateway]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(servers: list[str], read_timeout_s: int = 60) -> str:
+        port = free_port()
+        (tmp_path / "temp").mkdir(exist_ok=True)
+        config = GatewayConfig(
+            f"127.0.0.1:{port}", {"core": servers}, prefix_dir=tmp_path, read_timeout_s=read_timeout_s
+        )
+        (tmp_path / "nginx.conf").write_text(render(config))
+        command = [
+            NGINX,
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(tmp_path / "nginx.conf"),
+            "-e",
+            str(tmp_path / "error.log"),
+        ]
+        started.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        url = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                return requests.get(url + "/healthz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until(answers, 10, 0.05, "nginx is listening")
+        return url
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(10)
+
+
+def test_a_slow_service_is_a_json_504_within_the_read_timeout(gateway: StartGateway) -> None:
+    upstream = Upstream()
+    upstream.slow = 3.0
+    try:
+        url = gateway([upstream.address], read_timeout_s=1)
+        began = time.monotonic()
+        response = requests.get(url + "/tasks/", timeout=10)
+        elapsed = time.monotonic() - began
+    finally:
+        upstream.close()
+    assert response.status_code == 504
+    assert response.json()["error_code"] == "GATEWAY_TIMEOUT"
+    assert elapsed < 2.0  # timeout + 1 s
+
+
+def test_a_refused_connection_moves_a_get_to_the_next_server(gateway: StartGateway) -> None:
+    upstream = Upstream()
+    try:
+        url = gateway([closed_address(), upstream.address])
+        statuses = [requests.get(url + "/tasks/", timeout=5).status_code for _ in range(4)]
+    finally:
+        upstream.close()
+    assert statuses == [200] * 4
+
+
+def test_a_post_that_reached_a_server_is_never_replayed_on_another(gateway: StartGateway) -> None:
+    first, second = Upstream(), Upstream()
+    first.slow = second.slow = 3.0
+    try:
+        url = gateway([first.address, second.address], read_timeout_s=1)
+        response = requests.post(url + "/tasks/", json={"task_type": "example.noop"}, timeout=10)
+    finally:
+        first.close()
+        second.close()
+    assert response.status_code == 504
+    # nginx answered 504 only after deciding against a retry: a replay would already be counted
+    assert first.hits["POST"] + second.hits["POST"] == 1
