@@ -4,6 +4,7 @@ and on real PostgreSQL. Time is a FakeClock the tests move: no test waits for a 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,14 +12,18 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
 from services.scheduling.app import create_app
 from services.scheduling.container import SchedulingContainer, bootstrap
+from services.scheduling.models import Base
 from services.scheduling.scheduler import Scheduler
 from shared.background import Loop, start_loops
+from shared.db import make_engine, normalize_url
 from shared.events.inprocess_bus import InProcessBus
-from shared.testing.fixtures import make_settings
+from shared.migrations import upgrade
+from shared.testing.fixtures import make_settings, require_service
 
 # a port nothing listens on: calls to core fail at once unless a test starts core
 NO_CORE = "http://127.0.0.1:9"
@@ -48,11 +53,36 @@ def clock() -> FakeClock:
     return FakeClock(datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC))
 
 
+@pytest.fixture(scope="session")
+def migrated_postgres_url() -> Iterator[str]:
+    """One migrated PostgreSQL database for the session; each test starts from empty tables
+    (TRUNCATE is milliseconds, CREATE/DROP DATABASE seconds on a busy shared server)."""
+    admin_url = normalize_url(require_service("TEST_DATABASE_ADMIN_URL"))
+    name = f"taskhub_sched_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    engine = make_engine(url)
+    upgrade("scheduling", engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, sqlite_url: Any) -> str:
     if request.param == "sqlite":
         return sqlite_url("scheduling")
-    return request.getfixturevalue("postgres_url")
+    url = request.getfixturevalue("migrated_postgres_url")
+    engine = make_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
 
 
 def build_container(
@@ -135,3 +165,8 @@ def platform(database_url: str, sqlite_url: Any, clock: FakeClock) -> Iterator[P
     server.shutdown()
     sched.ctx.dispose()
     core.ctx.dispose()
+
+
+# for checks that never reach the database differently (validation, pure time logic driven
+# through the API): SQLite only, so the suite stays fast on a shared machine
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from services.scheduling.models import ScheduleRun
 from shared.events.envelope import Envelope
 
-from .conftest import P
+from .conftest import P, sqlite_only
 
 
 def fired_events(container):
@@ -153,6 +153,7 @@ class TestMisfire:
             ("run_all", 3, ["12:03", "12:04", "12:05"]),
         ],
     )
+    @sqlite_only
     def test_restart_after_five_minutes(
         self, client, auth, clock, container, scheduler, make_schedule, policy, window, expected
     ):
@@ -270,6 +271,7 @@ class TestCalendars:
         assert get(client, auth, schedule)["next_run_at"] == "2026-06-05T09:00:00.000Z"
 
 
+@sqlite_only
 class TestDaylightSaving:
     """A schedule driven through a whole DST day by the scheduler: every expected slot fires
     once, none twice (the instant-level rules are in test_cron.py)."""
