@@ -308,6 +308,8 @@ def compose() -> dict[str, Any]:
         "JWT_SECRET": "${JWT_SECRET:-compose-only-jwt-secret-change-me-0123456789}",
         "AMQP_URL": "amqp://guest:guest@rabbitmq:5672/%2F",
         "AMQP_PREFIX": "taskhub.",
+        "TASKHUB_CORE_URL": f"http://core:{SERVICE_PORT}",
+        "TASKHUB_PERSISTENCE_URL": f"http://persistence:{SERVICE_PORT}",
     }
     databases = {
         f"{service.upper()}_DATABASE_URL": f"postgresql+psycopg://taskhub:taskhub@postgres:5432/taskhub_{service}"

@@ -165,12 +165,14 @@ def shared_env(layout: Layout, urls: Mapping[str, str], ports: Mapping[str, int]
         "AMQP_PREFIX": os.environ.get("AMQP_PREFIX", "taskhub."),
         "TASKHUB_DATA_DIR": str(layout.run_dir / "data"),
         "PYTHONUNBUFFERED": "1",
+        "TASKHUB_AUTO_MIGRATE": "false",  # `up` ran every migration before starting anything
     }
     env.update({f"{service.upper()}_DATABASE_URL": url for service, url in urls.items()})
-    if "persistence" in ports:
-        # the worker saves checkpoints straight to persistence, not through the public gateway
-        # (whose per-client rate limit is meant for clients, not for the platform's own calls)
-        env["TASKHUB_PERSISTENCE_URL"] = f"http://127.0.0.1:{ports['persistence']}"
+    # Internal calls (the worker saving checkpoints, scheduling creating tasks in core) go straight
+    # to the service, not through the public gateway and its per-client rate limit.
+    for service, variable in (("persistence", "TASKHUB_PERSISTENCE_URL"), ("core", "TASKHUB_CORE_URL")):
+        if service in ports:
+            env[variable] = f"http://127.0.0.1:{ports[service]}"
     return env
 
 
@@ -186,7 +188,7 @@ def plan(layout: Layout, gateway_port: int, ports: Mapping[str, int], env: Mappi
                 f"{service}-web",
                 "web",
                 [*gunicorn, "--bind", f"127.0.0.1:{port}", f"services.{service}.wsgi:app"],
-                {**service_env, "TASKHUB_AUTO_MIGRATE": "false", "WEB_CONCURRENCY": env["WEB_CONCURRENCY"]},
+                {**service_env, "WEB_CONCURRENCY": env["WEB_CONCURRENCY"]},
                 ready_url=f"http://127.0.0.1:{port}/readyz",
             )
         )

@@ -129,3 +129,7 @@ def test_a_periodic_task_is_fired_by_the_scheduler(topology: Topology, every_min
     assert tasks[0]["task_type"] == "example.noop"
     after = topology.get(f"/tasks/scheduled/periodic-tasks/{schedule['id']}/").json()
     assert after["executions_count"] >= 1 and after["last_run_at"]
+    # and on demand: scheduling asks core (service to service) for the task at once
+    now = topology.post(f"/tasks/scheduled/periodic-tasks/{schedule['id']}/execute-now/")
+    assert now.status_code == 200, now.text
+    assert now.json()["task"]["is_periodic"] is True
