@@ -57,7 +57,7 @@ def _follow(uow: UnitOfWork, ref: TaskRef, *, reason: str | None = None, interru
     if job.status == lc.INTERRUPTED and status == lc.PENDING:
         status = lc.INTERRUPTED  # still waiting to run again after losing its worker
     if status == lc.RUNNING:
-        job.attempt = max(job.attempt, ref.attempt)
+        lc.begin_attempt(job, ref.attempt)
     if interrupted and job.status != lc.INTERRUPTED:
         job.interruptions_count += 1
     if reason and status in (lc.FAILED, lc.CANCELLED, lc.INTERRUPTED):

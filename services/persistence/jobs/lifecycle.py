@@ -92,6 +92,19 @@ def settle(uow: UnitOfWork, job: PersistentJob, status: str | None = None, *, an
     return changed
 
 
+def begin_attempt(job: PersistentJob, attempt: int) -> None:
+    """A newer attempt of the task runs the job. If the job was still running an older attempt
+    (no result, no pause, no resume in between), that attempt's worker was lost."""
+    if attempt <= job.attempt:
+        return
+    if job.attempt and job.status in (RUNNING, INTERRUPTED):
+        if job.status == RUNNING:
+            job.interruptions_count += 1
+        job.interruption_reason = f"attempt {job.attempt} was interrupted (worker lost)"
+        job.interrupted_at = utcnow()
+    job.attempt = attempt
+
+
 def job_for_task(uow: UnitOfWork, task_pk: int, *, lock: bool = True) -> PersistentJob | None:
     stmt = select(PersistentJob).where(PersistentJob.base_task_id == task_pk)
     return uow.session.scalars(stmt.with_for_update(of=PersistentJob) if lock else stmt).first()
@@ -144,7 +157,8 @@ def delete_job(uow: UnitOfWork, job: PersistentJob) -> int:
     uow.session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
     uow.session.execute(delete(JobState).where(JobState.job_id == job.id))
     job.can_resume = False
-    emit(uow, "job.deleted", job)
+    # announced as a final job.updated: core's is_resumable turns false, no new event type needed
+    emit(uow, "job.updated", job, status="deleted")
     uow.session.delete(job)
     return freed
 

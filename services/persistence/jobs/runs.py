@@ -64,12 +64,6 @@ def _start_run(uow: UnitOfWork, brand_id: int, body: dict[str, Any]) -> dict[str
         _pause(uow, job, ref, checkpoint=None)
         return _answer(job, PAUSE)
     now = utcnow()
-    if attempt > job.attempt and job.status in (lc.RUNNING, lc.INTERRUPTED) and job.attempt and not resume:
-        # the previous attempt stopped without a result: its worker was lost
-        if job.status == lc.RUNNING:
-            job.interruptions_count += 1
-        job.interruption_reason = f"attempt {job.attempt} was interrupted (worker lost)"
-        job.interrupted_at = now
     checkpoint = _resume_point(uow, job, resume)
     data = None
     if checkpoint is not None:
@@ -79,7 +73,7 @@ def _start_run(uow: UnitOfWork, brand_id: int, body: dict[str, Any]) -> dict[str
             raise codec.corrupted_error(checkpoint.id) from None
     if attempt >= ref.attempt:
         ref.attempt, ref.status, ref.updated_at = attempt, "running", now
-    job.attempt = attempt
+    lc.begin_attempt(job, attempt)
     lc.settle(uow, job, lc.RUNNING)
     return _answer(
         job,

@@ -5,6 +5,7 @@ reads what this service wrote to its outbox (what the relay puts on the bus)."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,8 +19,11 @@ from shared.auth import mint_machine_token
 from shared.events.envelope import Envelope
 from shared.events.inprocess_bus import InProcessBus
 from shared.testing.fixtures import DEFAULT_BRAND, JWT_SECRET, make_settings
+from tests.integration.event_schemas import validator
 
 _task_ids = itertools.count(1000)
+# for checks of request validation and roles, which no database behaviour can change
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -86,6 +90,11 @@ class Events:
         with self.container.session_factory() as session:
             rows = session.execute(select(outbox.c.body).order_by(outbox.c.id)).scalars().all()
         envelopes = [Envelope.from_json(body) for body in rows]
+        for body, envelope in zip(rows, envelopes, strict=True):
+            check = validator(envelope.event_type)  # the public contract (docs/events/)
+            assert check is not None, f"{envelope.event_type} has no schema in docs/events/"
+            errors = [e.message for e in check.iter_errors(json.loads(body))]
+            assert not errors, (envelope.event_type, errors)
         return [e for e in envelopes if event_type is None or e.event_type == event_type]
 
 
@@ -133,4 +142,4 @@ def checkpoint(
     return client.post("/tasks/persistent-jobs/checkpoints/", json=body, headers=machine(brand))
 
 
-__all__ = ["Events", "checkpoint", "job_of", "start"]
+__all__ = ["SQLITE_ONLY", "Events", "checkpoint", "job_of", "start"]

@@ -7,7 +7,7 @@ import pytest
 
 from shared.testing.fixtures import OTHER_BRAND
 
-from .conftest import checkpoint, start
+from .conftest import SQLITE_ONLY, checkpoint, start
 
 P = "/tasks/persistent-jobs"
 
@@ -88,6 +88,7 @@ def test_writes_naming_another_brands_objects_are_refused(client, auth, machine,
     assert run.status_code == 400 and "base_task" in run.json["field_errors"]
 
 
+@SQLITE_ONLY
 def test_a_brand_the_token_does_not_list_is_403(client, auth):
     response = client.get(f"{P}/persistent-jobs/", headers={**auth.headers(), "X-Brand-ID": "77"})
     assert (response.status_code, response.json["error_code"]) == (403, "BRAND_ACCESS_DENIED")

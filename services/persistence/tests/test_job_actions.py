@@ -10,7 +10,7 @@ from sqlalchemy import update
 from services.persistence.models import PersistentJob
 from shared.events.envelope import utcnow
 
-from .conftest import checkpoint, start
+from .conftest import SQLITE_ONLY, checkpoint, start
 
 JOBS = "/tasks/persistent-jobs/persistent-jobs"
 
@@ -140,11 +140,13 @@ class TestCleanupOld:
             == 0
         )
 
+    @SQLITE_ONLY
     def test_is_for_admins(self, client, auth):
         response = client.post(f"{JOBS}/cleanup-old/", json={}, headers=auth.headers(role="operator"))
         assert (response.status_code, response.json["error_code"]) == (403, "PERMISSION_DENIED")
 
 
+@SQLITE_ONLY
 def test_validate_config(client, auth):
     good = client.post(
         f"{JOBS}/validate-config/",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import checkpoint, start
+from .conftest import SQLITE_ONLY, checkpoint, start
 
 JOBS = "/tasks/persistent-jobs/persistent-jobs"
 
@@ -38,6 +38,7 @@ def test_filters_and_ordering(client, auth, events, machine):
     assert client.get(f"{JOBS}/?page=9", headers=auth.headers()).status_code == 404
 
 
+@SQLITE_ONLY
 def test_bad_parameters_are_400_naming_them(client, auth):
     response = client.get(
         f"{JOBS}/?status=lost&ordering=priority&progress_gte=lots&base_task=x", headers=auth.headers()

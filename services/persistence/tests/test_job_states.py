@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import start
+from .conftest import SQLITE_ONLY, start
 
 STATES = "/tasks/persistent-jobs/job-states"
 
@@ -40,12 +40,14 @@ def test_a_handler_upserts_its_job_state_and_operators_read_it(client, auth, eve
     assert detail["job_state"]["id"] == first.json["id"]
 
 
+@SQLITE_ONLY
 def test_unknown_job_and_read_only_fields_are_400(client, auth, machine):
     unknown = client.post(f"{STATES}/", json={"persistent_job": 424242}, headers=machine())
     assert unknown.status_code == 400 and "persistent_job" in unknown.json["field_errors"]
     assert client.get(f"{STATES}/424242/", headers=auth.headers()).status_code == 404
 
 
+@SQLITE_ONLY
 def test_viewers_cannot_write(client, auth, events, machine):
     job_id = start(client, machine, events.task()).json["job_id"]
     response = client.post(f"{STATES}/", json={"persistent_job": job_id}, headers=auth.headers(role="viewer"))
