@@ -58,8 +58,8 @@ def _start_run(uow: UnitOfWork, brand_id: int, body: dict[str, Any]) -> dict[str
     attempt, resume = body["attempt"], body.get("resume")
     if attempt < max(job.attempt, ref.attempt):
         return _answer(job, CANCEL)  # a stale attempt: a newer one exists
-    if ref.status == "cancelled" or job.status == lc.CANCELLED:
-        return _answer(job, CANCEL)
+    if ref.status == "cancelled" or job.status in (lc.CANCELLED, lc.COMPLETED):
+        return _answer(job, CANCEL)  # nothing left to run (a late or repeated delivery)
     if job.pause_requested_at is not None or job.status == lc.PAUSED:
         _pause(uow, job, ref, checkpoint=None)
         return _answer(job, PAUSE)

@@ -60,7 +60,6 @@ class _JobWritable(Schema):
     total_steps = ma.fields.Integer(allow_none=True, validate=ma.validate.Range(min=0))
     completed_steps = ma.fields.Integer(validate=ma.validate.Range(min=0))
     progress_percentage = ma.fields.Float(validate=ma.validate.Range(0, 100))
-    can_resume = ma.fields.Boolean()
 
 
 class JobCreateSchema(_JobWritable):

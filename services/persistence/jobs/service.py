@@ -53,10 +53,7 @@ def update_job(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) 
             100.0 * min(job.completed_steps, job.total_steps) / job.total_steps, 2
         )
     job.updated_at = utcnow()
-    if "can_resume" not in fields:
-        lc.settle(uow, job)
-    else:
-        lc.emit(uow, "job.updated", job)
+    lc.settle(uow, job)
     return job
 
 
