@@ -4,9 +4,13 @@ core needs is published, and every state conflict answers with its §3 code."""
 
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
 from services.persistence.models import Checkpoint
+from shared.events.envelope import Envelope
 
 from .conftest import checkpoint, job_of, start
 
@@ -73,6 +77,40 @@ class TestCreation:
         again = start(client, machine, task)
         assert again.json["job_id"] == first.json["job_id"]
         assert job_of(client, auth, task)["status"] == "running"
+        assert len(events.published("job.created")) == 1
+
+    def test_concurrent_starts_and_task_created_make_one_job(self, client, auth, events, machine):
+        task = {"id": 515151, "task_id": "task_race00000001", "task_type": "example.batch"}
+        barrier = threading.Barrier(4)
+        answers: list = []
+
+        def worker_call():
+            barrier.wait()
+            answers.append(start(client, machine, task))
+
+        def core_event():
+            barrier.wait()
+            created = Envelope(
+                event_type="task.created",
+                producer="core",
+                brand_id=9,
+                data={**task, "status": "pending", "priority": "normal", "persistent": True},
+            )
+            try:
+                events.consumer.apply(created, events.consumer.handlers["task.created"])
+            except IntegrityError:  # lost the race: the bus delivers the event again
+                events.consumer.apply(created, events.consumer.handlers["task.created"])
+
+        threads = [threading.Thread(target=worker_call) for _ in range(3)] + [
+            threading.Thread(target=core_event)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert [a.status_code for a in answers] == [200, 200, 200], [a.json for a in answers]
+        assert len({a.json["job_id"] for a in answers}) == 1
+        assert job_of(client, auth, task)["id"] == answers[0].json["job_id"]
         assert len(events.published("job.created")) == 1
 
 
