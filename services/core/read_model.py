@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from shared.events.envelope import Envelope, utcnow
+from shared.events.envelope import Envelope, parse_iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
 from .models import Task
@@ -106,6 +106,11 @@ def on_schedule_fired(registry: TaskTypeRegistry):  # type: ignore[no-untyped-de
             )
             if request.get(k) is not None
         }
+        # a slot fired ahead of its time (scheduling's lookahead) waits for it here; one whose
+        # time has passed by now runs at once
+        scheduled_for = parse_iso(request.get("scheduled_for"))
+        if scheduled_for is not None and scheduled_for > utcnow():
+            fields["scheduled_for"] = scheduled_for
         create_task(
             uow,
             creator,

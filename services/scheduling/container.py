@@ -94,6 +94,7 @@ def bootstrap(
                 seconds=env_float(settings, "TASKHUB_SCHEDULER_MISFIRE_GRACE_SECONDS", 30)
             ),
             batch_size=env_int(settings, "TASKHUB_SCHEDULER_BATCH_SIZE", 500),
+            lookahead=timedelta(seconds=env_float(settings, "TASKHUB_SCHEDULER_LOOKAHEAD_SECONDS", 10)),
         ),
         clock=clock or utcnow,
         machine_token=_machine_token(settings),

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,13 +54,17 @@ class FiringPolicy:
     max_catchup_runs: int = 100
     # slots looked at per schedule per pass when counting missed runs
     max_slots_scanned: int = 1000
+    # the scheduler fires slots up to this long before their time, with `scheduled_for` set to
+    # the slot, so that core dispatches them on time however many fall in the same second
+    # (schedules whose overlap policy needs the previous run's outcome never fire early)
+    lookahead: timedelta = timedelta()
 
 
 @dataclass
 class Batch:
     claimed: int  # schedules claimed (a full batch means more may be due)
     runs: list[ScheduleRun]  # runs fired (skipped ones excluded)
-    requests: dict[int, dict[str, Any]] = field(default_factory=dict)  # run id -> create_task
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)  # idempotency key -> create_task
 
 
 @dataclass
@@ -145,14 +149,19 @@ def plans_for(session: Session, schedules: Sequence[Schedule]) -> dict[int, Plan
     ids = [s.id for s in schedules if isinstance(s, PeriodicTask)]
     if not ids:
         return {}
+    # a range, not an IN list of hundreds of ids: attachments are few, and a short statement
+    # keeps the scheduler's batch cheap to send and to plan
+    wanted = set(ids)
     rows = session.execute(
         select(CalendarAttachment, Calendar)
         .join(Calendar, Calendar.id == CalendarAttachment.calendar_id)
-        .where(CalendarAttachment.periodic_task_id.in_(ids), Calendar.is_active.is_(True))
+        .where(CalendarAttachment.periodic_task_id.between(min(ids), max(ids)), Calendar.is_active.is_(True))
         .order_by(CalendarAttachment.id)
     ).all()
     plans: dict[int, Plan] = {}
     for attachment, calendar in rows:
+        if attachment.periodic_task_id not in wanted:
+            continue
         plan = plans.setdefault(attachment.periodic_task_id, Plan([]))
         plan.exclusions.extend(exclusions_of(calendar.excluded_dates, calendar.default_timezone))
         if attachment.custom_cron and plan.cron is None:
@@ -235,9 +244,16 @@ def _active_runs(uow: UnitOfWork, kind: str, ids: list[int]) -> dict[int, list[S
 
 
 def claim_due(
-    uow: UnitOfWork, model: type[Schedule], now: datetime, limit: int, brand_id: int | None = None
+    uow: UnitOfWork,
+    model: type[Schedule],
+    now: datetime,
+    limit: int,
+    brand_id: int | None = None,
+    lookahead: timedelta = timedelta(),
 ) -> list[Schedule]:
-    stmt = select(model).where(model.is_active.is_(True), model.next_run_at <= now)
+    stmt = select(model).where(model.is_active.is_(True), model.next_run_at <= now + lookahead)
+    if lookahead:
+        stmt = stmt.where(or_(model.overlap_policy == "allow", model.next_run_at <= now))
     if brand_id is not None:
         stmt = stmt.where(model.brand_id == brand_id)
     stmt = stmt.order_by(model.next_run_at, model.id).limit(limit)
@@ -260,9 +276,14 @@ def fire_due(
     """Claim up to a batch of due schedules and fire their slots, in the caller's transaction.
     The caller commits; on a unique-key clash (another process fired the same slot first) it
     gets an empty batch after a rollback, and the next pass re-reads the schedules."""
-    schedules = claim_due(uow, model, now, limit or policy.batch_size, brand_id)
+    lookahead = policy.lookahead if trigger == "scheduler" else timedelta()
+    schedules = claim_due(uow, model, now, limit or policy.batch_size, brand_id, lookahead)
     if not schedules:
         return Batch(0, [])
+    # the batch is written with a few executemany statements below, not by the ORM's
+    # per-object flush (hundreds of slots per transaction must cost milliseconds)
+    for schedule in schedules:
+        uow.session.expunge(schedule)
     plans = plans_for(uow.session, schedules)
     guarded = [s.id for s in schedules if s.overlap_policy != "allow"]
     active = _active_runs(uow, model.kind, guarded)
@@ -270,7 +291,8 @@ def fire_due(
     skipped: list[ScheduleRun] = []
     for schedule in schedules:
         plan = plans.get(schedule.id)
-        for planned, how in _slots_to_fire(schedule, plan, now, policy, trigger):
+        horizon = now + lookahead if schedule.overlap_policy == "allow" else now
+        for planned, how in _slots_to_fire(schedule, plan, now, horizon, policy, trigger):
             if _exhausted(schedule):
                 break
             run = _new_run(schedule, planned, now, how, key_of(schedule.kind, schedule.id, planned))
@@ -285,7 +307,11 @@ def fire_due(
                     for old in previous:
                         old.cancel_requested_at = now
                         old.note = "cancel requested: a newer run started (overlap policy)"
-            fired.append((schedule, run, create_request(schedule, plan)))
+            request = create_request(schedule, plan)
+            fire_at = planned + jitter_of(schedule, planned)
+            if fire_at > now:  # fired ahead: core holds the task until its time
+                request["scheduled_for"] = iso(fire_at)
+            fired.append((schedule, run, request))
             schedule.executions_count += 1
             schedule.last_run_at, schedule.last_run_status = now, "running"
             if schedule.overlap_policy != "allow":
@@ -293,22 +319,57 @@ def fire_due(
         if _exhausted(schedule):
             place(schedule, None)
         schedule.updated_at = now
-    uow.session.add_all([run for _, run, _ in fired] + skipped)
     try:
-        uow.session.flush()
+        uow.session.flush()  # runs marked for cancellation (cancel_previous), if any
+        new_runs = [run for _, run, _ in fired] + skipped
+        if new_runs:
+            uow.session.execute(insert(ScheduleRun.__table__), [_run_row(run) for run in new_runs])
     except IntegrityError:
         uow.rollback()
         log.info("a slot was fired by another process first; this batch will be re-read")
         return Batch(0, [])
+    table = model.__table__
+    uow.session.execute(
+        update(table)
+        .where(table.c.id == bindparam("schedule_id"))
+        .values({c: bindparam(c) for c in _ADVANCED}),
+        [{"schedule_id": s.id, **{c: getattr(s, c) for c in _ADVANCED}} for s in schedules],
+    )
     uow.emit_many(
         ("schedule.fired", schedule.brand_id, _fired_event(schedule, run, request))
         for schedule, run, request in fired
     )
-    return Batch(len(schedules), [run for _, run, _ in fired], {run.id: req for _, run, req in fired})
+    return Batch(len(schedules), [run for _, run, _ in fired], {r.idempotency_key: q for _, r, q in fired})
+
+
+# what firing changes on a schedule row
+_ADVANCED = (
+    "next_planned_at",
+    "next_run_at",
+    "is_active",
+    "executions_count",
+    "missed_runs_count",
+    "last_run_at",
+    "last_run_status",
+    "updated_at",
+)
+_RUN_COLUMNS = (
+    "brand_id", "schedule_kind", "schedule_id", "planned_time", "fired_at", "trigger", "idempotency_key",
+    "status", "note", "overlapped", "cancel_requested_at",
+)  # fmt: skip
+
+
+def _run_row(run: ScheduleRun) -> dict[str, Any]:
+    return {c: getattr(run, c) for c in _RUN_COLUMNS}
 
 
 def _slots_to_fire(
-    schedule: Schedule, plan: Plan | None, now: datetime, policy: FiringPolicy, trigger: str
+    schedule: Schedule,
+    plan: Plan | None,
+    now: datetime,
+    horizon: datetime,
+    policy: FiringPolicy,
+    trigger: str,
 ) -> list[tuple[datetime, str]]:
     """The due slots to fire under the misfire policy, and places the schedule on its next slot.
 
@@ -318,7 +379,7 @@ def _slots_to_fire(
     fires each one inside the window. Missed slots not fired are counted in missed_runs_count."""
     due: list[datetime] = []
     slot = schedule.next_planned_at
-    while slot is not None and slot + jitter_of(schedule, slot) <= now:
+    while slot is not None and slot + jitter_of(schedule, slot) <= horizon:
         due.append(slot)
         if len(due) >= policy.max_slots_scanned:
             # a very long outage: stop scanning and jump to the present

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from shared.auth import Principal
@@ -205,10 +205,12 @@ def deliver_to_core(
         log.warning("core did not answer for run %s: %s", run.idempotency_key, error)
         return None
     with container.uow() as uow:
-        linked = uow.session.get(ScheduleRun, run.id, with_for_update=True)
-        if linked is not None and linked.task_pk is None:
-            linked.task_pk, linked.task_ref = task.get("id"), task.get("task_id")
-            uow.commit()
+        uow.session.execute(
+            update(ScheduleRun)
+            .where(ScheduleRun.idempotency_key == run.idempotency_key, ScheduleRun.task_pk.is_(None))
+            .values(task_pk=task.get("id"), task_ref=task.get("task_id"))
+        )
+        uow.commit()
     return task
 
 
@@ -265,7 +267,7 @@ def execute_ready(
         uow.commit()
     executed, failed = [], []
     for run in batch.runs:
-        task = deliver_to_core(container, run, batch.requests[run.id], caller)
+        task = deliver_to_core(container, run, batch.requests[run.idempotency_key], caller)
         if task is None:
             failed.append(
                 {

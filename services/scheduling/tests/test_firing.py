@@ -303,3 +303,22 @@ class TestDaylightSaving:
         fired = [r.planned_time.strftime("%Y-%m-%dT%H:%M") for r in runs(container)]
         assert [f for f in fired if f <= expected_utc[-1]] == expected_utc
         assert len(fired) == len(set(fired))
+
+
+class TestLookahead:
+    """The scheduler fires a slot up to `lookahead` early with scheduled_for = the slot, so that
+    thousands of slots in one second are all ready in core when their time comes."""
+
+    def test_fires_early_with_scheduled_for_unless_overlap_needs_the_outcome(
+        self, clock, container, scheduler, make_schedule
+    ):
+        plain = make_schedule()
+        make_schedule(overlap_policy="skip")
+        at(clock, "2026-06-01T12:00:55")
+        assert scheduler.tick() == 1
+        [event] = fired_events(container)
+        assert event["data"]["periodic_task_id"] == plain["id"]
+        assert event["data"]["create_task"]["scheduled_for"] == "2026-06-01T12:01:00.000Z"
+        at(clock, "2026-06-01T12:01:00")
+        assert scheduler.tick() == 1  # the guarded one, at its time, without scheduled_for
+        assert "scheduled_for" not in fired_events(container)[1]["data"]["create_task"]

@@ -98,3 +98,19 @@ def test_a_task_is_a_template_right_after_it_was_created(platform, auth):
         P, json={"base_task": 999999, "cron_expression": "*/5 * * * *"}, headers=auth.headers()
     )
     assert missing.status_code == 400 and "base_task" in missing.json["field_errors"]
+
+
+def test_a_slot_fired_ahead_waits_in_core_for_its_time(platform, auth, clock):
+    from datetime import timedelta
+
+    from shared.events.envelope import iso, utcnow
+
+    # core compares scheduled_for with the real time: put the slot a minute into the real future
+    slot = (utcnow() + timedelta(minutes=2)).replace(second=0, microsecond=0)
+    clock.set(slot - timedelta(seconds=30))
+    platform.client.post(
+        P, json={"task_type": "example.noop", "cron_expression": "* * * * *"}, headers=auth.headers()
+    )
+    clock.set(slot - timedelta(seconds=5))  # within the lookahead: fired now, for `slot`
+    [task] = wait_until(lambda: core_tasks(platform, auth, is_periodic="true")["results"], timeout=10)
+    assert (task["status"], task["scheduled_for"]) == ("pending", iso(slot))
