@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from services.scheduling.models import ScheduleRun
 from shared.events.envelope import Envelope
+from tests.integration.event_schemas import validator
 
 from .conftest import P, sqlite_only
 
@@ -21,7 +22,11 @@ def fired_events(container):
         rows = conn.execute(
             select(outbox.c.body).where(outbox.c.routing_key == "schedule.fired").order_by(outbox.c.id)
         ).all()
-    return [json.loads(r.body) for r in rows]
+    events = [json.loads(r.body) for r in rows]
+    for event in events:  # every event published is checked against the contract (docs/events/)
+        errors = [e.message for e in validator("schedule.fired").iter_errors(event)]
+        assert not errors, errors
+    return events
 
 
 def runs(container, **where):
