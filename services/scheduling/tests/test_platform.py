@@ -114,3 +114,27 @@ def test_a_slot_fired_ahead_waits_in_core_for_its_time(platform, auth, clock):
     clock.set(slot - timedelta(seconds=5))  # within the lookahead: fired now, for `slot`
     [task] = wait_until(lambda: core_tasks(platform, auth, is_periodic="true")["results"], timeout=10)
     assert (task["status"], task["scheduled_for"]) == ("pending", iso(slot))
+
+
+def test_cancel_previous_cancels_the_active_run_in_core(platform, auth, clock):
+    schedule = platform.client.post(
+        P,
+        json={
+            "task_type": "example.noop",
+            "cron_expression": "* * * * *",
+            "overlap_policy": "cancel_previous",
+        },
+        headers=auth.headers(),
+    ).json
+    clock.advance(seconds=60)
+    [first] = wait_until(lambda: [r for r in runs_of(platform, auth, schedule) if r["task"]], timeout=10)
+    clock.advance(seconds=60)  # the next slot fires while the first task still waits for a worker
+
+    def first_task_status() -> str:
+        return platform.core_client.get(f"/tasks/{first['task']}/", headers=auth.headers()).json["status"]
+
+    wait_until(lambda: first_task_status() == "cancelled", timeout=10)
+    runs = wait_until(
+        lambda: [r for r in runs_of(platform, auth, schedule) if r["status"] == "cancelled"], timeout=10
+    )
+    assert runs[0]["id"] == first["id"] and "core answered 200" in runs[0]["note"]
