@@ -94,6 +94,34 @@ class MetricsRecord(Base):
     )
 
 
+class MetricsDaily(Base):
+    """Sums of the records per brand, UTC day, task type and priority (metrics/rollup.py)."""
+
+    __tablename__ = "metrics_daily"
+
+    brand_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD (UTC)
+    task_type: Mapped[str] = mapped_column(String(100), primary_key=True)
+    priority: Mapped[str] = mapped_column(String(10), primary_key=True)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    execution_time_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    memory_usage_mb: Mapped[float] = mapped_column(Float, default=0.0)
+    cpu_usage_percent: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    queue_wait_time_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    network_bytes_sent: Mapped[float] = mapped_column(Float, default=0.0)
+    network_bytes_received: Mapped[float] = mapped_column(Float, default=0.0)
+    disk_io_bytes: Mapped[float] = mapped_column(Float, default=0.0)
+    api_calls_count: Mapped[float] = mapped_column(Float, default=0.0)
+    tokens_used: Mapped[float] = mapped_column(Float, default=0.0)
+    error_count: Mapped[float] = mapped_column(Float, default=0.0)
+    warning_count: Mapped[float] = mapped_column(Float, default=0.0)
+    retry_count: Mapped[float] = mapped_column(Float, default=0.0)
+    performance_score: Mapped[float] = mapped_column(Float, default=0.0)
+    peak_memory_mb: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class AlertRule(Base):
     __tablename__ = "alert_rules"
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from shared.events.envelope import Envelope, parse_iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
+from .metrics import rollup
 from .models import MetricsRecord, TaskView
 
 FINAL = frozenset({"completed", "failed", "cancelled"})
@@ -46,11 +47,15 @@ def task_view(uow: UnitOfWork, env: Envelope, *, create: bool = True) -> TaskVie
 
 def _copy_to_metrics(uow: UnitOfWork, view: TaskView) -> None:
     """Metrics records carry their task's type and priority (analytics group by them)."""
-    uow.session.execute(
-        update(MetricsRecord)
-        .where(MetricsRecord.base_task == view.id)
-        .values(task_type=view.task_type, priority=view.priority, task_id=view.task_id)
-    )
+    record = uow.session.scalars(
+        select(MetricsRecord).where(MetricsRecord.base_task == view.id).with_for_update()
+    ).first()
+    if record is None or (record.task_type, record.priority) == (view.task_type, view.priority):
+        return
+    rollup.remove(uow.session, record)  # its sums move to the day's row of its real type
+    record.task_type, record.priority, record.task_id = view.task_type, view.priority, view.task_id
+    uow.session.flush()
+    rollup.add(uow.session, record)
 
 
 def on_created(uow: UnitOfWork, env: Envelope) -> None:

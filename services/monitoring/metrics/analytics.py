@@ -1,13 +1,15 @@
-"""Analytics over a brand's metrics records: dashboard, trends, per-type performance, anomalies
-and recommendations. Every figure is an aggregate computed by the database (GROUP BY over the
-indexes that start with brand_id); Python only shapes the few aggregated rows. An empty window
-gives zeros and empty series, never a division by zero. The rules are documented in
-docs/monitoring.md."""
+"""Analytics over a brand's metrics: dashboard, trends, per-type performance, anomalies and
+recommendations. Sums, counts and averages come from the daily rollup (metrics/rollup.py: a few
+rows per day and type instead of every record); minimum, maximum, percentiles and anomalies need
+every value and read the records of the window. Everything is aggregated by the database (GROUP
+BY over keys and indexes that start with brand_id); Python only shapes the aggregated rows. A
+window is the last `days` UTC calendar days, today included. An empty window gives zeros and
+empty series, never a division by zero. The rules are documented in docs/monitoring.md."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, select
@@ -15,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from shared.events.envelope import iso, utcnow
 
+from ..models import MetricsDaily as D
 from ..models import MetricsRecord as M
-from .aggregates import percentile_by_type, utc_day
+from .aggregates import percentile_by_type
 
 TREND_BAND_PERCENT = 10.0  # a change of the period's second half within ±10% is "stable"
 SENSITIVITY = {"low": 5.0, "medium": 3.5, "high": 2.5}  # robust z-score limits (3.5: Iglewicz-Hoaglin)
@@ -31,8 +34,22 @@ MEMORY_LIMIT_MB = 1024.0
 PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 
 
+def first_day(days: int) -> str:
+    return (utcnow().date() - timedelta(days=days - 1)).isoformat()
+
+
+def daily(brand_id: int, days: int, task_type: str | None = None) -> list[ColumnElement[bool]]:
+    """The window on the rollup."""
+    where = [D.brand_id == brand_id, D.day >= first_day(days)]
+    if task_type:
+        where.append(D.task_type == task_type)
+    return where
+
+
 def window(brand_id: int, days: int, task_type: str | None = None) -> list[ColumnElement[bool]]:
-    where = [M.brand_id == brand_id, M.created_at >= utcnow() - timedelta(days=days)]
+    """The same window on the records."""
+    start = datetime.combine(datetime.fromisoformat(first_day(days)).date(), time.min, tzinfo=UTC)
+    where = [M.brand_id == brand_id, M.created_at >= start]
     if task_type:
         where.append(M.task_type == task_type)
     return where
@@ -42,57 +59,63 @@ def _num(value: Any, digits: int = 2) -> float:
     return round(float(value or 0), digits)
 
 
-def _failures() -> ColumnElement[Any]:
-    return func.sum(case((M.succeeded.is_(False), 1), else_=0))
+def per_run(column: Any) -> Any:
+    """The average per record of a summed column (NULL, not an error, without records)."""
+    return func.sum(column) / func.nullif(func.sum(D.runs), 0)
 
 
 def dashboard(session: Session, brand_id: int, days: int, task_type: str | None) -> dict[str, Any]:
-    where = window(brand_id, days, task_type)
+    where = daily(brand_id, days, task_type)
     total, avg_ms, avg_mb, avg_cpu, cost, tokens, calls, failures = session.execute(
         select(
-            func.count(),
-            func.avg(M.execution_time_ms),
-            func.avg(M.memory_usage_mb),
-            func.avg(M.cpu_usage_percent),
-            func.sum(M.cost_usd),
-            func.sum(M.tokens_used),
-            func.sum(M.api_calls_count),
-            _failures(),
+            func.sum(D.runs),
+            per_run(D.execution_time_ms),
+            per_run(D.memory_usage_mb),
+            per_run(D.cpu_usage_percent),
+            func.sum(D.cost_usd),
+            func.sum(D.tokens_used),
+            func.sum(D.api_calls_count),
+            func.sum(D.failures),
         ).where(*where)
     ).one()
-    day = utc_day(M.created_at)
-    daily = session.execute(
-        select(day, func.avg(M.execution_time_ms), func.sum(M.cost_usd), func.avg(M.memory_usage_mb))
+    total = int(total or 0)
+    days_rows = session.execute(
+        select(D.day, per_run(D.execution_time_ms), func.sum(D.cost_usd), per_run(D.memory_usage_mb))
         .where(*where)
-        .group_by(day)
-        .order_by(day)
+        .group_by(D.day)
+        .having(func.sum(D.runs) > 0)
+        .order_by(D.day)
     ).all()
     top = session.execute(
-        select(M.task_type, func.sum(M.cost_usd), func.avg(M.cost_usd), func.count())
+        select(D.task_type, func.sum(D.cost_usd), per_run(D.cost_usd), func.sum(D.runs))
         .where(*where)
-        .group_by(M.task_type)
-        .order_by(func.sum(M.cost_usd).desc(), M.task_type)
+        .group_by(D.task_type)
+        .having(func.sum(D.runs) > 0)
+        .order_by(func.sum(D.cost_usd).desc(), D.task_type)
         .limit(10)
     ).all()
     by_priority = session.execute(
-        select(M.priority, func.avg(M.execution_time_ms), func.count()).where(*where).group_by(M.priority)
+        select(D.priority, per_run(D.execution_time_ms), func.sum(D.runs))
+        .where(*where)
+        .group_by(D.priority)
+        .having(func.sum(D.runs) > 0)
     ).all()
     return {
         "period": f"last_{days}_days",
         "summary": {
-            "total_tasks": int(total),
+            "total_tasks": total,
             "avg_execution_time_ms": _num(avg_ms),
             "avg_memory_usage_mb": _num(avg_mb),
             "avg_cpu_usage_percent": _num(avg_cpu),
             "total_cost_usd": _num(cost, 6),
-            "total_tokens_used": int(tokens or 0),
-            "total_api_calls": int(calls or 0),
+            "total_tokens_used": int(round(float(tokens or 0))),
+            "total_api_calls": int(round(float(calls or 0))),
             "error_rate_percent": _num(100.0 * int(failures or 0) / total) if total else 0.0,
         },
         "trends": {
-            "execution_time": [{"date": d, "avg_ms": _num(ms)} for d, ms, _, _ in daily],
-            "cost": [{"date": d, "total_usd": _num(usd, 6)} for d, _, usd, _ in daily],
-            "memory_usage": [{"date": d, "avg_mb": _num(mb)} for d, _, _, mb in daily],
+            "execution_time": [{"date": d, "avg_ms": _num(ms)} for d, ms, _, _ in days_rows],
+            "cost": [{"date": d, "total_usd": _num(usd, 6)} for d, _, usd, _ in days_rows],
+            "memory_usage": [{"date": d, "avg_mb": _num(mb)} for d, _, _, mb in days_rows],
         },
         "top_expensive_tasks": [
             {
@@ -107,12 +130,15 @@ def dashboard(session: Session, brand_id: int, days: int, task_type: str | None)
     }
 
 
-def _halves(column: Any, days: int) -> tuple[Any, Any]:
-    """The averages of `column` over the earlier and the later half of the window."""
-    middle = utcnow() - timedelta(days=days / 2)
-    early = func.avg(case((M.created_at < middle, column), else_=None))
-    late = func.avg(case((M.created_at >= middle, column), else_=None))
-    return early, late
+def _halves(summed: Any, days: int) -> tuple[Any, Any]:
+    """The averages per record of a summed rollup column over the window's earlier and later half."""
+    middle = (datetime.fromisoformat(first_day(days)).date() + timedelta(days=days // 2)).isoformat()
+
+    def average(in_half: Any) -> Any:
+        runs = func.sum(case((in_half, D.runs), else_=0))
+        return func.sum(case((in_half, summed), else_=0)) / func.nullif(runs, 0)
+
+    return average(D.day < middle), average(D.day >= middle)
 
 
 def trend_of(early: Any, late: Any) -> tuple[str, float | None]:
@@ -131,11 +157,14 @@ def trend_of(early: Any, late: Any) -> tuple[str, float | None]:
 
 
 def trends(session: Session, brand_id: int, days: int, task_type: str | None, metrics: Sequence[str]) -> dict:
-    where = window(brand_id, days, task_type)
-    columns = [getattr(M, name) for name in metrics]
-    day = utc_day(M.created_at)
-    daily = session.execute(
-        select(day, *(func.avg(c) for c in columns)).where(*where).group_by(day).order_by(day)
+    where = daily(brand_id, days, task_type)
+    columns = [getattr(D, name) for name in metrics]
+    days_rows = session.execute(
+        select(D.day, *(per_run(c) for c in columns))
+        .where(*where)
+        .group_by(D.day)
+        .having(func.sum(D.runs) > 0)
+        .order_by(D.day)
     ).all()
     halves = session.execute(select(*(h for c in columns for h in _halves(c, days))).where(*where)).one()
     out = {}
@@ -144,44 +173,55 @@ def trends(session: Session, brand_id: int, days: int, task_type: str | None, me
         out[name] = {
             "trend": trend,
             "change_percent": change,
-            "data_points": [{"date": row[0], "value": _num(row[index + 1], 6)} for row in daily],
+            "data_points": [{"date": row[0], "value": _num(row[index + 1], 6)} for row in days_rows],
         }
     return {"period": days, "metrics": out}
 
 
 def performance_by_type(session: Session, brand_id: int, days: int, min_samples: int) -> dict[str, Any]:
-    where = window(brand_id, days)
-    early, late = _halves(M.execution_time_ms, days)
+    early, late = _halves(D.execution_time_ms, days)
     rows = session.execute(
         select(
-            M.task_type,
-            func.count(),
-            func.avg(M.execution_time_ms),
-            func.min(M.execution_time_ms),
-            func.max(M.execution_time_ms),
-            func.avg(M.memory_usage_mb),
-            func.avg(M.cost_usd),
-            _failures(),
+            D.task_type,
+            func.sum(D.runs),
+            per_run(D.execution_time_ms),
+            per_run(D.memory_usage_mb),
+            per_run(D.cost_usd),
+            func.sum(D.failures),
             early,
             late,
         )
-        .where(*where)
-        .group_by(M.task_type)
-        .having(func.count() >= min_samples)
-        .order_by(M.task_type)
+        .where(*daily(brand_id, days))
+        .group_by(D.task_type)
+        .having(func.sum(D.runs) >= min_samples)
+        .order_by(D.task_type)
     ).all()
-    p95 = percentile_by_type(session, M.execution_time_ms, where, 0.95) if rows else {}
+    if not rows:
+        return {"task_types": {}}
+    # what only every value tells: the extremes and the 95th percentile
+    where = [*window(brand_id, days), M.task_type.in_([row[0] for row in rows])]
+    extremes = {
+        task_type: (low, high)
+        for task_type, low, high in session.execute(
+            select(M.task_type, func.min(M.execution_time_ms), func.max(M.execution_time_ms))
+            .where(*where)
+            .group_by(M.task_type)
+        ).all()
+    }
+    p95 = percentile_by_type(session, M.execution_time_ms, where, 0.95)
     out = {}
-    for task_type, n, avg_ms, min_ms, max_ms, avg_mb, avg_usd, failures, first, second in rows:
+    for task_type, n, avg_ms, avg_mb, avg_usd, failures, first, second in rows:
+        n = int(n)
+        low, high = extremes.get(task_type, (None, None))
         out[task_type] = {
-            "total_executions": int(n),
+            "total_executions": n,
             "avg_execution_time_ms": _num(avg_ms),
-            "min_execution_time_ms": _num(min_ms),
-            "max_execution_time_ms": _num(max_ms),
+            "min_execution_time_ms": _num(low),
+            "max_execution_time_ms": _num(high),
             "p95_execution_time_ms": _num(p95.get(task_type)),
             "avg_memory_usage_mb": _num(avg_mb),
             "avg_cost_usd": _num(avg_usd, 6),
-            "success_rate": _num(100.0 * (int(n) - int(failures or 0)) / int(n)),
+            "success_rate": _num(100.0 * (n - int(failures or 0)) / n),
             "trend": trend_of(first, second)[0],
         }
     return {"task_types": out}
@@ -260,13 +300,13 @@ def anomalies(session: Session, brand_id: int, days: int, metric: str, sensitivi
 
 def recommendations(session: Session, brand_id: int, days: int = 7) -> dict[str, Any]:
     """Advice derived from the window's measured figures; each one quotes the numbers behind it."""
-    where = window(brand_id, days)
+    where = daily(brand_id, days)
     found: list[dict[str, Any]] = []
     waits = session.execute(
-        select(M.priority, func.avg(M.queue_wait_time_ms), func.count()).where(*where).group_by(M.priority)
+        select(D.priority, per_run(D.queue_wait_time_ms), func.sum(D.runs)).where(*where).group_by(D.priority)
     ).all()
     for priority, avg_wait, n in waits:
-        if int(n) >= MIN_SAMPLES and float(avg_wait or 0) > QUEUE_WAIT_LIMIT_MS:
+        if int(n or 0) >= MIN_SAMPLES and float(avg_wait or 0) > QUEUE_WAIT_LIMIT_MS:
             seconds = float(avg_wait) / 1000
             found.append(
                 {
@@ -280,19 +320,19 @@ def recommendations(session: Session, brand_id: int, days: int = 7) -> dict[str,
             )
     per_type = session.execute(
         select(
-            M.task_type,
-            func.count(),
-            _failures(),
-            func.sum(M.cost_usd),
-            func.avg(M.memory_usage_mb),
-            func.max(M.memory_usage_mb),
+            D.task_type,
+            func.sum(D.runs),
+            func.sum(D.failures),
+            func.sum(D.cost_usd),
+            per_run(D.memory_usage_mb),
+            func.max(D.peak_memory_mb),
         )
         .where(*where)
-        .group_by(M.task_type)
+        .group_by(D.task_type)
     ).all()
     total_cost = sum(float(row[3] or 0) for row in per_type)
     for task_type, n, failures, cost, avg_mb, max_mb in per_type:
-        n, failures, cost = int(n), int(failures or 0), float(cost or 0)
+        n, failures, cost = int(n or 0), int(failures or 0), float(cost or 0)
         if n < MIN_SAMPLES:
             continue
         rate = 100.0 * failures / n

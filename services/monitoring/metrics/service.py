@@ -5,6 +5,7 @@ each new measurement is checked against the brand's alert rules."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -12,12 +13,13 @@ from sqlalchemy.orm import Session
 
 from shared.auth import Principal
 from shared.errors import field_error, not_found
-from shared.events.envelope import Envelope, utcnow
+from shared.events.envelope import Envelope, parse_iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
 from .. import read_model
 from ..alerts import service as alerts
 from ..models import MetricsRecord, TaskView
+from . import rollup
 from .fields import MEASURED, reported_value
 from .scoring import performance_score
 
@@ -48,7 +50,7 @@ def _announce(uow: UnitOfWork, record: MetricsRecord) -> None:
     uow.emit("metrics.recorded", record.brand_id, data)
 
 
-def _new_record(view: TaskView) -> MetricsRecord:
+def _new_record(view: TaskView, measured_at: datetime | None = None) -> MetricsRecord:
     now = utcnow()
     record = MetricsRecord(
         brand_id=view.brand_id,
@@ -57,7 +59,7 @@ def _new_record(view: TaskView) -> MetricsRecord:
         task_type=view.task_type,
         priority=view.priority,
         attempt=0,
-        created_at=now,
+        created_at=measured_at or now,
         updated_at=now,
     )
     for name in MEASURED:
@@ -82,8 +84,12 @@ def record_attempt(uow: UnitOfWork, env: Envelope) -> None:
         view.task_type = reported["task_type"][:100]
         view.priority = str(reported.get("priority") or view.priority)[:10]
     if record is None:
-        record = _new_record(view)
+        # dated when the attempt ended (the report's time), even if the report arrives late
+        record = _new_record(view, min(parse_iso(env.occurred_at) or utcnow(), utcnow()))
         uow.session.add(record)
+    else:
+        rollup.remove(uow.session, record)
+        record.task_type, record.priority = view.task_type, view.priority
     for name in MEASURED:
         value = reported_value(name, reported.get(name))
         setattr(record, name, value if value is not None else 0)
@@ -98,6 +104,7 @@ def record_attempt(uow: UnitOfWork, env: Envelope) -> None:
     record.updated_at = utcnow()
     _rescore(record)
     uow.session.flush()
+    rollup.add(uow.session, record)
     _announce(uow, record)
     alerts.evaluate(uow, record)
 
@@ -134,6 +141,7 @@ def create_record(uow: UnitOfWork, principal: Principal, fields: dict[str, Any])
     _rescore(record)
     uow.session.add(record)
     uow.session.flush()
+    rollup.add(uow.session, record)
     _announce(uow, record)
     alerts.evaluate(uow, record)
     return record
@@ -143,11 +151,13 @@ def update_record(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any
     """A correction of the figures: announced, but not an alertable new measurement."""
     record = get_record(uow.session, brand_id, pk, lock=True)
     changed = {k: v for k, v in fields.items() if getattr(record, k) != v}
-    for name, value in changed.items():
-        setattr(record, name, value)
     if changed:
+        rollup.remove(uow.session, record)
+        for name, value in changed.items():
+            setattr(record, name, value)
         record.updated_at = utcnow()
         _rescore(record)
+        rollup.add(uow.session, record)
         _announce(uow, record)
     return record
 
@@ -157,6 +167,7 @@ def delete_record(uow: UnitOfWork, brand_id: int, pk: int) -> None:
 
 
 def _drop(uow: UnitOfWork, record: MetricsRecord) -> None:
+    rollup.remove(uow.session, record)
     uow.emit("metrics.deleted", record.brand_id, {"base_task": record.base_task, "task_id": record.task_id})
     uow.session.delete(record)
 

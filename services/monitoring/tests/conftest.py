@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -73,18 +74,27 @@ class Feed:
         self.apply("task.created", brand["id"], task)
         return task
 
-    def finished(self, task: dict, attempt: int = 1, ok: bool = True, **metrics: Any) -> None:
+    def finished(
+        self, task: dict, attempt: int = 1, ok: bool = True, at: datetime | None = None, **metrics: Any
+    ) -> None:
+        """The worker's report of an attempt (`at`: when it ended, default now)."""
         data = {"id": task["id"], "task_id": task["task_id"], "attempt": attempt, "worker_name": "w1"}
         data["metrics"] = {"execution_time_ms": 100.0, **metrics}
         if not ok:
             data.update(error_message="boom", will_retry=False)
-        self.apply("task.completed" if ok else "task.failed", task["brand"]["id"], data)
+        when = {"occurred_at": iso(at)} if at else {}
+        self.apply("task.completed" if ok else "task.failed", task["brand"]["id"], data, **when)
 
     def run(
-        self, task_type: str = "seo.analysis", brand: dict = DEFAULT_BRAND, ok: bool = True, **metrics: Any
+        self,
+        task_type: str = "seo.analysis",
+        brand: dict = DEFAULT_BRAND,
+        ok: bool = True,
+        at: datetime | None = None,
+        **metrics: Any,
     ) -> dict:
         task = self.task(task_type, brand)
-        self.finished(task, ok=ok, **metrics)
+        self.finished(task, ok=ok, at=at, **metrics)
         return task
 
     def published(self, event_type: str) -> list[dict[str, Any]]:

@@ -7,9 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
 
-from services.monitoring.models import MetricsRecord
 from shared.events.envelope import utcnow
 from shared.testing.fixtures import OTHER_BRAND
 
@@ -23,16 +21,6 @@ def get(client, auth, path, brand=None):
     )
     assert response.status_code == 200, response.json
     return response.json
-
-
-def age(container, task, days):
-    """Move a record back in time (its measurement happened `days` ago)."""
-    with container.ctx.engine.begin() as conn:
-        conn.execute(
-            update(MetricsRecord)
-            .where(MetricsRecord.base_task == task["id"])
-            .values(created_at=utcnow() - timedelta(days=days))
-        )
 
 
 def test_every_analytics_view_answers_on_an_empty_database(client, auth):
@@ -134,9 +122,9 @@ def test_performance_by_type_has_a_true_p95(client, auth, feed):
     assert (ai["success_rate"], ai["trend"]) == (95.0, "stable")
 
 
-def test_trends_compare_the_two_halves_of_the_period(client, auth, feed, container):
+def test_trends_compare_the_two_halves_of_the_period(client, auth, feed):
     for days_ago, ms, cost in ((20, 100.0, 1.0), (18, 100.0, 1.0), (3, 300.0, 1.0), (1, 300.0, 1.02)):
-        age(container, feed.run(execution_time_ms=ms, cost_usd=cost), days_ago)
+        feed.run(execution_time_ms=ms, cost_usd=cost, at=utcnow() - timedelta(days=days_ago))
     metrics = get(client, auth, "trends/?days=30&metric=execution_time_ms,cost_usd")["metrics"]
     assert (metrics["execution_time_ms"]["trend"], metrics["execution_time_ms"]["change_percent"]) == (
         "increasing",
