@@ -28,7 +28,7 @@ from shared.db import is_postgres
 from shared.events.envelope import iso
 from shared.unit_of_work import UnitOfWork
 
-from .cron import next_fire, normalize
+from .cron import InvalidCron, next_fire, normalize
 from .exclusions import Exclusion, excluded_until, exclusions_of
 from .models import CRON_JOB, PERIODIC, Calendar, CalendarAttachment, CronJob, PeriodicTask, ScheduleRun
 
@@ -292,7 +292,16 @@ def fire_due(
     for schedule in schedules:
         plan = plans.get(schedule.id)
         horizon = now + lookahead if schedule.overlap_policy == "allow" else now
-        for planned, how in _slots_to_fire(schedule, plan, now, horizon, policy, trigger):
+        try:
+            due = _slots_to_fire(schedule, plan, now, horizon, policy, trigger)
+        except (InvalidCron, LookupError, ValueError):
+            # a row no API call can produce (edited by hand, a zone dropped from tzdata): it
+            # must not stop every other schedule; it is switched off and logged
+            log.exception("schedule %s:%s cannot be evaluated; deactivated", schedule.kind, schedule.id)
+            place(schedule, None)
+            schedule.updated_at = now
+            continue
+        for planned, how in due:
             if _exhausted(schedule):
                 break
             run = _new_run(schedule, planned, now, how, key_of(schedule.kind, schedule.id, planned))

@@ -327,3 +327,23 @@ class TestLookahead:
         at(clock, "2026-06-01T12:01:00")
         assert scheduler.tick() == 1  # the guarded one, at its time, without scheduled_for
         assert "scheduled_for" not in fired_events(container)[1]["data"]["create_task"]
+
+
+def test_a_schedule_that_cannot_be_evaluated_does_not_stop_the_others(
+    clock, container, scheduler, make_schedule
+):
+    from sqlalchemy import update
+
+    from services.scheduling.models import PeriodicTask
+
+    broken, healthy = make_schedule(), make_schedule()
+    with container.uow() as uow:  # what no API call can write
+        uow.session.execute(
+            update(PeriodicTask).where(PeriodicTask.id == broken["id"]).values(timezone="Gone/Zone")
+        )
+        uow.commit()
+    clock.advance(seconds=60)
+    assert scheduler.tick() == 1
+    assert [r.schedule_id for r in runs(container)] == [healthy["id"]]
+    with container.session_factory() as session:
+        assert session.get(PeriodicTask, broken["id"]).is_active is False
