@@ -197,6 +197,25 @@ class TestPauseAndResume:
         assert job["status"] == "running" and "interrupted" in job["interruption_reason"]
         assert start(client, machine, task, attempt=1).json["control"] == "cancel"  # the stale attempt
 
+    def test_a_worker_gone_offline_interrupts_its_jobs_until_the_next_attempt_runs(
+        self, client, auth, events, machine
+    ):
+        task = events.task()
+        answer, _ = run_to_checkpoints(client, machine, task, batches=1)
+        events.feed(
+            "worker.offline", None, producer="monitoring", worker_name="w9", task_ids=[task["task_id"]]
+        )
+        job = client.get(f"{JOBS}/{answer['job_id']}/", headers=auth.headers()).json
+        assert (job["status"], job["interruption_reason"], job["interruptions_count"]) == (
+            "interrupted",
+            "worker w9 went offline",
+            1,
+        )
+        assert client.get(f"{JOBS}/?status=interrupted", headers=auth.headers()).json["count"] == 1
+        events.worker("task.started", task, attempt=2, worker_name="w2")
+        job = client.get(f"{JOBS}/{answer['job_id']}/", headers=auth.headers()).json
+        assert (job["status"], job["interruptions_count"]) == ("running", 1)
+
     def test_cancelling_the_task_cancels_the_job_at_its_next_checkpoint(self, client, auth, events, machine):
         task = events.task()
         answer, _ = run_to_checkpoints(client, machine, task, batches=1)
