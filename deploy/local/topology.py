@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -300,6 +301,17 @@ def _signal_group(pid: int | None, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
+def readiness_detail(url: str) -> str:
+    """What a /readyz says (its checks), for a start-up that timed out."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode(errors="replace")[:200]
+    except urllib.error.HTTPError as error:
+        return f"{error.code} {error.read().decode(errors='replace')[:200]}"
+    except (urllib.error.URLError, OSError) as error:
+        return repr(error)
+
+
 def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -316,7 +328,8 @@ def wait_ready(layout: Layout, procs: list[Proc], timeout: float = READY_TIMEOUT
         if dead:
             raise RuntimeError(f"{dead[0].name} exited during start-up:\n{tail(layout.log(dead[0].name))}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"not ready within {timeout:.0f}s: {', '.join(p.name for p in pending)}")
+            details = "\n".join(f"  {p.name}: {readiness_detail(p.ready_url or '')}" for p in pending)
+            raise RuntimeError(f"not ready within {timeout:.0f}s:\n{details}")
         pending = [p for p in pending if not http_ok(p.ready_url or "")]
         if pending:
             time.sleep(0.2)
@@ -351,10 +364,23 @@ def load(layout: Layout) -> tuple[dict[str, object], list[Proc]]:
 # Commands
 
 
+def preflight(amqp_url: str) -> None:
+    """Fail in a second with a clear message rather than after the readiness timeout."""
+    nginx_binary()
+    parsed = urllib.parse.urlsplit(amqp_url)
+    try:
+        socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5672), timeout=3).close()
+    except OSError as error:
+        raise SystemExit(
+            f"RabbitMQ is not reachable at {parsed.hostname}:{parsed.port or 5672} ({error})"
+        ) from None
+
+
 def up(layout: Layout, gateway_port: int, free_ports: bool) -> None:
     meta, procs = load(layout)
     if any(alive(p) for p in procs):
         raise SystemExit(f"already up (gateway on port {meta.get('gateway_port')}); `make down` first")
+    preflight(os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL)
     services = present_services(only=os.environ.get("TASKHUB_UP_SERVICES"))
     ports = {s: free_port() if free_ports else route_of(s).default_port for s in services}
     if gateway_port == 0:
