@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,6 +117,10 @@ def render(config: GatewayConfig) -> str:
     unknown = set(config.upstreams) - set(SERVICES)
     if unknown:
         raise ValueError(f"not in the route table: {sorted(unknown)}")
+    if not re.fullmatch(r"[1-9][0-9]*r/[sm]", config.rate) or config.burst < 0:
+        raise ValueError(
+            f"rate must look like 100r/s or 600r/m and burst be >= 0: {config.rate!r}, {config.burst}"
+        )
     if config.prefix_dir is None:
         pid, error_log, access_log, temp = "/tmp/nginx.pid", "stderr", "/dev/stdout", Path("/tmp")
     else:
