@@ -17,7 +17,8 @@ from shared.unit_of_work import UnitOfWork
 from .metrics import rollup
 from .models import MetricsRecord, TaskView
 
-FINAL = frozenset({"completed", "failed", "cancelled"})
+DELETED = "deleted"  # a tombstone: nothing about the task applies any more
+FINAL = frozenset({"completed", "failed", "cancelled", DELETED})
 
 
 def task_view(uow: UnitOfWork, env: Envelope, *, create: bool = True) -> TaskView | None:
@@ -109,7 +110,7 @@ def on_started(uow: UnitOfWork, env: Envelope) -> None:
 def on_finished(uow: UnitOfWork, env: Envelope) -> TaskView | None:
     """task.completed / task.failed: the attempt's outcome (returns the view for the metrics)."""
     view = task_view(uow, env)
-    if view is None:
+    if view is None or view.status == DELETED:
         return None
     if _attempt(env) < view.attempt or view.status in FINAL:
         return view  # the metrics still count: the attempt ran and used resources
@@ -146,8 +147,9 @@ def on_retried(uow: UnitOfWork, env: Envelope) -> None:
 
 
 def forget(uow: UnitOfWork, env: Envelope) -> TaskView | None:
-    """task.deleted: the view goes (the caller drops the metrics record)."""
-    view = task_view(uow, env, create=False)
+    """task.deleted: the view stays as a tombstone, so that a worker's report arriving after the
+    deletion cannot bring the task's metrics back (the caller drops the metrics record)."""
+    view = task_view(uow, env)
     if view is not None:
-        uow.session.delete(view)
+        view.status, view.updated_at = DELETED, utcnow()
     return view

@@ -128,7 +128,7 @@ def _first_int(*candidates: Any) -> int:
 def create_record(uow: UnitOfWork, principal: Principal, fields: dict[str, Any]) -> MetricsRecord:
     # one answer for unknown and other-brand tasks: existence must not leak
     view = uow.session.get(TaskView, fields["base_task"])
-    if view is None or view.brand_id != principal.brand_id:
+    if view is None or view.brand_id != principal.brand_id or view.status == read_model.DELETED:
         raise field_error("base_task", "No task of this brand has this id.")
     if uow.session.scalars(select(MetricsRecord.id).where(MetricsRecord.base_task == view.id)).first():
         raise field_error("base_task", "This task already has a metrics record; update it instead.")

@@ -81,6 +81,9 @@ class TestRecordedFromEvents:
         [dropped] = feed.published("metrics.deleted")
         assert dropped["data"] == {"base_task": task["id"], "task_id": task["task_id"]}
         assert_matches_contract(dropped)
+        feed.finished(task, attempt=2)  # a report that arrives after the deletion
+        assert listed(client, auth)["count"] == 0
+        assert client.post(URL, json={"base_task": task["id"]}, headers=auth.headers()).status_code == 400
 
     def test_an_event_naming_another_brands_task_is_ignored(self, client, auth, feed):
         task = feed.task()
