@@ -136,10 +136,16 @@ def _declare_collector(topology: Topology) -> None:
         connection.close()
 
 
+def rabbitmqctl(*args: str) -> list[str]:
+    """The command for the test broker's node (TEST_RABBITMQ_NODE when it is not the default one)."""
+    node = os.environ.get("TEST_RABBITMQ_NODE")
+    return ["rabbitmqctl", *(["-n", node] if node else []), *args]
+
+
 def _remove_broker_objects(topology: Topology) -> None:
     """Queues and exchanges of this run's prefix (the bus declares them durable)."""
     listing = subprocess.run(
-        ["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name"],
+        rabbitmqctl("list_queues", "-q", "--no-table-headers", "name"),
         capture_output=True,
         text=True,
         timeout=30,

@@ -14,7 +14,7 @@ import requests
 
 from shared.testing.fixtures import wait_until
 
-from .conftest import Topology
+from .conftest import Topology, rabbitmqctl
 
 pytestmark = [
     pytest.mark.integration,
@@ -27,8 +27,8 @@ pytestmark = [
 ]
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+def control(*args: str) -> None:
+    subprocess.run(rabbitmqctl(*args), check=True, capture_output=True, timeout=120)
 
 
 def test_rabbitmq_restarted_during_writes_loses_no_event(topology: Topology) -> None:
@@ -55,17 +55,17 @@ def test_rabbitmq_restarted_during_writes_loses_no_event(topology: Topology) -> 
     writer.start()
     try:
         wait_until(lambda: len(created) >= 5, 20, 0.1, "writes before the restart")
-        rabbitmqctl("stop_app")
+        control("stop_app")
         during = len(created)
         wait_until(lambda: len(created) >= during + 5, 20, 0.1, "writes while the broker is down")
-        rabbitmqctl("start_app")
-        rabbitmqctl("await_startup")
+        control("start_app")
+        control("await_startup")
         after = len(created)
         wait_until(lambda: len(created) >= after + 5, 20, 0.1, "writes after the restart")
     finally:
         stop.set()
         writer.join(20)
-        subprocess.run(["rabbitmqctl", "start_app"], capture_output=True, timeout=120)  # never leave it down
+        subprocess.run(rabbitmqctl("start_app"), capture_output=True, timeout=120)  # never leave it down
     assert not failures, failures[:5]
 
     def missing() -> set[str]:

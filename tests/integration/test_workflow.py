@@ -79,6 +79,21 @@ def test_a_sleeping_task_reports_progress_and_its_metrics_are_visible(topology: 
     assert wait_until(lambda: task_status(topology, task["id"], "completed")["has_metrics"], 10, POLL)
 
 
+def test_each_service_exports_the_figures_of_all_its_processes(topology: Topology) -> None:
+    """gunicorn's workers and the service's background process write one multiprocess folder, so
+    one scrape of /metrics (on the service's own port: the gateway does not expose it) sees them all."""
+    topology.post("/tasks/", {"task_type": "example.noop"})
+    port = topology.state["ports"]["core"]
+
+    def scraped() -> str | None:
+        text = topology.session.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        published = 'taskhub_events_published_total{routing_key="task.created",service="core"}' in text
+        return text if published else None
+
+    text = wait_until(scraped, 15, POLL)
+    assert 'taskhub_http_requests_total{method="POST",route="/tasks/",service="core",status="201"}' in text
+
+
 def test_a_persistent_job_is_paused_and_resumed_from_its_checkpoint(topology: Topology) -> None:
     needs(topology, "worker", "persistence")
     task = topology.post(
