@@ -19,7 +19,7 @@ from shared.events.envelope import iso, utcnow
 
 from ..models import MetricsDaily as D
 from ..models import MetricsRecord as M
-from .aggregates import percentile_by_type
+from .percentiles import percentile_by_type
 
 TREND_BAND_PERCENT = 10.0  # a change of the period's second half within ±10% is "stable"
 SENSITIVITY = {"low": 5.0, "medium": 3.5, "high": 2.5}  # robust z-score limits (3.5: Iglewicz-Hoaglin)

@@ -1,6 +1,6 @@
-"""The SQL that differs per backend: the UTC day of a timestamp, and a percentile per task type
-(PostgreSQL's percentile_cont; on SQLite, which has none, the same interpolated value read with an
-ordered offset query per type, so both backends answer the same number)."""
+"""A percentile per task type, the one aggregate that differs per backend: PostgreSQL's
+percentile_cont; on SQLite, which has none, the same interpolated value read with an ordered
+offset query per type, so both backends answer the same number."""
 
 from __future__ import annotations
 
@@ -9,32 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import FunctionElement
-from sqlalchemy.types import String
 
 from ..models import MetricsRecord as M
-
-
-class utc_day(FunctionElement[str]):  # noqa: N801 - used like a SQL function
-    """`utc_day(ts)` -> 'YYYY-MM-DD' (UTC) on PostgreSQL and SQLite."""
-
-    type = String()
-    inherit_cache = True
-    name = "utc_day"
-
-
-@compiles(utc_day, "postgresql")
-def _utc_day_pg(element: Any, compiler: Any, **kw: Any) -> str:
-    (moment,) = list(element.clauses)
-    return f"to_char(({compiler.process(moment, **kw)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-
-
-@compiles(utc_day)
-def _utc_day_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
-    (moment,) = list(element.clauses)
-    return f"substr({compiler.process(moment, **kw)}, 1, 10)"  # stored as 'YYYY-MM-DD HH:MM:SS' in UTC
 
 
 def percentile_by_type(
