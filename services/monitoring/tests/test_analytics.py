@@ -103,6 +103,16 @@ def test_dashboard_figures_and_brand_isolation(client, auth, feed):
     only_seo = get(client, auth, "dashboard/?task_type=seo.analysis")["summary"]
     assert (only_seo["total_tasks"], only_seo["total_cost_usd"]) == (1, 0.5)
     assert get(client, auth, "dashboard/", brand=OTHER_BRAND)["summary"]["total_cost_usd"] == 1000.0
+    # every view counts the caller's brand only
+    assert get(client, auth, "performance-by-type/")["task_types"]["ai.content"]["total_executions"] == 2
+    assert (
+        get(client, auth, "performance-by-type/", brand=OTHER_BRAND)["task_types"]["ai.content"][
+            "max_execution_time_ms"
+        ]
+        == 99999.0
+    )
+    points = get(client, auth, "trends/?metric=cost_usd")["metrics"]["cost_usd"]["data_points"]
+    assert [p["value"] for p in points] == [1.0]  # (0.5 + 1.5 + 1.0) / 3 runs of brand 9
 
 
 def test_performance_by_type_has_a_true_p95(client, auth, feed):
