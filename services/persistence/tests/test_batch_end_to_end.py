@@ -27,9 +27,9 @@ from services.persistence.container import bootstrap as bootstrap_persistence
 from shared.background import start_loops
 from shared.config import REPO_ROOT
 from shared.db import normalize_url
-from shared.events.bus import PRIORITIES
+from shared.events.bus import EVENTS_EXCHANGE, PRIORITIES, WORK_EXCHANGE
 from shared.events.envelope import Envelope
-from shared.events.rabbitmq_bus import RabbitMQBus
+from shared.events.rabbitmq_bus import DEAD_EXCHANGE, RabbitMQBus
 from shared.testing.fixtures import JWT_SECRET, make_settings, require_service, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -156,6 +156,8 @@ class Platform:
         for queue in sorted(queues):
             channel.queue_delete(queue)
             channel.queue_delete(queue + ".dead")
+        for exchange in (EVENTS_EXCHANGE, WORK_EXCHANGE, DEAD_EXCHANGE):
+            channel.exchange_delete(self.prefix + exchange)
         connection.close()
 
 

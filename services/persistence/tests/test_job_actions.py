@@ -7,8 +7,11 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
+from services.persistence.container import bootstrap
 from services.persistence.models import PersistentJob
 from shared.events.envelope import utcnow
+from shared.events.inprocess_bus import InProcessBus
+from shared.testing.fixtures import make_settings
 
 from .conftest import SQLITE_ONLY, checkpoint, start
 
@@ -188,3 +191,15 @@ def test_stats_are_computed_from_stored_data(client, auth, events, machine):
     assert body["failure_analysis"]["failed"] == 1
     assert body["failure_analysis"]["top_reasons"] == [{"reason": "disk full", "jobs": 1}]
     assert sum(day["created"] for day in body["trends"]) == 2
+
+
+@SQLITE_ONLY
+def test_the_auto_resume_loop_runs_on_its_interval_and_can_be_turned_off(database_url):
+    def loops(**env):
+        built = bootstrap(make_settings("persistence", database_url, **env), bus=InProcessBus())
+        names = [loop.name for loop in built.background_loops()]
+        built.ctx.dispose()
+        return names
+
+    assert "persistence.auto-resume" in loops()  # default: every 60 s
+    assert "persistence.auto-resume" not in loops(TASKHUB_AUTO_RESUME_SECONDS="0")
