@@ -52,13 +52,20 @@ def on_started(policy: ExecutionPolicy):  # type: ignore[no-untyped-def]
         task = _task_for(uow, env)
         if task is None:
             return
+        worker = env.data.get("worker_name")
         if not _current_attempt(task, env) or task.status not in (st.PENDING, st.RETRYING):
-            if not (task.status == st.RUNNING and _current_attempt(task, env)):
-                # a stale or cancelled attempt started somewhere: tell that worker to stop it
+            if not (task.status == st.RUNNING and _current_attempt(task, env) and task.worker_name == worker):
+                # a stale or cancelled attempt started somewhere, or a second delivery of the
+                # running attempt (its first ack was lost): tell that worker to stop it
                 uow.emit(
                     "task.attempt_revoked",
                     task.brand_id,
-                    {"id": task.id, "task_id": task.task_id, "attempt": env.data.get("attempt")},
+                    {
+                        "id": task.id,
+                        "task_id": task.task_id,
+                        "attempt": env.data.get("attempt"),
+                        "worker_name": worker,
+                    },
                 )
             return
         now = utcnow()
@@ -184,7 +191,7 @@ def recover_lost(uow: UnitOfWork, task: Task, policy: ExecutionPolicy, reason: s
     uow.emit(
         "task.attempt_revoked",
         task.brand_id,
-        {"id": task.id, "task_id": task.task_id, "attempt": task.attempt},
+        {"id": task.id, "task_id": task.task_id, "attempt": task.attempt, "worker_name": task.worker_name},
     )
     task.lost_deliveries += 1
     task.lease_expires_at = None
