@@ -34,6 +34,7 @@ from urllib.parse import quote, urlsplit
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from .bus import (
     DEFAULT_MAX_DELIVERIES,
@@ -63,7 +64,9 @@ RECONNECT_MAX_DELAY = 30.0
 MANAGEMENT_TIMEOUT = 2.0
 
 # Everything that means "the broker or the link is not usable right now".
-_BROKER_ERRORS = (pika.exceptions.AMQPError, OSError)
+# (A broker too slow to finish the handshake raises pika's connection-workflow errors, which are
+# not AMQPErrors.)
+_BROKER_ERRORS = (pika.exceptions.AMQPError, OSError, AMQPConnectorException)
 # Declaring topology that contradicts what exists (other arguments, no permission) will not heal by
 # reconnecting: surface it instead of retrying forever.
 _CONFIG_REPLY_CODES = frozenset({403, 406})
