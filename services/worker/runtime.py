@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import queue
-import threading
 import time
 from datetime import datetime
 from multiprocessing.connection import wait
@@ -29,6 +28,7 @@ from typing import Any
 import psutil
 from prometheus_client import Counter, Gauge
 
+from shared.background import Loop, start_loops
 from shared.events.bus import BusUnavailable, Delivery, EventBus, WorkQueueClient
 from shared.events.envelope import Envelope, iso, parse_iso, utcnow
 
@@ -81,13 +81,11 @@ class Worker:
             self._on_control,
             exclusive=True,
         )
+        # restarted if they crash; stopped in order at the end (control first, publisher last)
         threads = [
-            threading.Thread(target=self.publisher.run, args=(publisher_stop,), name="worker.publisher"),
-            threading.Thread(target=control.run, args=(control_stop,), name="worker.control"),
+            *start_loops([Loop("worker.publisher", self.publisher.run)], publisher_stop),
+            *start_loops([Loop("worker.control", control.run)], control_stop),
         ]
-        for thread in threads:
-            thread.daemon = True
-            thread.start()
         work = self.bus.work_client()
         log.info("worker %s serving %s with %d slots", self.config.name, self.config.queues, self.pool.size)
         try:
@@ -162,8 +160,10 @@ class Worker:
             log.error("unreadable work message %s: parked in the dead-letter queue", delivery.message_id)
             work.reject(delivery, requeue=False)
             return 0
-        if self._was_stopped(message):
-            work.ack(delivery)  # cancelled or revoked while it waited: never start it
+        if self._was_stopped(message) or self._runs(message):
+            # cancelled or revoked while it waited, or a second delivery of an attempt this
+            # worker already runs (its first ack was lost): never start it
+            work.ack(delivery)
             return 0
         spec = self.registry.get(message["task_type"])
         now = utcnow()
@@ -337,6 +337,8 @@ class Worker:
             raw_attempt = envelope.data.get("attempt")
             attempt = int(raw_attempt) if raw_attempt is not None else None
             revoke = envelope.event_type == "task.attempt_revoked"
+            if revoke and envelope.data.get("worker_name") not in (None, self.config.name):
+                continue  # another worker's run of that attempt (a second delivery) is revoked
             self._stopped[str(task_id)] = (attempt, revoke, time.monotonic())
             for slot in self.pool.slots:
                 running = slot.running
@@ -353,6 +355,14 @@ class Worker:
         cutoff = time.monotonic() - REMEMBER_STOPS_SECONDS
         for key in [k for k, (_, _, at) in self._stopped.items() if at < cutoff]:
             del self._stopped[key]
+
+    def _runs(self, message: dict[str, Any]) -> bool:
+        return any(
+            s.running is not None
+            and s.running.task_id == message["task_id"]
+            and s.running.attempt == int(message["attempt"])
+            for s in self.pool.slots
+        )
 
     def _was_stopped(self, message: dict[str, Any]) -> bool:
         """Was this message's attempt cancelled or revoked while it waited in its queue? (A manual

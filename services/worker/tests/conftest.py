@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,16 @@ from shared.background import start_loops
 from shared.config import REPO_ROOT
 from shared.events.envelope import Envelope
 from shared.events.rabbitmq_bus import RabbitMQBus
-from shared.testing.fixtures import JWT_SECRET, make_settings, wait_until
+from shared.testing.fixtures import (
+    JWT_SECRET,
+    Auth,
+    fresh_postgres_database,
+    make_settings,
+    require_service,
+    wait_until,
+)
 
-LEASE_SECONDS = "3"
+LEASE_SECONDS = "2"
 MAX_LOST_DELIVERIES = "2"
 
 
@@ -149,3 +157,20 @@ def platform(
     built = Platform(postgres_url, amqp_url, bus_prefix, auth, tmp_path)
     yield built
     built.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """One core and one worker (`w-main`, 4 slots) shared by a module's tests, for the tests
+    that only need a working platform (each creates and checks its own tasks)."""
+    amqp = require_service("TEST_AMQP_URL")
+    with fresh_postgres_database() as database_url:
+        built = Platform(
+            database_url, amqp, f"t{uuid.uuid4().hex[:8]}.", Auth(), tmp_path_factory.mktemp("served")
+        )
+        try:
+            built.start_worker("w-main")
+            built.wait_for_worker("w-main")
+            yield built
+        finally:
+            built.close()

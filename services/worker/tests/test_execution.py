@@ -28,9 +28,8 @@ METRIC_FIELDS = {
 }
 
 
-def test_tasks_run_with_progress_results_metrics_and_types(platform):
-    platform.start_worker("w-main")
-    platform.wait_for_worker("w-main")
+def test_tasks_run_with_progress_results_metrics_and_types(served):
+    platform = served
     types = wait_until(
         lambda: (lambda b: b if b["count"] else None)(
             platform.client.get("/tasks/types/", headers=platform.auth.headers()).json
@@ -70,8 +69,8 @@ def test_tasks_run_with_progress_results_metrics_and_types(platform):
     assert (metrics["worker_name"], metrics["task_type"]) == ("w-main", "test.metered")
 
 
-def test_flaky_completes_after_retries_with_backoff_delays(platform):
-    platform.start_worker("w-flaky")
+def test_flaky_completes_after_retries_with_backoff_delays(served):
+    platform = served
     flaky = platform.create("example.flaky", context_data={"fail_times": 2}, max_retries=3)
     done = platform.wait_status(flaky, "completed", "failed", timeout=30)
     assert (done["status"], done["result_data"], done["retry_count"]) == ("completed", {"attempts": 3}, 2)
@@ -97,8 +96,8 @@ def test_flaky_completes_after_retries_with_backoff_delays(platform):
     assert all(0 <= f.data["retry_delay_seconds"] <= 2 ** f.data["metrics"]["retry_count"] for f in failures)
 
 
-def test_handler_error_and_dead_child_fail_without_killing_the_worker(platform):
-    platform.start_worker("w-fail")
+def test_handler_error_and_dead_child_fail_without_killing_the_worker(served):
+    platform = served
     failing = platform.create("example.fail", context_data={"message": "it broke"}, max_retries=0)
     crash = platform.create("test.crash", max_retries=0)
     failed = platform.wait_status(failing, "failed")
@@ -109,8 +108,8 @@ def test_handler_error_and_dead_child_fail_without_killing_the_worker(platform):
     platform.wait_status(after, "completed")
 
 
-def test_a_timeout_stops_the_attempt_for_real_and_the_retry_runs(platform):
-    platform.start_worker("w-timeout")
+def test_a_timeout_stops_the_attempt_for_real_and_the_retry_runs(served):
+    platform = served
     task = platform.create("test.timeout_once", timeout_minutes=1, max_retries=2)  # 1.2 s in tests
     done = platform.wait_status(task, "completed", "failed", timeout=30)
     assert done["status"] == "completed", done
@@ -122,8 +121,8 @@ def test_a_timeout_stops_the_attempt_for_real_and_the_retry_runs(platform):
     assert done["error_message"].startswith("Timed out")
 
 
-def test_cancel_stops_a_running_task_within_5_seconds_and_it_stays_cancelled(platform):
-    platform.start_worker("w-cancel")
+def test_cancel_stops_a_running_task_within_5_seconds_and_it_stays_cancelled(served):
+    platform = served
     polite = platform.create("example.sleep", context_data={"seconds": 30, "steps": 30})
     stubborn = platform.create("test.stubborn", context_data={"seconds": 30})
     for task in (polite, stubborn):
@@ -134,7 +133,7 @@ def test_cancel_stops_a_running_task_within_5_seconds_and_it_stays_cancelled(pla
         assert response.status_code == 200, response.json
 
     def still_running():
-        beats = platform.heartbeats("w-cancel")
+        beats = platform.heartbeats("w-main")
         return beats and not ({polite["task_id"], stubborn["task_id"]} & set(beats[-1]["active_task_ids"]))
 
     wait_until(still_running, timeout=6, message="both attempts stopped")

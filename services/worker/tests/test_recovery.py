@@ -4,11 +4,13 @@ cleanly (real PostgreSQL, RabbitMQ, worker processes; core's lease is 3 s here).
 
 from __future__ import annotations
 
+import json
 import signal
 
 import psutil
 import pytest
 
+from shared.events.bus import WORK_EXCHANGE, OutgoingMessage
 from shared.testing.fixtures import wait_until
 
 from .conftest import MAX_LOST_DELIVERIES
@@ -67,10 +69,8 @@ def test_a_task_that_kills_its_worker_every_time_is_dead_lettered(platform):
     assert deaths == int(MAX_LOST_DELIVERIES)
     parked = platform.spy_bus.queue_figures(platform.spy_bus.work_queue_name("dead"))
     assert parked is not None and parked.ready == 1
-    # never looped: a fresh worker on the same queue finds nothing to run
-    platform.start_worker("w-after-poison", concurrency=1, queues="low")
-    platform.wait_for_worker("w-after-poison")
-    assert platform.get(poison)["status"] == "failed"
+    # never looped: nothing of it is left to run
+    assert platform.spy_bus.queue_figures(platform.spy_bus.work_queue_name("low")).ready == 0
     failed = platform.events_of("task.failed", poison)
     assert failed and failed[-1].data.get("dead_lettered") is True
 
@@ -86,9 +86,9 @@ def test_sigterm_finishes_running_tasks_then_exits_0(platform):
     for task in tasks:  # finished during the drain, results published before the exit
         done = platform.wait_status(task, "completed", "failed", "pending")
         assert (done["status"], done["worker_name"]) == ("completed", "w-rolling")
+    # handed to the next worker untouched: still pending, still in its queue
     assert platform.get(late)["status"] == "pending"
-    platform.start_worker("w-next")
-    platform.wait_status(late, "completed")
+    assert platform.spy_bus.queue_figures(platform.spy_bus.work_queue_name("normal")).ready == 1
 
 
 def test_a_worker_cut_off_past_its_lease_stops_the_attempt_core_revoked(platform):
@@ -111,3 +111,50 @@ def test_a_worker_cut_off_past_its_lease_stops_the_attempt_core_revoked(platform
     completions = platform.events_of("task.completed", task)
     assert [c.data["attempt"] for c in completions] == [2]
     assert [h["to_status"] for h in platform.history(task)].count("completed") == 1
+
+
+def test_a_second_delivery_of_a_running_attempt_is_revoked_where_it_lands(platform):
+    first = platform.start_worker("w-first", concurrency=1)
+    task = platform.create("example.sleep", context_data={"seconds": 3, "steps": 6})
+    running = platform.wait_status(task, "running")
+    assert running["worker_name"] == "w-first" and first.poll() is None
+    # the broker delivers the message again (as after an ack lost with its connection)
+    detail = platform.get(task)
+    body = {
+        "id": task["id"],
+        "task_id": task["task_id"],
+        "brand_id": 9,
+        "task_type": "example.sleep",
+        "priority": "normal",
+        "context_data": detail["context_data"],
+        "attempt": 1,
+        "retry_count": 0,
+        "max_retries": 3,
+        "timeout_minutes": 60,
+        "dispatched_at": detail["created_at"],
+        "created_at": detail["created_at"],
+        "resume": None,
+    }
+    platform.spy_bus.publish([OutgoingMessage(WORK_EXCHANGE, "normal", json.dumps(body).encode(), "dup")])
+    platform.start_worker("w-second", concurrency=1)
+    revoked = wait_until(
+        lambda: platform.events_of("task.attempt_revoked", task), message="duplicate revoked"
+    )
+    assert revoked[0].data["worker_name"] == "w-second"
+
+    def idle_after_revoke():
+        return [
+            e
+            for e in list(platform.events)
+            if e.event_type == "worker.heartbeat"
+            and e.data["worker_name"] == "w-second"
+            and e.occurred_at > revoked[0].occurred_at
+            and not e.data["active_task_ids"]
+        ]
+
+    # stopped well before its 3 s copy could have finished
+    wait_until(idle_after_revoke, timeout=2, message="w-second stopped its copy")
+    done = platform.wait_status(task, "completed")
+    assert done["worker_name"] == "w-first"
+    assert [c.data["worker_name"] for c in platform.events_of("task.completed", task)] == ["w-first"]
+    assert platform.heartbeats("w-second")[-1]["processed_tasks"] == 0
