@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from shared.auth import mint_token
 from shared.config import Settings, load_settings
 from shared.db import normalize_url
+from shared.testing.broker_cleanup import delete_prefixed
 
 JWT_SECRET = "test-secret-" + "x" * 40
 DEFAULT_BRAND = {"id": 9, "name": "Humari"}
@@ -97,9 +98,23 @@ def amqp_url() -> str:
     return require_service("TEST_AMQP_URL")
 
 
+_used_prefixes: list[str] = []
+
+
 @pytest.fixture
-def bus_prefix() -> str:
-    return f"t{uuid.uuid4().hex[:8]}."
+def bus_prefix() -> Iterator[str]:
+    """A broker prefix of this test's own; its queues and exchanges are deleted afterwards
+    (a few tests' worth at a time, and the rest when the session ends)."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    yield prefix
+    _used_prefixes.append(prefix)
+    if len(_used_prefixes) >= 4:
+        flush_broker_prefixes()
+
+
+def flush_broker_prefixes() -> None:
+    delete_prefixed(list(_used_prefixes))
+    _used_prefixes.clear()
 
 
 @pytest.fixture
