@@ -7,8 +7,11 @@ signal is an event the worker process sets on cancel, revoke or timeout."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
+
+PROGRESS_INTERVAL = 0.1  # seconds
 
 
 class TaskStopped(Exception):  # noqa: N818 - a signal, not an error
@@ -59,6 +62,8 @@ class TaskContext:
         self.cost_usd = 0.0
         self.api_calls_count = 0
         self.log = logging.getLogger(f"taskhub.task.{message.get('task_type')}")
+        self._last_step: str | None = None
+        self._last_report = float("-inf")
 
     # ---- what this attempt is
 
@@ -118,8 +123,14 @@ class TaskContext:
     # ---- reporting
 
     def progress(self, percentage: float, step: str | None = None) -> None:
-        """Report progress (0-100) and the current step; a cancellation point."""
+        """Report progress (0-100) and the current step; a cancellation point. Cheap to call
+        often: reports of the same step closer than 0.1 s apart are skipped (the last one
+        before a result does not matter: completion sets 100)."""
         self._raise_if_stopped()
+        now = time.monotonic()
+        if step == self._last_step and now - self._last_report < PROGRESS_INTERVAL:
+            return
+        self._last_step, self._last_report = step, now
         self._report("progress", {"progress_percentage": max(0, min(100, int(percentage))), "step": step})
 
     def checkpoint(

@@ -127,6 +127,3 @@ class ProcessPool:
     def close(self) -> None:
         for slot in self.slots:
             self._kill(slot)
-
-    def child_pid(self, slot: Slot) -> int | None:
-        return slot.process.pid if slot.process is not None else None

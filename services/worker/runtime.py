@@ -176,7 +176,7 @@ class Worker:
                 traceback=None,
                 will_retry=False,
                 retry_delay_seconds=None,
-                metrics=self._metrics(message, now, {}, 0),
+                metrics=self._metrics(message, now, 0, {}),
             )
         else:
             announce = self._event("task.started", message, started_at=iso(now))
@@ -253,7 +253,7 @@ class Worker:
 
     def _on_outcome(self, running: Running, outcome: dict[str, Any]) -> None:
         kind = outcome.get("kind")
-        metrics = self._metrics(running.message, running, outcome.get("metrics") or {})
+        metrics = self._metrics_of(running, outcome.get("metrics") or {})
         if running.stop_reason == "timeout":
             self._report_timeout(running, metrics)
         elif running.stop_reason is not None or kind in ("cancelled", "paused"):
@@ -287,7 +287,7 @@ class Worker:
         if running is None:
             log.warning("idle child %d died (exit code %s); replaced", slot.index, code)
             return
-        metrics = self._metrics(running.message, running, {})
+        metrics = self._metrics_of(running, {})
         if running.stop_reason == "timeout":
             self._report_timeout(running, metrics)
         elif running.stop_reason is None:
@@ -314,7 +314,7 @@ class Worker:
                     running.task_id,
                     running.stop_reason,
                 )
-                metrics = self._metrics(running.message, running, {})
+                metrics = self._metrics_of(running, {})
                 self.pool.replace(slot)
                 if running.stop_reason == "timeout":
                     self._report_timeout(running, metrics)
@@ -424,22 +424,23 @@ class Worker:
             },
         )
 
+    def _metrics_of(self, running: Running, reported: dict[str, Any]) -> dict[str, Any]:
+        elapsed_ms = int((time.monotonic() - running.started_monotonic) * 1000)
+        return self._metrics(running.message, parse_iso(running.started_at), elapsed_ms, reported)
+
     def _metrics(
         self,
         message: dict[str, Any],
-        started: Running | datetime,
+        started_at: datetime | None,
+        execution_ms: int,
         reported: dict[str, Any],
-        execution_ms: int | None = None,
     ) -> dict[str, Any]:
-        if isinstance(started, Running):
-            execution_ms = int((time.monotonic() - started.started_monotonic) * 1000)
-            started_at = parse_iso(started.started_at)
-        else:
-            started_at = started
+        """The attempt's metrics: measured here (time, queue wait) and in the child (memory, CPU,
+        the handler's counters)."""
         dispatched = parse_iso(message.get("dispatched_at"))
         wait_ms = int((started_at - dispatched).total_seconds() * 1000) if started_at and dispatched else None
         return {
-            "execution_time_ms": execution_ms or 0,
+            "execution_time_ms": execution_ms,
             "memory_usage_mb": reported.get("memory_usage_mb"),
             "cpu_usage_percent": reported.get("cpu_usage_percent"),
             "queue_wait_time_ms": max(0, wait_ms) if wait_ms is not None else None,
