@@ -19,7 +19,7 @@ from shared.unit_of_work import UnitOfWork
 
 from .models import Task, WorkerPresence
 from .tasks import status as st
-from .tasks.service import dispatch, transition
+from .tasks.service import announce_status, dispatch, transition
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,7 @@ def recover_lost(uow: UnitOfWork, task: Task, policy: ExecutionPolicy, reason: s
     transition(task, st.PENDING, reason, now)
     task.worker_name = None
     dispatch(uow, task, now)
+    announce_status(uow, task)
 
 
 def _dead_letter_body(task: Task) -> bytes:

@@ -13,7 +13,7 @@ from shared.unit_of_work import UnitOfWork
 from .models import Task
 from .task_types import TaskTypeRegistry
 from .tasks import status as st
-from .tasks.service import Creator, create_task, dispatch, transition
+from .tasks.service import Creator, announce_status, create_task, dispatch, transition
 
 METRIC_SUMMARY = ("execution_time_ms", "memory_usage_mb", "cost_usd")
 
@@ -59,6 +59,7 @@ def on_job_paused(uow: UnitOfWork, env: Envelope) -> None:
         transition(task, st.PAUSED, "paused by its owner")
         task.lease_expires_at = None
         task.dispatch_due_at = None
+        announce_status(uow, task)
 
 
 def on_job_resumed(uow: UnitOfWork, env: Envelope) -> None:
@@ -79,6 +80,7 @@ def on_job_resumed(uow: UnitOfWork, env: Envelope) -> None:
         task.priority_rank = st.PRIORITY_RANK.get(task.priority, task.priority_rank)
     resume = {k: env.data.get(k) for k in ("job_id", "checkpoint_id", "from_step", "restart")}
     dispatch(uow, task, now, resume=resume)
+    announce_status(uow, task)
 
 
 def on_schedule_fired(registry: TaskTypeRegistry):  # type: ignore[no-untyped-def]

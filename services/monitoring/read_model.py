@@ -86,6 +86,12 @@ def on_updated(uow: UnitOfWork, env: Envelope) -> None:
         view.priority = str(changed["priority"])
     if "max_retries" in changed:
         view.max_retries = int(changed["max_retries"])
+    if "status" in changed and int(changed.get("attempt") or 0) >= view.attempt:
+        # core re-ran the task (worker lost, job resumed) or paused it
+        view.status = str(changed["status"])
+        view.attempt = int(changed.get("attempt") or view.attempt)
+        if view.status not in ("completed", "failed", "cancelled"):
+            view.completed_at = None
     view.updated_at = utcnow()
     _copy_to_metrics(uow, view)
 

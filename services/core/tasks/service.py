@@ -66,6 +66,16 @@ def transition(task: Task, target: str, reason: str, now: datetime | None = None
     task.updated_at = now
 
 
+def announce_status(uow: UnitOfWork, task: Task) -> None:
+    """A status change core made on its own (worker lost, job paused or resumed): other services'
+    read models follow it through task.updated (workers' own reports carry theirs)."""
+    uow.emit(
+        "task.updated",
+        task.brand_id,
+        {"id": task.id, "task_id": task.task_id, "changed": {"status": task.status, "attempt": task.attempt}},
+    )
+
+
 def get_task(uow: UnitOfWork, brand_id: int, pk: int, *, lock: bool = False) -> Task:
     stmt = select(Task).where(Task.id == pk, Task.brand_id == brand_id).options(selectinload(Task.history))
     if lock:
