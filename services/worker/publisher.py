@@ -39,9 +39,9 @@ class EventPublisher:
         self._cond = threading.Condition()
         self._next_heartbeat = 0.0
 
-    def publish_now(self, envelope: Envelope) -> None:
-        """Publish on the caller's thread and wait for the confirm (raises BusUnavailable)."""
-        self.bus.publish([outgoing(envelope)])
+    def publish_now(self, envelopes: list[Envelope]) -> None:
+        """Publish on the caller's thread and wait for the confirms (raises BusUnavailable)."""
+        self.bus.publish([outgoing(e) for e in envelopes])
 
     def reliable(self, envelope: Envelope) -> None:
         with self._cond:

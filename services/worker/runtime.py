@@ -127,17 +127,36 @@ class Worker:
     # ------------------------------------------------------------------ taking work
 
     def _fill(self, work: WorkQueueClient) -> int:
-        taken = 0
+        """Claim a message for every free slot, announce them all in one confirmed batch (the
+        confirm wait is the cost of a start), acknowledge them, hand them to the children."""
         if time.monotonic() < self._broker_back_at:
             return 0
-        for slot in self.pool.slots:
-            if not slot.free:
-                continue
+        free = [slot for slot in self.pool.slots if slot.free]
+        claimed: list[tuple[Delivery, dict[str, Any]]] = []
+        while len(claimed) < len(free):
             delivery = self._next_delivery(work)
             if delivery is None:
                 break
-            taken += self._start(work, slot, delivery)
-        return taken
+            message = self._accept(work, delivery, [m for _, m in claimed])
+            if message is not None:
+                claimed.append((delivery, message))
+        if not claimed:
+            return 0
+        now = utcnow()
+        try:
+            self.publisher.publish_now([self._announcement(message, now) for _, message in claimed])
+        except BusUnavailable as exc:
+            log.warning("cannot announce %d starts (%r); giving the messages back", len(claimed), exc)
+            for delivery, _ in claimed:
+                work.reject(delivery, requeue=True)
+            self._broker_back_at = time.monotonic() + 1.0
+            return 0
+        for delivery, _ in claimed:
+            work.ack(delivery)
+        runnable = [m for _, m in claimed if self.registry.get(m["task_type"]) is not None]
+        for slot, message in zip(free, runnable, strict=False):
+            self._run(slot, message, now)
+        return len(runnable)
 
     def _next_delivery(self, work: WorkQueueClient) -> Delivery | None:
         for priority in self.rotation.order():
@@ -151,7 +170,10 @@ class Worker:
                 return delivery
         return None
 
-    def _start(self, work: WorkQueueClient, slot: Slot, delivery: Delivery) -> int:
+    def _accept(
+        self, work: WorkQueueClient, delivery: Delivery, claimed: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """The message, if it is to be started; else it is settled here and None returned."""
         try:
             message = json.loads(delivery.body)
             if not isinstance(message, dict) or any(k not in message for k in MESSAGE_KEYS):
@@ -159,37 +181,35 @@ class Worker:
         except ValueError:
             log.error("unreadable work message %s: parked in the dead-letter queue", delivery.message_id)
             work.reject(delivery, requeue=False)
-            return 0
-        if self._was_stopped(message) or self._runs(message):
+            return None
+        duplicate = any(
+            m["task_id"] == message["task_id"] and m["attempt"] == message["attempt"] for m in claimed
+        )
+        if duplicate or self._was_stopped(message) or self._runs(message):
             # cancelled or revoked while it waited, or a second delivery of an attempt this
             # worker already runs (its first ack was lost): never start it
             work.ack(delivery)
-            return 0
+            return None
+        return message
+
+    def _announcement(self, message: dict[str, Any], now: datetime) -> Envelope:
+        """task.started, or task.failed at once for a type this worker has no handler for."""
+        if self.registry.get(message["task_type"]) is not None:
+            return self._event("task.started", message, started_at=iso(now))
+        return self._event(
+            "task.failed",
+            message,
+            error_message=f"No handler for task type {message['task_type']!r} on worker "
+            f"{self.config.name}: every worker of a queue must register every type sent to it.",
+            traceback=None,
+            will_retry=False,
+            retry_delay_seconds=None,
+            metrics=self._metrics(message, now, 0, {}),
+        )
+
+    def _run(self, slot: Slot, message: dict[str, Any], now: datetime) -> None:
         spec = self.registry.get(message["task_type"])
-        now = utcnow()
-        if spec is None:
-            announce = self._event(
-                "task.failed",
-                message,
-                error_message=f"No handler for task type {message['task_type']!r} on worker "
-                f"{self.config.name}: every worker of a queue must register every type sent to it.",
-                traceback=None,
-                will_retry=False,
-                retry_delay_seconds=None,
-                metrics=self._metrics(message, now, 0, {}),
-            )
-        else:
-            announce = self._event("task.started", message, started_at=iso(now))
-        try:
-            self.publisher.publish_now(announce)
-        except BusUnavailable as exc:
-            log.warning("cannot announce %s (%r); giving the message back", message["task_id"], exc)
-            work.reject(delivery, requeue=True)
-            self._broker_back_at = time.monotonic() + 1.0
-            return 0
-        work.ack(delivery)
-        if spec is None:
-            return 0
+        assert spec is not None
         minutes = message.get("timeout_minutes") or spec.timeout_minutes or 60
         running = Running(
             message=message,
@@ -210,7 +230,6 @@ class Worker:
             self.pool.submit(slot, job, running)
         except OSError:  # the child died just now: _collect sees it and reports the attempt
             log.warning("child %d gone before %s started", slot.index, message["task_id"])
-        return 1
 
     # ------------------------------------------------------------------ following children
 

@@ -22,6 +22,7 @@ from shared.background import start_loops
 from shared.config import REPO_ROOT
 from shared.events.envelope import Envelope
 from shared.events.rabbitmq_bus import RabbitMQBus
+from shared.testing.broker_cleanup import delete_prefixed
 from shared.testing.fixtures import (
     JWT_SECRET,
     Auth,
@@ -164,13 +165,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """One core and one worker (`w-main`, 4 slots) shared by a module's tests, for the tests
     that only need a working platform (each creates and checks its own tasks)."""
     amqp = require_service("TEST_AMQP_URL")
+    prefix = f"t{uuid.uuid4().hex[:8]}."
     with fresh_postgres_database() as database_url:
-        built = Platform(
-            database_url, amqp, f"t{uuid.uuid4().hex[:8]}.", Auth(), tmp_path_factory.mktemp("served")
-        )
+        built = Platform(database_url, amqp, prefix, Auth(), tmp_path_factory.mktemp("served"))
         try:
             built.start_worker("w-main")
             built.wait_for_worker("w-main")
             yield built
         finally:
             built.close()
+            delete_prefixed([prefix])  # its quorum queues hold broker file descriptors
