@@ -55,7 +55,7 @@ class CoreContainer:
 
     def _dispatch_due(self) -> None:
         with self.uow() as uow:
-            if execution.dispatch_due(uow):
+            if execution.dispatch_due(uow, self.registry.live_types()):
                 uow.commit()
 
     def _reap(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter
@@ -239,12 +240,17 @@ def _dead_letter_body(task: Task) -> bytes:
     ).encode()
 
 
-def dispatch_due(uow: UnitOfWork, limit: int = 500) -> int:
-    """Send tasks whose time has come (scheduled_for, retry delays) to their work queues."""
+def dispatch_due(uow: UnitOfWork, live_types: Iterable[str], limit: int = 500) -> int:
+    """Send tasks whose time has come (scheduled_for, retry delays) to their work queues, once a
+    live worker serves their type (until then they wait here, not in the broker)."""
     now = utcnow()
     tasks = uow.session.scalars(
         select(Task)
-        .where(Task.dispatch_due_at <= now, Task.status.in_((st.PENDING, st.RETRYING)))
+        .where(
+            Task.dispatch_due_at <= now,
+            Task.status.in_((st.PENDING, st.RETRYING)),
+            Task.task_type.in_(list(live_types)),
+        )
         .order_by(Task.dispatch_due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -148,10 +148,8 @@ def create_task(
     task.history.append(
         StatusChange(from_status=None, to_status=st.PENDING, reason="created", attempt=0, at=now)
     )
-    if scheduled_for is None:
-        task.dispatch_due_at = None
-    else:
-        task.dispatch_due_at = scheduled_for
+    # a task waits in the database for its time, and for a live worker that serves its type
+    task.dispatch_due_at = scheduled_for or (None if defaults else now)
     uow.session.add(task)
     try:
         uow.session.flush()
@@ -167,7 +165,7 @@ def create_task(
     data["periodic_task_id"] = periodic_task_id
     data["origin"] = origin
     uow.emit("task.created", task.brand_id, data)
-    if scheduled_for is None:
+    if task.dispatch_due_at is None:
         dispatch(uow, task, now)
     return task, True
 
@@ -251,6 +249,8 @@ def update_task(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any])
             setattr(task, key, changing[key])
     if "priority" in changing:
         task.priority_rank = st.PRIORITY_RANK[task.priority]
+        if task.status != st.RUNNING:
+            task.queue_name = task.priority
         if task.status == st.PENDING and task.dispatch_due_at is None and task.started_at is None:
             # already queued: re-dispatch to the new queue; the old message is now stale
             dispatch(uow, task, now)

@@ -11,6 +11,7 @@ from flask import Flask
 
 from services.core.app import create_app
 from services.core.container import CoreContainer, bootstrap
+from shared.events.envelope import Envelope
 from shared.events.inprocess_bus import InProcessBus
 from shared.testing.fixtures import make_settings
 
@@ -50,3 +51,25 @@ def make_task(client: Any, auth: Any) -> Any:
         return response.json
 
     return make
+
+
+@pytest.fixture
+def live_worker(container: CoreContainer, app: Flask) -> Any:
+    """Announce a worker serving `types` (its heartbeat), as a running worker would."""
+
+    def announce(*types: str, name: str = "w1") -> None:
+        heartbeat = Envelope(
+            "worker.heartbeat",
+            "worker",
+            None,
+            {
+                "worker_name": name,
+                "queues": ["critical", "high", "normal", "low"],
+                "task_types": [{"name": t, "priority": "normal"} for t in types],
+            },
+        )
+        consumer = container.consumers()[0]
+        consumer.apply(heartbeat, consumer.handlers["worker.heartbeat"])
+        container.registry.invalidate()
+
+    return announce

@@ -34,6 +34,11 @@ def history(client, auth, task):
 
 
 @pytest.fixture
+def noop_worker(live_worker):
+    live_worker("example.noop")
+
+
+@pytest.fixture
 def consumer(container):
     return container.consumers()[0]
 
@@ -42,6 +47,7 @@ def apply(consumer, envelope):
     return consumer.apply(envelope, consumer.handlers[envelope.event_type])
 
 
+@pytest.mark.usefixtures("noop_worker")
 class TestWorkerReports:
     def test_started_progress_completed(self, client, auth, make_task, consumer):
         task = make_task()
@@ -96,6 +102,7 @@ class TestWorkerReports:
         assert client.get(f"/tasks/{task['id']}/", headers=auth.headers()).json["status"] == "pending"
 
 
+@pytest.mark.usefixtures("noop_worker")
 class TestRetriesAndRecovery:
     def test_failure_with_retries_left_waits_in_the_database(
         self, client, auth, make_task, consumer, container
@@ -109,7 +116,7 @@ class TestRetriesAndRecovery:
         detail = client.get(f"/tasks/{task['id']}/", headers=auth.headers()).json
         assert (detail["status"], detail["retry_count"], detail["error_message"]) == ("retrying", 1, "boom")
         with container.uow() as uow:
-            assert dispatch_due(uow) == 1
+            assert dispatch_due(uow, ["example.noop"]) == 1
             uow.commit()
         with container.session_factory() as session:
             assert session.get(Task, task["id"]).attempt == 2

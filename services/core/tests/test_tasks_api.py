@@ -125,6 +125,30 @@ class TestList:
         assert past_end.status_code == 404 and past_end.json["error_code"] == "NOT_FOUND"
 
 
+class TestDispatch:
+    def test_a_type_no_worker_serves_waits_in_the_database_until_one_does(
+        self, client, auth, make_task, container, live_worker
+    ):
+        relay = OutboxRelay(container.ctx.engine, container.ctx.outbox, container.bus, "core")
+        make_task(task_type="report.daily")
+        relay.publish_pending()
+        queue = container.bus.work_queue_name("normal")
+        assert container.bus.queue_figures(queue).ready == 0
+        assert client.get("/tasks/?status=pending", headers=auth.headers()).json["count"] == 1
+        live_worker("report.daily")
+        container._dispatch_due()
+        relay.publish_pending()
+        assert container.bus.queue_figures(queue).ready == 1
+        types = client.get("/tasks/types/", headers=auth.headers()).json
+        assert [(t["task_type"], t["workers"]) for t in types["task_types"]] == [("report.daily", 1)]
+
+    def test_a_known_type_is_dispatched_at_once(self, client, auth, make_task, container, live_worker):
+        live_worker("example.noop")
+        make_task(task_type="example.noop", priority="high")
+        OutboxRelay(container.ctx.engine, container.ctx.outbox, container.bus, "core").publish_pending()
+        assert container.bus.queue_figures(container.bus.work_queue_name("high")).ready == 1
+
+
 class TestLifecycle:
     def test_cancel_then_retry_then_history(self, client, auth, make_task):
         task = make_task()
@@ -171,7 +195,8 @@ class TestLifecycle:
         gone = client.get(f"/tasks/{task['id']}/", headers=h)
         assert gone.status_code == 404 and gone.json["error_code"] == "TASK_NOT_FOUND"
 
-    def test_stats(self, client, auth, make_task, container):
+    def test_stats(self, client, auth, make_task, container, live_worker):
+        live_worker("a")
         make_task(task_type="a")
         make_task(task_type="a", priority="high")
         OutboxRelay(container.ctx.engine, container.ctx.outbox, container.bus, "core").publish_pending()
