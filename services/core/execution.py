@@ -8,8 +8,8 @@ after a newer dispatch all change nothing)."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import Counter
