@@ -489,6 +489,7 @@ class Worker:
                     {
                         "id": r.message["id"],
                         "task_id": r.task_id,
+                        "attempt": r.attempt,
                         "brand_id": r.message.get("brand_id"),
                         "task_type": r.message.get("task_type"),
                         "started_at": r.started_at,
