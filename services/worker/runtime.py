@@ -117,10 +117,13 @@ class Worker:
         self._apply_control()
         taken = self._fill(work) if taking else 0
         if taken:
-            self._idle_wait = 0.0
-        elif any(s.free for s in self.pool.slots) and taking:
-            self._idle_wait = min(IDLE_WAIT_MAX, max(0.01, self._idle_wait * 2))
-        self._collect(0.0 if taken else (self._idle_wait if taking else BUSY_WAIT) or BUSY_WAIT)
+            self._idle_wait, timeout = 0.0, 0.0  # more may be waiting: ask again at once
+        elif taking and any(s.free for s in self.pool.slots):
+            # the queues were empty: poll again later, backing off while they stay empty
+            self._idle_wait = timeout = min(IDLE_WAIT_MAX, max(0.01, self._idle_wait * 2))
+        else:
+            timeout = BUSY_WAIT  # all slots busy: wake up for results, cancels and deadlines
+        self._collect(timeout)
         self._enforce_deadlines()
         BUSY_SLOTS.set(sum(1 for s in self.pool.slots if s.running))
 
