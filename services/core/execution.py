@@ -168,8 +168,32 @@ def on_heartbeat(policy: ExecutionPolicy):  # type: ignore[no-untyped-def]
                 )
                 .values(lease_expires_at=now + policy.lease)
             )
+        revoke_what_should_not_run(uow, name, data.get("active_tasks") or [])
 
     return handle
+
+
+def revoke_what_should_not_run(uow: UnitOfWork, worker: str, active: list[dict[str, Any]]) -> None:
+    """A worker still running an attempt that core no longer wants (cancelled, paused, finished, or
+    superseded by a newer attempt) missed its revocation (say, during a broker restart): repeat it."""
+    attempts = {str(a.get("task_id")): int(a.get("attempt") or 0) for a in active if a.get("task_id")}
+    if not attempts:
+        return
+    tasks = uow.session.scalars(select(Task).where(Task.task_id.in_(list(attempts)))).all()
+    for task in tasks:
+        attempt = attempts[task.task_id]
+        superseded = attempt < task.attempt or (task.status == st.RUNNING and task.worker_name != worker)
+        if superseded or task.status in (st.CANCELLED, st.PAUSED):
+            uow.emit(
+                "task.attempt_revoked",
+                task.brand_id,
+                {
+                    "id": task.id,
+                    "task_id": task.task_id,
+                    "attempt": attempts[task.task_id],
+                    "worker_name": worker,
+                },
+            )
 
 
 def on_worker_offline(policy: ExecutionPolicy):  # type: ignore[no-untyped-def]

@@ -95,6 +95,35 @@ class TestWorkerReports:
         apply(consumer, worker_event("task.completed", task, result_data={"late": True}, metrics={}))
         assert client.get(f"/tasks/{task['id']}/", headers=auth.headers()).json["status"] == "cancelled"
 
+    def test_a_heartbeat_still_running_a_cancelled_task_gets_it_revoked_again(
+        self, client, auth, make_task, consumer, container
+    ):
+        task = make_task()
+        apply(consumer, worker_event("task.started", task))
+        client.post(f"/tasks/{task['id']}/cancel/", headers=auth.headers())
+        heartbeat = Envelope(
+            "worker.heartbeat",
+            "worker",
+            None,
+            {
+                "worker_name": "w1",
+                "active_task_ids": [task["task_id"]],
+                "active_tasks": [{"task_id": task["task_id"], "attempt": 1}],
+            },
+        )
+        apply(consumer, heartbeat)
+        with container.session_factory() as session:
+            revoked = (
+                session.execute(
+                    select(container.ctx.outbox.c.body).where(
+                        container.ctx.outbox.c.routing_key == "task.attempt_revoked"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert [json.loads(body)["data"]["task_id"] for body in revoked] == [task["task_id"]]
+
     def test_events_of_another_brand_are_ignored(self, client, auth, make_task, consumer):
         task = make_task()
         forged = Envelope("task.completed", "worker", 10, {"id": task["id"], "attempt": 1, "result_data": {}})
