@@ -196,6 +196,24 @@ def revoke_what_should_not_run(uow: UnitOfWork, worker: str, active: list[dict[s
             )
 
 
+def on_released(uow: UnitOfWork, env: Envelope) -> None:
+    """A worker shutting down handed back an attempt it could not finish: run it again now."""
+    task = _task_for(uow, env)
+    if task is None or not _current_attempt(task, env) or task.status != st.RUNNING:
+        return
+    now = utcnow()
+    transition(
+        task,
+        st.PENDING,
+        f"handed back by {env.data.get('worker_name')} ({env.data.get('reason', 'shutdown')})",
+        now,
+    )
+    task.worker_name = None
+    task.lease_expires_at = None
+    dispatch(uow, task, now)
+    announce_status(uow, task)
+
+
 def on_worker_offline(policy: ExecutionPolicy):  # type: ignore[no-untyped-def]
     def handle(uow: UnitOfWork, env: Envelope) -> None:
         name = env.data.get("worker_name")
@@ -302,6 +320,7 @@ def execution_handlers(policy: ExecutionPolicy) -> dict[str, Any]:
         "task.progress": on_progress(policy),
         "task.completed": on_completed,
         "task.failed": on_failed,
+        "task.released": on_released,
         "worker.heartbeat": on_heartbeat(policy),
         "worker.offline": on_worker_offline(policy),
     }

@@ -95,12 +95,19 @@ class Worker:
         finally:
             work.close()
             control_stop.set()
-            handed_back = [s.running.task_id for s in self.pool.slots if s.running]
+            handed_back = [s.running for s in self.pool.slots if s.running]
             if handed_back:
                 log.warning(
-                    "handing back %d running tasks to core's lease: %s", len(handed_back), handed_back
+                    "handing back %d running tasks to core: %s",
+                    len(handed_back),
+                    [r.task_id for r in handed_back],
                 )
             self.pool.close()
+            for running in handed_back:
+                # core runs it again at once, without counting a lost delivery (rolling updates)
+                self.publisher.reliable(
+                    self._event("task.released", running.message, reason="worker shutdown")
+                )
             publisher_stop.set()
             threads[0].join(5)
             if not self.publisher.flush(timeout=10.0):

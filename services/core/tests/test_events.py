@@ -153,6 +153,18 @@ class TestRetriesAndRecovery:
         apply(consumer, worker_event("task.completed", task, attempt=2, result_data={}, metrics={}))
         assert client.get(f"/tasks/{task['id']}/", headers=auth.headers()).json["status"] == "completed"
 
+    def test_a_task_handed_back_at_shutdown_runs_again_at_once_without_a_lost_delivery(
+        self, client, auth, make_task, consumer, container
+    ):
+        task = make_task()
+        apply(consumer, worker_event("task.started", task))
+        apply(consumer, worker_event("task.released", task, reason="worker shutdown"))
+        with container.session_factory() as session:
+            stored = session.get(Task, task["id"])
+            assert (stored.status, stored.attempt, stored.lost_deliveries) == ("pending", 2, 0)
+        apply(consumer, worker_event("task.released", task, reason="late repeat"))  # stale attempt: nothing
+        assert history(client, auth, task) == ["pending", "running", "pending"]
+
     def test_no_retry_left_fails(self, client, auth, make_task, consumer):
         task = make_task(max_retries=0)
         apply(consumer, worker_event("task.failed", task, error_message="boom", will_retry=True))
