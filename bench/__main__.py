@@ -42,6 +42,10 @@ def bench_e2e(quick: bool) -> list[Figure]:
         Figure("e2e celery submit->done p50", "ms", theirs["p50_ms"]),
         Figure("e2e celery submit->done p99", "ms", theirs["p99_ms"]),
         Figure("e2e ratio taskhub / celery", "x", ratio, ">= 1.0", min(ratio) >= 1.0),
+    ] + [
+        Figure(f"memory under load 1: {k.split(':', 1)[1]}", "MB", v)
+        for k, v in sorted(ours.items())
+        if k.startswith("rss_mb:")
     ]
 
 
@@ -106,6 +110,32 @@ def bench_read(quick: bool) -> list[Figure]:
     return figures
 
 
+def bench_convergence(quick: bool) -> list[Figure]:
+    from .scenarios import convergence
+    from .topology import platform
+
+    seconds = 5 if quick else 20
+    with platform(concurrency=8) as p:
+        r = convergence.run(p, rate=200, seconds=seconds, sample_every=10)
+    return [
+        Figure("convergence completed->has_metrics p50 at 200 t/s", "ms", (r["p50_ms"],)),
+        Figure(
+            "convergence completed->has_metrics p99 at 200 t/s",
+            "ms",
+            (r["p99_ms"],),
+            "< 500 ms",
+            r["p99_ms"] < 500,
+        ),
+        Figure(
+            "convergence samples never converged (60 s)",
+            "n",
+            (r["never_converged"],),
+            "0",
+            r["never_converged"] == 0,
+        ),
+    ]
+
+
 def bench_memory(quick: bool) -> list[Figure]:
     import time
 
@@ -117,7 +147,36 @@ def bench_memory(quick: bool) -> list[Figure]:
     return [Figure(f"memory at rest: {name}", "MB", (mb,)) for name, mb in sorted(rest.items())]
 
 
-BENCHES = {"read": bench_read, "api": bench_api, "e2e": bench_e2e, "memory": bench_memory}
+def bench_scheduler(quick: bool) -> list[Figure]:
+    from .scenarios import scheduler
+
+    n, due = (10_000, 1_000) if quick else (100_000, 10_000)
+    figures = []
+    for lookahead, label in ((10.0, "lookahead 10 s"), (0.0, "no lookahead")):
+        r = scheduler.run(n, due, lookahead)
+        figures += [
+            Figure(f"scheduler fire delay p50 ({due}/{n} due, {label})", "ms", (r["p50_ms"],)),
+            Figure(
+                f"scheduler fire delay p99 ({due}/{n} due, {label})",
+                "ms",
+                (r["p99_ms"],),
+                "< 1000 ms",
+                r["p99_ms"] < 1000,
+            ),
+            Figure(f"scheduler missed slots ({label})", "n", (r["missed"],), "0", r["missed"] == 0),
+            Figure(f"scheduler doubled slots ({label})", "n", (r["doubled"],), "0", r["doubled"] == 0),
+        ]
+    return figures
+
+
+BENCHES = {
+    "read": bench_read,
+    "scheduler": bench_scheduler,
+    "api": bench_api,
+    "e2e": bench_e2e,
+    "convergence": bench_convergence,
+    "memory": bench_memory,
+}
 
 
 def main() -> None:

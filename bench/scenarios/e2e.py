@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from shared.events.envelope import parse_iso
 
 from ..stats import percentile
-from ..topology import Platform, fresh_database, platform
+from ..topology import Platform, fresh_database, platform, rss_mb_of_run_dir
 
 
 def _submit_all(url: str, headers: dict, n: int, clients: int) -> dict[str, float]:
@@ -48,6 +48,7 @@ def taskhub(n: int, clients: int, concurrency: int) -> dict[str, float]:
     with platform(concurrency=concurrency) as p:
         headers = p.headers()
         submitted = _submit_all(p.base_url, headers, n, clients)
+        rss_under_load = rss_mb_of_run_dir()
         deadline = time.monotonic() + 60 + n / 20
         while _completed(p, headers) < len(submitted) and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -65,6 +66,7 @@ def taskhub(n: int, clients: int, concurrency: int) -> dict[str, float]:
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
         "missing": len(submitted) - len(done),
+        **{f"rss_mb:{name}": mb for name, mb in rss_under_load.items()},
     }
 
 
