@@ -26,6 +26,7 @@ class CoreContainer:
     policy: execution.ExecutionPolicy
     strict_types: bool
     dispatch_interval: float = 0.2
+    consumer_threads: int = 4
     loops_extra: list[Loop] = field(default_factory=list)
 
     @property
@@ -46,9 +47,13 @@ class CoreContainer:
     def background_loops(self) -> list[Loop]:
         relay = OutboxRelay(self.ctx.engine, self.ctx.outbox, self.bus, "core", wakeup=self.ctx.wakeup)
         loops = [Loop("core.relay", relay.run)]
+        # competing consumers on PostgreSQL: handlers lock the task row and check the attempt, so
+        # events about one task may be applied by different threads in any order (SQLite: one writer)
+        threads = 1 if self.ctx.engine.dialect.name == "sqlite" else self.consumer_threads
         for consumer in self.consumers():
-            subscription = self.bus.subscription(f"core.{consumer.name}", consumer.bindings, consumer)
-            loops.append(Loop(f"core.consumer.{consumer.name}", subscription.run))
+            for index in range(threads):
+                subscription = self.bus.subscription(f"core.{consumer.name}", consumer.bindings, consumer)
+                loops.append(Loop(f"core.consumer.{consumer.name}.{index}", subscription.run))
         loops.append(every("core.dispatcher", self.dispatch_interval, self._dispatch_due))
         loops.append(every("core.lease-reaper", 1.0, self._reap))
         return loops + self.loops_extra
@@ -76,6 +81,7 @@ def bootstrap(settings: Settings, bus: EventBus | None = None) -> CoreContainer:
             max_lost_deliveries=env_int(settings, "TASKHUB_MAX_LOST_DELIVERIES", 3),
         ),
         strict_types=env_bool(settings, "TASKHUB_STRICT_TASK_TYPES", False),
+        consumer_threads=env_int(settings, "TASKHUB_CONSUMER_THREADS", 4),
     )
 
 

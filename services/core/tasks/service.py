@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import object_session, selectinload
 
 from shared.auth import Principal
 from shared.errors import conflict, field_error, not_found
@@ -59,9 +59,16 @@ def transition(task: Task, target: str, reason: str, now: datetime | None = None
             allowed_statuses=sorted(st.TRANSITIONS[task.status]),
         )
     now = now or utcnow()
-    task.history.append(
-        StatusChange(from_status=task.status, to_status=target, reason=reason, attempt=task.attempt, at=now)
+    change = StatusChange(
+        from_status=task.status, to_status=target, reason=reason, attempt=task.attempt, at=now
     )
+    session = object_session(task)
+    if task.id is not None and session is not None and "history" not in task.__dict__:
+        # an event handler's transition: add the row without loading the task's whole history
+        change.task_pk = task.id
+        session.add(change)
+    else:
+        task.history.append(change)
     task.status = target
     task.updated_at = now
 
