@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,9 @@ def collect(runs: list[dict[str, float]]) -> dict[str, tuple[float, ...]]:
 def bench_e2e(quick: bool) -> list[Figure]:
     from .scenarios import e2e
 
-    n, clients, concurrency, repeats = (1000, 4, 4, 1) if quick else (10_000, 8, 4, 3)
+    n, clients, concurrency, repeats = (
+        (300, 4, 4, 1) if quick else (10_000, 8, 4, int(os.environ.get("BENCH_REPEATS", "3")))
+    )
     ours = collect([e2e.taskhub(n, clients, concurrency) for _ in range(repeats)])
     theirs = collect([e2e.celery(n, clients, concurrency) for _ in range(repeats)])
     ratio = tuple(
@@ -53,8 +56,8 @@ def bench_api(quick: bool) -> list[Figure]:
     from .scenarios import api
     from .topology import platform
 
-    rates = [50, 100, 200] if quick else [50, 100, 200, 300, 400, 600, 800, 1200]
-    seconds, repeats = (3, 1) if quick else (10, 3)
+    rates = [25, 50] if quick else [50, 100, 200, 300, 400, 600, 800, 1200]
+    seconds, repeats = (2, 1) if quick else (10, int(os.environ.get("BENCH_REPEATS", "3")))
     with platform(concurrency=2, web_concurrency=2) as p:
         runs = collect([api.figures(p, rates, seconds) for _ in range(repeats)])
     return [
@@ -91,7 +94,7 @@ def bench_read(quick: bool) -> list[Figure]:
     from .scenarios import read_paths
     from .topology import platform
 
-    rows, repeats = (100_000, 20) if quick else (1_000_000, 200)
+    rows, repeats = (20_000, 10) if quick else (1_000_000, 200)
     figures = []
     with platform(concurrency=1) as p:
         read_paths.load_core(p.database_urls["core"], rows)
@@ -114,7 +117,7 @@ def bench_convergence(quick: bool) -> list[Figure]:
     from .scenarios import convergence
     from .topology import platform
 
-    seconds = 5 if quick else 20
+    seconds = 2 if quick else 20
     with platform(concurrency=8) as p:
         r = convergence.run(p, rate=200, seconds=seconds, sample_every=10)
     return [
@@ -150,7 +153,7 @@ def bench_memory(quick: bool) -> list[Figure]:
 def bench_scheduler(quick: bool) -> list[Figure]:
     from .scenarios import scheduler
 
-    n, due = (10_000, 1_000) if quick else (100_000, 10_000)
+    n, due = (2_000, 200) if quick else (100_000, 10_000)
     figures = []
     for lookahead, label in ((10.0, "lookahead 10 s"), (0.0, "no lookahead")):
         r = scheduler.run(n, due, lookahead)
