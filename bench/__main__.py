@@ -191,7 +191,9 @@ def main() -> None:
     figures: list[Figure] = []
     for name in chosen:
         print(f"== {name}", flush=True)
-        figures.extend(BENCHES[name](args.quick))
+        measured = BENCHES[name](args.quick)
+        print_table(measured)  # as it comes: a long run interrupted still leaves its figures
+        figures.extend(measured)
     print_table(figures)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     write_json(figures, RESULTS / f"{'quick' if args.quick else 'full'}-{stamp}.json", args.quick)
