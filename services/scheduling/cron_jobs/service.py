@@ -15,9 +15,9 @@ from shared.unit_of_work import UnitOfWork
 
 from ..container import SchedulingContainer
 from ..cron import check_cron
-from ..firing import fire_manual, reschedule
+from ..firing import reschedule
 from ..models import CRON_JOB, CronJob
-from ..periodic_tasks.service import creator, deliver_to_core, forget_runs
+from ..periodic_tasks.service import forget_runs, run_now
 from ..zones import check_zone
 from .schemas import FREQUENCY_CHOICES
 
@@ -124,15 +124,4 @@ def delete_cron_job(uow: UnitOfWork, brand_id: int, pk: int) -> None:
 def execute(
     container: SchedulingContainer, principal: Principal, pk: int, caller: dict[str, str]
 ) -> dict[str, Any]:
-    with container.uow() as uow:
-        job = get_cron_job(uow.session, principal.brand_id, pk, lock=True)
-        run, request = fire_manual(uow, job, container.now(), creator(principal))
-        uow.commit()
-    created = deliver_to_core(container, run, request, caller)
-    return {
-        "message": "Run started." if created else "Run fired; core will create its task from the event.",
-        "cron_job_id": pk,
-        "run_id": run.id,
-        "idempotency_key": run.idempotency_key,
-        "task": created,
-    }
+    return run_now(container, principal, get_cron_job, pk, caller, "cron_job_id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -214,21 +215,34 @@ def deliver_to_core(
     return task
 
 
-def execute_now(
-    container: SchedulingContainer, principal: Principal, pk: int, caller: dict[str, str]
+def run_now(
+    container: SchedulingContainer,
+    principal: Principal,
+    load: Callable[..., Any],
+    pk: int,
+    caller: dict[str, str],
+    id_field: str,
 ) -> dict[str, Any]:
+    """Fire one manual run of a schedule (its own slot key, the schedule does not move) and answer
+    with the task core created for it (execute-now of periodic tasks, execute of cron jobs)."""
     with container.uow() as uow:
-        task = get_periodic_task(uow.session, principal.brand_id, pk, lock=True)
-        run, request = fire_manual(uow, task, container.now(), creator(principal))
+        schedule = load(uow.session, principal.brand_id, pk, lock=True)
+        run, request = fire_manual(uow, schedule, container.now(), creator(principal))
         uow.commit()
     created = deliver_to_core(container, run, request, caller)
     return {
         "message": "Run started." if created else "Run fired; core will create its task from the event.",
-        "periodic_task_id": pk,
+        id_field: pk,
         "run_id": run.id,
         "idempotency_key": run.idempotency_key,
         "task": created,
     }
+
+
+def execute_now(
+    container: SchedulingContainer, principal: Principal, pk: int, caller: dict[str, str]
+) -> dict[str, Any]:
+    return run_now(container, principal, get_periodic_task, pk, caller, "periodic_task_id")
 
 
 def ready_for_execution(container: SchedulingContainer, brand_id: int) -> dict[str, Any]:
