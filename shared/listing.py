@@ -15,7 +15,7 @@ from marshmallow.schema import SchemaMeta
 from sqlalchemy import ColumnElement, Select, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
-from .errors import ApiError, not_found
+from .errors import not_found
 
 RANGE_SUFFIXES = ("gt", "gte", "lt", "lte")
 DEFAULT_PAGE_SIZE = 25
@@ -235,7 +235,6 @@ def parse_or_400(schema: ma.Schema, data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "ApiError",
     "CommaList",
     "FlexibleBoolean",
     "ListArgs",
