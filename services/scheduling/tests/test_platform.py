@@ -134,7 +134,13 @@ def test_cancel_previous_cancels_the_active_run_in_core(platform, auth, clock):
         return platform.core_client.get(f"/tasks/{first['task']}/", headers=auth.headers()).json["status"]
 
     wait_until(lambda: first_task_status() == "cancelled", timeout=10)
+    # the run turns cancelled from core's event; the scheduler records core's answer on its own
     runs = wait_until(
-        lambda: [r for r in runs_of(platform, auth, schedule) if r["status"] == "cancelled"], timeout=10
+        lambda: [
+            r
+            for r in runs_of(platform, auth, schedule)
+            if r["status"] == "cancelled" and "core answered" in (r["note"] or "")
+        ],
+        timeout=10,
     )
     assert runs[0]["id"] == first["id"] and "core answered 200" in runs[0]["note"]
