@@ -84,6 +84,8 @@ class MetricsRecord(Base):
         Index("ix_metrics_brand_type_created", "brand_id", "task_type", "created_at"),
         Index("ix_metrics_brand_worker_created", "brand_id", "worker_name", "created_at"),
         Index("ix_metrics_brand_exec_time", "brand_id", "execution_time_ms"),
+        # exact percentiles, minimum and maximum of a type's execution time (metrics/percentiles.py)
+        Index("ix_metrics_brand_type_exec_time", "brand_id", "task_type", "execution_time_ms", "created_at"),
         Index("ix_metrics_brand_memory", "brand_id", "memory_usage_mb"),
         Index("ix_metrics_brand_cpu", "brand_id", "cpu_usage_percent"),
         Index("ix_metrics_brand_cost", "brand_id", "cost_usd"),
@@ -120,6 +122,22 @@ class MetricsDaily(Base):
     retry_count: Mapped[float] = mapped_column(Float, default=0.0)
     performance_score: Mapped[float] = mapped_column(Float, default=0.0)
     peak_memory_mb: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class MetricsHistogram(Base):
+    """How many records (and their sum) fall in each bucket of a metric, per brand, UTC day and
+    task type (metrics/histogram.py)."""
+
+    __tablename__ = "metrics_histogram"
+
+    brand_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD (UTC)
+    task_type: Mapped[str] = mapped_column(String(100), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[float] = mapped_column(Float, default=0.0)
+    squares: Mapped[float] = mapped_column(Float, default=0.0)  # the sum of the values' squares
 
 
 class AlertRule(Base):

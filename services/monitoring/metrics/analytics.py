@@ -9,17 +9,20 @@ empty series, never a division by zero. The rules are documented in docs/monitor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, and_, case, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from shared.events.envelope import iso, utcnow
 
 from ..models import MetricsDaily as D
+from ..models import MetricsHistogram as H
 from ..models import MetricsRecord as M
-from .percentiles import percentile_by_type
+from . import histogram
+from .percentiles import execution_time_spread
 
 TREND_BAND_PERCENT = 10.0  # a change of the period's second half within ±10% is "stable"
 SENSITIVITY = {"low": 5.0, "medium": 3.5, "high": 2.5}  # robust z-score limits (3.5: Iglewicz-Hoaglin)
@@ -46,13 +49,13 @@ def daily(brand_id: int, days: int, task_type: str | None = None) -> list[Column
     return where
 
 
-def window(brand_id: int, days: int, task_type: str | None = None) -> list[ColumnElement[bool]]:
-    """The same window on the records."""
-    start = datetime.combine(datetime.fromisoformat(first_day(days)).date(), time.min, tzinfo=UTC)
-    where = [M.brand_id == brand_id, M.created_at >= start]
-    if task_type:
-        where.append(M.task_type == task_type)
-    return where
+def _midnight(day: str) -> datetime:
+    return datetime.combine(datetime.fromisoformat(day).date(), time.min, tzinfo=UTC)
+
+
+def window_start(days: int) -> datetime:
+    """The window's first instant (UTC midnight of its first day), on the records."""
+    return _midnight(first_day(days))
 
 
 def _num(value: Any, digits: int = 2) -> float:
@@ -198,27 +201,17 @@ def performance_by_type(session: Session, brand_id: int, days: int, min_samples:
     ).all()
     if not rows:
         return {"task_types": {}}
-    # what only every value tells: the extremes and the 95th percentile
-    where = [*window(brand_id, days), M.task_type.in_([row[0] for row in rows])]
-    extremes = {
-        task_type: (low, high)
-        for task_type, low, high in session.execute(
-            select(M.task_type, func.min(M.execution_time_ms), func.max(M.execution_time_ms))
-            .where(*where)
-            .group_by(M.task_type)
-        ).all()
-    }
-    p95 = percentile_by_type(session, M.execution_time_ms, where, 0.95)
+    spread = execution_time_spread(session, brand_id, window_start(days), [row[0] for row in rows], 0.95)
     out = {}
     for task_type, n, avg_ms, avg_mb, avg_usd, failures, first, second in rows:
         n = int(n)
-        low, high = extremes.get(task_type, (None, None))
+        figures = spread.get(task_type)
         out[task_type] = {
             "total_executions": n,
             "avg_execution_time_ms": _num(avg_ms),
-            "min_execution_time_ms": _num(low),
-            "max_execution_time_ms": _num(high),
-            "p95_execution_time_ms": _num(p95.get(task_type)),
+            "min_execution_time_ms": _num(figures and figures.minimum),
+            "max_execution_time_ms": _num(figures and figures.maximum),
+            "p95_execution_time_ms": _num(figures and figures.percentile),
             "avg_memory_usage_mb": _num(avg_mb),
             "avg_cost_usd": _num(avg_usd, 6),
             "success_rate": _num(100.0 * (n - int(failures or 0)) / n),
@@ -227,56 +220,107 @@ def performance_by_type(session: Session, brand_id: int, days: int, min_samples:
     return {"task_types": out}
 
 
+@dataclass(frozen=True)
+class Band:
+    """A type's expected range of a metric: median ± limit × scale, widened to whole histogram
+    buckets so that what lies outside is counted exactly from the histograms."""
+
+    median: float
+    scale: float
+    low_bucket: int  # values in lower buckets are anomalies
+    high_bucket: int  # and values in higher ones
+
+    @property
+    def low(self) -> float:
+        return histogram.lower_edge(self.low_bucket) if self.low_bucket > 0 else 0.0
+
+    @property
+    def high(self) -> float | None:
+        return histogram.upper_edge(self.high_bucket)
+
+    def outside(self, column: Any) -> ColumnElement[bool]:
+        beyond = [column < self.low] if self.low > 0 else []
+        if self.high is not None:
+            beyond.append(column >= self.high)
+        return or_(false(), *beyond)
+
+
+def _band(values: histogram.Distribution, limit: float) -> Band | None:
+    median = values.quantile(0.5)
+    mad = values.median_deviation(median)
+    scale = MAD_SCALE * mad if mad > 0 else MEAN_AD_SCALE * values.mean_deviation(median)
+    if scale <= 0:  # all values equal: nothing is unusual
+        return None
+    low, high = median - limit * scale, median + limit * scale
+    return Band(median, scale, histogram.bucket_of(low) if low > 0 else -1, histogram.bucket_of(high))
+
+
+def _newest_days(session: Session, brand_id: int, metric: str, days: int, bands: dict[str, Band]) -> str:
+    """The first day of the shortest run of latest days that holds MAX_ANOMALIES anomalies (or all)."""
+    per_day = session.execute(
+        select(H.day, func.sum(H.count))
+        .where(
+            *histogram.window(brand_id, metric, first_day(days)),
+            or_(
+                *(
+                    and_(H.task_type == t, or_(H.bucket < b.low_bucket, H.bucket > b.high_bucket))
+                    for t, b in bands.items()
+                )
+            ),
+        )
+        .group_by(H.day)
+        .having(func.sum(H.count) > 0)
+        .order_by(H.day.desc())
+    ).all()
+    seen, since = 0, first_day(days)
+    for day, count in per_day:
+        seen, since = seen + int(count), day
+        if seen >= MAX_ANOMALIES:
+            break
+    return since
+
+
 def anomalies(session: Session, brand_id: int, days: int, metric: str, sensitivity: str) -> dict[str, Any]:
-    """Per task type: the median and the MAD of `metric`; a value whose robust z-score
-    |x - median| / (1.4826 MAD) exceeds the sensitivity's limit is an anomaly."""
-    where = window(brand_id, days)
-    column, limit = getattr(M, metric), SENSITIVITY[sensitivity]
-    medians = percentile_by_type(session, column, where, 0.5)
-    if not medians:
+    """Per task type, the median and the MAD of `metric` from the per-day histograms; a value whose
+    robust z-score |x - median| / (1.4826 MAD) exceeds the sensitivity's limit is an anomaly."""
+    limit, column = SENSITIVITY[sensitivity], getattr(M, metric)
+    bands, per_type = {}, {}
+    for task_type, values in histogram.distributions(session, brand_id, metric, first_day(days)).items():
+        band = _band(values, limit)
+        if band is not None:
+            bands[task_type] = band
+            if count := values.count_outside(band.low_bucket, band.high_bucket):
+                per_type[task_type] = count
+    if not per_type:
         return {"anomalies_detected": 0, "anomalies": [], "recommendations": []}
-    deviation = func.abs(column - case(medians, value=M.task_type, else_=0.0))
-    mads = percentile_by_type(session, deviation, where, 0.5)
-    mean_ads = dict(
-        session.execute(select(M.task_type, func.avg(deviation)).where(*where).group_by(M.task_type)).all()
-    )
-    spread = {}
-    for task_type in medians:
-        mad = mads.get(task_type, 0.0)
-        scale = MAD_SCALE * mad if mad > 0 else MEAN_AD_SCALE * float(mean_ads.get(task_type) or 0)
-        if scale > 0:  # all values equal: nothing is unusual
-            spread[task_type] = scale
-    if not spread:
-        return {"anomalies_detected": 0, "anomalies": [], "recommendations": []}
-    unusual = [*where, M.task_type.in_(spread), deviation > case(
-        {t: limit * s for t, s in spread.items()}, value=M.task_type, else_=None
-    )]  # fmt: skip
-    per_type = dict(
-        session.execute(select(M.task_type, func.count()).where(*unusual).group_by(M.task_type)).all()
-    )
+    unusual = {t: bands[t] for t in per_type}
+    since = _midnight(_newest_days(session, brand_id, metric, days, unusual))
     rows = session.execute(
         select(M.task_id, M.task_type, column, M.created_at)
-        .where(*unusual)
+        .where(
+            M.brand_id == brand_id,
+            M.created_at >= since,
+            or_(*(and_(M.task_type == t, band.outside(column)) for t, band in unusual.items())),
+        )
         .order_by(M.created_at.desc(), M.id.desc())
         .limit(MAX_ANOMALIES)
     ).all()
     found = []
     for task_id, task_type, value, at in rows:
-        median, scale = medians[task_type], spread[task_type]
-        z = abs(float(value) - median) / scale
-        low, high = max(0.0, median - limit * scale), median + limit * scale
+        band = bands[task_type]
+        median, z = band.median, abs(float(value) - band.median) / band.scale
         found.append(
             {
                 "task_id": task_id,
                 "task_type": task_type,
                 "metric": metric,
                 "value": float(value),
-                "expected_range": [round(low, 4), round(high, 4)],
+                "expected_range": [round(band.low, 4), round(band.high or float(value), 4)],
                 "severity": "high" if z >= 3 * limit else "medium" if z >= 1.5 * limit else "low",
                 "detected_at": iso(at),
                 "description": (
                     f"{metric} of this {task_type} run was {float(value):g}, {z:.1f} robust standard "
-                    f"deviations {'above' if float(value) > median else 'below'} the type's median "
+                    f"deviations {'above' if float(value) > median else 'below'} the type's median of about "
                     f"{median:g} (last {days} days)."
                 ),
             }
@@ -287,8 +331,8 @@ def anomalies(session: Session, brand_id: int, days: int, metric: str, sensitivi
             "priority": "high" if count >= 5 else "medium",
             "description": (
                 f"{count} {task_type} run(s) had an unusual {metric} in the last {days} days "
-                f"(median {medians[task_type]:g}, expected {max(0.0, medians[task_type] - limit * spread[task_type]):g}"
-                f" to {medians[task_type] + limit * spread[task_type]:g})."
+                f"(median about {bands[task_type].median:g}, expected {bands[task_type].low:g}"
+                f" to {bands[task_type].high:g})."
             ),
             "impact": f"{count} run(s) outside the expected range of {task_type}.",
             "implementation": f"Compare the inputs and workers of these {task_type} runs with typical ones.",

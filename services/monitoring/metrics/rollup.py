@@ -13,19 +13,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..models import MetricsDaily, MetricsRecord
+from . import histogram
 from .fields import NUMERIC
 
 KEY = ("brand_id", "day", "task_type", "priority")
 
 
-def day_of(record: MetricsRecord) -> str:
-    return record.created_at.date().isoformat()
-
-
 def _change(session: Session, record: MetricsRecord, sign: int) -> None:
     values: dict[str, Any] = {
         "brand_id": record.brand_id,
-        "day": day_of(record),
+        "day": histogram.day_of(record),
         "task_type": record.task_type,
         "priority": record.priority,
         "runs": sign,
@@ -41,6 +38,7 @@ def _change(session: Session, record: MetricsRecord, sign: int) -> None:
     bigger = func.greatest if is_postgres else func.max
     sums["peak_memory_mb"] = bigger(table.peak_memory_mb, new.peak_memory_mb)
     session.execute(statement.on_conflict_do_update(index_elements=list(KEY), set_=sums))
+    histogram.change(session, record, sign)
 
 
 def add(session: Session, record: MetricsRecord) -> None:

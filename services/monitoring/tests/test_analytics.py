@@ -3,11 +3,15 @@ robust anomalies and recommendations that quote the measured numbers."""
 
 from __future__ import annotations
 
+import random
 import re
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
+from services.monitoring.metrics import histogram
+from services.monitoring.models import MetricsHistogram as H
 from shared.events.envelope import utcnow
 from shared.testing.fixtures import OTHER_BRAND
 
@@ -132,6 +136,87 @@ def test_performance_by_type_has_a_true_p95(client, auth, feed):
     assert (ai["success_rate"], ai["trend"]) == (95.0, "stable")
 
 
+def percentile_cont(values, fraction):
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    lower = int(position)
+    upper = ordered[min(lower + 1, len(ordered) - 1)]
+    return ordered[lower] + (upper - ordered[lower]) * (position - lower)
+
+
+def test_min_max_p95_stay_exact_over_days_and_after_corrections(client, auth, feed):
+    """The histograms only guide the search: the figures equal a sort of the window's values,
+    also after records are corrected and deleted, and older days stay out of the window."""
+    rng = random.Random(7)
+    kept = {}
+    for n in range(240):
+        value = round(rng.lognormvariate(7, 1.2), 3)
+        task = feed.run(
+            "seo.export", execution_time_ms=value, at=utcnow() - timedelta(days=n % 20, minutes=n)
+        )
+        kept[task["task_id"]] = value
+    for value in (10.0**7, 0.5):  # outside the 30-day window: neither max nor min
+        feed.run("seo.export", execution_time_ms=value, at=utcnow() - timedelta(days=45))
+
+    def figures():
+        return get(client, auth, "performance-by-type/")["task_types"]["seo.export"]
+
+    def expected():
+        values = list(kept.values())
+        return (
+            len(values),
+            round(min(values), 2),
+            round(max(values), 2),
+            round(percentile_cont(values, 0.95), 2),
+        )
+
+    shown = figures()
+    actual = ("total_executions", "min_execution_time_ms", "max_execution_time_ms", "p95_execution_time_ms")
+    assert tuple(shown[k] for k in actual) == expected()
+    records = client.get(URL + "?task_type=seo.export&page_size=100", headers=auth.headers()).json["results"]
+    for record in records[:30]:  # corrections move values between buckets
+        value = round(rng.uniform(0, 50_000), 3)
+        item = f"{URL}{record['id']}/"
+        assert (
+            client.patch(item, json={"execution_time_ms": value}, headers=auth.headers()).status_code == 200
+        )
+        kept[record["base_task"]["task_id"]] = value
+    for record in records[30:40]:
+        assert (
+            client.delete(f"{URL}{record['id']}/", headers=auth.headers(role="operator")).status_code == 204
+        )
+        kept.pop(record["base_task"]["task_id"], None)
+    shown = figures()
+    assert tuple(shown[k] for k in actual) == expected()
+
+
+def test_histograms_rebuilt_from_the_records_equal_the_ones_kept_on_the_way(client, container, feed):
+    """Migration 0003 (and a bulk load) count existing records with the same buckets as the
+    incremental upkeep."""
+    rng = random.Random(3)
+    for n in range(60):
+        feed.run(
+            rng.choice(["seo.analysis", "ai.content"]),
+            execution_time_ms=rng.uniform(0, 10_000),
+            cost_usd=rng.choice([0.0, 0.001, 0.25]),
+            tokens_used=rng.randrange(0, 5000),
+            at=utcnow() - timedelta(days=n % 3),
+        )
+
+    def snapshot():
+        with container.ctx.engine.connect() as conn:
+            rows = conn.execute(select(H).where(H.count != 0)).all()
+        return {
+            (r.brand_id, r.metric, r.day, r.task_type, r.bucket): (r.count, pytest.approx(r.total))
+            for r in rows
+        }
+
+    kept = snapshot()
+    with container.ctx.engine.begin() as conn:
+        histogram.rebuild(conn)
+    assert snapshot() == kept and len(kept) > 60
+
+
 def test_trends_compare_the_two_halves_of_the_period(client, auth, feed):
     for days_ago, ms, cost in ((20, 100.0, 1.0), (18, 100.0, 1.0), (3, 300.0, 1.0), (1, 300.0, 1.02)):
         feed.run(execution_time_ms=ms, cost_usd=cost, at=utcnow() - timedelta(days=days_ago))
@@ -164,8 +249,28 @@ def test_anomalies_use_median_and_mad_per_task_type(client, auth, feed):
     )
     low, high = anomaly["expected_range"]
     assert low < 100.5 < high < 5000  # around the median of seo.analysis (100.5)
-    assert "100.5" in found["recommendations"][0]["description"]
+    [advice] = found["recommendations"]
+    assert advice["description"].startswith("1 seo.analysis run(s) had an unusual execution_time_ms")
     assert get(client, auth, "anomalies/", brand=OTHER_BRAND)["anomalies_detected"] == 0
+
+
+def test_anomalies_count_exactly_what_lies_outside_the_expected_range(client, auth, feed):
+    rng = random.Random(11)
+    values = {}
+    for n in range(300):
+        value = round(rng.lognormvariate(6, 0.25), 3)
+        values[
+            feed.run("seo.analysis", execution_time_ms=value, at=utcnow() - timedelta(hours=n))["task_id"]
+        ] = value
+    for spike in (20_000.0, 35_000.0, 1.0):  # far outside, both sides
+        values[feed.run("seo.analysis", execution_time_ms=spike)["task_id"]] = spike
+    found = get(client, auth, "anomalies/?sensitivity=medium&days=30")
+    low, high = found["anomalies"][0]["expected_range"]
+    outside = {task_id for task_id, value in values.items() if value < low or value >= high}
+    assert {20_000.0, 35_000.0, 1.0} <= {values[t] for t in outside}
+    assert found["anomalies_detected"] == len(outside) < 20
+    assert {a["task_id"] for a in found["anomalies"]} == outside
+    assert 0 < low < 403 < high < 1000  # exp(6) = 403 is the median of the log-normal runs
 
 
 def test_recommendations_quote_the_measured_figures(client, auth, feed):
