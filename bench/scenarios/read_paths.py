@@ -25,6 +25,8 @@ CORE_QUERIES = {
 MONITORING_QUERIES = {
     "monitoring dashboard 30d": "/tasks/monitoring/metrics/dashboard/?days=30",
     "monitoring performance-by-type": "/tasks/monitoring/metrics/performance-by-type/?days=30",
+    "monitoring anomalies 7d": "/tasks/monitoring/metrics/anomalies/?days=7",
+    "monitoring anomalies 30d cost": "/tasks/monitoring/metrics/anomalies/?days=30&metric=cost_usd",
     "monitoring metrics list": "/tasks/monitoring/metrics/?execution_time_ms__gte=2000",
 }
 

@@ -91,11 +91,16 @@ class Bucket:
     squares: float
 
     @property
+    def mean(self) -> float:
+        """The average of the bucket's values (within the bucket despite float rounding)."""
+        low, high = lower_edge(self.index), upper_edge(self.index)
+        return min(max(self.total / self.count, low), high if high is not None else math.inf)
+
+    @property
     def span(self) -> tuple[float, float]:
         """Where the bucket's values lie, as the uniform range with their mean and variance
         (clipped to the bucket): a single point when they are all equal."""
-        low, high = lower_edge(self.index), upper_edge(self.index)
-        mean = min(max(self.total / self.count, low), high if high is not None else math.inf)
+        low, high, mean = lower_edge(self.index), upper_edge(self.index), self.mean
         variance = self.squares / self.count - mean * mean
         if variance <= (mean * 1e-9) ** 2:
             return mean, mean
