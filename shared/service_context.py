@@ -4,17 +4,23 @@ outbox/inbox tables, the bus, and the unit-of-work factory the service layer use
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, Table, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from .config import Settings
+from .config import ConfigError, Settings, env_int
 from .db import make_engine, make_session_factory, messaging_tables
 from .events.bus import EventBus
+from .events.inbox_consumer import EventHandler, InboxConsumer
 from .events.inprocess_bus import InProcessBus
 from .unit_of_work import UnitOfWork, Wakeup
+
+# Deliveries a consumer applies in one transaction: past a few dozen the commit is no longer what
+# costs, and a failed batch (re-applied one by one) stays cheap.
+DEFAULT_CONSUMER_BATCH = 50
 
 _embedded_bus_lock = threading.Lock()
 _embedded_bus: InProcessBus | None = None
@@ -56,6 +62,14 @@ class ServiceContext:
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory, self.outbox, self.service, self.wakeup.set)
+
+    def inbox_consumer(self, name: str, handlers: Mapping[str, EventHandler]) -> InboxConsumer:
+        """The service's consumer `name`, applying up to TASKHUB_CONSUMER_BATCH deliveries per
+        transaction (docs/events.md)."""
+        batch_size = env_int(self.settings, "TASKHUB_CONSUMER_BATCH", DEFAULT_CONSUMER_BATCH)
+        if batch_size < 1:
+            raise ConfigError(f"TASKHUB_CONSUMER_BATCH must be at least 1, got {batch_size}")
+        return InboxConsumer(name, self.service, self.uow, self.inbox, handlers, batch_size=batch_size)
 
     def database_ok(self) -> bool:
         try:

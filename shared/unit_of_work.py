@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Table, insert
@@ -17,6 +18,11 @@ from .events.envelope import Envelope, utcnow
 
 # the X-Request-ID of the HTTP call, or the id of the event being handled
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
+
+
+class SharedTransactionEnded(RuntimeError):
+    """A handler committed or rolled back a transaction it shares with other events' handlers:
+    that would commit or drop their work too. The batch is applied one event at a time instead."""
 
 
 class UnitOfWork:
@@ -34,6 +40,7 @@ class UnitOfWork:
         self.producer = producer
         self._on_commit = on_commit
         self._wrote_outbox = False
+        self._shared = False
         self.session: Session
 
     def __enter__(self) -> UnitOfWork:
@@ -46,13 +53,29 @@ class UnitOfWork:
         self.session.close()
 
     def commit(self) -> None:
+        self._check_not_shared("commit")
         self.session.commit()
         if self._wrote_outbox and self._on_commit:
             self._on_commit()
         self._wrote_outbox = False
 
     def rollback(self) -> None:
+        self._check_not_shared("rollback")
         self.session.rollback()
+
+    @contextmanager
+    def shared_by_many(self) -> Iterator[None]:
+        """While inside, the transaction belongs to several events' handlers (a consumer's batch):
+        a handler's commit() or rollback() raises SharedTransactionEnded instead."""
+        self._shared = True
+        try:
+            yield
+        finally:
+            self._shared = False
+
+    def _check_not_shared(self, what: str) -> None:
+        if self._shared:
+            raise SharedTransactionEnded(f"{what} inside a transaction shared by a batch of events")
 
     def emit(self, event_type: str, brand_id: int | None, data: dict[str, Any]) -> Envelope:
         """Record a domain event in the outbox, in this transaction."""

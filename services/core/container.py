@@ -26,7 +26,7 @@ class CoreContainer:
     policy: execution.ExecutionPolicy
     strict_types: bool
     dispatch_interval: float = 0.2
-    consumer_threads: int = 4
+    consumer_threads: int = 1
     loops_extra: list[Loop] = field(default_factory=list)
 
     @property
@@ -42,17 +42,20 @@ class CoreContainer:
 
     def consumers(self) -> list[InboxConsumer]:
         handlers = {**execution.execution_handlers(self.policy), **read_model_handlers(self.registry)}
-        return [InboxConsumer("core", "core", self.ctx.uow, self.ctx.inbox, handlers)]
+        return [self.ctx.inbox_consumer("core", handlers)]
 
     def background_loops(self) -> list[Loop]:
         relay = OutboxRelay(self.ctx.engine, self.ctx.outbox, self.bus, "core", wakeup=self.ctx.wakeup)
         loops = [Loop("core.relay", relay.run)]
-        # competing consumers on PostgreSQL: handlers lock the task row and check the attempt, so
-        # events about one task may be applied by different threads in any order (SQLite: one writer)
+        # competing consumers on PostgreSQL are possible (handlers lock the task row and check the
+        # attempt, so events about one task may be applied by different threads in any order), but
+        # one thread applying batches outruns them: threads holding batches lock tasks in
+        # different orders and deadlock, and each deadlock re-applies a batch one event at a time
+        # (SQLite: one writer)
         threads = 1 if self.ctx.engine.dialect.name == "sqlite" else self.consumer_threads
         for consumer in self.consumers():
             for index in range(threads):
-                subscription = self.bus.subscription(f"core.{consumer.name}", consumer.bindings, consumer)
+                subscription = consumer.subscription(self.bus, f"core.{consumer.name}")
                 loops.append(Loop(f"core.consumer.{consumer.name}.{index}", subscription.run))
         loops.append(every("core.dispatcher", self.dispatch_interval, self._dispatch_due))
         loops.append(every("core.lease-reaper", 1.0, self._reap))
@@ -81,7 +84,7 @@ def bootstrap(settings: Settings, bus: EventBus | None = None) -> CoreContainer:
             max_lost_deliveries=env_int(settings, "TASKHUB_MAX_LOST_DELIVERIES", 3),
         ),
         strict_types=env_bool(settings, "TASKHUB_STRICT_TASK_TYPES", False),
-        consumer_threads=env_int(settings, "TASKHUB_CONSUMER_THREADS", 4),
+        consumer_threads=env_int(settings, "TASKHUB_CONSUMER_THREADS", 1),
     )
 
 

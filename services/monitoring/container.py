@@ -41,13 +41,13 @@ class MonitoringContainer:
         return self.ctx.uow()
 
     def consumers(self) -> list[InboxConsumer]:
-        return [InboxConsumer("monitoring", "monitoring", self.ctx.uow, self.ctx.inbox, event_handlers())]
+        return [self.ctx.inbox_consumer("monitoring", event_handlers())]
 
     def background_loops(self) -> list[Loop]:
         relay = OutboxRelay(self.ctx.engine, self.ctx.outbox, self.bus, "monitoring", wakeup=self.ctx.wakeup)
         loops = [Loop("monitoring.relay", relay.run)]
         for consumer in self.consumers():
-            subscription = self.bus.subscription(f"monitoring.{consumer.name}", consumer.bindings, consumer)
+            subscription = consumer.subscription(self.bus, f"monitoring.{consumer.name}")
             loops.append(Loop(f"monitoring.consumer.{consumer.name}", subscription.run))
         loops.append(every("monitoring.worker-watch", self.sweep_interval, self.mark_silent_workers))
         loops.append(Loop("monitoring.notifier", self.notifier.run))

@@ -39,15 +39,13 @@ class PersistenceContainer:
         return self.ctx.uow()
 
     def consumers(self) -> list[InboxConsumer]:
-        return [
-            InboxConsumer("persistence", "persistence", self.ctx.uow, self.ctx.inbox, read_model_handlers())
-        ]
+        return [self.ctx.inbox_consumer("persistence", read_model_handlers())]
 
     def background_loops(self) -> list[Loop]:
         relay = OutboxRelay(self.ctx.engine, self.ctx.outbox, self.bus, "persistence", wakeup=self.ctx.wakeup)
         loops = [Loop("persistence.relay", relay.run)]
         for consumer in self.consumers():
-            subscription = self.bus.subscription(f"persistence.{consumer.name}", consumer.bindings, consumer)
+            subscription = consumer.subscription(self.bus, f"persistence.{consumer.name}")
             loops.append(Loop(f"persistence.consumer.{consumer.name}", subscription.run))
         if self.auto_resume_seconds > 0:
             loops.append(every("persistence.auto-resume", self.auto_resume_seconds, self.auto_resume))

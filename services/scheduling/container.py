@@ -51,9 +51,7 @@ class SchedulingContainer:
         return self.clock()
 
     def consumers(self) -> list[InboxConsumer]:
-        return [
-            InboxConsumer("scheduling", "scheduling", self.ctx.uow, self.ctx.inbox, read_model_handlers())
-        ]
+        return [self.ctx.inbox_consumer("scheduling", read_model_handlers())]
 
     def relay(self) -> OutboxRelay:
         return OutboxRelay(self.ctx.engine, self.ctx.outbox, self.bus, "scheduling", wakeup=self.ctx.wakeup)
@@ -62,7 +60,7 @@ class SchedulingContainer:
         """The service's own background: its relay and its consumer of core's task events."""
         loops = [Loop("scheduling.relay", self.relay().run)]
         for consumer in self.consumers():
-            subscription = self.bus.subscription(f"scheduling.{consumer.name}", consumer.bindings, consumer)
+            subscription = consumer.subscription(self.bus, f"scheduling.{consumer.name}")
             loops.append(Loop(f"scheduling.consumer.{consumer.name}", subscription.run))
         return loops + self.loops_extra
 

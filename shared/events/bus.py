@@ -57,6 +57,9 @@ class QueueFigures:
 
 
 Handler = Callable[[Delivery], None]
+# Applies several deliveries (in their order) all at once or not at all: its return means every
+# one is committed; an exception means none is, and the subscription applies them one by one.
+BatchHandler = Callable[[Sequence[Delivery]], None]
 
 
 class Subscription(ABC):
@@ -104,10 +107,15 @@ class EventBus(ABC):
         prefetch: int = 20,
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
         exclusive: bool = False,
+        batch_handler: BatchHandler | None = None,
+        batch_size: int = 1,
     ) -> Subscription:
         """A durable queue named `queue`, bound to the events exchange with `bindings`
         (topic patterns such as `task.*`). `exclusive` makes a private, auto-deleted queue
-        (for broadcasts such as cancellations that only live workers care about)."""
+        (for broadcasts such as cancellations that only live workers care about).
+        With `batch_handler`, up to `batch_size` deliveries already received (waiting a few
+        milliseconds at most for more) go to it at once and are acknowledged after it returns;
+        see shared/events/delivery_batches.py."""
 
     @abstractmethod
     def work_client(self) -> WorkQueueClient: ...

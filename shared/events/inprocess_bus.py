@@ -19,6 +19,7 @@ from .bus import (
     DEFAULT_MAX_DELIVERIES,
     EVENTS_EXCHANGE,
     WORK_KEYS,
+    BatchHandler,
     Delivery,
     EventBus,
     Handler,
@@ -27,6 +28,7 @@ from .bus import (
     Subscription,
     WorkQueueClient,
 )
+from .delivery_batches import apply_deliveries
 
 
 def topic_matches(pattern: str, key: str) -> bool:
@@ -123,10 +125,11 @@ class InProcessBus(EventBus):
         prefetch: int = 20,
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
         exclusive: bool = False,
+        batch_handler: BatchHandler | None = None,
+        batch_size: int = 1,
     ) -> Subscription:
-        return _InProcessSubscription(
-            self, self._declare(self.prefix + queue, bindings, max_deliveries), handler
-        )
+        queue_state = self._declare(self.prefix + queue, bindings, max_deliveries)
+        return _InProcessSubscription(self, queue_state, handler, batch_handler, max(1, batch_size))
 
     def work_client(self) -> WorkQueueClient:
         return _InProcessWorkClient(self)
@@ -153,8 +156,16 @@ class InProcessBus(EventBus):
 
 
 class _InProcessSubscription(Subscription):
-    def __init__(self, bus: InProcessBus, queue: _Queue, handler: Handler) -> None:
+    def __init__(
+        self,
+        bus: InProcessBus,
+        queue: _Queue,
+        handler: Handler,
+        batch_handler: BatchHandler | None,
+        batch_size: int,
+    ) -> None:
         self.bus, self.queue, self.handler = bus, queue, handler
+        self.batch_handler, self.batch_size = batch_handler, batch_size
 
     def run(self, stop: StopSignal) -> None:
         with self.bus._cond:
@@ -162,20 +173,32 @@ class _InProcessSubscription(Subscription):
         try:
             while not stop.is_set():
                 with self.bus._cond:
-                    delivery = self.bus._take(self.queue)
-                    if delivery is None:
+                    deliveries = self._take_batch()
+                    if not deliveries:
                         self.bus._cond.wait(0.2)
                         continue
-                try:
-                    self.handler(delivery)
-                except Exception:  # the handler logged it; deliver again, bounded
-                    self.bus._settle(self.queue, delivery, ok=False)
-                    stop.wait(0.05 * delivery.delivery_count)
-                else:
-                    self.bus._settle(self.queue, delivery, ok=True)
+                outcomes = apply_deliveries(self.queue.name, deliveries, self.handler, self.batch_handler)
+                # a failed delivery goes back to the head of the queue: the last first, so that
+                # several go back in their order
+                for delivery, ok in reversed(outcomes):
+                    self.bus._settle(self.queue, delivery, ok=ok)
+                failed = [delivery.delivery_count for delivery, ok in outcomes if not ok]
+                if failed:  # deliver again, bounded, after a pause that grows with the attempts
+                    stop.wait(0.05 * max(failed))
         finally:
             with self.bus._cond:
                 self.queue.consumers -= 1
+
+    def _take_batch(self) -> list[Delivery]:
+        # called with the condition held: whatever is ready, up to a batch (no waiting for more,
+        # publishers here are in the same process and append whole batches at once)
+        deliveries: list[Delivery] = []
+        while len(deliveries) < self.batch_size:
+            delivery = self.bus._take(self.queue)
+            if delivery is None:
+                break
+            deliveries.append(delivery)
+        return deliveries
 
 
 class _InProcessWorkClient(WorkQueueClient):

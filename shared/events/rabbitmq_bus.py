@@ -41,6 +41,7 @@ from .bus import (
     EVENTS_EXCHANGE,
     WORK_EXCHANGE,
     WORK_KEYS,
+    BatchHandler,
     BusUnavailable,
     Delivery,
     EventBus,
@@ -50,6 +51,7 @@ from .bus import (
     Subscription,
     WorkQueueClient,
 )
+from .delivery_batches import BATCH_WAIT_SECONDS, apply_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -370,12 +372,15 @@ class RabbitMQBus(EventBus):
         prefetch: int = 20,
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
         exclusive: bool = False,
+        batch_handler: BatchHandler | None = None,
+        batch_size: int = 1,
     ) -> Subscription:
         if max_deliveries < 1:
             raise ValueError("max_deliveries must be at least 1")
         sub = _RabbitSubscription(
             self, self.prefix + queue, list(bindings), handler, prefetch, max_deliveries, exclusive
         )
+        sub.batch_handler, sub.batch_size = batch_handler, max(1, batch_size)
         if not exclusive:
             # Declare now, so events published before run() starts are kept (as in-process).
             # An exclusive queue belongs to the connection that declares it: run() does that.
@@ -511,8 +516,12 @@ class _RabbitSubscription(Subscription):
     ) -> None:
         self.bus, self.queue, self.bindings, self.handler = bus, queue, bindings, handler
         self.prefetch, self.max_deliveries, self.exclusive = prefetch, max_deliveries, exclusive
+        self.batch_handler: BatchHandler | None = None
+        self.batch_size = 1
         # Classic (exclusive) queues do not count deliveries: count them here, per message.
         self._attempts: dict[str, int] = {}
+        # Deliveries received and not yet applied: (delivery tag, attempts key, delivery).
+        self._held: list[tuple[int, str, Delivery]] = []
         # The live connection of run(), for diagnostics and fault-injection tests only: other
         # threads may look at it but never call it.
         self._connection: BlockingConnection | None = None
@@ -541,12 +550,17 @@ class _RabbitSubscription(Subscription):
         try:
             channel = connection.channel()
             self.declare(channel)
-            channel.basic_qos(prefetch_count=self.prefetch)
-            channel.basic_consume(self.queue, partial(self._on_message, connection), auto_ack=False)
+            # a batch can only be made of deliveries the broker lets us hold at once
+            channel.basic_qos(prefetch_count=max(self.prefetch, self.batch_size))
+            channel.basic_consume(self.queue, self._on_message, auto_ack=False)
             self._attempts.clear()  # an exclusive queue starts empty on each connection
+            self._held.clear()  # the broker gives back what the last connection held
             backoff.reset()
             while not stop.is_set():
                 connection.process_data_events(time_limit=POLL_INTERVAL)
+                while self._held and not stop.is_set():
+                    self._fill_batch(connection)
+                    self._apply_held(connection, channel)
                 if not channel.is_open:  # e.g. closed for a consumer ack timeout
                     raise _ChannelLost(f"channel of {self.queue} closed")
         finally:
@@ -556,7 +570,6 @@ class _RabbitSubscription(Subscription):
 
     def _on_message(
         self,
-        connection: BlockingConnection,
         channel: BlockingChannel,
         method: Any,
         properties: pika.BasicProperties,
@@ -564,14 +577,29 @@ class _RabbitSubscription(Subscription):
     ) -> None:
         key = properties.message_id or hashlib.sha256(body).hexdigest()
         delivery = _to_delivery(method, properties, body, self._attempts.get(key, 0))
-        try:
-            self.handler(delivery)
-        except Exception:
-            log.exception("handler failed on %s (delivery %d)", self.queue, delivery.delivery_count)
-            self._retry_later(connection, channel, method.delivery_tag, key, delivery)
-        else:
-            self._attempts.pop(key, None)
-            channel.basic_ack(method.delivery_tag)
+        self._held.append((method.delivery_tag, key, delivery))
+
+    def _fill_batch(self, connection: BlockingConnection) -> None:
+        """Take in what the broker has already sent, waiting a few ms at most, up to a batch."""
+        deadline = time.monotonic() + BATCH_WAIT_SECONDS
+        while len(self._held) < self.batch_size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            connection.process_data_events(time_limit=left)
+
+    def _apply_held(self, connection: BlockingConnection, channel: BlockingChannel) -> None:
+        held, self._held = self._held[: self.batch_size], self._held[self.batch_size :]
+        deliveries = [delivery for _, _, delivery in held]
+        outcomes = apply_deliveries(self.queue, deliveries, self.handler, self.batch_handler)
+        for (tag, key, _), (delivery, ok) in zip(held, outcomes, strict=True):
+            if ok:
+                # one ack each, not `multiple`: an earlier failed delivery may still be waiting
+                # for its delayed nack on this channel, and must not be acknowledged with these
+                self._attempts.pop(key, None)
+                channel.basic_ack(tag)
+            else:
+                self._retry_later(connection, channel, tag, key, delivery)
 
     def _retry_later(
         self,

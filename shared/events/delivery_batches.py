@@ -1,0 +1,46 @@
+"""How a subscription applies the deliveries it holds, the same way in every bus adapter.
+
+Several deliveries go to the batch handler at once (one transaction for all). If the batch fails,
+nothing of it was committed: each delivery is then given to the plain handler on its own, so the
+good ones still commit and a poison one fails alone, to be redelivered and, after the queue's
+bounded deliveries, dead-lettered as if batches did not exist. Order is kept: the batch handler
+and the one-by-one pass both take the deliveries in the order the queue gave them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from .bus import BatchHandler, Delivery, Handler
+
+log = logging.getLogger(__name__)
+
+# How long a subscription holding fewer than a batch waits for more deliveries: short enough not
+# to be felt at low load, long enough to let a burst that is already on its way arrive.
+BATCH_WAIT_SECONDS = 0.005
+
+
+def apply_deliveries(
+    queue: str, deliveries: Sequence[Delivery], handler: Handler, batch_handler: BatchHandler | None
+) -> list[tuple[Delivery, bool]]:
+    """Apply `deliveries`; returns each with True when it is committed (ack it) or False (retry)."""
+    if batch_handler is not None and len(deliveries) > 1:
+        try:
+            batch_handler(deliveries)
+        except Exception as exc:  # noqa: BLE001 - the one-by-one pass reports the culprit
+            log.warning(
+                "batch of %d on %s failed (%r); applying them one by one", len(deliveries), queue, exc
+            )
+        else:
+            return [(delivery, True) for delivery in deliveries]
+    return [(delivery, _apply_one(queue, delivery, handler)) for delivery in deliveries]
+
+
+def _apply_one(queue: str, delivery: Delivery, handler: Handler) -> bool:
+    try:
+        handler(delivery)
+    except Exception:
+        log.exception("handler failed on %s (delivery %d)", queue, delivery.delivery_count)
+        return False
+    return True
