@@ -104,6 +104,20 @@ def events(count: int) -> list[OutgoingMessage]:
     return out
 
 
+def first_deliveries(messages: Sequence[OutgoingMessage]) -> list[Delivery]:
+    """The messages as a broker hands them over the first time."""
+    return [
+        Delivery(
+            body=m.body,
+            routing_key=m.routing_key,
+            message_id=m.message_id,
+            redelivered=False,
+            delivery_count=1,
+        )
+        for m in messages
+    ]
+
+
 def counter(metric: object, *labels: str) -> float:
     return metric.labels(*labels)._value.get()  # type: ignore[attr-defined]
 
@@ -151,16 +165,7 @@ def test_a_poison_event_in_a_batch_is_dead_lettered_alone(
 
 
 def test_a_redelivered_batch_changes_nothing(service: Service) -> None:
-    deliveries = [
-        Delivery(
-            body=m.body,
-            routing_key=m.routing_key,
-            message_id=m.message_id,
-            redelivered=False,
-            delivery_count=1,
-        )
-        for m in events(5)
-    ]
+    deliveries = first_deliveries(events(5))
     duplicates = counter(EVENTS_DUPLICATE, "tests", service.consumer.name)
     service.consumer.apply_batch(deliveries)
     before = service.applied()
@@ -173,16 +178,7 @@ def test_a_redelivered_batch_changes_nothing(service: Service) -> None:
 def test_a_handler_ending_the_shared_transaction_sends_the_batch_one_by_one(service: Service) -> None:
     """A handler that rolls back (a unique-key race) must not drop the work of the events before
     it in the batch: the batch fails as a whole and each event gets a transaction of its own."""
-    deliveries = [
-        Delivery(
-            body=m.body,
-            routing_key=m.routing_key,
-            message_id=m.message_id,
-            redelivered=False,
-            delivery_count=1,
-        )
-        for m in events(3)
-    ]
+    deliveries = first_deliveries(events(3))
     service.rolls_back.add(deliveries[1].message_id or "")
     with pytest.raises(RuntimeError, match="shared"):
         service.consumer.apply_batch(deliveries)
