@@ -23,6 +23,8 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.sql.expression import FunctionElement
@@ -98,6 +100,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Any]:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def upsert(bind: Any, table: Any) -> Any:
+    """`INSERT INTO table` in the bind's dialect, so that `.on_conflict_do_update()` works on
+    PostgreSQL and SQLite alike (their INSERT constructs share that method)."""
+    return (postgresql_insert if bind.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 def messaging_tables(metadata: MetaData) -> tuple[Table, Table]:

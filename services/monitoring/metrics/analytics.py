@@ -252,7 +252,7 @@ def _band(values: histogram.Distribution, limit: float) -> Band | None:
     if scale <= 0:  # all values equal: nothing is unusual
         return None
     low, high = median - limit * scale, median + limit * scale
-    return Band(median, scale, histogram.bucket_of(low) if low > 0 else -1, histogram.bucket_of(high))
+    return Band(median, scale, histogram.bucket_of(max(low, 0.0)), histogram.bucket_of(high))
 
 
 def _newest_days(session: Session, brand_id: int, metric: str, days: int, bands: dict[str, Band]) -> str:

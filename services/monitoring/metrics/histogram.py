@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from sqlalchemy import ColumnElement, func, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+
+from shared.db import upsert
 
 from ..models import MetricsHistogram as H
 from ..models import MetricsRecord
@@ -68,8 +68,7 @@ def change(session: Session, record: MetricsRecord, sign: int) -> None:
         }
         for metric in NUMERIC
     ]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(H).values(rows)
+    statement = upsert(session.get_bind(), H).values(rows)
     table, new = H.__table__.c, statement.excluded
     session.execute(
         statement.on_conflict_do_update(
@@ -115,21 +114,17 @@ class Distribution:
 
     def __init__(self, buckets: Sequence[Bucket]) -> None:
         self.buckets = list(buckets)
-        self.count = sum(b.count for b in self.buckets)
         self.spans = [(*b.span, b.count) for b in self.buckets]
         self.lows = [low for low, _, _ in self.spans]
-        self.before = list(accumulate((n for _, _, n in self.spans), initial=0))
+        # before[k]: how many values lie in the buckets below bucket k
+        self.before = list(accumulate((b.count for b in self.buckets), initial=0))
+        self.count = self.before[-1]
 
     def locate(self, rank: int) -> tuple[Bucket, int]:
         """The bucket holding the value of 0-based `rank` (in ascending order), and how many
         values of the window lie in lower buckets."""
-        below = 0
-        for bucket in self.buckets:
-            if rank < below + bucket.count:
-                return bucket, below
-            below += bucket.count
-        last = self.buckets[-1]
-        return last, below - last.count
+        k = min(bisect_right(self.before, rank), len(self.buckets)) - 1
+        return self.buckets[k], self.before[k]
 
     def below(self, x: float, inclusive: bool = True) -> float:
         """How many values are <= x (< x when not inclusive). Spans are disjoint and sorted, so

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+
+from shared.db import upsert
 
 from ..models import MetricsDaily, MetricsRecord
 from . import histogram
@@ -30,12 +30,11 @@ def _change(session: Session, record: MetricsRecord, sign: int) -> None:
         "peak_memory_mb": record.memory_usage_mb if sign > 0 else 0.0,
     }
     values.update({name: sign * (getattr(record, name) or 0) for name in NUMERIC})
-    is_postgres = session.get_bind().dialect.name == "postgresql"
-    statement = (pg_insert if is_postgres else sqlite_insert)(MetricsDaily).values(**values)
+    statement = upsert(session.get_bind(), MetricsDaily).values(**values)
     table, new = MetricsDaily.__table__.c, statement.excluded
     sums = {name: table[name] + new[name] for name in ("runs", "failures", *NUMERIC)}
     # the peak only ever grows: a day's highest observation stays its peak
-    bigger = func.greatest if is_postgres else func.max
+    bigger = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
     sums["peak_memory_mb"] = bigger(table.peak_memory_mb, new.peak_memory_mb)
     session.execute(statement.on_conflict_do_update(index_elements=list(KEY), set_=sums))
     histogram.change(session, record, sign)
