@@ -1,18 +1,21 @@
-"""The bus port. Two adapters implement it (RabbitMQ through pika, and an in-process one for the
+"""The bus port. Two adapters implement it (RabbitMQ through py-amqp, and an in-process one for the
 embedded mode) and pass the same contract tests (shared/tests/test_bus_contract.py).
 
 Two kinds of destination exist:
-- the events exchange (topic, routing key = event type): each consumer binds its own durable queue;
-- the work queues, one per priority, that workers pull from (`get`), highest priority first.
+- the events exchange (topic, routing key = event type): each consumer binds its own durable
+  queue, to every event of a pattern or only to those whose headers match (`filtered`);
+- the work queues, one per priority, that workers consume from with a bounded prefetch.
 
-Every consuming queue has a dead-letter queue: a delivery whose handler raises is requeued, and
-after `max_deliveries` deliveries it is parked in `<queue>.dead` instead of looping forever.
+Every consuming queue has a dead-letter queue: a delivery whose handler fails is requeued, and
+after `max_deliveries` deliveries it is parked in `<queue>.dead` instead of looping forever. A
+handler that cannot reach its own database raises TransientFailure instead: the delivery is kept
+(never counted towards the poison limit) and applied again once the database answers.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from threading import Event as StopSignal
 
@@ -27,6 +30,11 @@ DEFAULT_MAX_DELIVERIES = 5
 
 class BusUnavailable(RuntimeError):
     """The broker could not take the message now (down, refused, not confirmed). Retry later."""
+
+
+class TransientFailure(RuntimeError):
+    """A handler could not apply its deliveries for a reason that heals by itself (its database is
+    unreachable): keep them, wait, apply them again. Never a reason to dead-letter."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class Delivery:
     redelivered: bool
     delivery_count: int  # 1 on first delivery
     headers: dict[str, str] = field(default_factory=dict)
-    tag: object = None  # adapter-specific handle, used by ack/reject
+    tag: object = None  # adapter-specific handle, used to settle it
 
 
 @dataclass(frozen=True)
@@ -56,10 +64,22 @@ class QueueFigures:
     consumers: int
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message parked in a dead-letter queue, as an operator inspects it."""
+
+    message_id: str | None
+    routing_key: str
+    body: bytes
+    headers: dict[str, str]
+
+
 Handler = Callable[[Delivery], None]
 # Applies several deliveries (in their order) all at once or not at all: its return means every
 # one is committed; an exception means none is, and the subscription applies them one by one.
 BatchHandler = Callable[[Sequence[Delivery]], None]
+# routing pattern -> headers an event must carry to be delivered through that binding
+FilteredBindings = Mapping[str, Mapping[str, str]]
 
 
 class Subscription(ABC):
@@ -70,11 +90,34 @@ class Subscription(ABC):
     def run(self, stop: StopSignal) -> None: ...
 
 
-class WorkQueueClient(ABC):
-    """Pull access to the work queues, for workers: take one message when a slot is free."""
+@dataclass
+class LinkNews:
+    """What a worker's link brought since the last look."""
+
+    work: list[Delivery] = field(default_factory=list)
+    control: list[Delivery] = field(default_factory=list)
+    confirmed: list[str] = field(default_factory=list)  # message ids the broker took
+    refused: list[str] = field(default_factory=list)  # message ids to publish again
+    # the connection was lost and made again: unsettled work deliveries went back to their
+    # queues, and publishes not yet confirmed must be published again
+    reconnected: bool = False
+
+
+class WorkerLink(ABC):
+    """Everything one worker exchanges with the broker, driven by the worker's own loop: work
+    pushed from its queues (at most `prefetch` unsettled per queue), the broadcasts of its control
+    queue, and its reports, published at once and confirmed later (`poll` tells which)."""
 
     @abstractmethod
-    def get(self, priority: str) -> Delivery | None: ...
+    def fileno(self) -> int | None:
+        """Readable when news may be waiting (for select); None while disconnected."""
+
+    @abstractmethod
+    def poll(self, timeout: float = 0.0) -> LinkNews: ...
+
+    @abstractmethod
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Send without waiting; a broker that is unreachable makes the messages `refused`."""
 
     @abstractmethod
     def ack(self, delivery: Delivery) -> None: ...
@@ -87,15 +130,15 @@ class WorkQueueClient(ABC):
 
 
 class EventBus(ABC):
-    """Factory of publishers, subscriptions and work-queue clients. Adapters never share a
-    connection between threads: each object it returns is used by the thread that made it."""
+    """Factory of publishers, subscriptions and worker links. Adapters never share a connection
+    between threads: each object it returns is used by the thread that made it."""
 
     prefix: str
 
     @abstractmethod
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Publish every message, returning once the broker has confirmed each (persistent).
-        Raises BusUnavailable if any was not confirmed; callers retry all of them."""
+        """Publish every message, returning once the broker has confirmed all of them
+        (persistent). Raises BusUnavailable if any was not confirmed; callers retry all of them."""
 
     @abstractmethod
     def subscription(
@@ -104,21 +147,27 @@ class EventBus(ABC):
         bindings: Sequence[str],
         handler: Handler,
         *,
+        filtered: FilteredBindings | None = None,
         prefetch: int = 20,
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
         exclusive: bool = False,
         batch_handler: BatchHandler | None = None,
         batch_size: int = 1,
     ) -> Subscription:
-        """A durable queue named `queue`, bound to the events exchange with `bindings`
-        (topic patterns such as `task.*`). `exclusive` makes a private, auto-deleted queue
-        (for broadcasts such as cancellations that only live workers care about).
+        """A durable queue named `queue`, bound to the events exchange with `bindings` (topic
+        patterns such as `task.*`) and with `filtered` ones (a pattern and the headers an event
+        needs, e.g. `{"task.*": {"periodic": "1"}}`: the broker drops the others). `exclusive`
+        makes a private, auto-deleted queue (for broadcasts only live workers care about).
         With `batch_handler`, up to `batch_size` deliveries already received (waiting a few
         milliseconds at most for more) go to it at once and are acknowledged after it returns;
         see shared/events/delivery_batches.py."""
 
     @abstractmethod
-    def work_client(self) -> WorkQueueClient: ...
+    def worker_link(
+        self, name: str, priorities: Sequence[str], prefetch: int, control_bindings: Sequence[str]
+    ) -> WorkerLink:
+        """A worker's link: consumes the work queues of `priorities` and the private control
+        queue `worker.<name>.control` bound to `control_bindings`."""
 
     @abstractmethod
     def queue_figures(self, queue: str) -> QueueFigures | None:
@@ -129,10 +178,22 @@ class EventBus(ABC):
         """How many messages are parked in `queue`'s dead-letter queue."""
 
     @abstractmethod
+    def dead_lettered(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        """The first `limit` messages parked for `queue`, left where they are."""
+
+    @abstractmethod
+    def replay_dead_letters(self, queue: str, message_ids: Sequence[str] | None = None) -> int:
+        """Put parked messages (all, or those with these ids) back on `queue`, for its consumer
+        to apply again; returns how many. Each keeps its id, so an inbox applies it once."""
+
+    @abstractmethod
     def ping(self) -> bool: ...
 
     def work_queue_name(self, priority: str) -> str:
         return f"{self.prefix}work.{priority}"
+
+    def control_queue_name(self, worker: str) -> str:
+        return f"{self.prefix}worker.{worker}.control"
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

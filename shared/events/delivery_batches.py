@@ -5,6 +5,9 @@ nothing of it was committed: each delivery is then given to the plain handler on
 good ones still commit and a poison one fails alone, to be redelivered and, after the queue's
 bounded deliveries, dead-lettered as if batches did not exist. Order is kept: the batch handler
 and the one-by-one pass both take the deliveries in the order the queue gave them.
+
+A TransientFailure (the handler's database is unreachable) is not a verdict on any delivery: it
+goes up to the subscription, which keeps every delivery it holds and tries again later.
 """
 
 from __future__ import annotations
@@ -12,22 +15,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from .bus import BatchHandler, Delivery, Handler
+from .bus import BatchHandler, Delivery, Handler, TransientFailure
 
 log = logging.getLogger(__name__)
 
 # How long a subscription holding fewer than a batch waits for more deliveries: short enough not
 # to be felt at low load, long enough to let a burst that is already on its way arrive.
 BATCH_WAIT_SECONDS = 0.005
+# How long a subscription waits before applying again what a transient failure stopped.
+TRANSIENT_FIRST_DELAY = 0.5
+TRANSIENT_MAX_DELAY = 15.0
 
 
 def apply_deliveries(
     queue: str, deliveries: Sequence[Delivery], handler: Handler, batch_handler: BatchHandler | None
 ) -> list[tuple[Delivery, bool]]:
-    """Apply `deliveries`; returns each with True when it is committed (ack it) or False (retry)."""
+    """Apply `deliveries`; returns each with True when it is committed (ack it) or False (retry).
+    Raises TransientFailure when the handler cannot apply anything right now."""
     if batch_handler is not None and len(deliveries) > 1:
         try:
             batch_handler(deliveries)
+        except TransientFailure:
+            raise
         except Exception as exc:  # noqa: BLE001 - the one-by-one pass reports the culprit
             log.warning(
                 "batch of %d on %s failed (%r); applying them one by one", len(deliveries), queue, exc
@@ -40,7 +49,13 @@ def apply_deliveries(
 def _apply_one(queue: str, delivery: Delivery, handler: Handler) -> bool:
     try:
         handler(delivery)
+    except TransientFailure:
+        raise
     except Exception:
         log.exception("handler failed on %s (delivery %d)", queue, delivery.delivery_count)
         return False
     return True
+
+
+def transient_delay(failures: int) -> float:
+    return min(TRANSIENT_MAX_DELAY, TRANSIENT_FIRST_DELAY * 2 ** max(0, failures - 1))

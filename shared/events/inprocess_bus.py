@@ -1,17 +1,19 @@
 """The in-process adapter of the bus port, for the embedded mode (`make run`) and unit tests.
 
-It keeps RabbitMQ's semantics that the code relies on: topic routing to bound queues, delivery
-until acknowledged, redelivery after a handler error, dead-lettering after `max_deliveries`,
-and pull access to the work queues. Nothing survives the process, which is fine for a single
-process whose outbox rows (in SQLite) are the durable copy.
+It keeps RabbitMQ's semantics that the code relies on: topic routing to bound queues (filtered by
+headers where asked), delivery until acknowledged, redelivery after a handler error,
+dead-lettering after `max_deliveries`, work pushed to workers within a prefetch, publishes
+confirmed. Nothing survives the process, which is fine for a single process whose outbox rows
+(in SQLite) are the durable copy.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from threading import Event as StopSignal
 
@@ -20,15 +22,19 @@ from .bus import (
     EVENTS_EXCHANGE,
     WORK_KEYS,
     BatchHandler,
+    DeadLetter,
     Delivery,
     EventBus,
+    FilteredBindings,
     Handler,
+    LinkNews,
     OutgoingMessage,
     QueueFigures,
     Subscription,
-    WorkQueueClient,
+    TransientFailure,
+    WorkerLink,
 )
-from .delivery_batches import apply_deliveries
+from .delivery_batches import apply_deliveries, transient_delay
 
 
 def topic_matches(pattern: str, key: str) -> bool:
@@ -40,15 +46,30 @@ def topic_matches(pattern: str, key: str) -> bool:
     return re.fullmatch(regex, key) is not None
 
 
+def _headers_match(wanted: Mapping[str, str], headers: Mapping[str, str]) -> bool:
+    return all(headers.get(k) == v for k, v in wanted.items())
+
+
 @dataclass
 class _Queue:
     name: str
     bindings: list[str]
     max_deliveries: int
+    filtered: dict[str, dict[str, str]] = field(default_factory=dict)
     ready: deque[Delivery] = field(default_factory=deque)
     unacked: int = 0
     consumers: int = 0
     dead: list[Delivery] = field(default_factory=list)
+    # worker links consuming this queue wake up through these pipes
+    wake: list[int] = field(default_factory=list)
+
+    def takes(self, message: OutgoingMessage) -> bool:
+        if any(topic_matches(b, message.routing_key) for b in self.bindings):
+            return True
+        return any(
+            topic_matches(pattern, message.routing_key) and _headers_match(headers, message.headers)
+            for pattern, headers in self.filtered.items()
+        )
 
 
 class InProcessBus(EventBus):
@@ -57,18 +78,22 @@ class InProcessBus(EventBus):
         self._queues: dict[str, _Queue] = {}
         self._cond = threading.Condition()
         for priority in WORK_KEYS:
-            self._declare(self.work_queue_name(priority), [], DEFAULT_MAX_DELIVERIES)
+            self._declare(self.work_queue_name(priority), [], {}, DEFAULT_MAX_DELIVERIES)
 
-    def _declare(self, name: str, bindings: Sequence[str], max_deliveries: int) -> _Queue:
+    def _declare(
+        self, name: str, bindings: Sequence[str], filtered: FilteredBindings, max_deliveries: int
+    ) -> _Queue:
         with self._cond:
             queue = self._queues.get(name)
             if queue is None:
                 queue = self._queues[name] = _Queue(name, list(bindings), max_deliveries)
             else:
                 queue.bindings.extend(b for b in bindings if b not in queue.bindings)
+            queue.filtered.update({k: dict(v) for k, v in filtered.items()})
             return queue
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        woken: set[int] = set()
         with self._cond:
             for message in messages:
                 for queue in self._route(message):
@@ -82,15 +107,14 @@ class InProcessBus(EventBus):
                             headers=dict(message.headers),
                         )
                     )
+                    woken.update(queue.wake)
             self._cond.notify_all()
+        for fd in woken:
+            _nudge(fd)
 
     def _route(self, message: OutgoingMessage) -> list[_Queue]:
         if message.exchange == EVENTS_EXCHANGE:
-            return [
-                q
-                for q in self._queues.values()
-                if any(topic_matches(b, message.routing_key) for b in q.bindings)
-            ]
+            return [q for q in self._queues.values() if q.takes(message)]
         return [self._queues[self.work_queue_name(message.routing_key)]]
 
     def _take(self, queue: _Queue) -> Delivery | None:
@@ -115,6 +139,9 @@ class InProcessBus(EventBus):
             else:
                 queue.dead.append(delivery)
             self._cond.notify_all()
+            woken = list(queue.wake)
+        for fd in woken:
+            _nudge(fd)
 
     def subscription(
         self,
@@ -122,17 +149,22 @@ class InProcessBus(EventBus):
         bindings: Sequence[str],
         handler: Handler,
         *,
+        filtered: FilteredBindings | None = None,
         prefetch: int = 20,
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
         exclusive: bool = False,
         batch_handler: BatchHandler | None = None,
         batch_size: int = 1,
     ) -> Subscription:
-        queue_state = self._declare(self.prefix + queue, bindings, max_deliveries)
+        queue_state = self._declare(self.prefix + queue, bindings, filtered or {}, max_deliveries)
         return _InProcessSubscription(self, queue_state, handler, batch_handler, max(1, batch_size))
 
-    def work_client(self) -> WorkQueueClient:
-        return _InProcessWorkClient(self)
+    def worker_link(
+        self, name: str, priorities: Sequence[str], prefetch: int, control_bindings: Sequence[str]
+    ) -> WorkerLink:
+        control = self._declare(self.control_queue_name(name), control_bindings, {}, 3)
+        work = [self._queues[self.work_queue_name(p)] for p in priorities]
+        return _InProcessWorkerLink(self, work, control, max(1, prefetch))
 
     def queue_figures(self, queue: str) -> QueueFigures | None:
         with self._cond:
@@ -146,13 +178,26 @@ class InProcessBus(EventBus):
             q = self._queues.get(queue)
             return len(q.dead) if q else 0
 
+    def dead_lettered(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        with self._cond:
+            q = self._queues.get(queue)
+            parked = list(q.dead[:limit]) if q else []
+        return [DeadLetter(d.message_id, d.routing_key, d.body, dict(d.headers)) for d in parked]
+
+    def replay_dead_letters(self, queue: str, message_ids: Sequence[str] | None = None) -> int:
+        wanted = set(message_ids) if message_ids is not None else None
+        with self._cond:
+            q = self._queues.get(queue)
+            if q is None:
+                return 0
+            chosen = [d for d in q.dead if wanted is None or d.message_id in wanted]
+            q.dead = [d for d in q.dead if d not in chosen]
+            q.ready.extend(replace(d, delivery_count=0, redelivered=False) for d in chosen)
+            self._cond.notify_all()
+        return len(chosen)
+
     def ping(self) -> bool:
         return True
-
-    def wait_for_work(self, timeout: float) -> None:
-        """Block until something is published or `timeout` passes (spares pollers a busy loop)."""
-        with self._cond:
-            self._cond.wait(timeout)
 
 
 class _InProcessSubscription(Subscription):
@@ -170,14 +215,26 @@ class _InProcessSubscription(Subscription):
     def run(self, stop: StopSignal) -> None:
         with self.bus._cond:
             self.queue.consumers += 1
+        transient_failures = 0
         try:
             while not stop.is_set():
                 with self.bus._cond:
                     deliveries = self._take_batch()
                     if not deliveries:
-                        self.bus._cond.wait(0.2)
+                        self.bus._cond.wait(1.0)
                         continue
-                outcomes = apply_deliveries(self.queue.name, deliveries, self.handler, self.batch_handler)
+                try:
+                    outcomes = apply_deliveries(self.queue.name, deliveries, self.handler, self.batch_handler)
+                except TransientFailure:
+                    # give them back untouched (not counted as deliveries) and wait
+                    with self.bus._cond:
+                        self.queue.unacked -= len(deliveries)
+                        for delivery in reversed(deliveries):
+                            self.queue.ready.appendleft(replace(delivery, delivery_count=delivery.delivery_count - 1))
+                    transient_failures += 1
+                    stop.wait(transient_delay(transient_failures))
+                    continue
+                transient_failures = 0
                 # a failed delivery goes back to the head of the queue: the last first, so that
                 # several go back in their order
                 for delivery, ok in reversed(outcomes):
@@ -201,23 +258,92 @@ class _InProcessSubscription(Subscription):
         return deliveries
 
 
-class _InProcessWorkClient(WorkQueueClient):
-    def __init__(self, bus: InProcessBus) -> None:
-        self.bus = bus
+def _nudge(fd: int) -> None:
+    try:
+        os.write(fd, b"\0")
+    except (BlockingIOError, OSError):
+        pass  # the pipe is full (the reader will look anyway) or closed
 
-    def get(self, priority: str) -> Delivery | None:
-        queue = self.bus._queues[self.bus.work_queue_name(priority)]
+
+class _InProcessWorkerLink(WorkerLink):
+    """Pushes work within the prefetch, like RabbitMQ; a pipe tells the worker's loop to look."""
+
+    def __init__(self, bus: InProcessBus, work: list[_Queue], control: _Queue, prefetch: int) -> None:
+        self.bus, self.work, self.control, self.prefetch = bus, work, control, prefetch
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._held: dict[str, int] = {q.name: 0 for q in work}
+        self._confirmed: list[str] = []
+        with bus._cond:
+            for queue in (*work, control):
+                queue.wake.append(self._write)
+                queue.consumers += 1
+        self._closed = False
+
+    def fileno(self) -> int | None:
+        return self._read
+
+    def poll(self, timeout: float = 0.0) -> LinkNews:
+        news = self._take()
+        if not (news.work or news.control or news.confirmed) and timeout > 0:
+            import select
+
+            select.select([self._read], [], [], timeout)
+            news = self._take()
+        return news
+
+    def _take(self) -> LinkNews:
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        news = LinkNews(confirmed=self._confirmed)
+        self._confirmed = []
         with self.bus._cond:
-            delivery = self.bus._take(queue)
-        if delivery is not None:
-            delivery.tag = queue
-        return delivery
+            for queue in self.work:
+                while self._held[queue.name] < self.prefetch:
+                    delivery = self.bus._take(queue)
+                    if delivery is None:
+                        break
+                    delivery.tag = queue
+                    self._held[queue.name] += 1
+                    news.work.append(delivery)
+            while (delivery := self.bus._take(self.control)) is not None:
+                delivery.tag = self.control
+                news.control.append(delivery)
+        return news
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        self.bus.publish(messages)
+        self._confirmed.extend(m.message_id for m in messages)
+        _nudge(self._write)
 
     def ack(self, delivery: Delivery) -> None:
-        self.bus._settle(delivery.tag, delivery, ok=True)  # type: ignore[arg-type]
+        self._settle(delivery, ok=True, requeue=False)
 
     def reject(self, delivery: Delivery, requeue: bool) -> None:
-        self.bus._settle(delivery.tag, delivery, ok=False, requeue=requeue)  # type: ignore[arg-type]
+        self._settle(delivery, ok=False, requeue=requeue)
+
+    def _settle(self, delivery: Delivery, ok: bool, requeue: bool) -> None:
+        queue = delivery.tag
+        if not isinstance(queue, _Queue):
+            raise TypeError("delivery did not come from this link")
+        if queue.name in self._held:
+            self._held[queue.name] -= 1
+        self.bus._settle(queue, delivery, ok=ok, requeue=requeue)
+        if queue.name in self._held:
+            _nudge(self._write)  # room in the prefetch: more may be taken
 
     def close(self) -> None:
-        pass
+        if self._closed:
+            return
+        self._closed = True
+        with self.bus._cond:
+            for queue in (*self.work, self.control):
+                if self._write in queue.wake:
+                    queue.wake.remove(self._write)
+                queue.consumers -= 1
+        os.close(self._read)
+        os.close(self._write)

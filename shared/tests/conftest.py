@@ -7,10 +7,10 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 
-import pika
-import pika.exceptions
+import amqp
 import pytest
 
+from shared.events.amqp_link import BROKER_ERRORS, BrokerAddress, connect
 from shared.events.bus import PRIORITIES, EventBus, Subscription
 from shared.events.inprocess_bus import InProcessBus
 from shared.events.rabbitmq_bus import DEAD_EXCHANGE, RabbitMQBus
@@ -23,8 +23,8 @@ def amqp_url() -> str:
     """The broker for the rabbitmq tests; skipped locally without one, a failure in CI."""
     url = os.environ.get("TEST_AMQP_URL") or DEFAULT_AMQP_URL
     try:
-        pika.BlockingConnection(pika.URLParameters(url)).close()
-    except (pika.exceptions.AMQPError, OSError) as exc:
+        connect(BrokerAddress.from_url(url), "tests probe", 0).close()
+    except BROKER_ERRORS as exc:
         message = f"RabbitMQ unreachable at {url}: {exc!r}"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
@@ -37,7 +37,8 @@ def _delete_topology(url: str, bus: RabbitMQBus) -> None:
     for priority in PRIORITIES:
         queues.update({bus.work_queue_name(priority), bus.work_queue_name(priority) + ".dead"})
     exchanges = [bus.prefix + name for name in ("events", "work", DEAD_EXCHANGE)]
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    exchanges += [queue + ".filter" for queue in queues]
+    connection: amqp.Connection = connect(BrokerAddress.from_url(url), "tests cleanup", 0)
     try:
         channel = connection.channel()
         for queue in sorted(queues):

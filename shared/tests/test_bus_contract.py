@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -21,7 +21,10 @@ from shared.events.bus import (
     WORK_EXCHANGE,
     Delivery,
     EventBus,
+    LinkNews,
     OutgoingMessage,
+    TransientFailure,
+    WorkerLink,
 )
 from shared.events.rabbitmq_bus import RabbitMQBus
 
@@ -186,46 +189,175 @@ def test_exclusive_subscription_receives_and_parks_poison(bus: EventBus, runner:
     assert [d.delivery_count for d in recorder.of(poison)] == [1, 2]
 
 
-# ---- work queues
+# ---- filtered bindings, transient failures, dead letters
 
 
-def test_work_get_returns_published_work_then_none(bus: EventBus) -> None:
+def test_filtered_binding_delivers_only_events_with_the_headers(bus: EventBus, runner: Runner) -> None:
+    recorder = Recorder()
+    runner.start(
+        bus.subscription("filtered", ["task.created"], recorder, filtered={"task.*": {"periodic": "1"}})
+    )
+    created, plain, periodic = event("task.created"), event("task.completed"), event("task.completed")
+    periodic = OutgoingMessage(EVENTS_EXCHANGE, "task.completed", periodic.body, periodic.message_id, {"periodic": "1"})
+    bus.publish([created, plain, periodic])
+
+    wait_until(lambda: recorder.of(periodic), "the periodic event")
+    assert recorder.of(created) and not recorder.of(plain)
+    assert len(recorder.of(created)) == 1  # matched by both bindings, delivered once
+
+
+class FlakyDatabase:
+    """A handler whose database is away for its first `outage` calls."""
+
+    def __init__(self, outage: int) -> None:
+        self.calls = 0
+        self.outage = outage
+        self.applied: list[Delivery] = []
+
+    def __call__(self, delivery: Delivery) -> None:
+        self.calls += 1
+        if self.calls <= self.outage:
+            raise TransientFailure("database unreachable")
+        self.applied.append(delivery)
+
+
+def test_a_transient_failure_is_retried_without_counting_towards_the_dead_letters(
+    bus: EventBus, runner: Runner
+) -> None:
+    handler = FlakyDatabase(outage=3)
+    runner.start(bus.subscription("transient", ["task.*"], handler, max_deliveries=2))
+    message = event("task.created")
+    bus.publish([message])
+
+    wait_until(lambda: handler.applied, "the event applied once the database is back")
+    assert handler.applied[0].message_id == message.message_id
+    assert handler.applied[0].delivery_count == 1
+    assert bus.dead_letters(bus.prefix + "transient") == 0
+
+
+def test_dead_letters_are_listed_and_replayed(bus: EventBus, runner: Runner) -> None:
+    first, second = event("task.created", n=1), event("task.created", n=2)
+    recorder = Recorder(failing={first.message_id, second.message_id})
+    queue = bus.prefix + "replayed"
+    runner.start(bus.subscription("replayed", ["task.*"], recorder, max_deliveries=1))
+    bus.publish([first, second])
+    wait_until(lambda: bus.dead_letters(queue) == 2, "both to be parked")
+
+    parked = bus.dead_lettered(queue)
+    assert sorted(p.message_id or "" for p in parked) == sorted([first.message_id, second.message_id])
+    assert {p.routing_key for p in parked} == {"task.created"} and parked[0].body in (first.body, second.body)
+    assert bus.dead_letters(queue) == 2  # listing leaves them parked
+
+    recorder.failing.clear()  # the fault is fixed: replay one of them
+    assert bus.replay_dead_letters(queue, [second.message_id]) == 1
+    wait_until(lambda: len(recorder.of(second)) == 2, "the replayed event applied")
+    wait_until(lambda: bus.dead_letters(queue) == 1, "only the other one left parked")
+    assert [p.message_id for p in bus.dead_lettered(queue)] == [first.message_id]
+
+
+# ---- worker links
+
+
+def poll_until(link: WorkerLink, what: str, done: Callable[[LinkNews], bool], timeout: float = DEADLINE) -> LinkNews:
+    """Poll the link, gathering its news, until `done(gathered)`."""
+    gathered = LinkNews()
+    deadline = time.monotonic() + timeout
+    while not done(gathered):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        news = link.poll(0.05)
+        gathered.work += news.work
+        gathered.control += news.control
+        gathered.confirmed += news.confirmed
+        gathered.refused += news.refused
+        gathered.reconnected = gathered.reconnected or news.reconnected
+    return gathered
+
+
+@pytest.fixture
+def links(bus: EventBus) -> Iterator[Callable[..., WorkerLink]]:
+    made: list[WorkerLink] = []
+
+    def make(priorities: list[str], prefetch: int = 4, name: str | None = None) -> WorkerLink:
+        link = bus.worker_link(name or f"w{len(made)}", priorities, prefetch, ["task.cancelled"])
+        made.append(link)
+        return link
+
+    yield make
+    for link in made:
+        link.close()
+
+
+def test_work_is_pushed_to_a_worker_link(bus: EventBus, links: Callable[..., WorkerLink]) -> None:
+    link = links(["high", "low"])
     message = work("high", 7)
     bus.publish([message])
-    client = bus.work_client()
-    try:
-        assert client.get("low") is None
-        delivery = client.get("high")
-        assert delivery is not None
-        assert (delivery.body, delivery.message_id) == (message.body, message.message_id)
-        assert (delivery.routing_key, delivery.headers) == ("high", {"task": "7"})
-        assert (delivery.delivery_count, delivery.redelivered) == (1, False)
-        client.ack(delivery)
-        assert client.get("high") is None
-    finally:
-        client.close()
+
+    news = poll_until(link, "the work message", lambda n: bool(n.work))
+    delivery = news.work[0]
+    assert (delivery.body, delivery.message_id) == (message.body, message.message_id)
+    assert (delivery.routing_key, delivery.headers) == ("high", {"task": "7"})
+    assert (delivery.delivery_count, delivery.redelivered) == (1, False)
+    link.ack(delivery)
+    wait_until(lambda: getattr(bus.queue_figures(bus.work_queue_name("high")), "ready", None) == 0, "empty")
+    assert not link.poll(0.2).work
 
 
-def test_work_reject_requeues_or_parks(bus: EventBus) -> None:
+def test_a_worker_link_holds_at_most_its_prefetch(bus: EventBus, links: Callable[..., WorkerLink]) -> None:
+    link = links(["normal"], prefetch=2)
+    bus.publish([work("normal", n) for n in range(5)])
+
+    held = poll_until(link, "two held", lambda n: len(n.work) >= 2).work
+    assert len(held) == 2 and not link.poll(0.3).work
+    link.ack(held[0])
+    more = poll_until(link, "one more after an ack", lambda n: bool(n.work)).work
+    assert len(more) == 1
+    figures = bus.queue_figures(bus.work_queue_name("normal"))
+    assert figures is not None and figures.ready == 2 and figures.consumers == 1
+
+
+def test_a_worker_link_rejects_to_requeue_or_park(bus: EventBus, links: Callable[..., WorkerLink]) -> None:
+    link = links(["high"])
     bus.publish([work("high", 1)])
-    client = bus.work_client()
     queue = bus.work_queue_name("high")
-    try:
-        first = client.get("high")
-        assert first is not None
-        client.reject(first, requeue=True)
-        again = client.get("high")
-        assert again is not None and again.message_id == first.message_id
-        assert (again.delivery_count, again.redelivered) == (2, True)
 
-        client.reject(again, requeue=False)
-        assert client.get("high") is None
-        wait_until(lambda: bus.dead_letters(queue) == 1, "the rejected work to be parked")
-    finally:
-        client.close()
+    first = poll_until(link, "the message", lambda n: bool(n.work)).work[0]
+    link.reject(first, requeue=True)
+    again = poll_until(link, "the message again", lambda n: bool(n.work)).work[0]
+    assert again.message_id == first.message_id
+    assert (again.delivery_count, again.redelivered) == (2, True)
+    link.reject(again, requeue=False)
+    wait_until(lambda: bus.dead_letters(queue) == 1, "the rejected work to be parked")
 
 
-def test_queue_figures_count_ready_messages(bus: EventBus) -> None:
+def test_a_worker_link_hears_its_control_broadcasts(bus: EventBus, links: Callable[..., WorkerLink]) -> None:
+    link = links(["low"])
+    # its private queue exists once the link is connected: publish until one gets through
+    deadline = time.monotonic() + DEADLINE
+    got: list[Delivery] = []
+    while not got:
+        assert time.monotonic() < deadline, "the control queue never received"
+        bus.publish([event("task.cancelled", task_id="t1")])
+        got = link.poll(0.1).control
+    link.ack(got[0])
+    assert json.loads(got[0].body)["data"] == {"task_id": "t1"}
+
+
+def test_a_worker_link_publishes_and_later_confirms(
+    bus: EventBus, runner: Runner, links: Callable[..., WorkerLink]
+) -> None:
+    recorder = Recorder()
+    runner.start(bus.subscription("reports", ["attempt.*"], recorder))
+    link = links(["low"])
+    reports = [event("attempt.completed", n=n) for n in range(3)]
+    link.publish(reports)
+
+    news = poll_until(link, "the confirms", lambda n: len(n.confirmed) == 3)
+    assert sorted(news.confirmed) == sorted(r.message_id for r in reports)
+    wait_until(lambda: all(recorder.of(r) for r in reports), "the reports delivered")
+
+
+def test_queue_figures_count_ready_messages(bus: EventBus, links: Callable[..., WorkerLink]) -> None:
     queue = bus.work_queue_name("normal")
     assert bus.queue_figures(bus.prefix + "no-such-queue") is None
     figures = bus.queue_figures(queue)
@@ -233,16 +365,12 @@ def test_queue_figures_count_ready_messages(bus: EventBus) -> None:
 
     bus.publish([work("normal", n) for n in range(3)])
     wait_until(lambda: getattr(bus.queue_figures(queue), "ready", None) == 3, "3 ready")
-    client = bus.work_client()
-    try:
-        taken = client.get("normal")
-        assert taken is not None
-        figures = bus.queue_figures(queue)
-        assert figures is not None and figures.ready == 2
-        assert figures.unacked in (None, 1)
-        client.ack(taken)
-    finally:
-        client.close()
+    link = links(["normal"], prefetch=1)
+    taken = poll_until(link, "one taken", lambda n: bool(n.work)).work[0]
+    wait_until(lambda: getattr(bus.queue_figures(queue), "ready", None) == 2, "2 ready")
+    figures = bus.queue_figures(queue)
+    assert figures is not None and figures.unacked in (None, 1)
+    link.ack(taken)
 
 
 def test_ping(bus: EventBus) -> None:
@@ -253,9 +381,9 @@ def test_ping(bus: EventBus) -> None:
 
 
 def _cut(connection: object) -> None:
-    """Shut the socket under a pika connection, as a network failure would (the broker sees
-    the connection go; pika only notices on its next I/O)."""
-    connection._impl._transport._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+    """Shut the socket under a connection, as a network failure would (the broker sees the
+    connection go; the client only notices on its next I/O)."""
+    connection.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("how", ["closed", "cut"])
@@ -269,12 +397,12 @@ def test_publisher_recovers_after_its_connection_is_lost(rabbitmq_bus: RabbitMQB
         _cut(connection)
 
     rabbitmq_bus.publish([after])
-    client = rabbitmq_bus.work_client()
+    link = rabbitmq_bus.worker_link("w-recover", ["low"], 4, ["task.cancelled"])
     try:
-        got = [client.get("low"), client.get("low")]
-        assert [d.message_id if d else None for d in got] == [before.message_id, after.message_id]
+        got = poll_until(link, "both messages", lambda n: len(n.work) == 2).work
+        assert [d.message_id for d in got] == [before.message_id, after.message_id]
     finally:
-        client.close()
+        link.close()
 
 
 def test_subscription_reconnects_after_its_connection_is_cut(
@@ -292,24 +420,21 @@ def test_subscription_reconnects_after_its_connection_is_cut(
     wait_until(lambda: recorder.of(second), "a message after the reconnect")
 
 
-def test_work_client_drops_stale_tags_after_its_connection_is_cut(
-    rabbitmq_bus: RabbitMQBus,
-) -> None:
+def test_a_worker_link_reconnects_and_drops_stale_deliveries(rabbitmq_bus: RabbitMQBus) -> None:
     message = work("critical", 1)
     rabbitmq_bus.publish([message])
-    client = rabbitmq_bus.work_client()
+    link = rabbitmq_bus.worker_link("w-cut", ["critical"], 4, ["task.cancelled"])
     try:
-        held = client.get("critical")
-        assert held is not None
-        _cut(client._connection)  # type: ignore[attr-defined]
-        # The broker requeued it when the connection went; the next get reconnects and sees it.
+        held = poll_until(link, "the message", lambda n: bool(n.work)).work[0]
+        _cut(link._connection)  # type: ignore[attr-defined]
+        # the broker requeues it when the connection goes; the link reconnects and gets it again
+        news = poll_until(link, "the redelivery", lambda n: n.reconnected and bool(n.work), timeout=30)
+        again = news.work[0]
+        assert again.message_id == message.message_id and again.delivery_count == 2
+        link.ack(held)  # stale: dropped quietly, nothing breaks
+        link.ack(again)
         queue = rabbitmq_bus.work_queue_name("critical")
-        wait_until(lambda: getattr(rabbitmq_bus.queue_figures(queue), "ready", None) == 1, "requeue")
-        again = client.get("critical")
-        assert again is not None and again.message_id == message.message_id
-        assert again.delivery_count == 2
-        client.ack(held)  # stale tag: logged and dropped, no error, no channel closed
-        client.ack(again)
-        assert client.get("critical") is None
+        wait_until(lambda: getattr(rabbitmq_bus.queue_figures(queue), "ready", None) == 0, "settled")
+        assert not link.poll(0.3).work
     finally:
-        client.close()
+        link.close()
