@@ -12,15 +12,19 @@ from sqlalchemy import Engine, MetaData, Table, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import ConfigError, Settings, env_int
+from .background import Loop
 from .db import make_engine, make_session_factory, messaging_tables
 from .events.bus import EventBus
-from .events.inbox_consumer import EventHandler, InboxConsumer
+from .events.bus import FilteredBindings
+from .events.inbox_consumer import BatchEventHandler, EventHandler, InboxConsumer
 from .events.inprocess_bus import InProcessBus
-from .unit_of_work import UnitOfWork, Wakeup
+from .events.outbox_relay import OutboxRelay
+from .unit_of_work import UnitOfWork
+from .wakeups import Wakeups
 
 # Deliveries a consumer applies in one transaction: past a few dozen the commit is no longer what
 # costs, and a failed batch (re-applied one by one) stays cheap.
-DEFAULT_CONSUMER_BATCH = 50
+DEFAULT_CONSUMER_BATCH = 200
 
 _embedded_bus_lock = threading.Lock()
 _embedded_bus: InProcessBus | None = None
@@ -48,10 +52,11 @@ class ServiceContext:
     session_factory: sessionmaker[Session] = field(init=False)
     outbox: Table = field(init=False)
     inbox: Table = field(init=False)
-    wakeup: Wakeup = field(default_factory=Wakeup)
+    wakeups: Wakeups = field(init=False)
 
     def __post_init__(self) -> None:
         self.engine = make_engine(self.settings.database_url)
+        self.wakeups = Wakeups(self.engine)
         self.session_factory = make_session_factory(self.engine)
         self.outbox = self.metadata.tables["outbox"]
         self.inbox = self.metadata.tables["inbox"]
@@ -61,15 +66,40 @@ class ServiceContext:
         return self.settings.service
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.session_factory, self.outbox, self.service, self.wakeup.set)
+        return UnitOfWork(self.session_factory, self.outbox, self.service, self.wakeups.set)
 
-    def inbox_consumer(self, name: str, handlers: Mapping[str, EventHandler]) -> InboxConsumer:
+    def relay(self) -> OutboxRelay:
+        return OutboxRelay(self.engine, self.outbox, self.bus, self.service, self.wakeups.signal("outbox"))
+
+    def messaging_loops(self) -> list[Loop]:
+        """The loops every background process runs: its outbox relay and its wake-up listener."""
+        loops = [Loop(f"{self.service}.relay", self.relay().run)]
+        listener = self.wakeups.listener()
+        return loops + ([listener] if listener else [])
+
+    def inbox_consumer(
+        self,
+        name: str,
+        handlers: Mapping[str, EventHandler],
+        *,
+        batch_handlers: Mapping[str, BatchEventHandler] | None = None,
+        filtered: FilteredBindings | None = None,
+    ) -> InboxConsumer:
         """The service's consumer `name`, applying up to TASKHUB_CONSUMER_BATCH deliveries per
         transaction (docs/events.md)."""
         batch_size = env_int(self.settings, "TASKHUB_CONSUMER_BATCH", DEFAULT_CONSUMER_BATCH)
         if batch_size < 1:
             raise ConfigError(f"TASKHUB_CONSUMER_BATCH must be at least 1, got {batch_size}")
-        return InboxConsumer(name, self.service, self.uow, self.inbox, handlers, batch_size=batch_size)
+        return InboxConsumer(
+            name,
+            self.service,
+            self.uow,
+            self.inbox,
+            handlers,
+            batch_handlers=batch_handlers,
+            filtered=filtered,
+            batch_size=batch_size,
+        )
 
     def database_ok(self) -> bool:
         try:

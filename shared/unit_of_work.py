@@ -1,23 +1,31 @@
 """The unit of work: one database transaction that the service layer owns. Events and work
 messages written through it land in the outbox in that same transaction, so a change and the news
-of it are committed together or not at all (EVENTS.md: no lost event)."""
+of it are committed together or not at all (EVENTS.md: no lost event).
+
+Outbox rows are gathered while the transaction runs and inserted in one statement at commit (a
+request that creates a task and its work order, or a consumer's batch of hundreds of events, pays
+one round trip for them). Wake-ups named with `wake` reach this process's loops after the commit
+and, on PostgreSQL, every process of the service (shared/wakeups.py)."""
 
 from __future__ import annotations
 
 import contextvars
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .events.bus import EVENTS_EXCHANGE, WORK_EXCHANGE
+from .events.catalog import Event, WorkOrder, work_body
 from .events.envelope import Envelope, utcnow
+from .wakeups import channel
 
 # the X-Request-ID of the HTTP call, or the id of the event being handled
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
+
+OUTBOX_SIGNAL = "outbox"
 
 
 class SharedTransactionEnded(RuntimeError):
@@ -33,19 +41,20 @@ class UnitOfWork:
         session_factory: sessionmaker[Session],
         outbox: Table,
         producer: str,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: Callable[[Iterable[str]], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._outbox = outbox
         self.producer = producer
         self._on_commit = on_commit
-        self._wrote_outbox = False
+        self._rows: list[dict[str, Any]] = []
+        self._wakes: set[str] = set()
         self._shared = False
         self.session: Session
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._session_factory()
-        self._wrote_outbox = False
+        self._rows, self._wakes = [], set()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -54,14 +63,30 @@ class UnitOfWork:
 
     def commit(self) -> None:
         self._check_not_shared("commit")
+        self.flush_outbox()
+        postgres = self.session.get_bind().dialect.name == "postgresql"
+        for name in sorted(self._wakes - {OUTBOX_SIGNAL}) if postgres else ():
+            # delivered at commit to the service's other processes (the outbox has a trigger)
+            self.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel(name)})
         self.session.commit()
-        if self._wrote_outbox and self._on_commit:
-            self._on_commit()
-        self._wrote_outbox = False
+        woken, self._wakes = self._wakes, set()
+        if woken and self._on_commit:
+            self._on_commit(woken)
 
     def rollback(self) -> None:
         self._check_not_shared("rollback")
+        self._rows, self._wakes = [], set()
         self.session.rollback()
+
+    def flush_outbox(self) -> None:
+        """Insert the rows gathered so far (commit does it; a savepoint's owner may need it)."""
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self.session.execute(insert(self._outbox), rows)
+
+    def wake(self, name: str) -> None:
+        """After this transaction commits, wake the loops waiting on `name`."""
+        self._wakes.add(name)
 
     @contextmanager
     def shared_by_many(self) -> Iterator[None]:
@@ -77,8 +102,18 @@ class UnitOfWork:
         if self._shared:
             raise SharedTransactionEnded(f"{what} inside a transaction shared by a batch of events")
 
-    def emit(self, event_type: str, brand_id: int | None, data: dict[str, Any]) -> Envelope:
-        """Record a domain event in the outbox, in this transaction."""
+    # ---- what goes to the outbox
+
+    def publish(self, event: Event, brand_id: int | None, headers: dict[str, str] | None = None) -> Envelope:
+        """Record a typed domain event (shared/events/catalog.py) in the outbox, in this transaction."""
+        envelope = Envelope.of(event, brand_id, correlation_id.get())
+        self._add(EVENTS_EXCHANGE, event.event_type, envelope.event_id, envelope.to_json(), headers or {})
+        return envelope
+
+    def emit(
+        self, event_type: str, brand_id: int | None, data: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Envelope:
+        """Record a domain event given as a plain dict (its class in the catalog describes it)."""
         envelope = Envelope(
             event_type=event_type,
             producer=self.producer,
@@ -86,68 +121,31 @@ class UnitOfWork:
             data=data,
             correlation_id=correlation_id.get(),
         )
-        self._write(EVENTS_EXCHANGE, event_type, envelope.event_id, envelope.to_json(), {})
+        self._add(EVENTS_EXCHANGE, event_type, envelope.event_id, envelope.to_json(), headers or {})
         return envelope
 
     def emit_many(self, events: Iterable[tuple[str, int | None, dict[str, Any]]]) -> list[Envelope]:
-        """Record many events (event_type, brand_id, data) in one batched insert, in this
-        transaction: a scheduler firing hundreds of slots per transaction needs one round trip."""
-        envelopes = [
-            Envelope(
-                event_type=t, producer=self.producer, brand_id=b, data=d, correlation_id=correlation_id.get()
-            )
-            for t, b, d in events
-        ]
-        if envelopes:
-            now = utcnow()
-            self.session.execute(
-                insert(self._outbox),
-                [
-                    {
-                        "message_id": e.event_id,
-                        "exchange": EVENTS_EXCHANGE,
-                        "routing_key": e.event_type,
-                        "body": e.to_json(),
-                        "headers": {},
-                        "created_at": now,
-                        "attempts": 0,
-                    }
-                    for e in envelopes
-                ],
-            )
-            self._wrote_outbox = True
-        return envelopes
+        return [self.emit(t, b, d) for t, b, d in events]
 
-    def send_work(self, priority: str, message_id: str, body: bytes) -> None:
-        """Queue a work message for the workers of `priority`, in this transaction."""
+    def send_work(self, order: WorkOrder, message_id: str) -> None:
+        """Queue a work order for the workers of its priority, in this transaction."""
         headers = {"correlation_id": correlation_id.get() or ""}
-        self._write(WORK_EXCHANGE, priority, message_id, body, headers)
+        self._add(WORK_EXCHANGE, order.priority, message_id, work_body(order), headers)
 
-    def _write(self, exchange: str, key: str, message_id: str, body: bytes, headers: dict) -> None:
-        self.session.execute(
-            insert(self._outbox).values(
-                message_id=message_id,
-                exchange=exchange,
-                routing_key=key,
-                body=body,
-                headers=headers,
-                created_at=utcnow(),
-                attempts=0,
-            )
+    def send_raw_work(self, priority: str, message_id: str, body: bytes) -> None:
+        """A work message that is not an order to run (the dead-work parking queue)."""
+        self._add(WORK_EXCHANGE, priority, message_id, body, {})
+
+    def _add(self, exchange: str, key: str, message_id: str, body: bytes, headers: dict[str, str]) -> None:
+        self._rows.append(
+            {
+                "message_id": message_id,
+                "exchange": exchange,
+                "routing_key": key,
+                "body": body,
+                "headers": headers,
+                "created_at": utcnow(),
+                "attempts": 0,
+            }
         )
-        self._wrote_outbox = True
-
-
-class Wakeup:
-    """A process-local nudge from committers to the relay, so that events leave at once instead of
-    at the next poll. Across processes the relay still polls."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def wait(self, timeout: float) -> None:
-        self._event.wait(timeout)
-        self._event.clear()
+        self._wakes.add(OUTBOX_SIGNAL)

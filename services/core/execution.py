@@ -19,7 +19,7 @@ from shared.events.envelope import Envelope, parse_iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
 from .models import Task, WorkerPresence
-from .tasks import status as st
+from shared import task_states as st
 from .tasks.service import announce_status, dispatch, transition
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from shared.unit_of_work import UnitOfWork
 
 from .models import Task
 from .task_types import TaskTypeRegistry
-from .tasks import status as st
+from shared import task_states as st
 from .tasks.service import Creator, announce_status, create_task, dispatch, transition
 
 METRIC_SUMMARY = ("execution_time_ms", "memory_usage_mb", "cost_usd")

@@ -19,9 +19,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from threading import Event as StopSignal
 
+from ..task_states import HIGHEST_FIRST
+
 EVENTS_EXCHANGE = "events"
 WORK_EXCHANGE = "work"
-PRIORITIES: tuple[str, ...] = ("critical", "high", "normal", "low")
+PRIORITIES: tuple[str, ...] = HIGHEST_FIRST  # a work queue per priority
 # where core parks a task that lost its worker too many times (counted, inspectable, never re-run)
 DEAD_WORK = "dead"
 WORK_KEYS: tuple[str, ...] = (*PRIORITIES, DEAD_WORK)

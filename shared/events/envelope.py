@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from .catalog import Event
 
 EVENT_VERSION = 1
 
@@ -42,14 +46,20 @@ class Envelope:
     event_version: int = EVENT_VERSION
     occurred_at: str = field(default_factory=lambda: iso(utcnow()) or "")
 
+    @classmethod
+    def of(cls, event: Event, brand_id: int | None, correlation_id: str | None = None) -> Envelope:
+        """The envelope of a typed event (shared/events/catalog.py), sent by its producer."""
+        data = msgspec.to_builtins(event)
+        return cls(event.event_type, event.producer, brand_id, data, correlation_id)
+
     def to_json(self) -> bytes:
         # a shallow dict: asdict() deep-copies `data`, which costs more than the encoding itself
         fields = {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
-        return json.dumps(fields, separators=(",", ":"), default=str).encode()
+        return msgspec.json.encode(fields, enc_hook=str)
 
     @classmethod
     def from_json(cls, body: bytes | str) -> Envelope:
-        raw = json.loads(body)
+        raw = msgspec.json.decode(body)
         return cls(
             event_type=raw["event_type"],
             producer=raw["producer"],

@@ -4,10 +4,22 @@ Delivery is at least once; the inbox row (consumer, event_id) makes a repeat cha
 The handler's return lets the subscription acknowledge, so the ack always follows the commit.
 
 A subscription hands over the deliveries it already holds as one batch (`apply_batch`): one
-transaction, one inbox insert, each handler in delivery order, one commit. Per-event transactions
-were most of the consumers' cost (a round trip to begin, check the inbox, insert it and commit, for
-every event of every service). A batch that fails commits nothing; the subscription then applies
-its deliveries one by one (`__call__`), so a poison event is isolated exactly as before.
+transaction, one inbox insert, the handlers in delivery order, one commit. A batch that fails
+commits nothing; the subscription then applies its deliveries one by one, so a poison event is
+isolated exactly as before.
+
+Two kinds of handler:
+- an event handler takes one event (`handler(uow, envelope)`), through the ORM: for events that
+  come a few at a time;
+- a batch handler takes a run of consecutive events of its types at once
+  (`handler(uow, [envelope, ...])`) and applies them with set-based statements (a few statements
+  per batch, not per event): for the hot events of the task pipeline. It must apply them as if one
+  by one in the given order (the ordering rules are applied in memory).
+Both see what the other wrote: the session is flushed and expired between runs of different kinds.
+
+A database that cannot be reached is not the events' fault: the batch raises TransientFailure, the
+subscription keeps its deliveries (they are not counted towards the dead-letter limit) and tries
+again once the database answers.
 """
 
 from __future__ import annotations
@@ -15,17 +27,50 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
+from itertools import groupby
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from ..db import upsert
 from ..prometheus_metrics import EVENTS_CONSUMED, EVENTS_DUPLICATE, EVENTS_FAILED
 from ..unit_of_work import UnitOfWork, correlation_id
-from .bus import Delivery, EventBus, Subscription
+from .bus import Delivery, EventBus, FilteredBindings, Subscription, TransientFailure
 from .envelope import Envelope, utcnow
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[UnitOfWork, Envelope], None]
+BatchEventHandler = Callable[[UnitOfWork, Sequence[Envelope]], None]
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Is this the database being away (connection refused or lost, pool exhausted), rather than
+    something wrong with the events?"""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError) and _connection_trouble(str(exc.orig))
+
+
+def _connection_trouble(message: str) -> bool:
+    text = message.lower()
+    return any(
+        marker in text
+        for marker in (
+            "connection",
+            "could not connect",
+            "server closed",
+            "terminating",
+            "shutting down",
+            "starting up",
+            "recovery mode",
+            "timeout",
+            "database is locked",
+        )
+    )
 
 
 class InboxConsumer:
@@ -37,30 +82,49 @@ class InboxConsumer:
         inbox: Table,
         handlers: Mapping[str, EventHandler],
         *,
+        batch_handlers: Mapping[str, BatchEventHandler] | None = None,
+        filtered: FilteredBindings | None = None,
         batch_size: int = 1,
     ) -> None:
         self.name, self.service = name, service
-        self.uow_factory, self.inbox, self.handlers = uow_factory, inbox, dict(handlers)
+        self.uow_factory, self.inbox = uow_factory, inbox
+        self.handlers = dict(handlers)
+        self.batch_handlers = dict(batch_handlers or {})
+        overlap = set(self.handlers) & set(self.batch_handlers)
+        if overlap:
+            raise ValueError(f"events with two handlers: {sorted(overlap)}")
+        # event type -> headers it must carry to be delivered (see EventBus.subscription)
+        self.filtered = dict(filtered or {})
         self.batch_size = batch_size
 
     @property
     def bindings(self) -> list[str]:
-        return sorted(self.handlers)
+        return sorted((set(self.handlers) | set(self.batch_handlers)) - set(self.filtered))
 
     def subscription(self, bus: EventBus, queue: str) -> Subscription:
         """This consumer on `queue`, fed batches of up to `batch_size` deliveries."""
         return bus.subscription(
-            queue, self.bindings, self, batch_handler=self.apply_batch, batch_size=self.batch_size
+            queue,
+            self.bindings,
+            self,
+            filtered=self.filtered,
+            batch_handler=self.apply_batch,
+            batch_size=self.batch_size,
+            prefetch=max(20, 2 * self.batch_size),
         )
+
+    def _known(self, event_type: str) -> bool:
+        return event_type in self.handlers or event_type in self.batch_handlers
 
     def __call__(self, delivery: Delivery) -> None:
         envelope = Envelope.from_json(delivery.body)
-        handler = self.handlers.get(envelope.event_type)
-        if handler is None:
+        if not self._known(envelope.event_type):
             return
         token = correlation_id.set(envelope.event_id)
         try:
-            self.apply(envelope, handler)
+            self.apply([envelope])
+        except TransientFailure:
+            raise
         except Exception:
             EVENTS_FAILED.labels(self.service, self.name, envelope.event_type).inc()
             log.exception(
@@ -71,63 +135,71 @@ class InboxConsumer:
         finally:
             correlation_id.reset(token)
 
-    def apply(self, envelope: Envelope, handler: EventHandler) -> bool:
-        """Apply once. Returns False when the event was already applied."""
-        return bool(self._apply_all([(envelope, handler)]))
-
     def apply_batch(self, deliveries: Sequence[Delivery]) -> None:
         """Apply every delivery in one transaction, or none of them (the exception says why;
         failures are counted when the subscription applies them one by one)."""
         envelopes = [Envelope.from_json(delivery.body) for delivery in deliveries]
         # events without a handler (bindings are patterns) cost no transaction
-        self._apply_all(
-            [(e, self.handlers[e.event_type]) for e in envelopes if e.event_type in self.handlers]
-        )
+        self.apply([e for e in envelopes if self._known(e.event_type)])
 
-    def _apply_all(self, events: Sequence[tuple[Envelope, EventHandler]]) -> list[Envelope]:
+    def apply(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
         """Apply the events not applied before, in order, in one transaction. Returns those applied."""
-        if not events:
+        if not envelopes:
             return []
-        applied: list[Envelope] = []
-        shared = len(events) > 1
+        try:
+            return self._apply_all(envelopes)
+        except Exception as exc:
+            if unreachable(exc):
+                raise TransientFailure(f"database unreachable: {type(exc).__name__}") from exc
+            raise
+
+    def _apply_all(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
         with self.uow_factory() as uow:
-            fresh = self._record(uow, [envelope.event_id for envelope, _ in events])
-            with uow.shared_by_many() if shared else nullcontext():
-                for envelope, handler in events:
-                    if envelope.event_id not in fresh:
-                        continue
+            fresh = self._record(uow, [e.event_id for e in envelopes])
+            applied: list[Envelope] = []
+            for envelope in envelopes:
+                if envelope.event_id in fresh:
                     fresh.discard(envelope.event_id)  # a second copy in the same batch is a repeat
-                    token = correlation_id.set(envelope.event_id)
-                    try:
-                        handler(uow, envelope)
-                    finally:
-                        correlation_id.reset(token)
+                    applied.append(envelope)
+            shared = len(applied) > 1
+            with uow.shared_by_many() if shared else nullcontext():
+                runs = groupby(applied, key=lambda e: self.batch_handlers.get(e.event_type))
+                for batch_handler, run in runs:
+                    events = list(run)
+                    if batch_handler is not None:
+                        batch_handler(uow, events)
+                    else:
+                        for envelope in events:
+                            self._apply_one(uow, envelope, shared)
                     if shared:
-                        # the next handler reads what this one wrote, from the database, as it
+                        # the next handler reads what this one wrote from the database, as it
                         # would in a transaction of its own (not attributes cached in the session)
                         uow.session.flush()
                         uow.session.expire_all()
-                    applied.append(envelope)
             uow.commit()
         for envelope in applied:
             EVENTS_CONSUMED.labels(self.service, self.name, envelope.event_type).inc()
-        if len(events) > len(applied):
-            EVENTS_DUPLICATE.labels(self.service, self.name).inc(len(events) - len(applied))
+        if len(envelopes) > len(applied):
+            EVENTS_DUPLICATE.labels(self.service, self.name).inc(len(envelopes) - len(applied))
         return applied
 
+    def _apply_one(self, uow: UnitOfWork, envelope: Envelope, shared: bool) -> None:
+        token = correlation_id.set(envelope.event_id)
+        try:
+            self.handlers[envelope.event_type](uow, envelope)
+        finally:
+            correlation_id.reset(token)
+        if shared:
+            uow.session.flush()
+            uow.session.expire_all()
+
     def _record(self, uow: UnitOfWork, event_ids: Sequence[str]) -> set[str]:
-        """Insert the inbox rows of the ids not seen before (one query, one insert); returns them.
-        A concurrent consumer recording the same id makes the insert (and the batch) fail."""
-        i = self.inbox
-        seen = set(
-            uow.session.scalars(
-                select(i.c.event_id).where(i.c.consumer == self.name, i.c.event_id.in_(set(event_ids)))
-            )
-        )
-        fresh = list(dict.fromkeys(e for e in event_ids if e not in seen))
-        if fresh:
-            now = utcnow()
-            uow.session.execute(
-                insert(i), [{"consumer": self.name, "event_id": e, "applied_at": now} for e in fresh]
-            )
-        return set(fresh)
+        """Insert the inbox rows of the ids not seen before, in one statement; returns them.
+        A concurrent consumer recording the same id does not fail: it simply is not fresh here."""
+        now = utcnow()
+        rows = [{"consumer": self.name, "event_id": e, "applied_at": now} for e in dict.fromkeys(event_ids)]
+        bind = uow.session.get_bind()
+        statement = upsert(bind, self.inbox).values(rows).on_conflict_do_nothing()
+        inserted = uow.session.execute(statement.returning(self.inbox.c.event_id)).scalars().all()
+        return set(inserted)
+

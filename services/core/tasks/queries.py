@@ -15,7 +15,7 @@ from shared.events.envelope import utcnow
 from shared.listing import apply_filters, apply_ordering
 
 from ..models import Task, WorkerPresence
-from . import status as st
+from shared import task_states as st
 
 FILTERS: dict[str, Any] = {
     "status": lambda v: Task.status.in_(_expand_status(v)),

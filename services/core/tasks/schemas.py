@@ -8,7 +8,7 @@ from flask import g
 from shared.api import ReadSchema, Schema, Timestamp
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
 
-from .status import ACTIVE, PRIORITIES, STATUSES
+from shared.task_states import ACTIVE, PRIORITIES, STATUSES
 
 TASK_TYPE_PATTERN = r"^[a-z0-9_.-]{1,100}$"
 READ_ONLY_FIELDS = (

@@ -21,7 +21,7 @@ from shared.unit_of_work import UnitOfWork
 
 from ..models import StatusChange, Task
 from ..task_types import TaskTypeRegistry
-from . import status as st
+from shared import task_states as st
 from .schemas import TaskSchema
 
 IDEMPOTENCY_TTL = timedelta(hours=24)

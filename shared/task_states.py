@@ -1,4 +1,7 @@
-"""The task status table, written once. Every status change in core goes through `transition`."""
+"""A task's statuses, the moves between them and its priorities, written once for every service.
+
+Core is the only writer of a task's status (every change goes through its `transition`); the
+other services follow core's task events and use these names and sets to read them."""
 
 from __future__ import annotations
 
@@ -24,8 +27,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 RETRYABLE_FROM = tuple(s for s, targets in TRANSITIONS.items() if PENDING in targets and s in FINAL)
 CANCELLABLE_FROM = tuple(s for s, targets in TRANSITIONS.items() if CANCELLED in targets)
 
-PRIORITIES = ("low", "normal", "high", "critical")
+PRIORITIES = ("low", "normal", "high", "critical")  # lowest first: a priority's rank is its index
 PRIORITY_RANK = {p: rank for rank, p in enumerate(PRIORITIES)}
+HIGHEST_FIRST = tuple(reversed(PRIORITIES))
 
 
 def can_move(current: str, target: str) -> bool:
