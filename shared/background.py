@@ -9,9 +9,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from threading import Event as StopSignal
+
+from .wakeups import STOP_CHECK_SECONDS, Signal
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,32 @@ def every(name: str, seconds: float, job: Callable[[], object]) -> Loop:
             except Exception:
                 log.exception("periodic job failed", extra={"job": name})
             stop.wait(seconds)
+
+    return Loop(name, run)
+
+
+def when_due(
+    name: str, wakeup: Signal, job: Callable[[], datetime | None], *, retry_seconds: float = 5.0
+) -> Loop:
+    """A loop that runs `job` when woken or when what it waits for is due: `job` does its work and
+    returns when it is next needed (None: not until woken). No fixed-interval polling."""
+
+    def run(stop: StopSignal) -> None:
+        while not stop.is_set():
+            try:
+                due = job()
+            except Exception:
+                log.exception("job failed", extra={"job": name})
+                due = datetime.now(UTC) + timedelta(seconds=retry_seconds)
+            deadline = None if due is None else time.monotonic() + (due - datetime.now(UTC)).total_seconds()
+            while not stop.is_set():
+                left = (
+                    STOP_CHECK_SECONDS
+                    if deadline is None
+                    else min(STOP_CHECK_SECONDS, deadline - time.monotonic())
+                )
+                if left <= 0 or wakeup.wait(left):
+                    break
 
     return Loop(name, run)
 

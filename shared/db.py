@@ -13,7 +13,6 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Float,
-    Index,
     Integer,
     LargeBinary,
     MetaData,

@@ -11,11 +11,10 @@ from typing import Any
 from sqlalchemy import Engine, MetaData, Table, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from .config import ConfigError, Settings, env_int
 from .background import Loop
+from .config import ConfigError, Settings, env_int
 from .db import make_engine, make_session_factory, messaging_tables
-from .events.bus import EventBus
-from .events.bus import FilteredBindings
+from .events.bus import EventBus, FilteredBindings
 from .events.inbox_consumer import BatchEventHandler, EventHandler, InboxConsumer
 from .events.inprocess_bus import InProcessBus
 from .events.outbox_relay import OutboxRelay

@@ -111,7 +111,11 @@ class UnitOfWork:
         return envelope
 
     def emit(
-        self, event_type: str, brand_id: int | None, data: dict[str, Any], headers: dict[str, str] | None = None
+        self,
+        event_type: str,
+        brand_id: int | None,
+        data: dict[str, Any],
+        headers: dict[str, str] | None = None,
     ) -> Envelope:
         """Record a domain event given as a plain dict (its class in the catalog describes it)."""
         envelope = Envelope(

@@ -20,12 +20,14 @@ import select
 import threading
 from collections.abc import Iterable
 from threading import Event as StopSignal
+from typing import TYPE_CHECKING
 
 import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from .background import Loop
+if TYPE_CHECKING:
+    from .background import Loop
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ class Wakeups:
         """The loop that turns NOTIFYs into signals (None without PostgreSQL: one process only)."""
         if self._engine is None:
             return None
+        from .background import Loop
+
         return Loop("wakeups.listener", self._listen)
 
     def _listen(self, stop: StopSignal) -> None:

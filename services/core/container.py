@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from flask import current_app
 
-from shared.background import Loop, every
+from shared.background import Loop, when_due
 from shared.config import Settings, env_bool, env_float, env_int
 from shared.events.bus import EventBus
 from shared.events.inbox_consumer import InboxConsumer
-from shared.events.outbox_relay import OutboxRelay
 from shared.service_context import ServiceContext, make_bus
 
 from . import execution
 from .models import Base
 from .read_model import read_model_handlers
 from .task_types import TaskTypeRegistry
+from .tasks.service import DUE_SIGNAL
 
 
 @dataclass
@@ -25,7 +26,6 @@ class CoreContainer:
     registry: TaskTypeRegistry
     policy: execution.ExecutionPolicy
     strict_types: bool
-    dispatch_interval: float = 0.2
     consumer_threads: int = 1
     loops_extra: list[Loop] = field(default_factory=list)
 
@@ -41,35 +41,53 @@ class CoreContainer:
         return self.ctx.uow()
 
     def consumers(self) -> list[InboxConsumer]:
-        handlers = {**execution.execution_handlers(self.policy), **read_model_handlers(self.registry)}
-        return [self.ctx.inbox_consumer("core", handlers)]
+        """Two queues: the attempt reports and the other services' events, and the heartbeats on
+        their own so that lease renewals never wait behind a backlog of reports."""
+        reports = self.ctx.inbox_consumer(
+            "reports",
+            {
+                **read_model_handlers(self.registry),
+                "worker.offline": execution.on_worker_offline(self.policy),
+            },
+            batch_handlers=execution.report_handlers(self.policy),
+        )
+        heartbeats = self.ctx.inbox_consumer(
+            "heartbeats", {}, batch_handlers={"worker.heartbeat": execution.apply_heartbeats(self.policy)}
+        )
+        return [reports, heartbeats]
 
     def background_loops(self) -> list[Loop]:
-        relay = OutboxRelay(self.ctx.engine, self.ctx.outbox, self.bus, "core", wakeup=self.ctx.wakeup)
-        loops = [Loop("core.relay", relay.run)]
-        # competing consumers on PostgreSQL are possible (handlers lock the task row and check the
-        # attempt, so events about one task may be applied by different threads in any order), but
-        # one thread applying batches outruns them: threads holding batches lock tasks in
-        # different orders and deadlock, and each deadlock re-applies a batch one event at a time
+        loops = self.ctx.messaging_loops()
+        # competing consumers on PostgreSQL are possible (a batch locks its tasks in id order and
+        # checks each report's attempt), but one thread applying batches usually outruns them
         # (SQLite: one writer)
         threads = 1 if self.ctx.engine.dialect.name == "sqlite" else self.consumer_threads
         for consumer in self.consumers():
-            for index in range(threads):
+            for index in range(threads if consumer.name == "reports" else 1):
                 subscription = consumer.subscription(self.bus, f"core.{consumer.name}")
                 loops.append(Loop(f"core.consumer.{consumer.name}.{index}", subscription.run))
-        loops.append(every("core.dispatcher", self.dispatch_interval, self._dispatch_due))
-        loops.append(every("core.lease-reaper", 1.0, self._reap))
+        loops.append(when_due("core.dispatcher", self.ctx.wakeups.signal(DUE_SIGNAL), self._dispatch_due))
+        loops.append(
+            when_due("core.lease-reaper", self.ctx.wakeups.signal(execution.LEASE_SIGNAL), self._reap)
+        )
         return loops + self.loops_extra
 
-    def _dispatch_due(self) -> None:
+    def _dispatch_due(self) -> datetime | None:
+        """Dispatch what is due; returns when the next task becomes due."""
+        live = list(self.registry.live_types(max_age=0))
         with self.uow() as uow:
-            if execution.dispatch_due(uow, self.registry.live_types()):
+            while execution.dispatch_due(uow, live):
                 uow.commit()
+            # tasks of a type no live worker serves wait until a heartbeat announces one (it
+            # wakes this loop)
+            return execution.next_dispatch(uow, live)
 
-    def _reap(self) -> None:
+    def _reap(self) -> datetime | None:
+        """Recover the tasks of expired leases; returns when the next lease expires."""
         with self.uow() as uow:
-            if execution.reap_expired_leases(uow, self.policy):
-                uow.commit()
+            execution.reap_expired_leases(uow, self.policy)
+            uow.commit()
+            return execution.next_lease_expiry(uow)
 
 
 def bootstrap(settings: Settings, bus: EventBus | None = None) -> CoreContainer:

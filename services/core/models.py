@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, MetaData, SmallInteger, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, MetaData, SmallInteger, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.db import NAMING_CONVENTION, BigIntPK, JSONType, UTCDateTime
@@ -48,10 +48,10 @@ class Task(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     worker_name: Mapped[str | None] = mapped_column(String(200))
 
-    # execution bookkeeping (not in the API)
+    # execution bookkeeping (not in the API); leases live in task_leases, off this wide row
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     dispatch_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    is_persistent: Mapped[bool] = mapped_column(default=False)
     lost_deliveries: Mapped[int] = mapped_column(Integer, default=0)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     idempotency_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -85,9 +85,13 @@ class Task(Base):
         Index("ix_tasks_brand_periodic_status", "brand_id", "is_periodic", "status"),
         Index("ix_tasks_brand_metrics_created", "brand_id", "has_metrics", "created_at"),
         Index("ix_tasks_brand_idempotency", "brand_id", "idempotency_key", unique=True),
-        # the dispatcher's and the reaper's queries
-        Index("ix_tasks_dispatch_due", "dispatch_due_at"),
-        Index("ix_tasks_lease", "lease_expires_at"),
+        # the dispatcher's query: only tasks waiting for their time (scheduled, retry delay)
+        Index(
+            "ix_tasks_dispatch_due",
+            "dispatch_due_at",
+            postgresql_where=text("dispatch_due_at IS NOT NULL"),
+            sqlite_where=text("dispatch_due_at IS NOT NULL"),
+        ),
     )
 
 
@@ -103,6 +107,20 @@ class StatusChange(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     task: Mapped[Task] = relationship(back_populates="history")
+
+
+class TaskLease(Base):
+    """Core's hold on an attempt that a worker announced it runs past its hold window: renewed by
+    the worker's heartbeats (a consumer of their own, never behind the reports), deleted with the
+    attempt's outcome. When it expires on a running task, the worker is lost and the task runs
+    again. No foreign key: a heartbeat may name a task deleted meanwhile (the reaper drops it)."""
+
+    __tablename__ = "task_leases"
+
+    task_pk: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=False)
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker_name: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class WorkerPresence(Base):

@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import select
 
+from shared import task_states as st
+from shared.errors import ApiError
 from shared.events.envelope import Envelope, parse_iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
 from .models import Task
 from .task_types import TaskTypeRegistry
-from shared import task_states as st
-from .tasks.service import Creator, announce_status, create_task, dispatch, transition
+from .tasks.service import Creator, NewTask, announce_status, create_task, dispatch, drop_lease, transition
+
+log = logging.getLogger(__name__)
 
 METRIC_SUMMARY = ("execution_time_ms", "memory_usage_mb", "cost_usd")
 
@@ -57,9 +61,9 @@ def on_job_paused(uow: UnitOfWork, env: Envelope) -> None:
     on_resumability(uow, env)
     if task.status in (st.RUNNING, st.PENDING):
         transition(task, st.PAUSED, "paused by its owner")
-        task.lease_expires_at = None
+        drop_lease(uow, task)
         task.dispatch_due_at = None
-        announce_status(uow, task)
+        announce_status(uow, task, "paused by its owner")
 
 
 def on_job_resumed(uow: UnitOfWork, env: Envelope) -> None:
@@ -80,7 +84,7 @@ def on_job_resumed(uow: UnitOfWork, env: Envelope) -> None:
         task.priority_rank = st.PRIORITY_RANK.get(task.priority, task.priority_rank)
     resume = {k: env.data.get(k) for k in ("job_id", "checkpoint_id", "from_step", "restart")}
     dispatch(uow, task, now, resume=resume)
-    announce_status(uow, task)
+    announce_status(uow, task, env.event_type.replace("job.", "job "))
 
 
 def on_schedule_fired(registry: TaskTypeRegistry):  # type: ignore[no-untyped-def]
@@ -113,11 +117,8 @@ def on_schedule_fired(registry: TaskTypeRegistry):  # type: ignore[no-untyped-de
         scheduled_for = parse_iso(request.get("scheduled_for"))
         if scheduled_for is not None and scheduled_for > utcnow():
             fields["scheduled_for"] = scheduled_for
-        create_task(
-            uow,
-            creator,
+        new = NewTask(
             fields,
-            registry,
             idempotency_key=env.data.get("idempotency_key"),
             periodic_task_id=env.data.get("periodic_task_id") or env.data.get("cron_job_id") or 0,
             origin={
@@ -125,6 +126,14 @@ def on_schedule_fired(registry: TaskTypeRegistry):  # type: ignore[no-untyped-de
                 for k in ("periodic_task_id", "cron_job_id", "planned_time", "idempotency_key")
             },
         )
+        try:
+            create_task(uow, creator, new, registry)
+        except ApiError as error:
+            # a slot whose template no longer validates (say, scheduled_for in the past): the
+            # schedule's run shows nothing was created; never a poison event
+            log.warning(
+                "schedule.fired %s created no task: %s", env.data.get("idempotency_key"), error.detail
+            )
 
     return handle
 

@@ -11,7 +11,6 @@ from shared.background import Loop, every
 from shared.config import Settings, env_float, env_int
 from shared.events.bus import EventBus
 from shared.events.inbox_consumer import InboxConsumer
-from shared.events.outbox_relay import OutboxRelay
 from shared.service_context import ServiceContext, make_bus
 from shared.unit_of_work import UnitOfWork
 
@@ -44,8 +43,7 @@ class MonitoringContainer:
         return [self.ctx.inbox_consumer("monitoring", event_handlers())]
 
     def background_loops(self) -> list[Loop]:
-        relay = OutboxRelay(self.ctx.engine, self.ctx.outbox, self.bus, "monitoring", wakeup=self.ctx.wakeup)
-        loops = [Loop("monitoring.relay", relay.run)]
+        loops = self.ctx.messaging_loops()
         for consumer in self.consumers():
             subscription = consumer.subscription(self.bus, f"monitoring.{consumer.name}")
             loops.append(Loop(f"monitoring.consumer.{consumer.name}", subscription.run))

@@ -11,7 +11,6 @@ from shared.background import Loop, every
 from shared.config import Settings, env_float, env_int
 from shared.events.bus import EventBus
 from shared.events.inbox_consumer import InboxConsumer
-from shared.events.outbox_relay import OutboxRelay
 from shared.service_context import ServiceContext, make_bus
 from shared.unit_of_work import UnitOfWork
 
@@ -42,8 +41,7 @@ class PersistenceContainer:
         return [self.ctx.inbox_consumer("persistence", read_model_handlers())]
 
     def background_loops(self) -> list[Loop]:
-        relay = OutboxRelay(self.ctx.engine, self.ctx.outbox, self.bus, "persistence", wakeup=self.ctx.wakeup)
-        loops = [Loop("persistence.relay", relay.run)]
+        loops = self.ctx.messaging_loops()
         for consumer in self.consumers():
             subscription = consumer.subscription(self.bus, f"persistence.{consumer.name}")
             loops.append(Loop(f"persistence.consumer.{consumer.name}", subscription.run))

@@ -54,11 +54,11 @@ class SchedulingContainer:
         return [self.ctx.inbox_consumer("scheduling", read_model_handlers())]
 
     def relay(self) -> OutboxRelay:
-        return OutboxRelay(self.ctx.engine, self.ctx.outbox, self.bus, "scheduling", wakeup=self.ctx.wakeup)
+        return self.ctx.relay()
 
     def background_loops(self) -> list[Loop]:
         """The service's own background: its relay and its consumer of core's task events."""
-        loops = [Loop("scheduling.relay", self.relay().run)]
+        loops = self.ctx.messaging_loops()
         for consumer in self.consumers():
             subscription = consumer.subscription(self.bus, f"scheduling.{consumer.name}")
             loops.append(Loop(f"scheduling.consumer.{consumer.name}", subscription.run))

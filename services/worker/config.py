@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shared.auth import mint_machine_token
 from shared.config import ConfigError, Settings, env_float, env_int
@@ -18,6 +18,9 @@ class WorkerConfig:
     queues: tuple[str, ...] = PRIORITIES
     concurrency: int = 4
     heartbeat_seconds: float = 5.0
+    idle_heartbeat_seconds: float = 10.0  # with nothing running: presence only
+    hold_seconds: float = 1.0  # an attempt shorter than this costs one report (runtime.py)
+    prefetch: int = 8  # deliveries held per queue: running and waiting for a slot
     cancel_grace_seconds: float = 3.0
     shutdown_grace_seconds: float = 25.0
     timeout_scale: float = 1.0  # a test hook: seconds of a timeout minute / 60
@@ -64,6 +67,9 @@ def worker_config(
         queues=parse_queues(queues or extra.get("TASKHUB_WORKER_QUEUES")),
         concurrency=concurrency or env_int(settings, "TASKHUB_WORKER_CONCURRENCY", 4),
         heartbeat_seconds=env_float(settings, "TASKHUB_HEARTBEAT_SECONDS", 5.0),
+        idle_heartbeat_seconds=env_float(settings, "TASKHUB_IDLE_HEARTBEAT_SECONDS", 10.0),
+        hold_seconds=env_float(settings, "TASKHUB_HOLD_SECONDS", 1.0),
+        prefetch=env_int(settings, "TASKHUB_WORKER_PREFETCH", 0),
         cancel_grace_seconds=env_float(settings, "TASKHUB_CANCEL_GRACE_SECONDS", 3.0),
         shutdown_grace_seconds=env_float(settings, "TASKHUB_SHUTDOWN_GRACE_SECONDS", 25.0),
         timeout_scale=env_float(settings, "TASKHUB_TIMEOUT_SCALE", 1.0),
@@ -75,6 +81,9 @@ def worker_config(
     )
     if config.concurrency < 1:
         raise ConfigError("concurrency must be at least 1")
+    if config.prefetch < 1:
+        # twice the slots: a freed slot finds its next delivery already here
+        config = replace(config, prefetch=2 * config.concurrency)
     if config.cancel_grace_seconds > 4.5:
         raise ConfigError("TASKHUB_CANCEL_GRACE_SECONDS must leave a cancel done within 5 s (max 4.5)")
     return config

@@ -39,6 +39,9 @@ class Running:
     step: str | None = None
     stop_reason: str | None = None  # "cancelled", "revoked", "timeout", "shutdown"
     kill_at: float | None = None
+    # the work delivery, held unacknowledged until the attempt is reported (see runtime.py)
+    delivery: Any = None
+    hold_until: float | None = None  # monotonic end of the hold window
 
     @property
     def task_id(self) -> str:

@@ -1,41 +1,47 @@
-"""The worker process: takes work when it has a free slot, runs it in a child process, reports.
+"""The worker process: work is pushed to it, it runs each attempt in a child process, it reports
+the attempt to core.
 
-Acknowledgement model (core's side is services/core/execution.py): for each work message the
-worker publishes `task.started` (confirmed by the broker), then acknowledges the message. From then
-on core holds a lease on the running task, which the worker renews with `worker.heartbeat`
-(`active_task_ids`). Nothing stays unacknowledged while a handler runs, so a task may run far longer
-than RabbitMQ's consumer acknowledgement timeout (30 minutes by default); a worker that dies stops
-renewing, and core's reaper dispatches the task again after TASKHUB_LEASE_SECONDS (and parks it
-after TASKHUB_MAX_LOST_DELIVERIES losses). Results are published with confirms and retried until
-the broker takes them (publisher.py).
+One thread, one loop, one broker connection (a WorkerLink): the loop waits on the broker's socket
+and the children's pipes at once, and wakes for nothing else than news or a deadline it knows
+(a hold window ending, a timeout, the next heartbeat). Reports are published without waiting;
+their confirms come back later on the same connection.
 
-One thread runs everything that touches the pool and the work queues (this module's loop); a
-publisher thread sends events and heartbeats; a subscription thread hears cancellations and
-revocations on the worker's own exclusive queue and hands them to the loop."""
+Acknowledgement model (core's side is services/core/execution.py). A work delivery is held
+unacknowledged while its attempt runs, for at most the hold window (TASKHUB_HOLD_SECONDS, 1 s):
+- an attempt that ends within it is reported once (attempt.completed / attempt.failed, carrying
+  its start) and its delivery is acknowledged when the broker confirms the report. A worker that
+  dies meanwhile never acknowledged it: the broker gives it to another worker;
+- an attempt still running at the end of the window (or that reports progress) is announced with
+  attempt.started, and its delivery acknowledged once that is confirmed. From then on core holds
+  a lease on it, renewed by this worker's heartbeats, and recovers the task if they stop.
+So a short task costs one report, and a task may still run far longer than RabbitMQ's consumer
+acknowledgement timeout. Reports are kept until confirmed and published again after a reconnect;
+they keep their event ids, so core applies each once.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import queue
 import time
+from collections import deque
+from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import wait
 from threading import Event as StopSignal
 from typing import Any
 
+import msgspec
 import psutil
 from prometheus_client import Counter, Gauge
 
-from shared.background import Loop, start_loops
-from shared.events.bus import BusUnavailable, Delivery, EventBus, WorkQueueClient
+from shared.events import catalog
+from shared.events.bus import EVENTS_EXCHANGE, Delivery, EventBus, LinkNews, OutgoingMessage, WorkerLink
 from shared.events.envelope import Envelope, iso, parse_iso, utcnow
 
 from .child import load_handlers
 from .config import WorkerConfig
 from .pool import ProcessPool, Running, Slot
-from .publisher import EventPublisher
 from .rotation import PriorityRotation
 from .sdk import Registry
 
@@ -43,13 +49,28 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = Counter("taskhub_worker_attempts_total", "Attempts the worker finished", ["outcome"])
 BUSY_SLOTS = Gauge("taskhub_worker_busy_slots", "Child processes running an attempt")
+UNCONFIRMED = Gauge("taskhub_worker_unconfirmed_reports", "Reports the broker has not confirmed yet")
 
-MESSAGE_KEYS = ("id", "task_id", "brand_id", "task_type", "attempt")
+CONTROL_EVENTS = ("task.cancelled", "task.attempt_revoked", "task.deleted")
 # A cancel/revoke is remembered this long, so a message for that task that is still queued is
 # dropped instead of being started and then revoked.
 REMEMBER_STOPS_SECONDS = 3600.0
-IDLE_WAIT_MAX = 0.25
-BUSY_WAIT = 0.1
+# The longest the loop sleeps without news (it looks at its stop signal in between).
+MAX_SLEEP = 1.0
+# How often progress reports of one attempt may leave (the newest one wins).
+PROGRESS_EVERY = 0.5
+
+
+def outgoing(envelope: Envelope) -> OutgoingMessage:
+    return OutgoingMessage(EVENTS_EXCHANGE, envelope.event_type, envelope.to_json(), envelope.event_id)
+
+
+@dataclass
+class _Pending:
+    """A report the broker has not confirmed yet, and the work delivery to acknowledge then."""
+
+    message: OutgoingMessage
+    settles: Delivery | None
 
 
 class Worker:
@@ -58,174 +79,211 @@ class Worker:
         self.registry = registry or load_handlers(list(config.handler_modules))
         self.rotation = PriorityRotation(config.queues)
         self.pool = ProcessPool(config.concurrency, list(config.handler_modules))
-        self.publisher = EventPublisher(bus, self._heartbeat, config.heartbeat_seconds)
         self.started_at = iso(utcnow())
         self.processed_tasks = self.failed_tasks = 0
-        self._control: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
+        self.link: WorkerLink | None = None
+        # deliveries received and not started yet, per priority
+        self._waiting: dict[str, deque[Delivery]] = {q: deque() for q in config.queues}
+        self._pending: dict[str, _Pending] = {}  # message id -> unconfirmed report
+        self._progress: dict[str, tuple[float, Envelope]] = {}  # task id -> (send after, newest)
+        self._progress_sent: dict[str, float] = {}  # task id -> when its last progress left
         # task_id -> (attempt, revoke?, when): a cancel stops every attempt up to its own, a
         # revoke exactly one
         self._stopped: dict[str, tuple[int | None, bool, float]] = {}
-        self._idle_wait = 0.0
-        self._broker_back_at = 0.0
+        self._next_heartbeat = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
     def run(self, stop: StopSignal) -> None:
         """Work until `stop`, then drain: take nothing new, let running attempts finish within the
-        shutdown grace, hand back the rest (killed; core's lease recovers them), flush results."""
+        shutdown grace, hand back the rest (core runs them again), flush the reports."""
         self.pool.start()
-        publisher_stop, control_stop = StopSignal(), StopSignal()
-        control = self.bus.subscription(
-            f"worker.{self.config.name}.control",
-            ["task.cancelled", "task.attempt_revoked"],
-            self._on_control,
-            exclusive=True,
+        self.link = self.bus.worker_link(
+            self.config.name, self.config.queues, self.config.prefetch, CONTROL_EVENTS
         )
-        # restarted if they crash; stopped in order at the end (control first, publisher last)
-        threads = [
-            *start_loops([Loop("worker.publisher", self.publisher.run)], publisher_stop),
-            *start_loops([Loop("worker.control", control.run)], control_stop),
-        ]
-        work = self.bus.work_client()
         log.info("worker %s serving %s with %d slots", self.config.name, self.config.queues, self.pool.size)
         try:
             while not stop.is_set():
-                self._tick(work, taking=True)
-            self._drain(work)
+                self._tick(taking=True)
+            self._drain()
         finally:
-            work.close()
-            control_stop.set()
-            handed_back = [s.running for s in self.pool.slots if s.running]
-            if handed_back:
-                log.warning(
-                    "handing back %d running tasks to core: %s",
-                    len(handed_back),
-                    [r.task_id for r in handed_back],
-                )
-            self.pool.close()
-            for running in handed_back:
-                # core runs it again at once, without counting a lost delivery (rolling updates)
-                self.publisher.reliable(
-                    self._event("task.released", running.message, reason="worker shutdown")
-                )
-            publisher_stop.set()
-            threads[0].join(5)
-            if not self.publisher.flush(timeout=10.0):
-                log.error("%d events not confirmed at shutdown", self.publisher.pending())
-            threads[1].join(2)
-            BUSY_SLOTS.set(0)
+            self._shut_down()
 
-    def _drain(self, work: WorkQueueClient) -> None:
+    def _drain(self) -> None:
+        for waiting in self._waiting.values():
+            while waiting:
+                self._settle(waiting.popleft(), requeue=True)
         deadline = time.monotonic() + self.config.shutdown_grace_seconds
         while any(s.running for s in self.pool.slots) and time.monotonic() < deadline:
-            self._tick(work, taking=False)
+            self._tick(taking=False)
 
-    def _tick(self, work: WorkQueueClient, taking: bool) -> None:
-        self._apply_control()
-        taken = self._fill(work) if taking else 0
-        if taken:
-            self._idle_wait, timeout = 0.0, 0.0  # more may be waiting: ask again at once
-        elif taking and any(s.free for s in self.pool.slots):
-            # the queues were empty: poll again later, backing off while they stay empty
-            self._idle_wait = timeout = min(IDLE_WAIT_MAX, max(0.01, self._idle_wait * 2))
-        else:
-            timeout = BUSY_WAIT  # all slots busy: wake up for results, cancels and deadlines
-        self._collect(timeout)
+    def _shut_down(self) -> None:
+        handed_back = [s.running for s in self.pool.slots if s.running]
+        self.pool.close()
+        for running in handed_back:
+            if running.delivery is not None:
+                continue  # never announced: its delivery goes back to the queue with the connection
+            log.warning("handing back %s to core", running.task_id)
+            self._report(catalog.AttemptReleased(**self._ids(running.message), reason="worker shutdown"))
+        deadline = time.monotonic() + 10.0
+        while self._pending and time.monotonic() < deadline and self.link is not None:
+            self._take_news(self.link.poll(0.2))
+        if self._pending:
+            log.error("%d reports not confirmed at shutdown", len(self._pending))
+        if self.link is not None:
+            self.link.close()
+        BUSY_SLOTS.set(0)
+
+    def _tick(self, taking: bool) -> None:
+        assert self.link is not None
+        self._wait(self._sleep_time(taking))
+        self._take_news(self.link.poll(0))
+        self._collect()
+        if taking:
+            self._fill()
         self._enforce_deadlines()
+        self._send_due()
         BUSY_SLOTS.set(sum(1 for s in self.pool.slots if s.running))
+
+    def _sleep_time(self, taking: bool) -> float:
+        if taking and any(self._waiting.values()) and any(s.free for s in self.pool.slots):
+            return 0.0
+        now = time.monotonic()
+        due = [self._next_heartbeat, *(at for at, _ in self._progress.values())]
+        for slot in self.pool.slots:
+            running = slot.running
+            if running is not None:
+                due += [t for t in (running.hold_until, running.deadline, running.kill_at) if t is not None]
+        return max(0.0, min(MAX_SLEEP, min(due) - now))
+
+    def _wait(self, timeout: float) -> None:
+        assert self.link is not None
+        waitables: list[Any] = [s.conn for s in self.pool.slots if s.running and s.conn is not None]
+        waitables += [s.process.sentinel for s in self.pool.slots if s.process is not None]
+        fileno = self.link.fileno()
+        if fileno is not None:
+            waitables.append(fileno)
+        if timeout > 0:
+            wait(waitables, timeout)
+
+    # ------------------------------------------------------------------ the link's news
+
+    def _take_news(self, news: LinkNews) -> None:
+        if news.reconnected:
+            # what the lost connection held went back to the queues; reports not confirmed
+            # are sent again (same event ids: core applies each once)
+            for waiting in self._waiting.values():
+                waiting.clear()
+            for pending in self._pending.values():
+                pending.settles = None
+            self._publish([p.message for p in self._pending.values()])
+        for delivery in news.control:
+            self._on_control(delivery)
+        for delivery in news.work:
+            if delivery.routing_key in self._waiting:
+                self._waiting[delivery.routing_key].append(delivery)
+            else:
+                self._settle(delivery, requeue=True)
+        for message_id in news.confirmed:
+            pending = self._pending.pop(message_id, None)
+            if pending is not None and pending.settles is not None:
+                self._settle(pending.settles)
+        if news.refused:
+            self._publish([self._pending[m].message for m in news.refused if m in self._pending])
+        UNCONFIRMED.set(len(self._pending))
+
+    def _settle(self, delivery: Delivery, requeue: bool | None = None) -> None:
+        assert self.link is not None
+        if requeue is None:
+            self.link.ack(delivery)
+        else:
+            self.link.reject(delivery, requeue=requeue)
+
+    def _publish(self, messages: list[OutgoingMessage]) -> None:
+        if messages and self.link is not None:
+            self.link.publish(messages)
+
+    def _report(self, report: catalog.Event, settles: Delivery | None = None) -> None:
+        """A report core must get: kept until the broker confirms it."""
+        envelope = self._envelope(report)
+        message = outgoing(envelope)
+        self._pending[message.message_id] = _Pending(message, settles)
+        self._publish([message])
+
+    def _envelope(self, event: catalog.Event) -> Envelope:
+        brand = getattr(event, "brand_id", None)
+        task_id = getattr(event, "task_id", None)
+        attempt = getattr(event, "attempt", None)
+        correlation = f"{task_id}:{attempt}" if task_id else None
+        return Envelope.of(event, brand, correlation)
 
     # ------------------------------------------------------------------ taking work
 
-    def _fill(self, work: WorkQueueClient) -> int:
-        """Claim a message for every free slot, announce them all in one confirmed batch (the
-        confirm wait is the cost of a start), acknowledge them, hand them to the children."""
-        if time.monotonic() < self._broker_back_at:
-            return 0
-        free = [slot for slot in self.pool.slots if slot.free]
-        claimed: list[tuple[Delivery, dict[str, Any]]] = []
-        while len(claimed) < len(free):
-            delivery = self._next_delivery(work)
+    def _fill(self) -> None:
+        """Start a waiting delivery on every free slot, higher priorities first."""
+        for slot in self.pool.slots:
+            if not slot.free:
+                continue
+            delivery = self._next_delivery()
+            while delivery is not None:
+                order = self._accept(delivery)
+                if order is not None:
+                    self._run(slot, order, delivery)
+                    break
+                delivery = self._next_delivery()
             if delivery is None:
-                break
-            message = self._accept(work, delivery, [m for _, m in claimed])
-            if message is not None:
-                claimed.append((delivery, message))
-        if not claimed:
-            return 0
-        now = utcnow()
-        try:
-            self.publisher.publish_now([self._announcement(message, now) for _, message in claimed])
-        except BusUnavailable as exc:
-            log.warning("cannot announce %d starts (%r); giving the messages back", len(claimed), exc)
-            for delivery, _ in claimed:
-                work.reject(delivery, requeue=True)
-            self._broker_back_at = time.monotonic() + 1.0
-            return 0
-        for delivery, _ in claimed:
-            work.ack(delivery)
-        runnable = [m for _, m in claimed if self.registry.get(m["task_type"]) is not None]
-        for slot, message in zip(free, runnable, strict=False):
-            self._run(slot, message, now)
-        return len(runnable)
+                return
 
-    def _next_delivery(self, work: WorkQueueClient) -> Delivery | None:
+    def _next_delivery(self) -> Delivery | None:
         for priority in self.rotation.order():
-            try:
-                delivery = work.get(priority)
-            except BusUnavailable as exc:
-                log.warning("work queues unreachable (%r)", exc)
-                self._broker_back_at = time.monotonic() + 1.0
-                return None
-            if delivery is not None:
-                return delivery
+            waiting = self._waiting.get(priority)
+            if waiting:
+                return waiting.popleft()
         return None
 
-    def _accept(
-        self, work: WorkQueueClient, delivery: Delivery, claimed: list[dict[str, Any]]
-    ) -> dict[str, Any] | None:
-        """The message, if it is to be started; else it is settled here and None returned."""
+    def _accept(self, delivery: Delivery) -> catalog.WorkOrder | None:
+        """The order, if it is to be started; else its delivery is settled here and None returned."""
         try:
-            message = json.loads(delivery.body)
-            if not isinstance(message, dict) or any(k not in message for k in MESSAGE_KEYS):
-                raise ValueError("missing keys")
-        except ValueError:
+            order = catalog.read_work(delivery.body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
             log.error("unreadable work message %s: parked in the dead-letter queue", delivery.message_id)
-            work.reject(delivery, requeue=False)
+            self._settle(delivery, requeue=False)
             return None
-        duplicate = any(
-            m["task_id"] == message["task_id"] and m["attempt"] == message["attempt"] for m in claimed
-        )
-        if duplicate or self._was_stopped(message) or self._runs(message):
-            # cancelled or revoked while it waited, or a second delivery of an attempt this
-            # worker already runs (its first ack was lost): never start it
-            work.ack(delivery)
+        if self._was_stopped(order) or self._runs(order):
+            # cancelled, revoked or deleted while it waited, or a second delivery of an attempt
+            # this worker runs already (its first hold was lost): never start it
+            self._settle(delivery)
             return None
-        return message
+        if self.registry.get(order.task_type) is None:
+            now = utcnow()
+            self._report(
+                catalog.AttemptFailed(
+                    **self._ids(order),
+                    started_at=iso(now),
+                    finished_at=iso(now) or "",
+                    error_message=f"No handler for task type {order.task_type!r} on worker "
+                    f"{self.config.name}: every worker of a queue must register every type sent to it.",
+                    retryable=False,
+                    metrics=self._metrics(order, now, 0, {}),
+                ),
+                settles=delivery,
+            )
+            return None
+        return order
 
-    def _announcement(self, message: dict[str, Any], now: datetime) -> Envelope:
-        """task.started, or task.failed at once for a type this worker has no handler for."""
-        if self.registry.get(message["task_type"]) is not None:
-            return self._event("task.started", message, started_at=iso(now))
-        return self._event(
-            "task.failed",
-            message,
-            error_message=f"No handler for task type {message['task_type']!r} on worker "
-            f"{self.config.name}: every worker of a queue must register every type sent to it.",
-            traceback=None,
-            will_retry=False,
-            retry_delay_seconds=None,
-            metrics=self._metrics(message, now, 0, {}),
-        )
-
-    def _run(self, slot: Slot, message: dict[str, Any], now: datetime) -> None:
-        spec = self.registry.get(message["task_type"])
+    def _run(self, slot: Slot, order: catalog.WorkOrder, delivery: Delivery) -> None:
+        spec = self.registry.get(order.task_type)
         assert spec is not None
-        minutes = message.get("timeout_minutes") or spec.timeout_minutes or 60
+        now = utcnow()
+        minutes = order.timeout_minutes or spec.timeout_minutes or 60
+        message = msgspec.to_builtins(order)
         running = Running(
             message=message,
             started_at=iso(now) or "",
             started_monotonic=time.monotonic(),
             deadline=time.monotonic() + float(minutes) * 60 * self.config.timeout_scale,
+            delivery=delivery,
+            hold_until=time.monotonic() + self.config.hold_seconds,
         )
         job = {
             "message": message,
@@ -239,19 +297,23 @@ class Worker:
         try:
             self.pool.submit(slot, job, running)
         except OSError:  # the child died just now: _collect sees it and reports the attempt
-            log.warning("child %d gone before %s started", slot.index, message["task_id"])
+            log.warning("child %d gone before %s started", slot.index, order.task_id)
+
+    def _announce(self, running: Running) -> None:
+        """The attempt outlived its hold window: tell core it runs (core takes a lease), and let
+        the delivery go once the broker has that."""
+        if running.delivery is None:
+            return
+        delivery, running.delivery, running.hold_until = running.delivery, None, None
+        report = catalog.AttemptStarted(**self._ids(running.message), started_at=running.started_at)
+        self._report(report, settles=delivery)
 
     # ------------------------------------------------------------------ following children
 
-    def _collect(self, timeout: float) -> None:
+    def _collect(self) -> None:
         busy = [s for s in self.pool.slots if s.running and s.conn is not None]
-        waitables: list[Any] = [s.conn for s in busy]
-        waitables += [s.process.sentinel for s in self.pool.slots if s.process is not None]
-        ready = set(wait(waitables, timeout)) if waitables else set()
-        if not waitables:
-            time.sleep(timeout)
         for slot in busy:
-            while slot.running is not None and slot.conn is not None and slot.conn in ready:
+            while slot.running is not None and slot.conn is not None:
                 try:
                     if not slot.conn.poll():
                         break
@@ -264,23 +326,26 @@ class Worker:
                     running, slot.running = slot.running, None
                     self._on_outcome(running, payload)
         for slot in self.pool.slots:
-            if slot.process is not None and slot.process.sentinel in ready and not slot.process.is_alive():
+            if slot.process is not None and not slot.process.is_alive():
                 self._on_child_death(slot)
 
     def _on_progress(self, running: Running, payload: dict[str, Any]) -> None:
         if running.stop_reason is not None:
             return
+        self._announce(running)  # a task that reports progress is a long one: core should know
         running.progress_percentage = int(payload.get("progress_percentage") or 0)
         running.step = payload.get("step")
-        event = self._event(
-            "task.progress",
-            running.message,
+        report = catalog.AttemptProgress(
+            **self._ids(running.message),
             progress_percentage=running.progress_percentage,
             current_step=running.step,
         )
-        self.publisher.latest(f"progress:{running.task_id}", event)
+        send_after = self._progress_sent.get(running.task_id, 0.0) + PROGRESS_EVERY
+        self._progress[running.task_id] = (send_after, self._envelope(report))
 
     def _on_outcome(self, running: Running, outcome: dict[str, Any]) -> None:
+        self._progress.pop(running.task_id, None)
+        self._progress_sent.pop(running.task_id, None)
         kind = outcome.get("kind")
         metrics = self._metrics_of(running, outcome.get("metrics") or {})
         if running.stop_reason == "timeout":
@@ -289,16 +354,20 @@ class Worker:
             # cancelled/revoked here, or paused/cancelled by persistence: core already knows (a
             # late result of a cancelled attempt would be ignored anyway)
             ATTEMPTS.labels(kind if running.stop_reason is None else running.stop_reason).inc()
+            if running.delivery is not None:
+                self._settle(running.delivery)
         elif kind == "completed":
             self.processed_tasks += 1
             ATTEMPTS.labels("completed").inc()
-            self.publisher.reliable(
-                self._event(
-                    "task.completed",
-                    running.message,
+            self._report(
+                catalog.AttemptCompleted(
+                    **self._ids(running.message),
+                    started_at=running.started_at,
+                    finished_at=iso(utcnow()) or "",
                     result_data=outcome.get("result") or {},
                     metrics=metrics,
-                )
+                ),
+                settles=running.delivery,
             )
         else:
             self._report_failure(
@@ -327,6 +396,8 @@ class Worker:
                 True,
                 metrics,
             )
+        elif running.delivery is not None:
+            self._settle(running.delivery)
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
@@ -334,6 +405,8 @@ class Worker:
             running = slot.running
             if running is None:
                 continue
+            if running.hold_until is not None and now >= running.hold_until and running.stop_reason is None:
+                self._announce(running)
             if running.stop_reason is None and running.deadline is not None and now >= running.deadline:
                 log.warning("%s ran past its timeout; stopping it", running.task_id)
                 self.pool.request_stop(slot, "timeout", min(1.0, self.config.cancel_grace_seconds))
@@ -349,64 +422,79 @@ class Worker:
                     self._report_timeout(running, metrics)
                 else:
                     ATTEMPTS.labels(running.stop_reason or "killed").inc()
+                    if running.delivery is not None:
+                        self._settle(running.delivery)
+
+    def _send_due(self) -> None:
+        """Progress (the newest per attempt, at most every PROGRESS_EVERY) and heartbeats."""
+        now = time.monotonic()
+        due = [task_id for task_id, (at, _) in self._progress.items() if at <= now]
+        messages = []
+        for task_id in due:
+            _, envelope = self._progress.pop(task_id)
+            messages.append(outgoing(envelope))
+            self._progress_sent[task_id] = now
+        if now >= self._next_heartbeat:
+            messages.append(outgoing(self._heartbeat()))
+            busy = any(s.running for s in self.pool.slots)
+            every = self.config.heartbeat_seconds if busy else self.config.idle_heartbeat_seconds
+            self._next_heartbeat = now + every
+        self._publish(messages)  # fire and forget: a newer one follows
 
     # ------------------------------------------------------------------ cancellations
 
     def _on_control(self, delivery: Delivery) -> None:
-        """On the subscription's thread: only hand over; the loop owns the slots."""
-        self._control.put(Envelope.from_json(delivery.body))
-
-    def _apply_control(self) -> None:
-        while True:
-            try:
-                envelope = self._control.get_nowait()
-            except queue.Empty:
-                break
-            task_id = envelope.data.get("task_id")
-            raw_attempt = envelope.data.get("attempt")
-            attempt = int(raw_attempt) if raw_attempt is not None else None
-            revoke = envelope.event_type == "task.attempt_revoked"
-            if revoke and envelope.data.get("worker_name") not in (None, self.config.name):
-                continue  # another worker's run of that attempt (a second delivery) is revoked
-            self._stopped[str(task_id)] = (attempt, revoke, time.monotonic())
-            for slot in self.pool.slots:
-                running = slot.running
-                if running is None or running.task_id != task_id:
-                    continue
-                if revoke and attempt is not None and running.attempt != attempt:
-                    continue
-                if not revoke and attempt is not None and running.attempt > attempt:
-                    continue  # a newer attempt than the one cancelled (a retry after the cancel)
-                log.info("stopping %s attempt %d (%s)", task_id, running.attempt, envelope.event_type)
-                self.pool.request_stop(
-                    slot, "revoked" if revoke else "cancelled", self.config.cancel_grace_seconds
-                )
+        self._settle(delivery)  # a signal: acting on it now is all there is to do
+        try:
+            envelope = Envelope.from_json(delivery.body)
+        except (msgspec.DecodeError, ValueError, KeyError):
+            return
+        data = envelope.data
+        task_id = data.get("task_id")
+        raw_attempt = data.get("attempt")
+        attempt = int(raw_attempt) if raw_attempt is not None else None
+        revoke = envelope.event_type == "task.attempt_revoked"
+        if revoke and data.get("worker_name") not in (None, self.config.name):
+            return  # another worker's run of that attempt (a second delivery) is revoked
+        self._stopped[str(task_id)] = (attempt, revoke, time.monotonic())
+        for slot in self.pool.slots:
+            running = slot.running
+            if running is None or running.task_id != task_id:
+                continue
+            if revoke and attempt is not None and running.attempt != attempt:
+                continue
+            if not revoke and attempt is not None and running.attempt > attempt:
+                continue  # a newer attempt than the one cancelled (a retry after the cancel)
+            log.info("stopping %s attempt %d (%s)", task_id, running.attempt, envelope.event_type)
+            self.pool.request_stop(
+                slot, "revoked" if revoke else "cancelled", self.config.cancel_grace_seconds
+            )
         cutoff = time.monotonic() - REMEMBER_STOPS_SECONDS
         for key in [k for k, (_, _, at) in self._stopped.items() if at < cutoff]:
             del self._stopped[key]
 
-    def _runs(self, message: dict[str, Any]) -> bool:
+    def _runs(self, order: catalog.WorkOrder) -> bool:
         return any(
             s.running is not None
-            and s.running.task_id == message["task_id"]
-            and s.running.attempt == int(message["attempt"])
+            and s.running.task_id == order.task_id
+            and s.running.attempt == order.attempt
             for s in self.pool.slots
         )
 
-    def _was_stopped(self, message: dict[str, Any]) -> bool:
-        """Was this message's attempt cancelled or revoked while it waited in its queue? (A manual
-        retry after a cancel is a newer attempt: it runs.)"""
-        record = self._stopped.get(str(message["task_id"]))
+    def _was_stopped(self, order: catalog.WorkOrder) -> bool:
+        """Was this order's attempt cancelled, revoked or deleted while it waited in its queue?
+        (A manual retry after a cancel is a newer attempt: it runs.)"""
+        record = self._stopped.get(order.task_id)
         if record is None:
             return False
         attempt, revoke, _ = record
         if attempt is None:
             return True
-        return int(message["attempt"]) == attempt if revoke else int(message["attempt"]) <= attempt
+        return order.attempt == attempt if revoke else order.attempt <= attempt
 
-    # ------------------------------------------------------------------ events
+    # ------------------------------------------------------------------ reports
 
-    def _report_timeout(self, running: Running, metrics: dict[str, Any]) -> None:
+    def _report_timeout(self, running: Running, metrics: catalog.AttemptMetrics) -> None:
         minutes = running.message.get("timeout_minutes") or 60
         self._report_failure(
             running,
@@ -417,101 +505,93 @@ class Worker:
         )
 
     def _report_failure(
-        self, running: Running, error: str, trace: str | None, retryable: bool, metrics: dict[str, Any]
+        self,
+        running: Running,
+        error: str,
+        trace: str | None,
+        retryable: bool,
+        metrics: catalog.AttemptMetrics,
     ) -> None:
         message = running.message
         spec = self.registry.get(message["task_type"])
         retry_count = int(message.get("retry_count") or 0)
-        will_retry = bool(spec) and retryable and retry_count < int(message.get("max_retries") or 0)
-        delay = round(spec.retry.delay(retry_count), 3) if spec and will_retry else None
+        delay = round(spec.retry.delay(retry_count), 3) if spec and retryable else None
         self.failed_tasks += 1
         ATTEMPTS.labels("failed").inc()
-        self.publisher.reliable(
-            self._event(
-                "task.failed",
-                message,
+        self._report(
+            catalog.AttemptFailed(
+                **self._ids(message),
+                started_at=running.started_at,
+                finished_at=iso(utcnow()) or "",
                 error_message=error,
                 traceback=trace,
-                will_retry=will_retry,
+                retryable=bool(spec) and retryable,
                 retry_delay_seconds=delay,
                 metrics=metrics,
-            )
+            ),
+            settles=running.delivery,
         )
 
-    def _event(self, event_type: str, message: dict[str, Any], **data: Any) -> Envelope:
-        return Envelope(
-            event_type=event_type,
-            producer="worker",
-            brand_id=message.get("brand_id"),
-            correlation_id=f"{message['task_id']}:{message.get('attempt')}",
-            data={
-                "id": message["id"],
-                "task_id": message["task_id"],
-                "attempt": message.get("attempt"),
-                "worker_name": self.config.name,
-                **data,
-            },
-        )
+    def _ids(self, message: Any) -> dict[str, Any]:
+        get = message.get if isinstance(message, dict) else lambda key: getattr(message, key)
+        return {
+            "id": int(get("id")),
+            "task_id": str(get("task_id")),
+            "attempt": int(get("attempt") or 0),
+            "worker_name": self.config.name,
+        }
 
-    def _metrics_of(self, running: Running, reported: dict[str, Any]) -> dict[str, Any]:
+    def _metrics_of(self, running: Running, reported: dict[str, Any]) -> catalog.AttemptMetrics:
         elapsed_ms = int((time.monotonic() - running.started_monotonic) * 1000)
         return self._metrics(running.message, parse_iso(running.started_at), elapsed_ms, reported)
 
     def _metrics(
-        self,
-        message: dict[str, Any],
-        started_at: datetime | None,
-        execution_ms: int,
-        reported: dict[str, Any],
-    ) -> dict[str, Any]:
+        self, message: Any, started_at: datetime | None, execution_ms: int, reported: dict[str, Any]
+    ) -> catalog.AttemptMetrics:
         """The attempt's metrics: measured here (time, queue wait) and in the child (memory, CPU,
         the handler's counters)."""
-        dispatched = parse_iso(message.get("dispatched_at"))
+        get = message.get if isinstance(message, dict) else lambda key: getattr(message, key, None)
+        dispatched = parse_iso(get("dispatched_at"))
         wait_ms = int((started_at - dispatched).total_seconds() * 1000) if started_at and dispatched else None
-        return {
-            "execution_time_ms": execution_ms,
-            "memory_usage_mb": reported.get("memory_usage_mb"),
-            "cpu_usage_percent": reported.get("cpu_usage_percent"),
-            "queue_wait_time_ms": max(0, wait_ms) if wait_ms is not None else None,
-            "api_calls_count": reported.get("api_calls_count", 0),
-            "tokens_used": reported.get("tokens_used", 0),
-            "cost_usd": reported.get("cost_usd", 0.0),
-            "task_type": message.get("task_type"),
-            "priority": message.get("priority"),
-            "retry_count": int(message.get("retry_count") or 0),
-            "worker_name": self.config.name,
-        }
+        return catalog.AttemptMetrics(
+            execution_time_ms=execution_ms,
+            memory_usage_mb=reported.get("memory_usage_mb"),
+            cpu_usage_percent=reported.get("cpu_usage_percent"),
+            queue_wait_time_ms=max(0, wait_ms) if wait_ms is not None else None,
+            api_calls_count=reported.get("api_calls_count", 0),
+            tokens_used=reported.get("tokens_used", 0),
+            cost_usd=reported.get("cost_usd", 0.0),
+            task_type=get("task_type"),
+            priority=get("priority"),
+            retry_count=int(get("retry_count") or 0),
+            worker_name=self.config.name,
+        )
 
     def _heartbeat(self) -> Envelope:
-        """Built on the publisher's thread from a snapshot of the slots."""
         active = [r for r in (s.running for s in self.pool.slots) if r is not None]
-        return Envelope(
-            event_type="worker.heartbeat",
-            producer="worker",
-            brand_id=None,
-            data={
-                "worker_name": self.config.name,
-                "queues": list(self.config.queues),
-                "concurrency": self.pool.size,
-                "task_types": [spec.describe() for spec in self.registry.specs()],
-                "active_task_ids": [r.task_id for r in active],
-                "active_tasks": [
-                    {
-                        "id": r.message["id"],
-                        "task_id": r.task_id,
-                        "attempt": r.attempt,
-                        "brand_id": r.message.get("brand_id"),
-                        "task_type": r.message.get("task_type"),
-                        "started_at": r.started_at,
-                        "timeout_minutes": r.message.get("timeout_minutes"),
-                    }
-                    for r in active
-                ],
-                "cpu_percent": psutil.cpu_percent(None),
-                "memory_percent": psutil.virtual_memory().percent,
-                "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-                "processed_tasks": self.processed_tasks,
-                "failed_tasks": self.failed_tasks,
-                "started_at": self.started_at,
-            },
+        beat = catalog.WorkerHeartbeat(
+            worker_name=self.config.name,
+            queues=list(self.config.queues),
+            concurrency=self.pool.size,
+            task_types=[spec.describe() for spec in self.registry.specs()],
+            active_task_ids=[r.task_id for r in active],
+            active_tasks=[
+                catalog.ActiveAttempt(
+                    id=int(r.message["id"]),
+                    task_id=r.task_id,
+                    attempt=r.attempt,
+                    brand_id=r.message.get("brand_id"),
+                    task_type=r.message.get("task_type"),
+                    started_at=r.started_at,
+                    timeout_minutes=r.message.get("timeout_minutes"),
+                )
+                for r in active
+            ],
+            cpu_percent=psutil.cpu_percent(None),
+            memory_percent=psutil.virtual_memory().percent,
+            load_average=[round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+            processed_tasks=self.processed_tasks,
+            failed_tasks=self.failed_tasks,
+            started_at=self.started_at,
         )
+        return Envelope.of(beat, None)

@@ -10,6 +10,7 @@ one-connection-per-thread model.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import select
@@ -86,10 +87,9 @@ def close_quietly(resource: Any) -> None:
         log.debug("closing %r failed: %r", resource, exc)
     collect = getattr(resource, "collect", None)
     if collect is not None:
-        try:
-            collect()  # a connection whose socket died cannot close politely: drop it anyway
-        except Exception:  # noqa: BLE001 - nothing more to do with a dead connection
-            pass
+        # a connection whose socket died cannot close politely: drop it anyway
+        with contextlib.suppress(Exception):
+            collect()
 
 
 def read_pushed(connection: amqp.Connection, timeout: float) -> None:
@@ -187,7 +187,9 @@ class ConfirmTracker:
         channel.events["basic_nack"].add(self._on_nack)
         channel.events["basic_return"].add(self._on_return)
 
-    def send(self, messages: Iterable[OutgoingMessage], exchange_of: Callable[[OutgoingMessage], str]) -> None:
+    def send(
+        self, messages: Iterable[OutgoingMessage], exchange_of: Callable[[OutgoingMessage], str]
+    ) -> None:
         for message in messages:
             self.channel.basic_publish(
                 amqp_message(message),

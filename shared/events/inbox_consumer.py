@@ -202,4 +202,3 @@ class InboxConsumer:
         statement = upsert(bind, self.inbox).values(rows).on_conflict_do_nothing()
         inserted = uow.session.execute(statement.returning(self.inbox.c.event_id)).scalars().all()
         return set(inserted)
-

@@ -9,6 +9,7 @@ confirmed. Nothing survives the process, which is fine for a single process whos
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -230,7 +231,9 @@ class _InProcessSubscription(Subscription):
                     with self.bus._cond:
                         self.queue.unacked -= len(deliveries)
                         for delivery in reversed(deliveries):
-                            self.queue.ready.appendleft(replace(delivery, delivery_count=delivery.delivery_count - 1))
+                            self.queue.ready.appendleft(
+                                replace(delivery, delivery_count=delivery.delivery_count - 1)
+                            )
                     transient_failures += 1
                     stop.wait(transient_delay(transient_failures))
                     continue
@@ -259,10 +262,9 @@ class _InProcessSubscription(Subscription):
 
 
 def _nudge(fd: int) -> None:
-    try:
+    # a full pipe means the reader will look anyway; a closed one, that nobody listens
+    with contextlib.suppress(OSError):
         os.write(fd, b"\0")
-    except (BlockingIOError, OSError):
-        pass  # the pipe is full (the reader will look anyway) or closed
 
 
 class _InProcessWorkerLink(WorkerLink):

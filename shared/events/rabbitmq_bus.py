@@ -356,7 +356,9 @@ class RabbitMQBus(EventBus):
         self._admin = None
 
     def declare_work(self) -> None:
-        self._on_admin_channel(lambda ch: self._remember(*_declaring(lambda: self._topology.declare_work(ch))))
+        self._on_admin_channel(
+            lambda ch: self._remember(*_declaring(lambda: self._topology.declare_work(ch)))
+        )
 
     def queue_figures(self, queue: str) -> QueueFigures | None:
         try:
@@ -436,7 +438,9 @@ class RabbitMQBus(EventBus):
                 if message is None:
                     break
                 taken.append((message.delivery_info["delivery_tag"], message))
-            chosen = [(tag, m) for tag, m in taken if wanted is None or m.properties.get("message_id") in wanted]
+            chosen = [
+                (tag, m) for tag, m in taken if wanted is None or m.properties.get("message_id") in wanted
+            ]
             for _, message in chosen:
                 # straight back to the queue that parked it (the default exchange routes by queue
                 # name): only that consumer sees it again
@@ -505,7 +509,9 @@ def _dead_letter(message: amqp.Message) -> DeadLetter:
 
 def _outgoing_of(message: amqp.Message) -> OutgoingMessage:
     letter = _dead_letter(message)
-    return OutgoingMessage(EVENTS_EXCHANGE, letter.routing_key, letter.body, letter.message_id or "", letter.headers)
+    return OutgoingMessage(
+        EVENTS_EXCHANGE, letter.routing_key, letter.body, letter.message_id or "", letter.headers
+    )
 
 
 # --------------------------------------------------------------------------------------------

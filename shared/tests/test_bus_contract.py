@@ -198,7 +198,9 @@ def test_filtered_binding_delivers_only_events_with_the_headers(bus: EventBus, r
         bus.subscription("filtered", ["task.created"], recorder, filtered={"task.*": {"periodic": "1"}})
     )
     created, plain, periodic = event("task.created"), event("task.completed"), event("task.completed")
-    periodic = OutgoingMessage(EVENTS_EXCHANGE, "task.completed", periodic.body, periodic.message_id, {"periodic": "1"})
+    periodic = OutgoingMessage(
+        EVENTS_EXCHANGE, "task.completed", periodic.body, periodic.message_id, {"periodic": "1"}
+    )
     bus.publish([created, plain, periodic])
 
     wait_until(lambda: recorder.of(periodic), "the periodic event")
@@ -258,7 +260,9 @@ def test_dead_letters_are_listed_and_replayed(bus: EventBus, runner: Runner) -> 
 # ---- worker links
 
 
-def poll_until(link: WorkerLink, what: str, done: Callable[[LinkNews], bool], timeout: float = DEADLINE) -> LinkNews:
+def poll_until(
+    link: WorkerLink, what: str, done: Callable[[LinkNews], bool], timeout: float = DEADLINE
+) -> LinkNews:
     """Poll the link, gathering its news, until `done(gathered)`."""
     gathered = LinkNews()
     deadline = time.monotonic() + timeout

@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
+from shared import task_states as st
 from shared.db import seconds_between
 from shared.events.bus import EventBus
 from shared.events.envelope import utcnow
 from shared.listing import apply_filters, apply_ordering
 
 from ..models import Task, WorkerPresence
-from shared import task_states as st
 
 FILTERS: dict[str, Any] = {
     "status": lambda v: Task.status.in_(_expand_status(v)),

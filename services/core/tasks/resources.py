@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import request
+import msgspec
+from flask import Response, request
 from flask.views import MethodView
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -13,6 +14,7 @@ from sqlalchemy.orm import selectinload
 from shared.api import Blueprint
 from shared.auth import current_principal
 from shared.errors import not_found
+from shared.events import catalog
 from shared.listing import paginate
 
 from ..container import core
@@ -22,6 +24,8 @@ from .schemas import (
     CancelResultSchema,
     RetryBodySchema,
     RetryResultSchema,
+    TaskBulkCreateSchema,
+    TaskBulkResultSchema,
     TaskCreateSchema,
     TaskDetailSchema,
     TaskListArgs,
@@ -51,19 +55,63 @@ class Tasks(MethodView):
         principal, container = current_principal(), core()
         key = request.headers.get("Idempotency-Key") or None
         origin = _schedule_origin(key)
+        new = service.NewTask(
+            fields,
+            idempotency_key=key,
+            periodic_task_id=origin and (origin["periodic_task_id"] or origin["cron_job_id"] or 0),
+            origin=origin,
+        )
         with container.uow() as uow:
-            task, created = service.create_task(
+            view, created = service.create_task(
                 uow,
                 service.Creator.of(principal),
-                fields,
+                new,
                 container.registry,
-                idempotency_key=key,
                 strict_types=container.strict_types,
-                periodic_task_id=origin and (origin["periodic_task_id"] or origin["cron_job_id"] or 0),
-                origin=origin,
             )
             uow.commit()
-            return task, 201 if created else 200
+        return _as_json(_api_view(view), 201 if created else 200)
+
+
+@blp.route("/bulk/")
+class TasksInBulk(MethodView):
+    @blp.arguments(TaskBulkCreateSchema)
+    @blp.response(201, TaskBulkResultSchema)
+    def post(self, body: dict[str, Any]) -> Any:
+        """Create up to 1,000 tasks in one transaction (all or nothing)"""
+        principal, container = current_principal(), core()
+        news = [
+            service.NewTask(
+                {k: v for k, v in element.items() if k != "idempotency_key"}, element.get("idempotency_key")
+            )
+            for element in body["tasks"]
+        ]
+        with container.uow() as uow:
+            results = service.create_tasks(
+                uow,
+                service.Creator.of(principal),
+                news,
+                container.registry,
+                strict_types=container.strict_types,
+            )
+            uow.commit()
+        return _as_json({"count": len(results), "results": [_api_view(view) for view, _ in results]}, 201)
+
+
+# what task.created says beyond the API's view of a task
+_EVENT_ONLY = ("persistent", "periodic_task_id", "origin")
+
+
+def _api_view(view: Any) -> dict[str, Any]:
+    data = catalog.to_data(view)
+    for key in _EVENT_ONLY:
+        data.pop(key, None)
+    return data
+
+
+def _as_json(body: Any, status: int) -> Response:
+    """The body is built already (task.created's data): encode it once, without a second dump."""
+    return Response(msgspec.json.encode(body), status=status, mimetype="application/json")
 
 
 def _schedule_origin(key: str | None) -> dict[str, Any] | None:

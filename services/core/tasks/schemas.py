@@ -7,7 +7,6 @@ from flask import g
 
 from shared.api import ReadSchema, Schema, Timestamp
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
-
 from shared.task_states import ACTIVE, PRIORITIES, STATUSES
 
 TASK_TYPE_PATTERN = r"^[a-z0-9_.-]{1,100}$"
@@ -36,6 +35,18 @@ class TaskCreateSchema(_RejectReadOnly):
     scheduled_for = ma.fields.AwareDateTime(allow_none=True)
     max_retries = ma.fields.Integer(load_default=None, validate=ma.validate.Range(0, 20))
     timeout_minutes = ma.fields.Integer(load_default=None, validate=ma.validate.Range(1, 10080))
+
+
+class TaskBulkElementSchema(TaskCreateSchema):
+    idempotency_key = ma.fields.String(validate=ma.validate.Length(min=1, max=255))
+
+
+class TaskBulkCreateSchema(Schema):
+    tasks = ma.fields.List(
+        ma.fields.Nested(TaskBulkElementSchema),
+        required=True,
+        validate=ma.validate.Length(min=1, max=1000, error="Between 1 and 1,000 tasks per call."),
+    )
 
 
 class TaskUpdateSchema(_RejectReadOnly):
@@ -118,6 +129,11 @@ class TaskDetailSchema(TaskSchema):
 
 
 TaskPageSchema = page_schema(TaskSchema, "TaskPage")
+
+
+class TaskBulkResultSchema(ReadSchema):
+    count = ma.fields.Integer()
+    results = ma.fields.List(ma.fields.Nested(TaskSchema))
 
 
 class TaskListArgs(ListArgs):

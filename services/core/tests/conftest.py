@@ -11,6 +11,7 @@ from flask import Flask
 
 from services.core.app import create_app
 from services.core.container import CoreContainer, bootstrap
+from shared.events import catalog
 from shared.events.envelope import Envelope
 from shared.events.inprocess_bus import InProcessBus
 from shared.testing.fixtures import make_settings
@@ -57,19 +58,17 @@ def make_task(client: Any, auth: Any) -> Any:
 def live_worker(container: CoreContainer, app: Flask) -> Any:
     """Announce a worker serving `types` (its heartbeat), as a running worker would."""
 
-    def announce(*types: str, name: str = "w1") -> None:
-        heartbeat = Envelope(
-            "worker.heartbeat",
-            "worker",
-            None,
-            {
-                "worker_name": name,
-                "queues": ["critical", "high", "normal", "low"],
-                "task_types": [{"name": t, "priority": "normal"} for t in types],
-            },
+    def announce(*types: str, name: str = "w1", active: list[catalog.ActiveAttempt] | None = None) -> None:
+        heartbeat = catalog.WorkerHeartbeat(
+            worker_name=name,
+            queues=["critical", "high", "normal", "low"],
+            concurrency=4,
+            task_types=[{"name": t, "priority": "normal"} for t in types],
+            active_task_ids=[a.task_id for a in active or []],
+            active_tasks=active or [],
         )
-        consumer = container.consumers()[0]
-        consumer.apply(heartbeat, consumer.handlers["worker.heartbeat"])
+        heartbeats = container.consumers()[1]
+        heartbeats.apply([Envelope.of(heartbeat, None)])
         container.registry.invalidate()
 
     return announce
