@@ -21,6 +21,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 def test_a_worker_killed_during_50_tasks_loses_none_and_repeats_none(platform):
     doomed = platform.start_worker("w-doomed", concurrency=8)
     platform.start_worker("w-survivor", concurrency=8)
+    platform.wait_for_worker("w-doomed")
+    platform.wait_for_worker("w-survivor")
     tasks = [platform.create("example.sleep", context_data={"seconds": 1.5, "steps": 3}) for _ in range(50)]
     wait_until(
         lambda: (
@@ -33,6 +35,7 @@ def test_a_worker_killed_during_50_tasks_loses_none_and_repeats_none(platform):
             )
             >= 8
         ),
+        timeout=30,
         message="w-doomed busy",
     )
     children = psutil.Process(doomed.pid).children(recursive=True)
