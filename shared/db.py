@@ -3,6 +3,7 @@ JSONB on PostgreSQL, and the tables every service database has (outbox, inbox)."
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.sql.expression import FunctionElement
@@ -78,11 +80,38 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_timeout", 5)
+    kwargs.setdefault("pool_recycle", 1800)
     # fail fast when the database is down: 5 s to connect, 15 s per statement
     connect_args = {"connect_timeout": 5, "options": "-c statement_timeout=15000"}
-    return create_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    event.listen(engine, "checkin", _note_checkin)
+    event.listen(engine, "checkout", _ping_if_idle)
+    return engine
+
+
+# A connection back in the pool for longer than this is pinged before it is used again: one that
+# served a moment ago is almost surely alive, and pinging every checkout costs a round trip per
+# transaction (a dead one found later is a DBAPIError the consumers treat as transient).
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def _note_checkin(dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    checked_in = record.info.get("checked_in_at")
+    if checked_in is None or time.monotonic() - checked_in < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+        dbapi_connection.rollback()
+    except Exception as exc:
+        # the pool throws this connection away and checks out a fresh one
+        raise DisconnectionError(f"pooled connection unusable: {exc!r}") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -7,7 +7,7 @@ from flask import g
 
 from shared.api import ReadSchema, Schema, Timestamp
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
-from shared.task_states import ACTIVE, PRIORITIES, STATUSES
+from shared.task_states import ACTIVE, PENDING, PRIORITIES, STATUSES
 
 TASK_TYPE_PATTERN = r"^[a-z0-9_.-]{1,100}$"
 READ_ONLY_FIELDS = (
@@ -115,12 +115,21 @@ class StatusChangeSchema(ReadSchema):
     at = Timestamp()
 
 
+HISTORY_SHOWN = 50
+
+
 class TaskDetailSchema(TaskSchema):
     status_history = ma.fields.Method("newest_history")
     error_traceback = ma.fields.Method("traceback_for_admins")
 
     def newest_history(self, task: object) -> list:
-        return StatusChangeSchema(many=True).dump(getattr(task, "history", [])[:50])
+        """The 50 newest status changes; a task's creation is not stored as a row (one insert
+        less per task): it is told from the task's own creation time."""
+        changes = StatusChangeSchema(many=True).dump(getattr(task, "history", [])[:HISTORY_SHOWN])
+        if len(changes) < HISTORY_SHOWN:
+            created = {"from_status": None, "to_status": PENDING, "reason": "created", "attempt": 0}
+            changes.append(StatusChangeSchema().dump({**created, "at": getattr(task, "created_at", None)}))
+        return changes
 
     def traceback_for_admins(self, task: object) -> str | None:
         # kept for the admins of the task's own brand (the query already scoped the brand)

@@ -36,7 +36,6 @@ BULK_MAX = 1000
 DUE_SIGNAL = "due"  # the dispatcher's wake-up: a task got a time to be dispatched at
 
 TASKS = Task.__table__
-HISTORY = StatusChange.__table__
 
 
 @dataclass(frozen=True)
@@ -182,12 +181,12 @@ def create_tasks(
         try:
             # a savepoint only where a concurrent request may take the same key first
             with uow.session.begin_nested():
-                ids = _insert(uow, rows, now)
+                ids = _insert(uow, rows)
         except IntegrityError:
             # that request committed first: answer with its tasks, as a repeat would be
             return create_tasks(uow, creator, news, registry, strict_types=strict_types, second_try=True)
     elif rows:
-        ids = _insert(uow, rows, now)
+        ids = _insert(uow, rows)
     if rows:
         for row, pk in zip(rows, ids, strict=True):
             row["id"] = pk
@@ -266,24 +265,10 @@ def _new_row(
     }
 
 
-def _insert(uow: UnitOfWork, rows: list[dict[str, Any]], now: datetime) -> list[int]:
+def _insert(uow: UnitOfWork, rows: list[dict[str, Any]]) -> list[int]:
+    # no history row for the creation: the API tells it from created_at (schemas.py)
     result = uow.session.execute(insert(TASKS).returning(TASKS.c.id, sort_by_parameter_order=True), rows)
-    ids = list(result.scalars())
-    uow.session.execute(
-        insert(HISTORY),
-        [
-            {
-                "task_pk": pk,
-                "from_status": None,
-                "to_status": st.PENDING,
-                "reason": "created",
-                "attempt": 0,
-                "at": now,
-            }
-            for pk in ids
-        ],
-    )
-    return ids
+    return list(result.scalars())
 
 
 def _created_event(row: dict[str, Any], new: NewTask) -> catalog.TaskCreated:
