@@ -84,6 +84,7 @@ class _Batch:
         self.leases: dict[int, dict[str, Any]] = {}
         self.released_leases: set[int] = set()
         self.redispatch: list[int] = []
+        self.parked: list[int] = []  # lost too often: dead-lettered after the batch's writes
 
     def set(self, task: dict[str, Any], **values: Any) -> None:
         task.update(values)
@@ -168,6 +169,14 @@ def _started(batch: _Batch, task: dict[str, Any], report: catalog.AttemptStarted
             # running attempt (its first hold was lost): tell that worker to stop it
             batch.publish(task, _revoked(task, report.attempt, worker))
         return
+    if report.deliveries > 1:
+        # earlier holders of this order died within their hold window: lost deliveries
+        lost = task["lost_deliveries"] + report.deliveries - 1
+        batch.set(task, lost_deliveries=lost)
+        if lost >= batch.policy.max_lost_deliveries:
+            batch.parked.append(task["id"])
+            batch.publish(task, _revoked(task, report.attempt, worker))
+            return
     _run(batch, task, report.worker_name, report.started_at)
     batch.hold_lease(task, worker)
     batch.publish(
@@ -353,6 +362,9 @@ def apply_reports(policy: ExecutionPolicy) -> Callable[[UnitOfWork, Sequence[Env
         batch.write()
         if batch.redispatch:
             _redispatch(uow, batch.redispatch)
+        if batch.parked:
+            for task in uow.session.scalars(select(Task).where(Task.id.in_(batch.parked))):
+                dead_letter(uow, task, f"its worker died {task.lost_deliveries} times while holding it")
 
     return handle
 
@@ -472,47 +484,50 @@ def on_worker_offline(policy: ExecutionPolicy) -> Callable[[UnitOfWork, Envelope
 def recover_lost(uow: UnitOfWork, task: Task, policy: ExecutionPolicy, reason: str) -> None:
     """Nobody runs this task any more: run it again, or park it after too many lost deliveries
     (a task that kills its worker every time must not loop)."""
-    now = utcnow()
     # a worker that is only slow or cut off (not dead) must stop the attempt it may still run
     revoke(uow, task, task.attempt, task.worker_name)
     task.lost_deliveries += 1
     drop_lease(uow, task)
     if task.lost_deliveries >= policy.max_lost_deliveries:
-        transition(
-            task, st.FAILED, f"{reason}; dead-lettered after {task.lost_deliveries} lost deliveries", now
-        )
-        task.error_message = (
-            f"Worker lost {task.lost_deliveries} times while running this task; dead-lettered."
-        )
-        task.completed_at = now
-        uow.send_raw_work("dead", f"{task.task_id}:{task.attempt}:dead", _dead_letter_body(task))
-        publish_task_event(
-            uow,
-            task,
-            catalog.TaskFailed(
-                id=task.id,
-                task_id=task.task_id,
-                attempt=task.attempt,
-                worker_name=task.worker_name,
-                task_type=task.task_type,
-                priority=task.priority,
-                retry_count=task.retry_count,
-                max_retries=task.max_retries,
-                created_at=_iso(task.created_at),
-                started_at=_iso(task.started_at),
-                completed_at=_iso(now),
-                metrics=catalog.AttemptMetrics(task_type=task.task_type, priority=task.priority),
-                error_message=task.error_message,
-                will_retry=False,
-                dead_lettered=True,
-            ),
-        )
-        TASKS_DEAD_LETTERED.inc()
+        dead_letter(uow, task, reason)
         return
+    now = utcnow()
     transition(task, st.PENDING, reason, now)
     task.worker_name = None
     dispatch(uow, task, now)
     announce_status(uow, task, reason)
+
+
+def dead_letter(uow: UnitOfWork, task: Task, reason: str) -> None:
+    """Park a task that lost its worker too many times: failed, and its order in the dead work
+    queue (counted, inspectable, never run again)."""
+    now = utcnow()
+    transition(task, st.FAILED, f"{reason}; dead-lettered after {task.lost_deliveries} lost deliveries", now)
+    task.error_message = f"Worker lost {task.lost_deliveries} times while running this task; dead-lettered."
+    task.completed_at = now
+    uow.send_raw_work("dead", f"{task.task_id}:{task.attempt}:dead", _dead_letter_body(task))
+    publish_task_event(
+        uow,
+        task,
+        catalog.TaskFailed(
+            id=task.id,
+            task_id=task.task_id,
+            attempt=task.attempt,
+            worker_name=task.worker_name,
+            task_type=task.task_type,
+            priority=task.priority,
+            retry_count=task.retry_count,
+            max_retries=task.max_retries,
+            created_at=_iso(task.created_at),
+            started_at=_iso(task.started_at),
+            completed_at=_iso(now),
+            metrics=catalog.AttemptMetrics(task_type=task.task_type, priority=task.priority),
+            error_message=task.error_message,
+            will_retry=False,
+            dead_lettered=True,
+        ),
+    )
+    TASKS_DEAD_LETTERED.inc()
 
 
 def _dead_letter_body(task: Task) -> bytes:

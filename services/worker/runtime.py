@@ -229,6 +229,8 @@ class Worker:
                 order = self._accept(delivery)
                 if order is not None:
                     self._run(slot, order, delivery)
+                    if delivery.delivery_count > 1:
+                        self._enforce_deadlines()  # announce it before anything else happens
                     break
                 delivery = self._next_delivery()
             if delivery is None:
@@ -277,13 +279,16 @@ class Worker:
         now = utcnow()
         minutes = order.timeout_minutes or spec.timeout_minutes or 60
         message = msgspec.to_builtins(order)
+        # a redelivered order may be one that kills its worker: announce it at once, so that core
+        # counts the deaths and parks it after a bounded number of them
+        hold = 0.0 if delivery.delivery_count > 1 else self.config.hold_seconds
         running = Running(
             message=message,
             started_at=iso(now) or "",
             started_monotonic=time.monotonic(),
             deadline=time.monotonic() + float(minutes) * 60 * self.config.timeout_scale,
             delivery=delivery,
-            hold_until=time.monotonic() + self.config.hold_seconds,
+            hold_until=time.monotonic() + hold,
         )
         job = {
             "message": message,
@@ -305,7 +310,9 @@ class Worker:
         if running.delivery is None:
             return
         delivery, running.delivery, running.hold_until = running.delivery, None, None
-        report = catalog.AttemptStarted(**self._ids(running.message), started_at=running.started_at)
+        report = catalog.AttemptStarted(
+            **self._ids(running.message), started_at=running.started_at, deliveries=delivery.delivery_count
+        )
         self._report(report, settles=delivery)
 
     # ------------------------------------------------------------------ following children

@@ -92,6 +92,9 @@ class AttemptStarted(AttemptReport, kw_only=True):
 
     event_type: ClassVar[str] = "attempt.started"
     started_at: str
+    # how many times the broker delivered this order: more than once means earlier holders died
+    # within their hold window (core counts them as lost deliveries)
+    deliveries: int = 1
 
 
 class AttemptProgress(AttemptReport, kw_only=True):

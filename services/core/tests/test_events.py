@@ -27,7 +27,9 @@ def report(cls, task, attempt=1, worker="w1", brand=None, **fields):
     if cls in (catalog.AttemptCompleted, catalog.AttemptFailed):
         data.setdefault("started_at", NOW)
         data.setdefault("finished_at", NOW)
-        data.setdefault("metrics", catalog.AttemptMetrics(execution_time_ms=12, memory_usage_mb=3.5, cost_usd=0.01))
+        data.setdefault(
+            "metrics", catalog.AttemptMetrics(execution_time_ms=12, memory_usage_mb=3.5, cost_usd=0.01)
+        )
     if cls is catalog.AttemptCompleted:
         data.setdefault("result_data", {})
     if cls is catalog.AttemptFailed:
@@ -53,7 +55,9 @@ def emitted(container, event_type):
     outbox = container.ctx.outbox
     with container.session_factory() as session:
         rows = session.execute(
-            select(outbox.c.body, outbox.c.headers).where(outbox.c.routing_key == event_type).order_by(outbox.c.id)
+            select(outbox.c.body, outbox.c.headers)
+            .where(outbox.c.routing_key == event_type)
+            .order_by(outbox.c.id)
         ).all()
     return [(json.loads(body)["data"], headers) for body, headers in rows]
 
@@ -80,8 +84,16 @@ class TestAttemptReports:
         task = make_task()
         apply(reports, report(catalog.AttemptCompleted, task, result_data={"ok": True}))
         done = detail(client, auth, task)
-        assert (done["status"], done["progress_percentage"], done["result_data"]) == ("completed", 100, {"ok": True})
-        assert (done["worker_name"], done["has_metrics"], done["metrics"]["execution_time_ms"]) == ("w1", True, 12)
+        assert (done["status"], done["progress_percentage"], done["result_data"]) == (
+            "completed",
+            100,
+            {"ok": True},
+        )
+        assert (done["worker_name"], done["has_metrics"], done["metrics"]["execution_time_ms"]) == (
+            "w1",
+            True,
+            12,
+        )
         assert history(client, auth, task) == ["pending", "running", "completed"]
         [(completed, headers)] = emitted(container, "task.completed")
         assert (completed["task_type"], completed["attempt"], completed["metrics"]["cost_usd"]) == (
@@ -94,12 +106,18 @@ class TestAttemptReports:
         listed = client.get("/tasks/?has_metrics=true&execution_time__gte=10", headers=auth.headers()).json
         assert [t["id"] for t in listed["results"]] == [task["id"]]
 
-    def test_a_long_attempt_is_started_then_progresses_then_completes(self, client, auth, make_task, reports, container):
+    def test_a_long_attempt_is_started_then_progresses_then_completes(
+        self, client, auth, make_task, reports, container
+    ):
         task = make_task()
         apply(reports, report(catalog.AttemptStarted, task))
         apply(reports, report(catalog.AttemptProgress, task, progress_percentage=40, current_step="batch 2"))
         running = detail(client, auth, task)
-        assert (running["status"], running["progress_percentage"], running["worker_name"]) == ("running", 40, "w1")
+        assert (running["status"], running["progress_percentage"], running["worker_name"]) == (
+            "running",
+            40,
+            "w1",
+        )
         with container.session_factory() as session:
             assert session.get(TaskLease, task["id"]).worker_name == "w1"
         apply(reports, report(catalog.AttemptCompleted, task, result_data={"ok": True}))
@@ -126,7 +144,11 @@ class TestAttemptReports:
         apply(reports, report(catalog.AttemptStarted, task))
         apply(reports, report(catalog.AttemptFailed, task, error_message="late"))
         done = detail(client, auth, task)
-        assert (done["status"], done["progress_percentage"], done["error_message"]) == ("completed", 100, None)
+        assert (done["status"], done["progress_percentage"], done["error_message"]) == (
+            "completed",
+            100,
+            None,
+        )
 
     def test_a_batch_applies_each_task_s_reports_in_order(self, client, auth, make_task, reports, container):
         first, second, third = make_task(), make_task(), make_task(max_retries=0)
@@ -146,7 +168,10 @@ class TestAttemptReports:
         ]
         assert history(client, auth, first) == ["pending", "running", "completed"]
         assert detail(client, auth, first)["progress_percentage"] == 100
-        assert [d["task_id"] for d, _ in emitted(container, "task.completed")] == [second["task_id"], first["task_id"]]
+        assert [d["task_id"] for d, _ in emitted(container, "task.completed")] == [
+            second["task_id"],
+            first["task_id"],
+        ]
 
     def test_a_batch_costs_a_few_statements_however_many_reports(self, make_task, reports, container):
         tasks = [make_task() for _ in range(40)]
@@ -174,8 +199,12 @@ class TestAttemptReports:
         task = make_task()
         apply(reports, report(catalog.AttemptStarted, task))
         client.post(f"/tasks/{task['id']}/cancel/", headers=auth.headers())
-        live_worker("example.noop", active=[catalog.ActiveAttempt(id=task["id"], task_id=task["task_id"], attempt=1)])
-        assert [data["task_id"] for data, _ in emitted(container, "task.attempt_revoked")] == [task["task_id"]]
+        live_worker(
+            "example.noop", active=[catalog.ActiveAttempt(id=task["id"], task_id=task["task_id"], attempt=1)]
+        )
+        assert [data["task_id"] for data, _ in emitted(container, "task.attempt_revoked")] == [
+            task["task_id"]
+        ]
 
     def test_reports_naming_another_brand_s_task_are_ignored(self, client, auth, make_task, reports):
         task = make_task()
@@ -289,3 +318,20 @@ def test_the_relay_never_skips_a_row_that_commits_late(postgres_url):
     with engine.connect() as conn:
         assert conn.execute(select(outbox.c.id)).all() == []  # published rows are gone
     container.ctx.dispose()
+
+
+def test_a_task_waits_for_a_worker_of_its_type_then_is_dispatched_when_one_appears(
+    client, auth, make_task, container, live_worker
+):
+    task = make_task(task_type="late.type")
+    with container.session_factory() as session:
+        assert session.get(Task, task["id"]).attempt == 0  # waiting in the database
+    assert container._dispatch_due() is None  # nothing due for the types served (none)
+    live_worker("late.type")
+    signal = container.ctx.wakeups.signal("due")
+    assert signal.wait(0), "the heartbeat of a new type wakes the dispatcher"
+    container._dispatch_due()
+    with container.session_factory() as session:
+        assert session.get(Task, task["id"]).attempt == 1
+    figures = container.bus.queue_figures(container.bus.work_queue_name("normal"))
+    assert figures is None or figures.ready == 0  # still in the outbox until the relay runs

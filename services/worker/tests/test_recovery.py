@@ -80,6 +80,7 @@ def test_a_task_that_kills_its_worker_every_time_is_dead_lettered(platform):
 
 def test_sigterm_finishes_running_tasks_then_exits_0(platform):
     worker = platform.start_worker("w-rolling", concurrency=2, TASKHUB_SHUTDOWN_GRACE_SECONDS="15")
+    platform.wait_for_worker("w-rolling")
     tasks = [platform.create("example.sleep", context_data={"seconds": 2, "steps": 2}) for _ in range(2)]
     for task in tasks:
         platform.wait_status(task, "running")
