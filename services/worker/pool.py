@@ -42,6 +42,7 @@ class Running:
     # the work delivery, held unacknowledged until the attempt is reported (see runtime.py)
     delivery: Any = None
     hold_until: float | None = None  # monotonic end of the hold window
+    launched: bool = False  # handed to the child (a redelivered order waits for its announcement)
 
     @property
     def task_id(self) -> str:
@@ -97,9 +98,14 @@ class ProcessPool:
         lifeline_r.close()
         slot.conn, slot.lifeline, slot.running = parent_conn, lifeline_w, None
 
+    def reserve(self, slot: Slot, running: Running) -> None:
+        """Mark the slot busy with an attempt that will start later (submit starts it)."""
+        slot.running = running
+
     def submit(self, slot: Slot, job: dict[str, Any], running: Running) -> None:
         slot.stop.clear()
         slot.running = running
+        running.launched = True
         assert slot.conn is not None
         slot.conn.send(job)
 

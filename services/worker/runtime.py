@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import wait
@@ -59,6 +60,8 @@ REMEMBER_STOPS_SECONDS = 3600.0
 MAX_SLEEP = 1.0
 # How often progress reports of one attempt may leave (the newest one wins).
 PROGRESS_EVERY = 0.5
+# Attempts this worker finished lately: a second delivery of one of them is dropped, not run again.
+REMEMBER_FINISHED = 4096
 
 
 def outgoing(envelope: Envelope) -> OutgoingMessage:
@@ -71,6 +74,8 @@ class _Pending:
 
     message: OutgoingMessage
     settles: Delivery | None
+    # what to do once the broker has it (start an attempt that had to be announced first)
+    then: Callable[[], None] | None = None
 
 
 class Worker:
@@ -91,6 +96,7 @@ class Worker:
         # revoke exactly one
         self._stopped: dict[str, tuple[int | None, bool, float]] = {}
         self._next_heartbeat = 0.0
+        self._finished: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -143,7 +149,16 @@ class Worker:
             self._fill()
         self._enforce_deadlines()
         self._send_due()
+        self._regulate(taking)
         BUSY_SLOTS.set(sum(1 for s in self.pool.slots if s.running))
+
+    def _regulate(self, taking: bool) -> None:
+        """Take work while some slot is free or runs a short attempt. Announced attempts no longer
+        count against the broker's prefetch (their deliveries are acknowledged), so a worker whose
+        every slot runs a long one stops taking: the queue's other workers get the rest."""
+        assert self.link is not None
+        announced = sum(1 for s in self.pool.slots if s.running is not None and s.running.delivery is None)
+        self.link.take_work(taking and announced < self.pool.size)
 
     def _sleep_time(self, taking: bool) -> float:
         if taking and any(self._waiting.values()) and any(s.free for s in self.pool.slots):
@@ -176,6 +191,10 @@ class Worker:
                 waiting.clear()
             for pending in self._pending.values():
                 pending.settles = None
+                pending.then = None  # an attempt not started yet: its order went back too
+            for slot in self.pool.slots:
+                if slot.running is not None and not slot.running.launched:
+                    slot.running = None
             self._publish([p.message for p in self._pending.values()])
         for delivery in news.control:
             self._on_control(delivery)
@@ -188,6 +207,8 @@ class Worker:
             pending = self._pending.pop(message_id, None)
             if pending is not None and pending.settles is not None:
                 self._settle(pending.settles)
+            if pending is not None and pending.then is not None:
+                pending.then()
         if news.refused:
             self._publish([self._pending[m].message for m in news.refused if m in self._pending])
         UNCONFIRMED.set(len(self._pending))
@@ -203,11 +224,13 @@ class Worker:
         if messages and self.link is not None:
             self.link.publish(messages)
 
-    def _report(self, report: catalog.Event, settles: Delivery | None = None) -> None:
+    def _report(
+        self, report: catalog.Event, settles: Delivery | None = None, then: Callable[[], None] | None = None
+    ) -> None:
         """A report core must get: kept until the broker confirms it."""
         envelope = self._envelope(report)
         message = outgoing(envelope)
-        self._pending[message.message_id] = _Pending(message, settles)
+        self._pending[message.message_id] = _Pending(message, settles, then)
         self._publish([message])
 
     def _envelope(self, event: catalog.Event) -> Envelope:
@@ -229,8 +252,6 @@ class Worker:
                 order = self._accept(delivery)
                 if order is not None:
                     self._run(slot, order, delivery)
-                    if delivery.delivery_count > 1:
-                        self._enforce_deadlines()  # announce it before anything else happens
                     break
                 delivery = self._next_delivery()
             if delivery is None:
@@ -251,9 +272,10 @@ class Worker:
             log.error("unreadable work message %s: parked in the dead-letter queue", delivery.message_id)
             self._settle(delivery, requeue=False)
             return None
-        if self._was_stopped(order) or self._runs(order):
+        if self._was_stopped(order) or self._runs(order) or (order.task_id, order.attempt) in self._finished:
             # cancelled, revoked or deleted while it waited, or a second delivery of an attempt
-            # this worker runs already (its first hold was lost): never start it
+            # this worker runs or ran already (its first hold was lost): never start it again
+            log.info("dropped %s attempt %d (stopped, running or done here)", order.task_id, order.attempt)
             self._settle(delivery)
             return None
         if self.registry.get(order.task_type) is None:
@@ -279,16 +301,13 @@ class Worker:
         now = utcnow()
         minutes = order.timeout_minutes or spec.timeout_minutes or 60
         message = msgspec.to_builtins(order)
-        # a redelivered order may be one that kills its worker: announce it at once, so that core
-        # counts the deaths and parks it after a bounded number of them
-        hold = 0.0 if delivery.delivery_count > 1 else self.config.hold_seconds
         running = Running(
             message=message,
             started_at=iso(now) or "",
             started_monotonic=time.monotonic(),
             deadline=time.monotonic() + float(minutes) * 60 * self.config.timeout_scale,
             delivery=delivery,
-            hold_until=time.monotonic() + hold,
+            hold_until=time.monotonic() + self.config.hold_seconds,
         )
         job = {
             "message": message,
@@ -299,21 +318,39 @@ class Worker:
                 "retry_seconds": self.config.persistence_retry_seconds,
             },
         }
+        if delivery.delivery_count > 1:
+            # a redelivered order may be one that kills its worker: core hears of it, and the
+            # delivery is let go, before it runs; core counts the earlier deaths and parks an order
+            # that keeps killing its workers after a bounded number of them
+            self.pool.reserve(slot, running)
+            self._announce(running, then=lambda: self._launch_reserved(slot, job, running))
+            return
+        self._launch(slot, job, running)
+
+    def _launch_reserved(self, slot: Slot, job: dict[str, Any], running: Running) -> None:
+        if slot.running is not running:
+            return  # the link was lost meanwhile: its order went back to the queue
+        if running.stop_reason is not None:
+            slot.running = None  # revoked or cancelled while its announcement was on its way
+            return
+        self._launch(slot, job, running)
+
+    def _launch(self, slot: Slot, job: dict[str, Any], running: Running) -> None:
         try:
             self.pool.submit(slot, job, running)
         except OSError:  # the child died just now: _collect sees it and reports the attempt
-            log.warning("child %d gone before %s started", slot.index, order.task_id)
+            log.warning("child %d gone before %s started", slot.index, running.task_id)
 
-    def _announce(self, running: Running) -> None:
-        """The attempt outlived its hold window: tell core it runs (core takes a lease), and let
-        the delivery go once the broker has that."""
+    def _announce(self, running: Running, then: Callable[[], None] | None = None) -> None:
+        """The attempt outlived its hold window (or is a redelivery): tell core it runs (core takes
+        a lease), and let the delivery go once the broker has that."""
         if running.delivery is None:
             return
         delivery, running.delivery, running.hold_until = running.delivery, None, None
         report = catalog.AttemptStarted(
             **self._ids(running.message), started_at=running.started_at, deliveries=delivery.delivery_count
         )
-        self._report(report, settles=delivery)
+        self._report(report, settles=delivery, then=then)
 
     # ------------------------------------------------------------------ following children
 
@@ -351,6 +388,9 @@ class Worker:
         self._progress[running.task_id] = (send_after, self._envelope(report))
 
     def _on_outcome(self, running: Running, outcome: dict[str, Any]) -> None:
+        self._finished[(running.task_id, running.attempt)] = None
+        while len(self._finished) > REMEMBER_FINISHED:
+            self._finished.popitem(last=False)
         self._progress.pop(running.task_id, None)
         self._progress_sent.pop(running.task_id, None)
         kind = outcome.get("kind")

@@ -128,6 +128,12 @@ class WorkerLink(ABC):
     def reject(self, delivery: Delivery, requeue: bool) -> None: ...
 
     @abstractmethod
+    def take_work(self, taking: bool) -> None:
+        """Stop (False) or start again (True) receiving work; what it holds stays held. A worker
+        whose every slot runs a long attempt stops taking, so that the queue's other workers
+        get what it could not start."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 

@@ -277,6 +277,7 @@ class _InProcessWorkerLink(WorkerLink):
         os.set_blocking(self._write, False)
         self._held: dict[str, int] = {q.name: 0 for q in work}
         self._confirmed: list[str] = []
+        self._taking = True
         with bus._cond:
             for queue in (*work, control):
                 queue.wake.append(self._write)
@@ -304,7 +305,7 @@ class _InProcessWorkerLink(WorkerLink):
         news = LinkNews(confirmed=self._confirmed)
         self._confirmed = []
         with self.bus._cond:
-            for queue in self.work:
+            for queue in self.work if self._taking else ():
                 while self._held[queue.name] < self.prefetch:
                     delivery = self.bus._take(queue)
                     if delivery is None:
@@ -320,6 +321,10 @@ class _InProcessWorkerLink(WorkerLink):
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         self.bus.publish(messages)
         self._confirmed.extend(m.message_id for m in messages)
+        _nudge(self._write)
+
+    def take_work(self, taking: bool) -> None:
+        self._taking = taking
         _nudge(self._write)
 
     def ack(self, delivery: Delivery) -> None:

@@ -45,6 +45,8 @@ class RabbitWorkerLink(WorkerLink):
         self._backoff = Backoff()
         self._retry_at = 0.0
         self._ever_connected = False
+        self._taking = True
+        self._consumer_tags: list[str] = []
 
     # ---- connection
 
@@ -74,15 +76,41 @@ class RabbitWorkerLink(WorkerLink):
         work = self._work = connection.channel()
         self.bus._remember(*topology.declare_work(work))
         work.basic_qos(0, self.prefetch, False)
-        for priority in self.priorities:
-            work.basic_consume(topology.work_queue(priority), callback=self._on_work, no_ack=False)
+        if self._taking:
+            self._consume_work()
         control = self._control = connection.channel()
         queue = self.bus.control_queue_name(self.name)
         topology.declare_subscription(control, queue, self.control_bindings, {}, CONTROL_MAX_DELIVERIES, True)
         control.basic_consume(queue, callback=self._on_control, no_ack=False)
         self._tracker = ConfirmTracker(connection.channel())
 
+    def _consume_work(self) -> None:
+        assert self._work is not None
+        queues = [self.bus._topology.work_queue(priority) for priority in self.priorities]
+        self._consumer_tags = [
+            self._work.basic_consume(q, callback=self._on_work, no_ack=False) for q in queues
+        ]
+
+    def take_work(self, taking: bool) -> None:
+        if taking == self._taking:
+            return
+        self._taking = taking
+        log.debug("worker link: %s work", "taking" if taking else "not taking")
+        if self._work is None:
+            return  # the next connection consumes, or not, as asked
+        try:
+            if taking:
+                self._consume_work()
+            else:
+                for tag in self._consumer_tags:
+                    self._work.basic_cancel(tag)
+                self._consumer_tags = []
+        except BROKER_ERRORS as exc:
+            self._lost(exc)
+            self._news.reconnected = True
+
     def _drop(self) -> None:
+        self._consumer_tags = []
         connection, self._connection = self._connection, None
         self._work = self._control = self._tracker = None
         close_quietly(connection)

@@ -76,6 +76,7 @@ class Platform:
             "AMQP_PREFIX": self.prefix,
             "LOG_FORMAT": "console",
             "TASKHUB_HEARTBEAT_SECONDS": "0.5",
+            "TASKHUB_IDLE_HEARTBEAT_SECONDS": "0.5",
             "TASKHUB_TIMEOUT_SCALE": "0.02",  # a timeout minute lasts 1.2 s
             "TASKHUB_CANCEL_GRACE_SECONDS": "2",
             "TASKHUB_HANDLER_MODULES": "services.worker.tests.handlers",

@@ -118,10 +118,15 @@ def test_a_worker_cut_off_past_its_lease_stops_the_attempt_core_revoked(platform
 
 
 def test_a_second_delivery_of_a_running_attempt_is_revoked_where_it_lands(platform):
+    # holding nothing beyond what it runs, so that the second delivery goes to the other worker
     first = platform.start_worker("w-first", concurrency=1)
-    task = platform.create("example.sleep", context_data={"seconds": 3, "steps": 6})
+    platform.wait_for_worker("w-first")
+    task = platform.create("example.sleep", context_data={"seconds": 10, "steps": 20})
     running = platform.wait_status(task, "running")
     assert running["worker_name"] == "w-first" and first.poll() is None
+    # w-first runs a long attempt in its only slot: it takes no more work, the next worker does
+    platform.start_worker("w-second", concurrency=1)
+    platform.wait_for_worker("w-second")
     # the broker delivers the message again (as after an ack lost with its connection)
     detail = platform.get(task)
     body = {
@@ -140,11 +145,11 @@ def test_a_second_delivery_of_a_running_attempt_is_revoked_where_it_lands(platfo
         "resume": None,
     }
     platform.spy_bus.publish([OutgoingMessage(WORK_EXCHANGE, "normal", json.dumps(body).encode(), "dup")])
-    platform.start_worker("w-second", concurrency=1)
     revoked = wait_until(
         lambda: [
             e for e in platform.events_of("task.attempt_revoked", task) if e.data["worker_name"] == "w-second"
         ],
+        timeout=30,
         message="the duplicate revoked on w-second",
     )
 
@@ -158,7 +163,7 @@ def test_a_second_delivery_of_a_running_attempt_is_revoked_where_it_lands(platfo
             and not e.data["active_task_ids"]
         ]
 
-    # stopped well before its 3 s copy could have finished
+    # stopped well before its 10 s copy could have finished
     wait_until(idle_after_revoke, timeout=2, message="w-second stopped its copy")
     done = platform.wait_status(task, "completed")
     assert done["worker_name"] == "w-first"
