@@ -11,7 +11,7 @@ ROLE ?= admin
 export TEST_DATABASE_ADMIN_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 
-.PHONY: help install run token test test-unit lint format clean up down status logs
+.PHONY: help install run token test test-unit lint format clean up down status logs dead-letters
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,6 +39,9 @@ status: ## which processes of `make up` run and answer /readyz
 
 logs: ## follow the logs of `make up` (run/logs/)
 	$(PY) -m deploy.local.topology logs --follow
+
+dead-letters: install ## what consumers parked: make dead-letters [QUEUE=core.reports] [REPLAY=1]
+	@$(PY) -m shared.dead_letters $(if $(REPLAY),replay $(QUEUE),list $(QUEUE))
 
 token: install ## mint a development token: make token BRAND=9 ROLE=admin
 	@$(PY) -m shared.dev_token --brand $(BRAND) --role $(ROLE)

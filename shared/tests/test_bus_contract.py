@@ -442,3 +442,27 @@ def test_a_worker_link_reconnects_and_drops_stale_deliveries(rabbitmq_bus: Rabbi
         assert not link.poll(0.3).work
     finally:
         link.close()
+
+
+def test_an_operator_lists_and_replays_dead_letters_from_the_command_line(
+    rabbitmq_bus: RabbitMQBus, runner: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.dead_letters import main
+
+    poison = event("task.created", n=1)
+    recorder = Recorder(failing={poison.message_id})
+    runner.start(rabbitmq_bus.subscription("operated", ["task.*"], recorder, max_deliveries=1))
+    rabbitmq_bus.publish([poison])
+    wait_until(lambda: rabbitmq_bus.dead_letters(rabbitmq_bus.prefix + "operated") == 1, "parked")
+
+    assert main(["list"], bus=rabbitmq_bus) == 0
+    assert json.loads(capsys.readouterr().out) == {"operated": 1}
+    assert main(["list", "operated"], bus=rabbitmq_bus) == 0
+    [shown] = json.loads(capsys.readouterr().out)
+    assert (shown["message_id"], shown["routing_key"]) == (poison.message_id, "task.created")
+
+    recorder.failing.clear()
+    assert main(["replay", "operated"], bus=rabbitmq_bus) == 0
+    assert json.loads(capsys.readouterr().out) == {"queue": "operated", "replayed": 1}
+    wait_until(lambda: len(recorder.of(poison)) == 2, "applied once it is back")
+    assert rabbitmq_bus.dead_letters(rabbitmq_bus.prefix + "operated") == 0
