@@ -1,0 +1,132 @@
+"""PostgreSQL restarted for a few seconds while tasks are created and run: every task a client got
+a 201 for completes, its metrics reach core and monitoring, and no consumer parks anything (an
+unreachable database is never a reason to dead-letter: consumers keep their deliveries and try
+again). It stops the shared PostgreSQL, so it runs only in CI or when asked
+(TASKHUB_TEST_DATABASE_RESTART=1), after every other test of the topology."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from shared.testing.fixtures import wait_until
+
+from .conftest import Topology, rabbitmqctl
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.run_last(3),
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(
+        os.environ.get("CI") != "true" and os.environ.get("TASKHUB_TEST_DATABASE_RESTART") != "1",
+        reason="stops the shared PostgreSQL: CI only, or TASKHUB_TEST_DATABASE_RESTART=1",
+    ),
+]
+
+DOWN_SECONDS = 4
+
+
+def postgres(action: str) -> None:
+    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def postgres_ready() -> bool:
+    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"], check=False).returncode == 0
+
+
+def parked(topology: Topology) -> dict[str, int]:
+    listing = subprocess.run(
+        rabbitmqctl("list_queues", "-q", "--no-table-headers", "name", "messages"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    counts = {}
+    for line in listing.splitlines():
+        name, _, count = line.strip().rpartition("\t")
+        if name.startswith(topology.prefix) and name.endswith(".dead") and count.isdigit() and int(count):
+            counts[name] = int(count)
+    return counts
+
+
+def test_postgresql_restarted_under_load_loses_nothing_and_parks_nothing(topology: Topology) -> None:
+    created: list[dict] = []
+    refused: list[int] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                response = session.post(
+                    topology.gateway + "/tasks/",
+                    json={"task_type": "example.noop", "description": "during a database restart"},
+                    headers=topology.headers(),
+                    timeout=15,
+                )
+            except requests.RequestException:
+                continue
+            if response.status_code == 201:
+                created.append(response.json())
+            else:
+                # the database is away: a JSON 5xx the client may retry, never a lost write
+                assert response.headers.get("Content-Type", "").startswith("application/json")
+                refused.append(response.status_code)
+            time.sleep(0.05)
+
+    writers = [threading.Thread(target=write, daemon=True) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    try:
+        wait_until(lambda: len(created) >= 20, 30, 0.1, "writes before the restart")
+        postgres("stop")
+        time.sleep(DOWN_SECONDS)
+        postgres("start")
+        wait_until(postgres_ready, 60, 0.5, "PostgreSQL back")
+        after = len(created)
+        wait_until(lambda: len(created) >= after + 20, 60, 0.2, "writes after the restart")
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(20)
+        if not postgres_ready():
+            postgres("start")  # never leave it down
+    assert set(refused) <= {500, 502, 503, 504}, refused
+
+    def unfinished() -> list[dict]:
+        page = topology.get("/tasks/?search=database%20restart&page_size=100&status=active").json()
+        return page["results"]
+
+    wait_until(lambda: not unfinished(), 120, 0.5, "every task created around the restart completed")
+    ids = {t["id"] for t in created}
+
+    def without_metrics() -> set[int]:
+        page = topology.get("/tasks/?search=database%20restart&has_metrics=false&page_size=100").json()
+        return {t["id"] for t in page["results"]} & ids
+
+    wait_until(lambda: not without_metrics(), 60, 0.5, "every completed task's metrics in core")
+
+    def monitoring_missing() -> set[int]:
+        recorded: set[int] = set()
+        url = "/tasks/monitoring/metrics/?page_size=100"
+        while url:
+            page = topology.get(url.replace(topology.gateway, "")).json()
+            recorded |= {r["base_task"]["id"] for r in page["results"]}
+            url = page["next"]
+        return ids - recorded
+
+    wait_until(lambda: not monitoring_missing(), 60, 1.0, "every completed task's metrics in monitoring")
+    assert parked(topology) == {}, "a consumer dead-lettered events because its database was away"
