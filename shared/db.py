@@ -25,7 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.sql.expression import FunctionElement
@@ -124,6 +125,35 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Any]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Is this the database being away (connection refused or lost, restarting, pool exhausted),
+    rather than something wrong with what was asked of it? Consumers keep their deliveries and
+    try again; the API answers 503."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError) and _connection_trouble(str(exc.orig))
+
+
+def _connection_trouble(message: str) -> bool:
+    text = message.lower()
+    return any(
+        marker in text
+        for marker in (
+            "connection",
+            "could not connect",
+            "server closed",
+            "terminating",
+            "shutting down",
+            "starting up",
+            "recovery mode",
+            "timeout",
+            "database is locked",
+        )
+    )
 
 
 def is_postgres(engine: Engine) -> bool:

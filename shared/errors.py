@@ -134,5 +134,18 @@ def register_error_handlers(app: Flask) -> None:
 def _unexpected(error: Exception) -> Any:
     if isinstance(error, HTTPException):
         return error_response(from_http_exception(error))
+    from .db import unreachable
+
+    if unreachable(error):
+        # the service's database is away (restarting, failing over): nothing was written, retry
+        log.warning("database unreachable", extra={"request_id": getattr(g, "request_id", None)})
+        return error_response(
+            ApiError(
+                503,
+                "SERVICE_UNAVAILABLE",
+                "The service cannot reach its database; retry shortly.",
+                headers={"Retry-After": "2"},
+            )
+        )
     log.exception("unhandled error", extra={"request_id": getattr(g, "request_id", None)})
     return error_response(ApiError(500, "INTERNAL_ERROR", "An unexpected error occurred; it was logged."))

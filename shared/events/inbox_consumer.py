@@ -30,10 +30,8 @@ from contextlib import nullcontext
 from itertools import groupby
 
 from sqlalchemy import Table
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from ..db import upsert
+from ..db import unreachable, upsert
 from ..prometheus_metrics import EVENTS_CONSUMED, EVENTS_DUPLICATE, EVENTS_FAILED
 from ..unit_of_work import UnitOfWork, correlation_id
 from .bus import Delivery, EventBus, FilteredBindings, Subscription, TransientFailure
@@ -43,34 +41,6 @@ log = logging.getLogger(__name__)
 
 EventHandler = Callable[[UnitOfWork, Envelope], None]
 BatchEventHandler = Callable[[UnitOfWork, Sequence[Envelope]], None]
-
-
-def unreachable(exc: BaseException) -> bool:
-    """Is this the database being away (connection refused or lost, pool exhausted), rather than
-    something wrong with the events?"""
-    if isinstance(exc, PoolTimeout):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OperationalError) and _connection_trouble(str(exc.orig))
-
-
-def _connection_trouble(message: str) -> bool:
-    text = message.lower()
-    return any(
-        marker in text
-        for marker in (
-            "connection",
-            "could not connect",
-            "server closed",
-            "terminating",
-            "shutting down",
-            "starting up",
-            "recovery mode",
-            "timeout",
-            "database is locked",
-        )
-    )
 
 
 class InboxConsumer:
