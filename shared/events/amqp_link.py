@@ -37,7 +37,9 @@ RECONNECT_MAX_DELAY = 30.0
 
 # Everything that means "the broker or the link is not usable right now" (socket.timeout is an
 # OSError too: callers that wait with a timeout catch it first).
-BROKER_ERRORS: tuple[type[BaseException], ...] = (amqp.exceptions.AMQPError, OSError, EOFError)
+BROKER_ERRORS: tuple[type[Exception], ...] = (amqp.exceptions.AMQPError, OSError, EOFError)
+CLOSING_ERRORS: tuple[type[Exception], ...] = (*BROKER_ERRORS, AttributeError)
+PUBLISHING_ERRORS: tuple[type[Exception], ...] = (*BROKER_ERRORS, BusUnavailable)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def close_quietly(resource: Any) -> None:
         return
     try:
         resource.close()
-    except (*BROKER_ERRORS, AttributeError) as exc:
+    except CLOSING_ERRORS as exc:
         log.debug("closing %r failed: %r", resource, exc)
     collect = getattr(resource, "collect", None)
     if collect is not None:

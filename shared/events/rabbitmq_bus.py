@@ -36,6 +36,7 @@ import amqp.exceptions
 
 from .amqp_link import (
     BROKER_ERRORS,
+    PUBLISHING_ERRORS,
     Backoff,
     BrokerAddress,
     ConfirmTracker,
@@ -231,14 +232,14 @@ class RabbitMQBus(EventBus):
         reused = getattr(self._local, "publisher", None) is not None
         try:
             self._publish_once(messages)
-        except (*BROKER_ERRORS, BusUnavailable) as exc:
+        except PUBLISHING_ERRORS as exc:
             self._drop_publisher()
             if not reused or not _link_error(exc):
                 raise _unavailable(exc) from exc
             # a connection that idled may have been closed by the broker meanwhile: one fresh try
             try:
                 self._publish_once(messages)
-            except (*BROKER_ERRORS, BusUnavailable) as again:
+            except PUBLISHING_ERRORS as again:
                 self._drop_publisher()
                 raise _unavailable(again) from again
 
@@ -297,7 +298,7 @@ class RabbitMQBus(EventBus):
             self,
             self.prefix + queue,
             list(bindings),
-            dict(filtered or {}),
+            {pattern: dict(headers) for pattern, headers in (filtered or {}).items()},
             handler,
             prefetch,
             max_deliveries,
