@@ -41,6 +41,11 @@ class Blueprint(flask_smorest.Blueprint):
         brand = {"in": "header", "name": "X-Brand-ID", "required": True, "schema": {"type": "integer"}}
         return super().route(rule, parameters=[brand, *(parameters or [])], **options)
 
+    def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
+        # one schema instance per route: given the class, webargs builds (and deep-copies the
+        # fields of) a new schema on every request, a fifth of a small POST's CPU
+        return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
+
 
 class Schema(ma.Schema):
     """Request bodies reject unknown keys (a typo must not pass silently)."""
