@@ -79,7 +79,7 @@ class AlertRules(MethodView):
     def post(self, fields: dict[str, Any]) -> AlertRule:
         """Create an alert rule"""
         with monitoring().uow() as uow:
-            rule = service.create_rule(uow, current_principal(), fields)
+            rule = service.create_rule(uow, current_principal(), fields, monitoring().notifier.webhook.egress)
             uow.commit()
             return rule
 
@@ -114,7 +114,9 @@ class AlertRuleById(MethodView):
 
 def _update(pk: int, fields: dict[str, Any]) -> AlertRule:
     with monitoring().uow() as uow:
-        rule = service.update_rule(uow, current_principal().brand_id, pk, fields)
+        rule = service.update_rule(
+            uow, current_principal().brand_id, pk, fields, monitoring().notifier.webhook.egress
+        )
         uow.commit()
         return rule
 
@@ -127,7 +129,12 @@ class AlertRuleTest(MethodView):
         """Would this value trigger the rule? Optionally send a test notification"""
         with monitoring().uow() as uow:
             result = service.test_rule(
-                uow, current_principal().brand_id, pk, body["test_value"], body["send_notification"]
+                uow,
+                current_principal().brand_id,
+                pk,
+                body["test_value"],
+                body["send_notification"],
+                monitoring().test_sends_per_minute,
             )
             uow.commit()
             return result
