@@ -29,7 +29,7 @@ from shared.events.envelope import iso
 from shared.unit_of_work import UnitOfWork
 
 from .cron import InvalidCron, next_fire, normalize
-from .exclusions import Exclusion, excluded_until, exclusions_of
+from .exclusions import Exclusions, excluded_until
 from .models import CRON_JOB, PERIODIC, Calendar, CalendarAttachment, CronJob, PeriodicTask, ScheduleRun
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class Plan:
     """What a schedule's attachments add: its calendars' exclusions, a calendar's own expression
     and config (the first active calendar that sets them, by attachment order)."""
 
-    exclusions: list[Exclusion]
+    exclusions: Exclusions
     cron: str | None = None
     config: dict[str, Any] | None = None
 
@@ -108,7 +108,7 @@ def next_slot(schedule: Schedule, after: datetime, plan: Plan | None) -> datetim
     if start is not None and after < start:
         after = start - timedelta(microseconds=1)
     end = getattr(schedule, "end_date", None)
-    exclusions = plan.exclusions if plan else []
+    exclusions = plan.exclusions if plan else None
     for _ in range(10_000):
         slot = next_fire(expression, tz, after)
         if end is not None and slot > end:
@@ -178,8 +178,8 @@ def plans_for(session: Session, schedules: Sequence[Schedule]) -> dict[int, Plan
     for attachment, calendar in rows:
         if attachment.periodic_task_id not in wanted:
             continue
-        plan = plans.setdefault(attachment.periodic_task_id, Plan([]))
-        plan.exclusions.extend(exclusions_of(calendar.excluded_dates, calendar.default_timezone))
+        plan = plans.setdefault(attachment.periodic_task_id, Plan(Exclusions()))
+        plan.exclusions.add(calendar.excluded_dates, calendar.default_timezone)
         if attachment.custom_cron and plan.cron is None:
             plan.cron = attachment.custom_cron
         if attachment.custom_config and plan.config is None:
