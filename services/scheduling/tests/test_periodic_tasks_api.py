@@ -107,6 +107,8 @@ class TestLists:
         assert ids(task_type="sync.fast,report.daily", ordering="next_run_at") == [minute["id"], paris["id"]]
         assert ids(next_run_before="2026-06-01T12:30:00Z") == [minute["id"]]
         assert ids(search="REPORT") == [paris["id"]]
+        # issue 13 finding 17: a LIKE wildcard is a character to find, not "anything"
+        assert ids(search="%") == [] and ids(search="report_daily") == []
         assert ids(last_run_status="success") == []
         assert ids(ordering="-created_at", page_size=1) == [off["id"]]
         bad = client.get(P, query_string={"last_run_status": "maybe"}, headers=auth.headers())
