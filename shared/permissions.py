@@ -66,7 +66,7 @@ ROLE_MATRIX: Mapping[str, Mapping[str, Rule]] = {
         "create": Rule("operator", machine=ATTEMPT),
         "optimize-storage": ADMIN,
     },
-    "job_states": {**READ_WRITE, "create": Rule("operator", machine=ATTEMPT)},  # handlers upsert
+    "job_states": {"read": VIEWER, "create": Rule("operator", machine=ATTEMPT), "update": OPERATOR},
     # scheduling
     "periodic_tasks": {
         **CONFIGURATION,
@@ -120,3 +120,27 @@ def check(role: str | None, machine_scope: str | None, resource: str, action: st
         raise ApiError(403, "PERMISSION_DENIED", "Only a platform process may call this endpoint.")
     if role is None or ROLE_RANK.get(role, -1) < ROLE_RANK[rule.role]:
         raise ApiError(403, "PERMISSION_DENIED", f"This action needs the {rule.role} role.")
+
+
+def _cell(rule: Rule | None) -> str:
+    if rule is None:
+        return "—"
+    who = rule.role or "no user"
+    return f"{who} + machine `{rule.machine}`" if rule.machine else who
+
+
+def matrix_markdown() -> str:
+    """The matrix as docs/security.md quotes it (a test keeps the two the same)."""
+    lines = [
+        "| resource | read | create | update | delete | other actions |",
+        "|---|---|---|---|---|---|",
+    ]
+    for resource, actions in ROLE_MATRIX.items():
+        other = ", ".join(
+            f"`{a}`: {_cell(r)}"
+            for a, r in actions.items()
+            if a not in _METHOD_ACTIONS.values() and a != "read"
+        )
+        cells = [_cell(actions.get(a)) for a in ("read", "create", "update", "delete")]
+        lines.append(f"| `{resource}` | " + " | ".join(cells) + f" | {other or '—'} |")
+    return "\n".join(lines)

@@ -60,3 +60,15 @@ def test_reads_are_for_viewers_and_configuration_deletes_for_admins():
 def test_actions_are_named_from_the_route(rule, method, action):
     prefix = "/tasks/scheduled/calendars" if "calendars" in rule else "/tasks"
     assert action_of(rule, prefix, method) == action
+
+
+def test_docs_security_quotes_the_matrix_as_the_code_has_it():
+    from pathlib import Path
+
+    from shared.permissions import matrix_markdown
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    quoted = text.split("<!-- role-matrix:start -->\n", 1)[1].split("\n<!-- role-matrix:end -->", 1)[0]
+    assert quoted == matrix_markdown(), (
+        "paste `python -c 'from shared.permissions import matrix_markdown as m; print(m())'`"
+    )
