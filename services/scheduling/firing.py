@@ -175,15 +175,26 @@ def plans_for(session: Session, schedules: Sequence[Schedule]) -> dict[int, Plan
         .order_by(CalendarAttachment.id)
     ).all()
     plans: dict[int, Plan] = {}
+    calendars: dict[int, list[Calendar]] = defaultdict(list)
     for attachment, calendar in rows:
         if attachment.periodic_task_id not in wanted:
             continue
         plan = plans.setdefault(attachment.periodic_task_id, Plan(Exclusions()))
-        plan.exclusions.add(calendar.excluded_dates, calendar.default_timezone)
+        calendars[attachment.periodic_task_id].append(calendar)
         if attachment.custom_cron and plan.cron is None:
             plan.cron = attachment.custom_cron
         if attachment.custom_config and plan.config is None:
             plan.config = dict(attachment.custom_config)
+    # the schedules of one calendar share its parsed exclusions: a pass parses each calendar once,
+    # however many of its schedules are due
+    shared: dict[tuple[int, ...], Exclusions] = {}
+    for task_id, attached in calendars.items():
+        key = tuple(c.id for c in attached)
+        if key not in shared:
+            shared[key] = Exclusions()
+            for calendar in attached:
+                shared[key].add(calendar.excluded_dates, calendar.default_timezone)
+        plans[task_id].exclusions = shared[key]
     return plans
 
 

@@ -149,15 +149,18 @@ def post_webhook(
         headers[SIGNATURE_HEADER] = signature(secret, now, body)
     kind = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
     connection = kind(target.host, target.port, address, settings.timeout_seconds)
-    deadline = threading.Timer(settings.timeout_seconds, _cut, [connection])
+    expired = threading.Event()
+    deadline = threading.Timer(settings.timeout_seconds, _cut, [connection, expired])
     deadline.start()
     try:
         connection.request("POST", target.path, body=body, headers=headers)
         response = connection.getresponse()
         response.read(MAX_RESPONSE_BYTES)
         status = response.status
+        if expired.is_set():
+            raise OSError("cut at the deadline")
     except (OSError, http.client.HTTPException) as error:
-        if not deadline.is_alive():
+        if expired.is_set():
             raise DeliveryError(f"no answer within {settings.timeout_seconds:g} s") from None
         raise DeliveryError(f"{type(error).__name__}: {error}"[:500]) from None
     finally:
@@ -167,8 +170,9 @@ def post_webhook(
         raise DeliveryError(f"HTTP {status}")
 
 
-def _cut(connection: http.client.HTTPConnection) -> None:
+def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
     """The deadline: any read or write blocked on the socket returns at once."""
+    expired.set()  # before the socket wakes its reader, which then reports the deadline
     sock = connection.sock
     if sock is not None:
         with contextlib.suppress(OSError):  # already closed: nothing to cut

@@ -154,7 +154,7 @@ def test_a_slow_receiver_is_cut_at_the_deadline_and_holds_no_one_else(client, au
         assert _outcome(container, slow_rule["id"]) is None  # the slow one still in flight
         error = wait_until(lambda: _last_error(container, slow_rule["id"]), 10, message="the slow send ended")
         elapsed = time.monotonic() - started
-        assert elapsed < 5, elapsed  # one second in all, not 0.3 s per byte read (9 s and more)
+        assert elapsed < 7, elapsed  # one second in all, not 0.3 s per byte read (9 s and more)
         assert error == "no answer within 1 s"
         assert _outcome(container, fast_rule["id"]).status == "sent"
 
