@@ -152,9 +152,20 @@ class TaskCancel(MethodView):
         """Cancel a task (a running one is told to stop)"""
         machine_target(task=task_pk)  # the scheduler's grant names the one task it may cancel
         with core().uow() as uow:
+            if current_principal().machine is not None:
+                _a_schedules_run(uow.session, task_pk)
             result = service.cancel_task(uow, current_principal().brand_id, task_pk)
             uow.commit()
             return result
+
+
+def _a_schedules_run(session: Any, task_pk: int) -> None:
+    """A scheduling grant cancels a schedule's run, never a task a user created."""
+    is_run = session.scalar(
+        select(Task.is_periodic).where(Task.id == task_pk, Task.brand_id == current_principal().brand_id)
+    )
+    if is_run is False:
+        raise ApiError(403, "PERMISSION_DENIED", "This credential cancels schedules' runs only.")
 
 
 @blp.route("/queue-stats/")

@@ -164,10 +164,30 @@ def _grant(issuer, scope, brand_id=9, **claims):
     return minted.mint(scope, brand_id, f"machine:{issuer}", 60, **claims)
 
 
-def test_the_scheduler_cancels_the_one_task_its_grant_names(client, make_task):
+def _schedules_run(client, auth, slot="2030-01-01T00:00:00.000Z"):
+    from shared.machine_identity import SCHEDULE_RUN, SCHEDULING
+
+    key = f"periodic:5:{slot}"
+    origin = {"periodic_task_id": 5, "cron_job_id": None, "planned_time": slot}
+    signed = _grant(SCHEDULING, SCHEDULE_RUN, key=key, origin=origin)
+    created = client.post(
+        "/tasks/",
+        json={"task_type": "x"},
+        headers=auth.headers(**{"Idempotency-Key": key, "X-Schedule-Origin": signed}),
+    )
+    assert created.status_code == 201, created.json
+    return created.json
+
+
+def test_the_scheduler_cancels_the_one_run_its_grant_names(client, auth, make_task):
     from shared.machine_identity import CANCEL_RUN, SCHEDULING
 
-    named, other = make_task(), make_task()
+    named, other = _schedules_run(client, auth), _schedules_run(client, auth, "2030-01-02T00:00:00.000Z")
+    users = make_task()
+    not_a_run = client.post(
+        f"/tasks/{users['id']}/cancel/", headers=_bearer(_grant(SCHEDULING, CANCEL_RUN, task=users["id"]))
+    )
+    assert (not_a_run.status_code, not_a_run.json["error_code"]) == (403, "PERMISSION_DENIED")
     grant = _grant(SCHEDULING, CANCEL_RUN, task=named["id"])
     refused = client.post(f"/tasks/{other['id']}/cancel/", headers=_bearer(grant))
     assert (refused.status_code, refused.json["error_code"]) == (403, "PERMISSION_DENIED")
