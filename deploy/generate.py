@@ -35,10 +35,38 @@ def labels(name: str, component: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component}
 
 
+def _optional(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+
+
+# which machine issuer's public key each service verifies, and which services sign (their own key
+# only: docs/security.md, "Who mints what")
+VERIFIES = {"core": "scheduling", "persistence": "core"}
+SIGNS = ("core", "scheduling")
+
+
+def token_env(service: str) -> list[dict[str, Any]]:
+    """Users' tokens: a shared secret (development) or the identity provider's public key
+    (production); machine grants: the issuers' public keys, and a signing key only where the
+    service is the issuer. A worker gets none of these."""
+    env = [
+        _optional("JWT_SECRET", "taskhub-jwt", "secret"),
+        _optional("JWT_PUBLIC_KEY", "taskhub-jwt", "public-key"),
+    ]
+    if service in VERIFIES:
+        issuer = VERIFIES[service]
+        env.append(
+            _optional(f"TASKHUB_{issuer.upper()}_PUBLIC_KEY", "taskhub-jwt", f"{issuer}-machine-public-key")
+        )
+    if service in SIGNS:
+        env.append(_optional("TASKHUB_MACHINE_SIGNING_KEY", f"taskhub-{service}-signing-key", "private-key"))
+    return env
+
+
 def service_env(service: str) -> list[dict[str, Any]]:
     """Secrets by reference only: the base never holds a value (dev overlay: dev values)."""
     return [
-        {"name": "JWT_SECRET", "valueFrom": {"secretKeyRef": {"name": "taskhub-jwt", "key": "secret"}}},
+        *token_env(service),
         {"name": "AMQP_URL", "valueFrom": {"secretKeyRef": {"name": "taskhub-amqp", "key": "url"}}},
         {
             "name": f"{service.upper()}_DATABASE_URL",
@@ -305,7 +333,8 @@ def dockerfiles() -> dict[str, str]:
 
 def compose() -> dict[str, Any]:
     common_env = {
-        "JWT_SECRET": "${JWT_SECRET:-compose-only-jwt-secret-change-me-0123456789}",
+        # no default: a value printed in this repository would let anyone mint tokens
+        "JWT_SECRET": "${JWT_SECRET:?set JWT_SECRET to a random value of 32+ characters (docs/security.md)}",
         "AMQP_URL": "amqp://guest:guest@rabbitmq:5672/%2F",
         "AMQP_PREFIX": "taskhub.",
         "TASKHUB_CORE_URL": f"http://core:{SERVICE_PORT}",
@@ -380,7 +409,8 @@ def compose() -> dict[str, Any]:
     services["worker"] = {
         "image": "taskhub/worker:dev",
         "build": {**build, "dockerfile": build["dockerfile"].format("worker")},
-        "environment": common_env,
+        # no JWT secret: a worker acts only with the grant each work message carries
+        "environment": {k: v for k, v in common_env.items() if k != "JWT_SECRET"},
         "depends_on": {
             "rabbitmq": {"condition": "service_healthy"},
             "core": {"condition": "service_healthy"},

@@ -31,6 +31,7 @@ class Settings:
     jwt_algorithms: tuple[str, ...]
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    jwt_max_lifetime_seconds: int = 24 * 3600
     bus_prefix: str = "taskhub."
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
@@ -71,6 +72,32 @@ def default_database_url(service: str, data_dir: Path | None = None) -> str:
     return f"sqlite:///{folder / f'{service}.db'}"
 
 
+# processes that verify no token (a worker acts only with the credentials its messages carry)
+TOKENLESS = frozenset({"worker"})
+# secrets this repository ships for development: anyone can read them, so only TASKHUB_ENV=development
+# accepts them (make run generates its own)
+SHIPPED_SECRETS = ("change-me", "changeme", "dev-only", "compose-only", "example-secret")
+
+
+def _check_secrets(env: Mapping[str, str], secret: str | None, public_key: str | None) -> None:
+    stage = env.get("TASKHUB_ENV", "")
+    if secret and len(secret) < 32:
+        raise ConfigError("JWT_SECRET must be at least 32 characters (RFC 8725 §3.5)")
+    if secret and stage != "development" and any(word in secret.lower() for word in SHIPPED_SECRETS):
+        raise ConfigError(
+            "JWT_SECRET is a development value shipped with the repository; generate one "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(48))') or set TASKHUB_ENV=development"
+        )
+    if stage == "production":
+        missing = [name for name in ("JWT_ISSUER", "JWT_AUDIENCE") if not env.get(name)]
+        if secret or not public_key or missing:
+            raise ConfigError(
+                "TASKHUB_ENV=production verifies user tokens with a public key and checks their "
+                "issuer and audience: set JWT_PUBLIC_KEY, JWT_ISSUER and JWT_AUDIENCE, and no "
+                f"JWT_SECRET (missing: {', '.join(missing) or 'none'})"
+            )
+
+
 def load_settings(service: str, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read the process environment (or `env`) into Settings; raise ConfigError on bad input."""
     env = os.environ if env is None else env
@@ -78,10 +105,9 @@ def load_settings(service: str, env: Mapping[str, str] | None = None, **override
     public_key = env.get("JWT_PUBLIC_KEY") or None
     if public_key and public_key.startswith("@"):
         public_key = Path(public_key[1:]).read_text()
-    if not secret and not public_key:
+    if not secret and not public_key and service not in TOKENLESS:
         raise ConfigError("JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256/ES256) must be set")
-    if secret and len(secret) < 32:
-        raise ConfigError("JWT_SECRET must be at least 32 characters (RFC 8725 §3.5)")
+    _check_secrets(env, secret, public_key)
     settings = Settings(
         service=service,
         database_url=env.get(f"{service.upper()}_DATABASE_URL") or default_database_url(service),
@@ -91,6 +117,7 @@ def load_settings(service: str, env: Mapping[str, str] | None = None, **override
         jwt_algorithms=_algorithms(env, bool(public_key)),
         jwt_issuer=env.get("JWT_ISSUER") or None,
         jwt_audience=env.get("JWT_AUDIENCE") or None,
+        jwt_max_lifetime_seconds=_int(env, "JWT_MAX_LIFETIME_SECONDS", 24 * 3600),
         bus_prefix=env.get("AMQP_PREFIX", "taskhub."),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),

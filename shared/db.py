@@ -44,6 +44,10 @@ NAMING_CONVENTION = {
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+# `__table_args__` of tables with such a key: without AUTOINCREMENT, SQLite gives the id of the
+# newest deleted row to the next one, and the other services that remember that id (a deleted
+# task's tombstone) would take the new object for the old (PostgreSQL never reuses a BIGSERIAL)
+SQLITE_IDS = {"sqlite_autoincrement": True}
 
 
 class UTCDateTime(TypeDecorator[datetime]):

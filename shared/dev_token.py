@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from .auth import ROLES, mint_token
+from .auth import mint_token
 from .embedded_secret import dev_secret
+from .permissions import ROLES
 
 
 def main() -> None:

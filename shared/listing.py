@@ -133,8 +133,10 @@ def apply_filters(
 
 
 def search_clause(text: str, *columns: Any) -> ColumnElement[bool]:
-    pattern = f"%{text.lower()}%"
-    return or_(*(func.lower(c).like(pattern) for c in columns))
+    """Case-insensitive "contains": `%` and `_` in the text are literal characters, never
+    wildcards (`?search=%` matched everything)."""
+    needle = text.lower()
+    return or_(*(func.lower(c).contains(needle, autoescape=True) for c in columns))
 
 
 def apply_ordering(

@@ -27,12 +27,25 @@ def alembic_config(service: str) -> Config:
 
 def upgrade(service: str, engine: Engine, revision: str = "head") -> None:
     config = alembic_config(service)
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            lock_id = zlib.crc32(f"taskhub-migrate-{service}".encode())
-            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # batch migrations rebuild tables, and SQLite's DROP TABLE first deletes the rows, which
+            # with foreign keys on runs their ON DELETE actions (CASCADE) on the rows referencing
+            # them; the pragma only takes effect outside a transaction
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    lock_id = zlib.crc32(f"taskhub-migrate-{service}".encode())
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from flask import Flask, Response, g, jsonify, request, send_from_directory
 
 from . import request_context
 from .api import Api, Blueprint
-from .auth import TokenVerifier, authenticate_request
+from .auth import TokenVerifier, authenticate_request, authorize_request
 from .errors import ApiError
 from .logs import configure_logging
 from .prometheus_metrics import render
@@ -47,11 +47,13 @@ def build_app(
     app.extensions["taskhub"] = ctx
     request_context.init_app(app, settings.service)
     verifier = TokenVerifier(settings)
+    app.extensions["taskhub.tokens"] = verifier
 
     @app.before_request
     def _guard() -> None:
         if request.path.startswith("/tasks/"):
             g.principal = authenticate_request(verifier)
+            authorize_request(g.principal)
         if request.method in JSON_METHODS and request.content_length:
             if not request.is_json:
                 raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json.")

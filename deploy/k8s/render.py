@@ -35,7 +35,13 @@ SUPPORTED_KEYS = {"apiVersion", "kind", "resources", "namespace", "labels", "pat
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass", "IngressClass"}
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 # Secrets a production cluster provides itself (docs/deploy.md): referenced, never rendered.
-EXTERNAL_SECRETS = {"taskhub-jwt", "taskhub-amqp", "taskhub-databases"}
+EXTERNAL_SECRETS = {
+    "taskhub-jwt",
+    "taskhub-amqp",
+    "taskhub-databases",
+    "taskhub-core-signing-key",
+    "taskhub-scheduling-signing-key",
+}
 
 Doc = dict[str, Any]
 
@@ -211,7 +217,8 @@ def _refs(node: Any, key: str) -> list[str]:
     if isinstance(node, dict):
         for k, v in node.items():
             if k == key and isinstance(v, dict) and "name" in v:
-                found.append(v["name"])
+                if not v.get("optional"):  # an optional reference may name a Secret an overlay omits
+                    found.append(v["name"])
             else:
                 found.extend(_refs(v, key))
     elif isinstance(node, list):

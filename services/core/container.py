@@ -13,7 +13,7 @@ from shared.events.bus import EventBus
 from shared.events.inbox_consumer import InboxConsumer
 from shared.service_context import ServiceContext, make_bus
 
-from . import execution
+from . import attempt_credentials, execution
 from .models import Base
 from .read_model import read_model_handlers
 from .task_types import TaskTypeRegistry
@@ -91,6 +91,7 @@ class CoreContainer:
 
 
 def bootstrap(settings: Settings, bus: EventBus | None = None) -> CoreContainer:
+    attempt_credentials.install(settings)
     ctx = ServiceContext(settings, Base.metadata, bus or make_bus(settings))
     return CoreContainer(
         ctx=ctx,

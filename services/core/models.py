@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Float, ForeignKey, Index, Integer, MetaData, SmallInteger, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from shared.db import NAMING_CONVENTION, BigIntPK, JSONType, UTCDateTime
+from shared.db import NAMING_CONVENTION, SQLITE_IDS, BigIntPK, JSONType, UTCDateTime
 from shared.service_context import with_messaging_tables
 
 
@@ -92,11 +92,13 @@ class Task(Base):
             postgresql_where=text("dispatch_due_at IS NOT NULL"),
             sqlite_where=text("dispatch_due_at IS NOT NULL"),
         ),
+        SQLITE_IDS,
     )
 
 
 class StatusChange(Base):
     __tablename__ = "task_status_changes"
+    __table_args__ = (SQLITE_IDS,)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     task_pk: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)

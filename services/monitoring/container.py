@@ -27,6 +27,7 @@ class MonitoringContainer:
     offline_seconds: float
     notifier: Notifier
     sweep_interval: float = 1.0
+    test_sends_per_minute: int = 5
 
     @property
     def bus(self) -> EventBus:
@@ -67,6 +68,8 @@ def bootstrap(settings: Settings, bus: EventBus | None = None) -> MonitoringCont
         SmtpSettings.from_settings(settings),
         poll_interval=env_float(settings, "TASKHUB_NOTIFIER_POLL_SECONDS", 0.5),
         max_attempts=env_int(settings, "TASKHUB_NOTIFY_MAX_ATTEMPTS", 5),
+        concurrency=env_int(settings, "TASKHUB_NOTIFIER_CONCURRENCY", 8),
+        per_brand_per_minute=env_int(settings, "TASKHUB_NOTIFY_PER_BRAND_PER_MINUTE", 60),
     )
     return MonitoringContainer(
         ctx=ctx,
@@ -74,6 +77,7 @@ def bootstrap(settings: Settings, bus: EventBus | None = None) -> MonitoringCont
         notifier=notifier,
         # a silent worker is noticed within a third of its allowance (at least every 5 s)
         sweep_interval=max(0.2, min(5.0, offline_seconds / 3)),
+        test_sends_per_minute=env_int(settings, "TASKHUB_ALERT_TEST_SENDS_PER_MINUTE", 5),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from shared.db import NAMING_CONVENTION, BigIntPK, JSONType, UTCDateTime
+from shared.db import NAMING_CONVENTION, SQLITE_IDS, BigIntPK, JSONType, UTCDateTime
 from shared.service_context import with_messaging_tables
 
 
@@ -93,6 +93,7 @@ class MetricsRecord(Base):
         Index("ix_metrics_brand_errors", "brand_id", "error_count"),
         Index("ix_metrics_brand_queue_wait", "brand_id", "queue_wait_time_ms"),
         Index("ix_metrics_brand_score", "brand_id", "performance_score"),
+        SQLITE_IDS,
     )
 
 
@@ -170,6 +171,7 @@ class AlertRule(Base):
         Index("ix_alert_rules_brand_name", "brand_id", "name", unique=True),
         Index("ix_alert_rules_brand_active", "brand_id", "is_active"),
         Index("ix_alert_rules_brand_created", "brand_id", "created_at"),
+        SQLITE_IDS,
     )
 
 
@@ -195,6 +197,7 @@ class AlertEvent(Base):
     __table_args__ = (
         Index("ix_alert_events_brand_triggered", "brand_id", "triggered_at"),
         Index("ix_alert_events_rule_triggered", "rule_id", "triggered_at"),
+        SQLITE_IDS,
     )
 
 
@@ -219,16 +222,25 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+        # a brand's recent test sends (their rate limit)
+        Index("ix_notifications_brand_created", "brand_id", "created_at"),
+        SQLITE_IDS,
+    )
 
 
 class Worker(Base):
-    """Shared infrastructure (no brand): kept current from worker.heartbeat events."""
+    """Shared infrastructure (no brand): kept current from worker.heartbeat events. A record
+    added by hand belongs to the brand that added it (`brand_id`), seen and changed by it alone,
+    until a worker of that name heartbeats and the platform takes it over."""
 
     __tablename__ = "workers"
+    __table_args__ = (SQLITE_IDS,)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     worker_name: Mapped[str] = mapped_column(String(200), unique=True)
+    brand_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     queues: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # ",critical,high," so that "consumes queue X" is one LIKE on every backend
     queues_text: Mapped[str] = mapped_column(String(1000), default=",")

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from shared.db import NAMING_CONVENTION, BigIntPK, JSONType, UTCDateTime
+from shared.db import NAMING_CONVENTION, SQLITE_IDS, BigIntPK, JSONType, UTCDateTime
 from shared.service_context import with_messaging_tables
 
 
@@ -83,6 +83,7 @@ class PersistentJob(Base):
         # the auto-resume loop and cleanup-old scan by status and time across brands
         Index("ix_persistent_jobs_status_interrupted", "status", "interrupted_at"),
         Index("ix_persistent_jobs_status_finished", "status", "finished_at"),
+        SQLITE_IDS,
     )
 
 
@@ -114,6 +115,7 @@ class Checkpoint(Base):
         Index("ix_checkpoints_brand_size", "brand_id", "data_size_bytes"),
         Index("ix_checkpoints_job_created", "job_id", "created_at"),
         Index("ix_checkpoints_job_recovery", "job_id", "is_recovery_point", "created_at"),
+        SQLITE_IDS,
     )
 
 
@@ -139,4 +141,5 @@ class JobState(Base):
     __table_args__ = (
         Index("ix_job_states_brand_created", "brand_id", "created_at"),
         Index("ix_job_states_brand_updated", "brand_id", "updated_at"),
+        SQLITE_IDS,
     )

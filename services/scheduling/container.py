@@ -7,16 +7,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
 
-from shared.auth import mint_machine_token
 from shared.background import Loop
 from shared.config import Settings, env_float, env_int
 from shared.events.bus import EventBus
 from shared.events.envelope import utcnow
 from shared.events.inbox_consumer import InboxConsumer
 from shared.events.outbox_relay import OutboxRelay
+from shared.machine_identity import CANCEL_RUN, SCHEDULE_RUN, SCHEDULING, MachineIssuer, machine_issuer
 from shared.service_context import ServiceContext, make_bus
 
 from .core_client import CoreClient
@@ -33,7 +34,7 @@ class SchedulingContainer:
     core: CoreClient
     policy: FiringPolicy
     clock: Clock = utcnow
-    machine_token: str | None = None
+    issuer: MachineIssuer | None = None
     loops_extra: list[Loop] = field(default_factory=list)
 
     @property
@@ -50,6 +51,19 @@ class SchedulingContainer:
     def now(self) -> datetime:
         return self.clock()
 
+    def cancel_token(self, brand_id: int, task_pk: int) -> str | None:
+        """The scheduler's credential to cancel one task of one of its runs (overlap policy
+        cancel_previous): minted for that call, so it never outlives it (no token to refresh)."""
+        if self.issuer is None:
+            return None
+        return self.issuer.mint(CANCEL_RUN, brand_id, "machine:scheduler", 300, task=task_pk)
+
+    def origin_token(self, brand_id: int, key: str, origin: dict[str, Any]) -> str | None:
+        """What core needs to believe that a run-now task is a schedule's run (X-Schedule-Origin)."""
+        if self.issuer is None:
+            return None
+        return self.issuer.mint(SCHEDULE_RUN, brand_id, "machine:scheduling", 300, key=key, origin=origin)
+
     def consumers(self) -> list[InboxConsumer]:
         return [self.ctx.inbox_consumer("scheduling", read_model_handlers())]
 
@@ -63,17 +77,6 @@ class SchedulingContainer:
             subscription = consumer.subscription(self.bus, f"scheduling.{consumer.name}")
             loops.append(Loop(f"scheduling.consumer.{consumer.name}", subscription.run))
         return loops + self.loops_extra
-
-
-def _machine_token(settings: Settings) -> str | None:
-    """The scheduler's identity towards core (cancel_previous). HS256 deployments mint one;
-    RS256/ES256 deployments (services verify, never mint) provide TASKHUB_SCHEDULER_TOKEN."""
-    given = settings.get("TASKHUB_SCHEDULER_TOKEN")
-    if given:
-        return str(given)
-    if settings.jwt_secret:
-        return mint_machine_token(settings.jwt_secret, "scheduler", ttl_seconds=30 * 24 * 3600)
-    return None
 
 
 def core_url(settings: Settings) -> str:
@@ -95,7 +98,7 @@ def bootstrap(
             lookahead=timedelta(seconds=env_float(settings, "TASKHUB_SCHEDULER_LOOKAHEAD_SECONDS", 10)),
         ),
         clock=clock or utcnow,
-        machine_token=_machine_token(settings),
+        issuer=machine_issuer(settings, SCHEDULING),
     )
 
 

@@ -1,10 +1,11 @@
 """The documented internal HTTP calls from scheduling to core (docs/scheduling.md):
 
-- `POST /tasks/` with `Idempotency-Key` (and `X-Schedule-Origin`) when a user asks for a run now
+- `POST /tasks/` with `Idempotency-Key` (and `X-Schedule-Origin`, a `schedule-run` grant signed
+  by scheduling, shared.machine_identity) when a user asks for a run now
   and wants the created task in the answer. The same key is in the run's `schedule.fired` event,
   so core makes one task whichever of the two arrives first.
 - `GET /tasks/{id}/` to read a `base_task` that the task.created read model has not seen yet.
-- `POST /tasks/{id}/cancel/` with the scheduler's machine token (overlap policy cancel_previous).
+- `POST /tasks/{id}/cancel/` with a `cancel-run` grant for that task (overlap policy cancel_previous).
 
 The caller's `Authorization` and `X-Brand-ID` are forwarded, so core applies the caller's own
 scope: scheduling never sees a task its caller could not see.
@@ -12,7 +13,6 @@ scope: scheduling never sees a task its caller could not see.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -48,14 +48,11 @@ class CoreClient:
         return response
 
     def create_task(
-        self, caller: dict[str, str], key: str, body: dict[str, Any], origin: dict[str, Any]
+        self, caller: dict[str, str], key: str, body: dict[str, Any], origin_token: str | None
     ) -> dict[str, Any]:
-        headers = {
-            **_forward(caller),
-            "Idempotency-Key": key,
-            "X-Schedule-Origin": json.dumps(origin, separators=(",", ":")),
-            "Content-Type": "application/json",
-        }
+        headers = {**_forward(caller), "Idempotency-Key": key, "Content-Type": "application/json"}
+        if origin_token:  # scheduling's signed word that this is a schedule's run
+            headers["X-Schedule-Origin"] = origin_token
         response = self._call("POST", "/tasks/", headers, json=body)
         if response.status_code not in (200, 201):
             raise CoreUnavailable(f"core refused the task: {response.status_code} {response.text[:300]}")

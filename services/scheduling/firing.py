@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,7 +29,7 @@ from shared.events.envelope import iso
 from shared.unit_of_work import UnitOfWork
 
 from .cron import InvalidCron, next_fire, normalize
-from .exclusions import Exclusion, excluded_until, exclusions_of
+from .exclusions import Exclusions, excluded_until
 from .models import CRON_JOB, PERIODIC, Calendar, CalendarAttachment, CronJob, PeriodicTask, ScheduleRun
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class Plan:
     """What a schedule's attachments add: its calendars' exclusions, a calendar's own expression
     and config (the first active calendar that sets them, by attachment order)."""
 
-    exclusions: list[Exclusion]
+    exclusions: Exclusions
     cron: str | None = None
     config: dict[str, Any] | None = None
 
@@ -108,7 +108,7 @@ def next_slot(schedule: Schedule, after: datetime, plan: Plan | None) -> datetim
     if start is not None and after < start:
         after = start - timedelta(microseconds=1)
     end = getattr(schedule, "end_date", None)
-    exclusions = plan.exclusions if plan else []
+    exclusions = plan.exclusions if plan else None
     for _ in range(10_000):
         slot = next_fire(expression, tz, after)
         if end is not None and slot > end:
@@ -128,7 +128,9 @@ def place(schedule: Schedule, slot: datetime | None) -> None:
 
 
 def reschedule(uow: UnitOfWork, schedule: Schedule, now: datetime) -> None:
-    """Compute the next slot from `now` (creation, edits, toggle)."""
+    """Compute the next slot from `now` (creation, edits, toggle), never going back onto a slot
+    that already fired: the scheduler fires up to `lookahead` early, so the next slot from
+    `now` may be one whose run exists (its key would clash at the next pass)."""
     plan = plans_for(uow.session, [schedule]).get(schedule.id) if isinstance(schedule, PeriodicTask) else None
     if not schedule.is_active:
         schedule.next_planned_at = schedule.next_run_at = None
@@ -136,7 +138,21 @@ def reschedule(uow: UnitOfWork, schedule: Schedule, now: datetime) -> None:
     if _exhausted(schedule):
         place(schedule, None)
         return
-    place(schedule, next_slot(schedule, now, plan))
+    fired = last_fired_slot(uow.session, schedule)
+    place(schedule, next_slot(schedule, max(now, fired) if fired else now, plan))
+
+
+def last_fired_slot(session: Session, schedule: Schedule) -> datetime | None:
+    """The newest slot the schedule fired (manual runs are not slots)."""
+    if schedule.id is None:
+        return None
+    return session.scalar(
+        select(func.max(ScheduleRun.planned_time)).where(
+            ScheduleRun.schedule_kind == schedule.kind,
+            ScheduleRun.schedule_id == schedule.id,
+            ScheduleRun.trigger != "manual",
+        )
+    )
 
 
 def _exhausted(schedule: Schedule) -> bool:
@@ -159,15 +175,26 @@ def plans_for(session: Session, schedules: Sequence[Schedule]) -> dict[int, Plan
         .order_by(CalendarAttachment.id)
     ).all()
     plans: dict[int, Plan] = {}
+    calendars: dict[int, list[Calendar]] = defaultdict(list)
     for attachment, calendar in rows:
         if attachment.periodic_task_id not in wanted:
             continue
-        plan = plans.setdefault(attachment.periodic_task_id, Plan([]))
-        plan.exclusions.extend(exclusions_of(calendar.excluded_dates, calendar.default_timezone))
+        plan = plans.setdefault(attachment.periodic_task_id, Plan(Exclusions()))
+        calendars[attachment.periodic_task_id].append(calendar)
         if attachment.custom_cron and plan.cron is None:
             plan.cron = attachment.custom_cron
         if attachment.custom_config and plan.config is None:
             plan.config = dict(attachment.custom_config)
+    # the schedules of one calendar share its parsed exclusions: a pass parses each calendar once,
+    # however many of its schedules are due
+    shared: dict[tuple[int, ...], Exclusions] = {}
+    for task_id, attached in calendars.items():
+        key = tuple(c.id for c in attached)
+        if key not in shared:
+            shared[key] = Exclusions()
+            for calendar in attached:
+                shared[key].add(calendar.excluded_dates, calendar.default_timezone)
+        plans[task_id].exclusions = shared[key]
     return plans
 
 
@@ -289,11 +316,11 @@ def fire_due(
     active = _active_runs(uow, model.kind, guarded)
     fired: list[tuple[Schedule, ScheduleRun, dict[str, Any]]] = []
     skipped: list[ScheduleRun] = []
+    slots: list[tuple[Schedule, list[tuple[datetime, str]]]] = []
     for schedule in schedules:
-        plan = plans.get(schedule.id)
         horizon = now + lookahead if schedule.overlap_policy == "allow" else now
         try:
-            due = _slots_to_fire(schedule, plan, now, horizon, policy, trigger)
+            due = _slots_to_fire(schedule, plans.get(schedule.id), now, horizon, policy, trigger)
         except (InvalidCron, LookupError, ValueError):
             # a row no API call can produce (edited by hand, a zone dropped from tzdata): it
             # must not stop every other schedule; it is switched off and logged
@@ -301,10 +328,20 @@ def fire_due(
             place(schedule, None)
             schedule.updated_at = now
             continue
+        slots.append((schedule, due))
+    # a slot whose run exists already fired: skipped here, so that one schedule put back on it
+    # (whatever did it) never makes the whole batch clash and roll back, pass after pass
+    taken = _existing_keys(uow, [key_of(s.kind, s.id, p) for s, due in slots for p, _ in due])
+    for schedule, due in slots:
+        plan = plans.get(schedule.id)
         for planned, how in due:
             if _exhausted(schedule):
                 break
-            run = _new_run(schedule, planned, now, how, key_of(schedule.kind, schedule.id, planned))
+            key = key_of(schedule.kind, schedule.id, planned)
+            if key in taken:
+                log.warning("slot %s fired already; skipped", key)
+                continue
+            run = _new_run(schedule, planned, now, how, key)
             previous = active.get(schedule.id, [])
             if previous:
                 run.overlapped = True
@@ -349,6 +386,18 @@ def fire_due(
         for schedule, run, request in fired
     )
     return Batch(len(schedules), [run for _, run, _ in fired], {r.idempotency_key: q for _, r, q in fired})
+
+
+def _existing_keys(uow: UnitOfWork, keys: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        found.update(
+            uow.session.scalars(
+                select(ScheduleRun.idempotency_key).where(ScheduleRun.idempotency_key.in_(chunk))
+            )
+        )
+    return found
 
 
 # what firing changes on a schedule row

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
 
-from shared.db import NAMING_CONVENTION, BigIntPK, JSONType, UTCDateTime
+from shared.db import NAMING_CONVENTION, SQLITE_IDS, BigIntPK, JSONType, UTCDateTime
 from shared.service_context import with_messaging_tables
 
 PERIODIC = "periodic"
@@ -55,6 +55,7 @@ class ScheduleColumns:
             Index(f"ix_{name}_brand_next_run", "brand_id", "is_active", "next_run_at"),
             Index(f"ix_{name}_brand_type", "brand_id", "task_type"),
             *cls.extra_indexes(),  # type: ignore[attr-defined]
+            SQLITE_IDS,  # a run's key names the schedule's id: a reused id would reuse its keys
         )
 
 
@@ -122,6 +123,7 @@ class Calendar(Base):
     __table_args__ = (
         UniqueConstraint("brand_id", "name", name="uq_calendars_brand_name"),
         Index("ix_calendars_brand_created", "brand_id", "created_at"),
+        SQLITE_IDS,
     )
 
 
@@ -142,6 +144,7 @@ class CalendarAttachment(Base):
     __table_args__ = (
         UniqueConstraint("calendar_id", "periodic_task_id", name="uq_calendar_attachments_pair"),
         Index("ix_calendar_attachments_task", "periodic_task_id"),
+        SQLITE_IDS,
     )
 
 
@@ -175,6 +178,7 @@ class ScheduleRun(Base):
         Index("ix_schedule_runs_brand_fired", "brand_id", "fired_at"),
         Index("ix_schedule_runs_task", "task_pk"),
         Index("ix_schedule_runs_cancel", "cancel_requested_at"),
+        SQLITE_IDS,
     )
 
 

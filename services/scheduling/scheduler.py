@@ -78,9 +78,9 @@ class Scheduler:
             ).all()
         done = 0
         for run in runs:
-            token = self.container.machine_token
+            token = self.container.cancel_token(run.brand_id, run.task_pk or 0)
             if token is None:
-                note = "cancel_previous: no machine token configured; decision recorded only"
+                note = "cancel_previous: no machine signing key configured; decision recorded only"
             else:
                 try:
                     code = self.container.core.cancel_task(token, run.brand_id, run.task_pk or 0)

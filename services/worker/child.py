@@ -169,7 +169,7 @@ def _persistence(job: dict[str, Any], message: dict[str, Any]) -> PersistenceCli
     settings = job["persistence"]
     if not settings.get("token"):
         raise NonRetryableError(
-            "persistent task but no machine token: set TASKHUB_MACHINE_TOKEN (or JWT_SECRET)"
+            "persistent task but its message carries no credentials (core holds no machine signing key)"
         )
     return PersistenceClient(
         settings["url"],

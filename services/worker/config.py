@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from typing import Any
 
-from shared.auth import mint_machine_token
 from shared.config import ConfigError, Settings, env_float, env_int
 from shared.events.bus import PRIORITIES
 
@@ -27,15 +27,14 @@ class WorkerConfig:
     handler_modules: tuple[str, ...] = ()
     persistence_url: str = "http://127.0.0.1:8080"
     persistence_retry_seconds: float = 30.0
-    jwt_secret: str | None = field(default=None, repr=False)
-    machine_token: str | None = field(default=None, repr=False)
 
-    def token(self) -> str | None:
-        """The bearer token for the persistence service (fresh, so a long-lived worker never
-        sends an expired one)."""
-        if self.machine_token:
-            return self.machine_token
-        return mint_machine_token(self.jwt_secret, self.name) if self.jwt_secret else None
+    @staticmethod
+    def token(message: dict[str, Any]) -> str | None:
+        """The bearer token for the persistence calls of this attempt: the `attempt` grant core
+        put in the work message (docs/security.md). A worker holds no key and no token of its
+        own, so a handler can never act beyond its own attempt."""
+        credentials = message.get("credentials")
+        return credentials if isinstance(credentials, str) and credentials else None
 
 
 def default_name() -> str:
@@ -76,8 +75,6 @@ def worker_config(
         handler_modules=modules,
         persistence_url=extra.get("TASKHUB_PERSISTENCE_URL") or f"http://127.0.0.1:{port}",
         persistence_retry_seconds=env_float(settings, "TASKHUB_PERSISTENCE_RETRY_SECONDS", 30.0),
-        jwt_secret=settings.jwt_secret,
-        machine_token=extra.get("TASKHUB_MACHINE_TOKEN") or None,
     )
     if config.concurrency < 1:
         raise ConfigError("concurrency must be at least 1")

@@ -314,7 +314,7 @@ class Worker:
             "worker_name": self.config.name,
             "persistence": {
                 "url": self.config.persistence_url,
-                "token": self.config.token() if spec.persistent else None,
+                "token": self.config.token(message) if spec.persistent else None,
                 "retry_seconds": self.config.persistence_retry_seconds,
             },
         }

@@ -57,6 +57,9 @@ class WorkOrder(msgspec.Struct, kw_only=True):
     resume: Json | None = None
     periodic: bool = False
     persistent: bool = False
+    # the `attempt` grant for this attempt's persistence calls (docs/security.md): the worker
+    # holds no key of its own
+    credentials: str | None = None
 
 
 # ------------------------------------------------------------------ worker -> core: attempt reports

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
@@ -12,10 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from shared.api import Blueprint
-from shared.auth import current_principal
-from shared.errors import not_found
+from shared.auth import current_principal, machine_assertion, machine_target
+from shared.errors import ApiError, not_found
 from shared.events import catalog
 from shared.listing import paginate
+from shared.machine_identity import SCHEDULE_RUN, SCHEDULING
 
 from ..container import core
 from ..models import Task
@@ -116,14 +116,21 @@ def _as_json(body: Any, status: int) -> Response:
 
 def _schedule_origin(key: str | None) -> dict[str, Any] | None:
     """scheduling's run-now call (docs/scheduling.md): `X-Schedule-Origin` marks the task as a
-    schedule's run, exactly as the schedule.fired event for the same Idempotency-Key would."""
+    schedule's run, exactly as the schedule.fired event for the same Idempotency-Key would. The
+    header is a `schedule-run` grant signed by scheduling for this brand and this key: a client
+    cannot write it (docs/security.md)."""
     raw = request.headers.get("X-Schedule-Origin")
     if not raw or not key:
         return None
-    try:
-        given = json.loads(raw)
-    except ValueError:
-        return None
+    grant = machine_assertion(raw, SCHEDULING, SCHEDULE_RUN)
+    if grant is None or grant.claims.get("key") != key:
+        raise ApiError(
+            400,
+            "VALIDATION_ERROR",
+            "X-Schedule-Origin is internal to the platform.",
+            field_errors={"X-Schedule-Origin": ["Not a valid schedule origin for this request."]},
+        )
+    given = grant.claims.get("origin")
     if not isinstance(given, dict):
         return None
     origin = {k: given.get(k) for k in ("periodic_task_id", "cron_job_id", "planned_time")}
@@ -191,10 +198,22 @@ class TaskCancel(MethodView):
     @blp.response(200, CancelResultSchema)
     def post(self, task_pk: int) -> dict[str, Any]:
         """Cancel a task (a running one is told to stop)"""
+        machine_target(task=task_pk)  # the scheduler's grant names the one task it may cancel
         with core().uow() as uow:
+            if current_principal().machine is not None:
+                _a_schedules_run(uow.session, task_pk)
             result = service.cancel_task(uow, current_principal().brand_id, task_pk)
             uow.commit()
             return result
+
+
+def _a_schedules_run(session: Any, task_pk: int) -> None:
+    """A scheduling grant cancels a schedule's run, never a task a user created."""
+    is_run = session.scalar(
+        select(Task.is_periodic).where(Task.id == task_pk, Task.brand_id == current_principal().brand_id)
+    )
+    if is_run is False:
+        raise ApiError(403, "PERMISSION_DENIED", "This credential cancels schedules' runs only.")
 
 
 @blp.route("/queue-stats/")

@@ -27,6 +27,7 @@ from shared.events import catalog
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
+from .. import attempt_credentials
 from ..models import StatusChange, Task, TaskLease
 from ..task_types import TaskTypeRegistry
 
@@ -402,7 +403,16 @@ def work_order(task: Any, now: datetime, resume: dict[str, Any] | None = None) -
         resume=resume,
         periodic=bool(get("is_periodic")),
         persistent=bool(get("is_persistent")),
+        credentials=attempt_credentials.for_attempt(task if not isinstance(task, dict) else _Attempt(task)),
     )
+
+
+class _Attempt:
+    """A task row read as the attributes attempt_credentials needs."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.id, self.brand_id, self.attempt = row["id"], row["brand_id"], row["attempt"]
+        self.timeout_minutes = row["timeout_minutes"]
 
 
 def dispatch(uow: UnitOfWork, task: Task, now: datetime, resume: dict[str, Any] | None = None) -> None:

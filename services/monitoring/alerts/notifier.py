@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from threading import Event as StopSignal
 
@@ -24,6 +28,11 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
+    """Sends on a pool of threads, so that one slow receiver holds one thread for at most its
+    deadline and never the others' notifications; a brand has at most `per_brand_in_flight`
+    sends under way and `per_brand_per_minute` sends a minute (the rest wait their turn, their
+    attempts not counted)."""
+
     def __init__(
         self,
         session_factory: sessionmaker[Session],
@@ -33,9 +42,18 @@ class Notifier:
         poll_interval: float = 0.5,
         max_attempts: int = 5,
         batch_size: int = 20,
+        concurrency: int = 8,
+        per_brand_in_flight: int = 2,
+        per_brand_per_minute: int = 60,
     ) -> None:
         self.session_factory, self.webhook, self.smtp = session_factory, webhook, smtp
         self.poll_interval, self.max_attempts, self.batch_size = poll_interval, max_attempts, batch_size
+        self.concurrency, self.per_brand_in_flight = concurrency, per_brand_in_flight
+        self.per_brand_per_minute = per_brand_per_minute
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="notifier")
+        self._lock = threading.Lock()
+        self._in_flight: Counter[int] = Counter()
+        self._sent: dict[int, deque[float]] = defaultdict(deque)
 
     def run(self, stop: StopSignal) -> None:
         while not stop.is_set():
@@ -46,22 +64,55 @@ class Notifier:
                 busy = False
             if not busy:
                 stop.wait(self.poll_interval)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def backoff(self, attempts: int) -> timedelta:
         return timedelta(seconds=min(300.0, 2.0**attempts) * random.uniform(0.5, 1.0))
 
     def send_due(self) -> int:
-        claimed = self._claim()
+        """Claim what is due and free to go, hand it to the pool; returns how many were handed."""
+        with self._lock:
+            free = self.concurrency - sum(self._in_flight.values())
+        if free <= 0:
+            return 0
+        claimed = self._claim(min(free, self.batch_size))
         for notification, secret in claimed:
-            error: DeliveryError | None = None
-            try:
-                self._deliver(notification, secret)
-            except DeliveryError as failure:
-                error = failure
-            self._settle(notification.id, error)
+            self._pool.submit(self._send, notification, secret)
         return len(claimed)
 
-    def _claim(self) -> list[tuple[Notification, str | None]]:
+    def _admit(self, brand_id: int, now: float) -> float:
+        """0 when the brand may send now (and counts it), else the seconds to wait."""
+        sent = self._sent[brand_id]
+        while sent and sent[0] <= now - 60:
+            sent.popleft()
+        if len(sent) >= self.per_brand_per_minute:
+            return max(1.0, sent[0] + 60 - now)
+        if self._in_flight[brand_id] >= self.per_brand_in_flight:
+            return 1.0
+        sent.append(now)
+        self._in_flight[brand_id] += 1
+        return 0.0
+
+    def _send(self, notification: Notification, secret: str | None) -> None:
+        error: DeliveryError | None = None
+        try:
+            self._deliver(notification, secret)
+        except DeliveryError as failure:
+            error = failure
+        except Exception as failure:  # noqa: BLE001 - one bad notification must not stop the others
+            log.exception("notification %s could not be sent", notification.id)
+            error = DeliveryError(f"{type(failure).__name__}: {failure}"[:500], permanent=True)
+        finally:
+            with self._lock:
+                self._in_flight[notification.brand_id] -= 1
+        try:
+            self._settle(notification.id, error)
+        except Exception:
+            log.exception(
+                "notification %s: outcome not recorded (its lease makes it due again)", notification.id
+            )
+
+    def _claim(self, limit: int) -> list[tuple[Notification, str | None]]:
         now = utcnow()
         lease = timedelta(seconds=self.webhook.timeout_seconds + self.smtp.timeout_seconds + 30)
         with self.session_factory() as session:
@@ -69,15 +120,25 @@ class Notifier:
                 select(Notification)
                 .where(Notification.status == "pending", Notification.next_attempt_at <= now)
                 .order_by(Notification.next_attempt_at)
-                .limit(self.batch_size)
+                .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
             secrets = self._secrets(session, {r.rule_id for r in rows if r.channel == "webhook"})
-            for row in rows:
-                row.attempts += 1
-                row.next_attempt_at = now + lease
+            admitted = []
+            clock = time.monotonic()
+            with self._lock:
+                for row in rows:
+                    wait = self._admit(row.brand_id, clock)
+                    if wait:  # the brand's turn comes later; not an attempt
+                        row.next_attempt_at = now + timedelta(seconds=wait)
+                        continue
+                    row.attempts += 1
+                    row.next_attempt_at = now + lease
+                    admitted.append(row)
             session.commit()
-            return [(row, secrets.get(row.rule_id) or self.webhook.default_secret) for row in rows]
+            return [
+                (row, secrets.get(row.rule_id) or self.webhook.brand_secret(row.brand_id)) for row in admitted
+            ]
 
     @staticmethod
     def _secrets(session: Session, rule_ids: set[int | None]) -> dict[int | None, str | None]:

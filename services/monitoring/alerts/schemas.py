@@ -10,13 +10,17 @@ from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_
 from .rules import CONDITIONS, METRIC_FIELDS, SEVERITIES
 
 TASK_TYPE = ma.fields.String(validate=ma.validate.Regexp(r"^[a-z0-9_.-]{1,100}$"))
+# a name goes into e-mail subjects: no line break, no control character (header injection)
+NO_CONTROL = ma.validate.Regexp(
+    r"^[^\x00-\x1f\x7f]*$", error="Control characters (line breaks, tabs) are not allowed."
+)
 
 
 class AlertRuleSchema(Schema):
     """POST and PUT: the whole rule. metric_field and threshold_value are checked by the service
     layer, which answers METRIC_FIELD_INVALID / THRESHOLD_OUT_OF_RANGE."""
 
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    name = ma.fields.String(required=True, validate=[ma.validate.Length(min=1, max=200), NO_CONTROL])
     description = ma.fields.String(load_default="", validate=ma.validate.Length(max=5000))
     metric_field = ma.fields.String(required=True, validate=ma.validate.Length(max=100))
     condition = ma.fields.String(required=True, validate=ma.validate.OneOf(list(CONDITIONS)))
@@ -28,9 +32,8 @@ class AlertRuleSchema(Schema):
     notification_emails = ma.fields.List(
         ma.fields.Email(), load_default=list, validate=ma.validate.Length(max=50)
     )
-    webhook_url = ma.fields.URL(
-        allow_none=True, load_default=None, schemes={"http", "https"}, require_tld=False
-    )
+    # its form is checked by the service layer against the egress policy (alerts/egress.py)
+    webhook_url = ma.fields.String(allow_none=True, load_default=None, validate=ma.validate.Length(max=2000))
     webhook_secret = ma.fields.String(
         load_only=True, allow_none=True, load_default=None, validate=ma.validate.Length(min=8, max=200)
     )
@@ -58,12 +61,20 @@ class AlertRuleReadSchema(ReadSchema):
     notification_emails = ma.fields.List(ma.fields.String())
     webhook_url = ma.fields.String(allow_none=True)
     webhook_secret_set = ma.fields.Function(lambda r: bool(r.webhook_secret))
+    # shown once, in the answer that generated it (a rule with a webhook and no secret of its own)
+    webhook_secret = ma.fields.Function(lambda r: getattr(r, "generated_secret", None))
     cooldown_minutes = ma.fields.Integer()
     trigger_count = ma.fields.Integer()
     last_triggered_at = Timestamp(allow_none=True)
     created_by = ma.fields.Function(lambda r: {"id": r.created_by_id, "username": r.created_by_username})
     created_at = Timestamp()
     updated_at = Timestamp()
+
+    @ma.post_dump
+    def _secret_once(self, data: dict, **kwargs: object) -> dict:
+        if data.get("webhook_secret") is None:
+            data.pop("webhook_secret", None)
+        return data
 
 
 AlertRulePageSchema = page_schema(AlertRuleReadSchema, "AlertRulePage")

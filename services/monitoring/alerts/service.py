@@ -5,6 +5,7 @@ here waits on a webhook or an SMTP server."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,11 +14,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.auth import Principal
-from shared.errors import conflict, field_error, not_found
+from shared.errors import ApiError, conflict, field_error, not_found
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
 from ..models import AlertEvent, AlertRule, MetricsRecord, Notification
+from .egress import EgressPolicy, UnsafeWebhook, check_url
 from .rules import check_rule, describe, matches
 
 MAX_AFFECTED_TASKS = 50
@@ -36,8 +38,16 @@ def _name_taken(uow: UnitOfWork, brand_id: int, name: str, pk: int | None) -> bo
     return any(found != pk for found in uow.session.scalars(stmt))
 
 
-def _save(uow: UnitOfWork, rule: AlertRule) -> AlertRule:
+def _save(uow: UnitOfWork, rule: AlertRule, egress: EgressPolicy) -> AlertRule:
     check_rule(rule.metric_field, rule.threshold_value)
+    if rule.webhook_url:
+        try:
+            check_url(rule.webhook_url, egress)
+        except UnsafeWebhook as error:
+            raise field_error("webhook_url", f"Webhook URL refused: {error}.") from None
+        if not rule.webhook_secret:
+            # every webhook is signed, with a key of the rule's own (never one shared by brands)
+            rule.webhook_secret = rule.generated_secret = secrets.token_urlsafe(32)  # type: ignore[attr-defined]
     if _name_taken(uow, rule.brand_id, rule.name, rule.id):
         raise field_error("name", "An alert rule of this brand already has this name.")
     uow.session.add(rule)
@@ -48,7 +58,9 @@ def _save(uow: UnitOfWork, rule: AlertRule) -> AlertRule:
     return rule
 
 
-def create_rule(uow: UnitOfWork, principal: Principal, fields: dict[str, Any]) -> AlertRule:
+def create_rule(
+    uow: UnitOfWork, principal: Principal, fields: dict[str, Any], egress: EgressPolicy
+) -> AlertRule:
     now = utcnow()
     rule = AlertRule(
         brand_id=principal.brand_id,
@@ -60,15 +72,17 @@ def create_rule(uow: UnitOfWork, principal: Principal, fields: dict[str, Any]) -
         updated_at=now,
         **fields,
     )
-    return _save(uow, rule)
+    return _save(uow, rule, egress)
 
 
-def update_rule(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) -> AlertRule:
+def update_rule(
+    uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any], egress: EgressPolicy
+) -> AlertRule:
     rule = get_rule(uow.session, brand_id, pk, lock=True)
     for name, value in fields.items():
         setattr(rule, name, value)
     rule.updated_at = utcnow()
-    return _save(uow, rule)
+    return _save(uow, rule, egress)
 
 
 def delete_rule(uow: UnitOfWork, brand_id: int, pk: int) -> None:
@@ -200,9 +214,13 @@ def _queue_notifications(uow: UnitOfWork, rule: AlertRule, payload: dict[str, An
     return len(targets)
 
 
-def test_rule(uow: UnitOfWork, brand_id: int, pk: int, test_value: float, send: bool) -> dict[str, Any]:
+def test_rule(
+    uow: UnitOfWork, brand_id: int, pk: int, test_value: float, send: bool, sends_per_minute: int = 5
+) -> dict[str, Any]:
     """Would this value trigger? With send_notification, a test notification goes out through the
-    rule's channels (it is not a match: no history, and it does not start a cooldown)."""
+    rule's channels (it is not a match: no history, and it does not start a cooldown), at most
+    `sends_per_minute` a minute per brand: the platform's mail relay and egress are not a
+    tenant's flood source."""
     rule = get_rule(uow.session, brand_id, pk)
     would = matches(rule.condition, test_value, rule.threshold_value)
     sentence = describe(rule.metric_field, rule.condition, test_value, rule.threshold_value)
@@ -216,6 +234,7 @@ def test_rule(uow: UnitOfWork, brand_id: int, pk: int, test_value: float, send: 
                 f"This rule notified less than {rule.cooldown_minutes} minutes ago.",
                 cooldown_ends_at=iso(until),
             )
+        _check_test_rate(uow, brand_id, sends_per_minute)
         queued = _queue_notifications(uow, rule, notification_payload(rule, test_value, [], None))
         message += f"; {queued} test notification(s) queued"
     return {
@@ -226,6 +245,27 @@ def test_rule(uow: UnitOfWork, brand_id: int, pk: int, test_value: float, send: 
         "message": message,
         "notifications_queued": queued,
     }
+
+
+def _check_test_rate(uow: UnitOfWork, brand_id: int, per_minute: int) -> None:
+    since = utcnow() - timedelta(minutes=1)
+    recent = uow.session.scalars(
+        select(Notification.created_at)
+        .where(
+            Notification.brand_id == brand_id,
+            Notification.created_at >= since,
+            Notification.alert_event_id.is_(None),  # test sends (a match has its event)
+        )
+        .order_by(Notification.created_at)
+    ).all()
+    if len(recent) >= per_minute:
+        wait = max(1, int((recent[0] - since).total_seconds()) + 1)
+        raise ApiError(
+            429,
+            "RATE_LIMITED",
+            f"At most {per_minute} test notifications a minute per brand; try again in {wait} s.",
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def active_alerts(session: Session, brand_id: int) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from services.monitoring.alerts.egress import EgressPolicy
 from services.monitoring.app import create_app
 from services.monitoring.container import MonitoringContainer, bootstrap
 from shared.events.envelope import Envelope, iso, utcnow
@@ -29,8 +31,15 @@ def database_url(request: pytest.FixtureRequest, sqlite_url: Any) -> str:
 @pytest.fixture
 def container(database_url: str) -> Iterator[MonitoringContainer]:
     built = bootstrap(make_settings("monitoring", database_url), bus=InProcessBus(prefix="t."))
+    allow_test_receivers(built)
     yield built
     built.ctx.dispose()
+
+
+def allow_test_receivers(container: MonitoringContainer) -> None:
+    """The tests' own webhook receivers listen on 127.0.0.1, which production never allows."""
+    webhook = container.notifier.webhook
+    container.notifier.webhook = replace(webhook, egress=EgressPolicy(allow_loopback=True))
 
 
 @pytest.fixture

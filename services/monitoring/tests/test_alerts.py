@@ -3,19 +3,20 @@ cooldown notified (webhook signed, e-mail sent, retried), active alerts, history
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from datetime import timedelta
 
 import pytest
 
 from services.monitoring.alerts.channels import SmtpSettings, WebhookSettings
+from services.monitoring.alerts.egress import EgressPolicy
 from services.monitoring.alerts.notifier import Notifier
 from shared.testing.fixtures import OTHER_BRAND, wait_until
 
 from .contract import assert_matches_contract
-from .receivers import smtp_server, webhook_receiver
+from .receivers import smtp_server, verify_signature, webhook_receiver
+
+TEST_RECEIVERS = EgressPolicy(allow_loopback=True)
 
 URL = "/tasks/monitoring/alerts/"
 
@@ -237,15 +238,14 @@ def test_notifications_are_delivered_signed_and_retried(client, auth, feed, make
         task = feed.run(execution_time_ms=3000.0)
         notifier = Notifier(
             feed.container.session_factory,
-            WebhookSettings(default_secret="unused-default", timeout_seconds=2),
+            WebhookSettings(default_secret="unused-default", timeout_seconds=2, egress=TEST_RECEIVERS),
             SmtpSettings(host="127.0.0.1", port=port, sender="alerts@taskhub.test"),
         )
         notifier.backoff = lambda attempts: timedelta(0)  # type: ignore[method-assign]
         wait_until(lambda: notifier.send_due() == 0 and len(hook.calls) == 2 and inbox.messages, 10)
         first, retried = hook.calls
         assert first.body == retried.body  # the same delivery, tried again after the 500
-        expected = "sha256=" + hmac.new(b"rule-secret-123", retried.body, hashlib.sha256).hexdigest()
-        assert hmac.compare_digest(retried.headers["X-Taskhub-Signature"], expected)
+        assert verify_signature("rule-secret-123", retried)
         payload = json.loads(retried.body)
         assert payload["task_ids"] == [task["task_id"]] and payload["rule"]["name"] == "slow analyses"
         [mail] = inbox.messages

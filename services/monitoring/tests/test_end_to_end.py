@@ -5,8 +5,6 @@ worker that stops its heartbeats is marked offline and announced."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -28,8 +26,9 @@ from shared.events.envelope import Envelope, iso, utcnow
 from shared.events.rabbitmq_bus import RabbitMQBus
 from shared.testing.fixtures import make_settings, wait_until
 
+from .conftest import allow_test_receivers
 from .contract import assert_matches_contract
-from .receivers import smtp_server, webhook_receiver
+from .receivers import smtp_server, verify_signature, webhook_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +91,7 @@ def platform(postgres_databases, amqp_url, bus_prefix, auth, smtp) -> Iterator[P
             TASKHUB_NOTIFIER_POLL_SECONDS="0.1",
         )
     )
+    allow_test_receivers(monitoring)
     worker_bus = RabbitMQBus(amqp_url, prefix=bus_prefix)
     core_client = create_core(container=core).test_client()
     monitoring_client = create_monitoring(container=monitoring).test_client()
@@ -156,8 +156,7 @@ def test_metrics_alerts_and_cross_filters_over_the_bus(platform, smtp):
         # the rule notified: one signed webhook, one e-mail
         wait_until(lambda: hook.calls and inbox.messages, timeout=10, message="webhook and e-mail")
         [call] = hook.calls
-        expected = "sha256=" + hmac.new(b"e2e-secret-value", call.body, hashlib.sha256).hexdigest()
-        assert hmac.compare_digest(call.headers["X-Taskhub-Signature"], expected)
+        assert verify_signature("e2e-secret-value", call)
         assert json.loads(call.body)["task_ids"] == [task["task_id"]]
         [mail] = inbox.messages
         assert mail.rcpt_tos == ["ops@example.com"] and task["task_id"] in mail.content.decode()

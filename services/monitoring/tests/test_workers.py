@@ -125,7 +125,7 @@ def test_filters_and_overview(client, auth, feed):
     )
 
 
-def test_manual_records_and_admin_only_delete(client, auth):
+def test_manual_records_belong_to_their_brand_and_admins_delete_them(client, auth, feed):
     created = client.post(
         URL, json={"worker_name": "manual-1", "queues": ["low"]}, headers=auth.headers(role="operator")
     )
@@ -135,11 +135,42 @@ def test_manual_records_and_admin_only_delete(client, auth):
     item = f"{URL}{created.json['id']}/"
     assert client.patch(item, json={"cpu_percent": 12.5}, headers=auth.headers()).json["cpu_percent"] == 12.5
     assert client.patch(item, json={"cpu_percent": 300}, headers=auth.headers()).status_code == 400
-    # shared infrastructure: another brand's caller reads it too
-    assert client.get(item, headers=auth.headers(role="viewer", brand=OTHER_BRAND)).status_code == 200
+    renamed = client.patch(item, json={"worker_name": "prod-worker-1"}, headers=auth.headers())
+    assert renamed.status_code == 400 and "worker_name" in renamed.json["field_errors"]
+    # another brand neither sees nor touches it (it would falsify that brand's fleet figures)
+    other = auth.headers(role="admin", brand=OTHER_BRAND)
+    assert client.get(item, headers=other).status_code == 404
+    assert client.delete(item, headers=other).status_code == 404
+    assert workers(client, auth)["count"] == 1
+    assert client.get(URL, headers=other).json["count"] == 0
+    assert client.get(f"{URL}overview/", headers=other).json["total_workers"] == 0
     assert client.delete(item, headers=auth.headers(role="operator")).status_code == 403
     assert client.delete(item, headers=auth.headers(role="admin")).status_code == 204
     assert client.get(item, headers=auth.headers()).status_code == 404
+
+
+def test_no_brand_changes_a_worker_its_heartbeats_keep(client, auth, feed):
+    """Issue 13 finding 7: any brand's operator renamed or falsified the shared records, and a
+    rename of a live worker made persistence interrupt other brands' jobs."""
+    heartbeat(feed, "prod-worker-1")
+    [shared] = workers(client, auth)["results"]
+    item = f"{URL}{shared['id']}/"
+    for brand in (None, OTHER_BRAND):
+        headers = auth.headers(role="admin", **({"brand": brand} if brand else {}))
+        for method, body in (
+            ("patch", {"processed_tasks": 10**9}),
+            ("put", {"cpu_percent": 1}),
+            ("delete", None),
+        ):
+            response = getattr(client, method)(item, json=body, headers=headers)
+            assert (response.status_code, response.json["error_code"]) == (403, "PERMISSION_DENIED")
+    assert workers(client, auth)["results"][0]["processed_tasks"] == 10
+    # a manual record of a name a real worker then uses becomes the real worker's (and shared)
+    manual = client.post(URL, json={"worker_name": "prod-worker-2"}, headers=auth.headers()).json
+    heartbeat(feed, "prod-worker-2")
+    taken = client.patch(f"{URL}{manual['id']}/", json={"cpu_percent": 1}, headers=auth.headers())
+    assert taken.status_code == 403
+    assert client.get(f"{URL}{manual['id']}/", headers=auth.headers(brand=OTHER_BRAND)).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["", "overview/", "1/"])

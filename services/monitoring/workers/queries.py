@@ -13,15 +13,15 @@ from shared.events.envelope import iso, parse_iso, utcnow
 
 from ..models import MetricsRecord as M
 from ..models import Worker
-from .service import online_clause
+from .service import online_clause, visible_to
 
 BUSY_CPU_PERCENT = 85.0
 
 
-def overview(session: Session, offline_seconds: float) -> dict[str, Any]:
+def overview(session: Session, offline_seconds: float, brand_id: int) -> dict[str, Any]:
     """Workers are few (tens): the online ones are read and summed here."""
-    total = session.scalar(select(func.count()).select_from(Worker)) or 0
-    online = session.scalars(select(Worker).where(online_clause(offline_seconds))).all()
+    total = session.scalar(select(func.count()).select_from(Worker).where(visible_to(brand_id))) or 0
+    online = session.scalars(select(Worker).where(online_clause(offline_seconds), visible_to(brand_id))).all()
     queues: dict[str, dict[str, Any]] = {}
     for worker in online:
         for queue in worker.queues or ["-"]:

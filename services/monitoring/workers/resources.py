@@ -1,5 +1,6 @@
 """HTTP layer of /tasks/monitoring/workers/. Workers are shared infrastructure: any authenticated
-caller reads them; what a worker shows of tasks is limited to the caller's brand."""
+caller reads them, no brand changes them; what a worker shows of tasks is limited to the
+caller's brand. A manual record belongs to the brand that added it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from flask.views import MethodView
 from sqlalchemy import or_, select
 
 from shared.api import Blueprint
-from shared.auth import current_principal, require_role
+from shared.auth import current_principal
 from shared.listing import apply_filters, apply_ordering, paginate, search_clause
 
 from ..container import monitoring
@@ -53,7 +54,9 @@ class Workers(MethodView):
     @blp.response(200, WorkerPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List workers"""
-        stmt = apply_filters(select(Worker), args, _filters(), COLUMNS)
+        stmt = apply_filters(
+            select(Worker).where(service.visible_to(current_principal().brand_id)), args, _filters(), COLUMNS
+        )
         if args.get("search"):
             stmt = stmt.where(search_clause(args["search"], Worker.worker_name))
         stmt = apply_ordering(stmt, args.get("ordering"), COLUMNS, [("worker_name", False)], Worker.id)
@@ -65,7 +68,7 @@ class Workers(MethodView):
     def post(self, fields: dict[str, Any]) -> Worker:
         """Add a worker record by hand (heartbeats normally do it)"""
         with monitoring().uow() as uow:
-            worker = service.create_worker(uow, fields)
+            worker = service.create_worker(uow, current_principal().brand_id, fields)
             uow.commit()
             return worker
 
@@ -76,7 +79,7 @@ class WorkersOverview(MethodView):
         """Workers online, per queue, and the fleet's health"""
         container = monitoring()
         with container.session_factory() as session:
-            return queries.overview(session, container.offline_seconds)
+            return queries.overview(session, container.offline_seconds, current_principal().brand_id)
 
 
 @blp.route("/<int:pk>/")
@@ -86,7 +89,7 @@ class WorkerById(MethodView):
         """A worker, with its current tasks and recent performance for the caller's brand"""
         brand_id = current_principal().brand_id
         with monitoring().session_factory() as session:
-            worker = service.get_worker(session, pk)
+            worker = service.get_worker(session, pk, brand_id)
             worker.current_tasks = queries.current_tasks(session, worker, brand_id)  # type: ignore[attr-defined]
             worker.recent_performance = queries.recent_performance(  # type: ignore[attr-defined]
                 session, worker.worker_name, brand_id
@@ -105,17 +108,16 @@ class WorkerById(MethodView):
         """Change some fields of a worker record"""
         return _update(pk, fields)
 
-    @require_role("admin")
     @blp.response(204)
     def delete(self, pk: int) -> None:
-        """Delete a worker record (admin)"""
+        """Delete a manual worker record of the brand (admin)"""
         with monitoring().uow() as uow:
-            service.delete_worker(uow, pk)
+            service.delete_worker(uow, current_principal().brand_id, pk)
             uow.commit()
 
 
 def _update(pk: int, fields: dict[str, Any]) -> Worker:
     with monitoring().uow() as uow:
-        worker = service.update_worker(uow, pk, fields)
+        worker = service.update_worker(uow, current_principal().brand_id, pk, fields)
         uow.commit()
         return worker

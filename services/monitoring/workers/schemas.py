@@ -29,6 +29,12 @@ class WorkerWriteSchema(Schema):
 
 
 class WorkerUpdateSchema(WorkerWriteSchema):
+    """Any subset, but not the name: a worker is known by it (renaming one made persistence
+    interrupt the jobs of the worker that really has that name)."""
+
+    class Meta:
+        exclude = ("worker_name",)
+
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, partial=True, **kwargs)  # type: ignore[arg-type]
 

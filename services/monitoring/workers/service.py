@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.errors import field_error, not_found
+from shared.errors import ApiError, field_error, not_found
 from shared.events.envelope import Envelope, parse_iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -57,6 +57,7 @@ def on_heartbeat(uow: UnitOfWork, env: Envelope) -> None:
         uow.session.add(worker)
     elif worker.last_heartbeat is not None and worker.last_heartbeat > beat:
         return
+    worker.brand_id = None  # a real worker: shared infrastructure, no brand's record any more
     set_queues(worker, list(data.get("queues") or []))
     worker.concurrency = int(_number(data.get("concurrency")) or 1)
     worker.cpu_percent = _number(data.get("cpu_percent"))
@@ -89,11 +90,27 @@ def mark_silent_offline(uow: UnitOfWork, offline_seconds: float) -> int:
     return len(silent)
 
 
-def get_worker(session: Session, pk: int, *, lock: bool = False) -> Worker:
-    stmt = select(Worker).where(Worker.id == pk)
+def visible_to(brand_id: int) -> ColumnElement[bool]:
+    """The shared workers, and the brand's own manual records (never another brand's)."""
+    return or_(Worker.brand_id.is_(None), Worker.brand_id == brand_id)
+
+
+def get_worker(session: Session, pk: int, brand_id: int, *, lock: bool = False) -> Worker:
+    stmt = select(Worker).where(Worker.id == pk, visible_to(brand_id))
     worker = session.scalars(stmt.with_for_update() if lock else stmt).first()
     if worker is None:
         raise not_found("NOT_FOUND", "Worker")
+    return worker
+
+
+def _own_record(uow: UnitOfWork, pk: int, brand_id: int) -> Worker:
+    worker = get_worker(uow.session, pk, brand_id, lock=True)
+    if worker.brand_id is None:
+        raise ApiError(
+            403,
+            "PERMISSION_DENIED",
+            "This worker is shared infrastructure kept by its heartbeats; no brand can change it.",
+        )
     return worker
 
 
@@ -114,26 +131,29 @@ def _save(uow: UnitOfWork, worker: Worker) -> Worker:
     return worker
 
 
-def create_worker(uow: UnitOfWork, fields: dict[str, Any]) -> Worker:
-    """A manual record (heartbeats make it live; until then it is offline)."""
+def create_worker(uow: UnitOfWork, brand_id: int, fields: dict[str, Any]) -> Worker:
+    """A manual record of the caller's brand (a heartbeat of that name makes it live and shared)."""
     if uow.session.scalars(select(Worker.id).where(Worker.worker_name == fields["worker_name"])).first():
         raise field_error("worker_name", "A worker with this name already exists.")
     now = utcnow()
-    worker = Worker(is_online=False, active_task_list=[], created_at=now, updated_at=now, queues_text=",")
+    worker = Worker(
+        brand_id=brand_id,
+        is_online=False,
+        active_task_list=[],
+        created_at=now,
+        updated_at=now,
+        queues_text=",",
+    )
     _apply(worker, {"queues": [], **fields})
     return _save(uow, worker)
 
 
-def update_worker(uow: UnitOfWork, pk: int, fields: dict[str, Any]) -> Worker:
-    worker = get_worker(uow.session, pk, lock=True)
-    if "worker_name" in fields and fields["worker_name"] != worker.worker_name:
-        taken = select(Worker.id).where(Worker.worker_name == fields["worker_name"])
-        if uow.session.scalars(taken).first():
-            raise field_error("worker_name", "A worker with this name already exists.")
+def update_worker(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) -> Worker:
+    worker = _own_record(uow, pk, brand_id)
     _apply(worker, fields)
     worker.updated_at = utcnow()
     return _save(uow, worker)
 
 
-def delete_worker(uow: UnitOfWork, pk: int) -> None:
-    uow.session.delete(get_worker(uow.session, pk, lock=True))
+def delete_worker(uow: UnitOfWork, brand_id: int, pk: int) -> None:
+    uow.session.delete(_own_record(uow, pk, brand_id))

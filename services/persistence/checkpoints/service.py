@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.errors import not_found
+from shared.errors import field_error, not_found
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -37,10 +37,15 @@ def _store(checkpoint: Checkpoint, data: Any) -> None:
     checkpoint.checksum = codec.checksum(data)
 
 
-def save_checkpoint(uow: UnitOfWork, brand_id: int, fields: dict[str, Any]) -> tuple[Checkpoint, str]:
+def save_checkpoint(
+    uow: UnitOfWork, brand_id: int, fields: dict[str, Any], only_task: int | None = None
+) -> tuple[Checkpoint, str]:
     """Store a checkpoint, move the job forward, publish checkpoint.saved; returns the checkpoint and
-    the control answer for the handler (continue, pause, cancel)."""
+    the control answer for the handler (continue, pause, cancel). `only_task`: a worker's attempt
+    grant names one task, and only that task's job takes its checkpoints."""
     job = job_in_brand(uow, brand_id, fields["persistent_job"], "persistent_job")
+    if only_task is not None and job.base_task_id != only_task:
+        raise field_error("persistent_job", "Unknown persistent job.")
     now = utcnow()
     checkpoint = Checkpoint(
         brand_id=brand_id,

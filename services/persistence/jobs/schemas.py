@@ -193,7 +193,7 @@ class StartRunSchema(Schema):
     base_task = ma.fields.Integer(required=True, strict=True)
     task_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
     task_type = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
-    attempt = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0))
+    attempt = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0, max=2**31 - 1))
     resume = ma.fields.Nested(ResumeRequestSchema, allow_none=True, load_default=None)
 
 

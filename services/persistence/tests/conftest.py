@@ -16,11 +16,11 @@ from sqlalchemy import func, select
 
 from services.persistence.app import create_app
 from services.persistence.container import PersistenceContainer, bootstrap
-from shared.auth import mint_machine_token
 from shared.events.envelope import Envelope
 from shared.events.inprocess_bus import InProcessBus
 from shared.events.outbox_relay import OutboxRelay
-from shared.testing.fixtures import DEFAULT_BRAND, JWT_SECRET, make_settings, wait_until
+from shared.machine_identity import ATTEMPT, CORE, machine_issuer
+from shared.testing.fixtures import DEFAULT_BRAND, make_settings, wait_until
 from tests.integration.event_schemas import validator
 
 _task_ids = itertools.count(1000)
@@ -123,15 +123,29 @@ def events(container: PersistenceContainer, consumer: Any) -> Iterator[Events]:
     spy.close()
 
 
-@pytest.fixture
-def machine() -> Any:
-    """Headers of a worker acting for a brand (machine token: operator in any brand)."""
+class Machine:
+    """Headers of a worker running one attempt: the `attempt` grant core puts in the work message
+    (for a task and attempt of a brand). `for_job` finds the attempt a job was started with."""
 
-    def headers(brand: dict[str, Any] = DEFAULT_BRAND) -> dict[str, str]:
-        token = mint_machine_token(JWT_SECRET, "worker-test")
+    def __init__(self) -> None:
+        self.issuer = machine_issuer(make_settings("core", "sqlite://"), CORE)
+        self.jobs: dict[int, tuple[int, int]] = {}
+
+    def __call__(
+        self, brand: dict[str, Any] = DEFAULT_BRAND, task: int = 0, attempt: int = 1
+    ) -> dict[str, str]:
+        assert self.issuer is not None
+        token = self.issuer.mint(ATTEMPT, brand["id"], "machine:worker", 600, task=task, attempt=attempt)
         return {"Authorization": f"Bearer {token}", "X-Brand-ID": str(brand["id"])}
 
-    return headers
+    def for_job(self, job_id: int, brand: dict[str, Any] = DEFAULT_BRAND) -> dict[str, str]:
+        task, attempt = self.jobs.get(job_id, (0, 1))
+        return self(brand, task, attempt)
+
+
+@pytest.fixture
+def machine() -> Machine:
+    return Machine()
 
 
 def job_of(client: Any, auth: Any, task: dict, brand: dict[str, Any] = DEFAULT_BRAND) -> dict:
@@ -152,14 +166,23 @@ def start(
         "attempt": attempt,
         "resume": resume,
     }
-    return client.post("/tasks/persistent-jobs/persistent-jobs/for-task/", json=body, headers=machine(brand))
+    response = client.post(
+        "/tasks/persistent-jobs/persistent-jobs/for-task/",
+        json=body,
+        headers=machine(brand, task["id"], attempt),
+    )
+    if response.status_code == 200:
+        machine.jobs[response.json["job_id"]] = (task["id"], attempt)
+    return response
 
 
 def checkpoint(
     client: Any, machine: Any, job_id: int, step: str, data: dict, brand=DEFAULT_BRAND, **extra: Any
 ) -> Any:
     body = {"persistent_job": job_id, "step_name": step, "checkpoint_data": data, **extra}
-    return client.post("/tasks/persistent-jobs/checkpoints/", json=body, headers=machine(brand))
+    return client.post(
+        "/tasks/persistent-jobs/checkpoints/", json=body, headers=machine.for_job(job_id, brand)
+    )
 
 
 __all__ = ["SQLITE_ONLY", "Events", "checkpoint", "job_of", "start"]

@@ -19,7 +19,7 @@ def theirs(client, events, machine):
     job_id = start(client, machine, task, brand=OTHER_BRAND).json["job_id"]
     saved = checkpoint(client, machine, job_id, "b1", {"n": 1}, brand=OTHER_BRAND).json
     state = client.post(
-        f"{P}/job-states/", json={"persistent_job": job_id}, headers=machine(OTHER_BRAND)
+        f"{P}/job-states/", json={"persistent_job": job_id}, headers=machine.for_job(job_id, OTHER_BRAND)
     ).json
     events.worker("task.failed", task, brand=OTHER_BRAND, attempt=1, error_message="x", will_retry=False)
     return {"task": task, "job": job_id, "checkpoint": saved["id"], "state": state["id"]}
@@ -82,7 +82,7 @@ def test_writes_naming_another_brands_objects_are_refused(client, auth, machine,
     assert job.status_code == 400 and "base_task" in job.json["field_errors"]
     saved = checkpoint(client, machine, theirs["job"], "x", {})
     assert saved.status_code == 400 and "persistent_job" in saved.json["field_errors"]
-    state = client.post(f"{P}/job-states/", json={"persistent_job": theirs["job"]}, headers=machine())
+    state = client.post(f"{P}/job-states/", json={"persistent_job": theirs["job"]}, headers=auth.headers())
     assert state.status_code == 400 and "persistent_job" in state.json["field_errors"]
     run = start(client, machine, theirs["task"], attempt=2)
     assert run.status_code == 400 and "base_task" in run.json["field_errors"]
@@ -92,3 +92,49 @@ def test_writes_naming_another_brands_objects_are_refused(client, auth, machine,
 def test_a_brand_the_token_does_not_list_is_403(client, auth):
     response = client.get(f"{P}/persistent-jobs/", headers={**auth.headers(), "X-Brand-ID": "77"})
     assert (response.status_code, response.json["error_code"]) == (403, "BRAND_ACCESS_DENIED")
+
+
+@SQLITE_ONLY
+def test_only_the_attempt_grant_core_minted_opens_a_job(client, auth, events, machine):
+    """Issue 13 finding 2: `for-task` took any operator token, for any id (even a future one):
+    another brand could claim the next core ids and make their persistent jobs fail for good."""
+    future = {"id": 999_999, "task_id": "task_future", "task_type": "example.batch"}
+    for role in ("operator", "admin"):
+        squat = start_as(client, future, auth.headers(role=role))
+        assert (squat.status_code, squat.json["error_code"]) == (403, "PERMISSION_DENIED")
+    # a grant names one task and one attempt: it opens nothing else
+    task = events.task()
+    other = start_as(client, future, machine(task=task["id"]))
+    assert (other.status_code, other.json["error_code"]) == (403, "PERMISSION_DENIED")
+    later = start_as(client, task, machine(task=task["id"], attempt=1), attempt=2)
+    assert later.status_code == 403
+    # and only in its own brand
+    elsewhere = start_as(client, task, {**machine(task=task["id"]), "X-Brand-ID": "10"})
+    assert (elsewhere.status_code, elsewhere.json["error_code"]) == (403, "BRAND_ACCESS_DENIED")
+    assert start(client, machine, task).status_code == 200
+
+
+@SQLITE_ONLY
+def test_a_grant_saves_checkpoints_of_its_own_job_only(client, auth, events, machine):
+    mine_task, other_task = events.task(), events.task()
+    mine = start(client, machine, mine_task).json["job_id"]
+    other = start(client, machine, other_task).json["job_id"]
+    body = {"persistent_job": other, "step_name": "x", "checkpoint_data": {}}
+    stolen = client.post(f"{P}/checkpoints/", json=body, headers=machine.for_job(mine))
+    assert stolen.status_code == 400 and "persistent_job" in stolen.json["field_errors"]
+    state = client.post(f"{P}/job-states/", json={"persistent_job": other}, headers=machine.for_job(mine))
+    assert state.status_code == 400 and "persistent_job" in state.json["field_errors"]
+    # a grant calls what a worker needs, nothing else
+    for method, path in (("get", f"{P}/persistent-jobs/"), ("post", f"{P}/persistent-jobs/{mine}/pause/")):
+        response = getattr(client, method)(path, headers=machine.for_job(mine))
+        assert (response.status_code, response.json["error_code"]) == (403, "PERMISSION_DENIED")
+
+
+def start_as(client, task, headers, attempt=1):
+    body = {
+        "base_task": task["id"],
+        "task_id": task["task_id"],
+        "task_type": "example.batch",
+        "attempt": attempt,
+    }
+    return client.post(f"{P}/persistent-jobs/for-task/", json=body, headers=headers)

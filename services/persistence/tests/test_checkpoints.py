@@ -144,13 +144,13 @@ def test_edit_and_delete_keep_the_job_consistent(client, auth, events, machine):
 
 
 @SQLITE_ONLY
-def test_a_checkpoint_for_an_unknown_job_is_400(client, machine):
+def test_a_checkpoint_for_an_unknown_job_is_400(client, auth, machine):
     response = checkpoint(client, machine, 987654, "x", {})
     assert response.status_code == 400 and "persistent_job" in response.json["field_errors"]
     not_object = client.post(
         f"{CHECKPOINTS}/",
         json={"persistent_job": 1, "step_name": "x", "checkpoint_data": [1, 2]},
-        headers=machine(),
+        headers=auth.headers(role="operator"),
     )
     assert not_object.status_code == 400 and "checkpoint_data" in not_object.json["field_errors"]
 

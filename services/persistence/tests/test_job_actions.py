@@ -11,7 +11,7 @@ from services.persistence.container import bootstrap
 from services.persistence.models import PersistentJob
 from shared.events.envelope import utcnow
 from shared.events.inprocess_bus import InProcessBus
-from shared.testing.fixtures import make_settings
+from shared.testing.fixtures import Auth, make_settings
 
 from .conftest import SQLITE_ONLY, checkpoint, start
 
@@ -30,7 +30,7 @@ def stopped_job(client, machine, events, *, progress=50, priority="normal", how=
             "task.failed", task, attempt=1, error_message="lost", will_retry=False, dead_lettered=True
         )
     elif how == "paused":
-        client.post(f"{JOBS}/{job_id}/pause/", headers=machine())
+        client.post(f"{JOBS}/{job_id}/pause/", headers=Auth().headers(role="operator"))
         checkpoint(client, machine, job_id, "paused-here", {"next_item": progress})
     return task, job_id
 

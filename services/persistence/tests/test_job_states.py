@@ -13,13 +13,13 @@ def test_a_handler_upserts_its_job_state_and_operators_read_it(client, auth, eve
     first = client.post(
         f"{STATES}/",
         json={"persistent_job": job_id, "pages_status": {"p1": "done", "p2": "pending"}, "max_retries": 2},
-        headers=machine(),
+        headers=machine.for_job(job_id),
     )
     assert first.status_code == 201, first.json
     second = client.post(
         f"{STATES}/",
         json={"persistent_job": job_id, "retry_count": 2, "last_error_message": "timeout on p2"},
-        headers=machine(),
+        headers=machine.for_job(job_id),
     )
     assert second.status_code == 200 and second.json["id"] == first.json["id"]
     assert second.json | {} == {
@@ -42,7 +42,7 @@ def test_a_handler_upserts_its_job_state_and_operators_read_it(client, auth, eve
 
 @SQLITE_ONLY
 def test_unknown_job_and_read_only_fields_are_400(client, auth, machine):
-    unknown = client.post(f"{STATES}/", json={"persistent_job": 424242}, headers=machine())
+    unknown = client.post(f"{STATES}/", json={"persistent_job": 424242}, headers=auth.headers())
     assert unknown.status_code == 400 and "persistent_job" in unknown.json["field_errors"]
     assert client.get(f"{STATES}/424242/", headers=auth.headers()).status_code == 404
 

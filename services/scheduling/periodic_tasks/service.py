@@ -201,7 +201,8 @@ def deliver_to_core(
         "planned_time": iso(run.planned_time),
     }
     try:
-        task = container.core.create_task(caller, run.idempotency_key, core_body(request), origin)
+        token = container.origin_token(run.brand_id, run.idempotency_key, origin)
+        task = container.core.create_task(caller, run.idempotency_key, core_body(request), token)
     except CoreUnavailable as error:
         log.warning("core did not answer for run %s: %s", run.idempotency_key, error)
         return None

@@ -264,3 +264,37 @@ class TestCalendars:
             f"{C}{mine['id']}/tasks/", json={"periodic_task": schedule["id"]}, headers=other
         )
         assert foreign.status_code == 400 and "periodic_task" in foreign.json["field_errors"]
+
+
+@sqlite_only
+class TestExclusionLimits:
+    """Issue 13 finding 4: a calendar took any number of excluded dates and checked every slot
+    against each of them: 50,000 dates made one events/ call run for minutes and slowed the
+    scheduler every brand shares."""
+
+    def test_a_calendar_holds_at_most_1000_entries(self, client, auth):
+        days = [f"{2030 + i // 365}-01-01" for i in range(1001)]
+        refused = client.post(C, json={"name": "big", "excluded_dates": days}, headers=auth.headers())
+        assert refused.status_code == 400 and "excluded_dates" in refused.json["field_errors"]
+
+    def test_the_cost_of_a_slot_does_not_grow_with_the_exclusions(self, client, auth, make_schedule):
+        import time
+        from datetime import date, timedelta
+
+        days = [(date(2030, 1, 1) + timedelta(days=2 * i)).isoformat() for i in range(1000)]
+        calendar = client.post(C, json={"name": "many", "excluded_dates": days}, headers=auth.headers()).json
+        schedule = make_schedule(cron_expression="* * * * *", calendars=[calendar["id"]])
+        started = time.monotonic()
+        window = client.get(
+            f"{C}{calendar['id']}/events/?start=2026-06-02&end=2026-06-04", headers=auth.headers()
+        )
+        elapsed = time.monotonic() - started
+        assert window.status_code == 200 and window.json["total_events"] == 3 * 1440
+        assert {e["periodic_task_id"] for e in window.json["events"]} == {schedule["id"]}
+        # 4,320 slots x 1,000 exclusions scanned each took about ten seconds; a lookup is microseconds
+        assert elapsed < 5, elapsed
+        # the exclusions still apply: an excluded day has no slot, the next day has them all
+        excluded = client.get(
+            f"{C}{calendar['id']}/events/?start=2030-01-01&end=2030-01-02", headers=auth.headers()
+        )
+        assert [e["scheduled_at"][:10] for e in excluded.json["events"]] == ["2030-01-02"] * 1440

@@ -347,3 +347,83 @@ def test_a_schedule_that_cannot_be_evaluated_does_not_stop_the_others(
     assert [r.schedule_id for r in runs(container)] == [healthy["id"]]
     with container.session_factory() as session:
         assert session.get(PeriodicTask, broken["id"]).is_active is False
+
+
+class TestEditInsideTheLookahead:
+    """A schedule edited after the scheduler fired its next slot early (inside the lookahead
+    window) must not go back onto that slot: the next pass would meet the slot's run key again.
+    Found by an outside audit: the clash rolled back the whole batch, so no brand's schedules
+    fired any more (for a week with run_all)."""
+
+    def test_an_edit_keeps_the_schedule_past_the_slot_already_fired(
+        self, client, auth, clock, container, scheduler, make_schedule
+    ):
+        other = make_schedule(headers=auth.headers(brand={"id": 10, "name": "Other"}))
+        edited = make_schedule(misfire_policy="run_all", catchup_window_minutes=10080)
+        at(clock, "2026-06-01T12:00:55")
+        assert scheduler.tick() == 2  # both 12:01 slots, fired ahead
+        at(clock, "2026-06-01T12:00:57")
+        patched = client.patch(f"{P}{edited['id']}/", json={"description": "x"}, headers=auth.headers())
+        assert patched.status_code == 200, patched.json
+        assert patched.json["next_run_at"] == "2026-06-01T12:02:00.000Z"
+        for moment in ("2026-06-01T12:01:00", "2026-06-01T12:01:55", "2026-06-01T12:02:55"):
+            at(clock, moment)
+            scheduler.tick()
+        slots = {(r.schedule_id, r.planned_time.strftime("%H:%M")) for r in runs(container)}
+        assert slots == {(s["id"], t) for s in (other, edited) for t in ("12:01", "12:02", "12:03")}
+        assert get(client, auth, edited)["missed_runs_count"] == 0
+
+    @pytest.mark.parametrize("path", ["toggle", "calendar"])
+    def test_toggle_and_calendar_changes_do_too(
+        self, client, auth, clock, container, scheduler, make_schedule, path
+    ):
+        schedule = make_schedule()
+        at(clock, "2026-06-01T12:00:55")
+        assert scheduler.tick() == 1
+        if path == "toggle":
+            for _ in range(2):
+                assert client.post(f"{P}{schedule['id']}/toggle/", headers=auth.headers()).status_code == 200
+        else:
+            calendar = client.post(
+                "/tasks/scheduled/calendars/",
+                json={"name": "c", "excluded_dates": ["2030-01-01"]},
+                headers=auth.headers(),
+            ).json
+            attached = client.post(
+                f"/tasks/scheduled/calendars/{calendar['id']}/tasks/",
+                json={"periodic_task": schedule["id"]},
+                headers=auth.headers(),
+            )
+            assert attached.status_code == 201, attached.json
+        assert get(client, auth, schedule)["next_run_at"] == "2026-06-01T12:02:00.000Z"
+
+    def test_a_slot_fired_already_is_skipped_not_a_stall(self, clock, container, scheduler, make_schedule):
+        """Defence in depth: whatever put a schedule back on a fired slot, the others still fire."""
+        from sqlalchemy import update
+
+        from services.scheduling.models import PeriodicTask
+
+        stuck, healthy = make_schedule(), make_schedule()
+        at(clock, "2026-06-01T12:01:00")
+        assert scheduler.tick() == 2
+        with container.uow() as uow:  # what no API call can write any more
+            uow.session.execute(
+                update(PeriodicTask)
+                .where(PeriodicTask.id == stuck["id"])
+                .values(
+                    next_planned_at=datetime(2026, 6, 1, 12, 1, tzinfo=UTC),
+                    next_run_at=datetime(2026, 6, 1, 12, 1, tzinfo=UTC),
+                )
+            )
+            uow.commit()
+        at(clock, "2026-06-01T12:02:00")
+        scheduler.tick()
+        slots = sorted((r.schedule_id, r.planned_time.strftime("%H:%M")) for r in runs(container))
+        assert slots == sorted(
+            [
+                (stuck["id"], "12:01"),
+                (healthy["id"], "12:01"),
+                (stuck["id"], "12:02"),
+                (healthy["id"], "12:02"),
+            ]
+        )

@@ -107,6 +107,8 @@ class TestLists:
         assert ids(task_type="sync.fast,report.daily", ordering="next_run_at") == [minute["id"], paris["id"]]
         assert ids(next_run_before="2026-06-01T12:30:00Z") == [minute["id"]]
         assert ids(search="REPORT") == [paris["id"]]
+        # issue 13 finding 17: a LIKE wildcard is a character to find, not "anything"
+        assert ids(search="%") == [] and ids(search="report_daily") == []
         assert ids(last_run_status="success") == []
         assert ids(ordering="-created_at", page_size=1) == [off["id"]]
         bad = client.get(P, query_string={"last_run_status": "maybe"}, headers=auth.headers())
@@ -237,3 +239,23 @@ def test_another_brand_sees_nothing(client, auth, make_schedule, clock):
     denied = client.get(P, headers={**auth.headers(), "X-Brand-ID": "10"})
     assert (denied.status_code, denied.json["error_code"]) == (403, "BRAND_ACCESS_DENIED")
     assert client.get(P).status_code == 401
+
+
+@sqlite_only
+def test_operators_change_schedules_and_admins_delete_them(client, auth, make_schedule):
+    """Issue 13 finding 12: operators deleted periodic tasks and cron jobs (and their run
+    history) while calendars and alert rules needed admin. One role matrix decides now."""
+    schedule = make_schedule()
+    job = client.post(
+        "/tasks/scheduled/cron-jobs/",
+        json={"name": "nightly", "task_type": "example.noop", "frequency": "daily"},
+        headers=auth.headers(),
+    ).json
+    operator = auth.headers(role="operator")
+    assert (
+        client.patch(f"{P}{schedule['id']}/", json={"description": "x"}, headers=operator).status_code == 200
+    )
+    for url in (f"{P}{schedule['id']}/", f"/tasks/scheduled/cron-jobs/{job['id']}/"):
+        refused = client.delete(url, headers=operator)
+        assert (refused.status_code, refused.json["error_code"]) == (403, "PERMISSION_DENIED")
+        assert client.delete(url, headers=auth.headers(role="admin")).status_code == 204

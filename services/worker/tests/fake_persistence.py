@@ -12,14 +12,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import jwt
-
 from services.worker.persistence_client import CHECKPOINT_PATH, JOB_PATH
+from shared.machine_identity import ATTEMPT, CORE, MachineTokenError, MachineVerifier
+from shared.testing.fixtures import make_settings
 
 
 class FakePersistence:
     def __init__(self, jwt_secret: str) -> None:
         self.jwt_secret = jwt_secret
+        self.verifier = MachineVerifier(make_settings("persistence", "sqlite://", JWT_SECRET=jwt_secret))
         self.plans: dict[int, dict[str, Any]] = {}
         self.jobs: dict[int, dict[str, Any]] = {}  # job_id -> {"base_task", "checkpoints": [...]}
         self.requests: list[dict[str, Any]] = []
@@ -52,12 +53,20 @@ class FakePersistence:
             if self.unavailable_next > 0:
                 self.unavailable_next -= 1
                 return 503, {"detail": "try later", "error_code": "SERVICE_UNAVAILABLE"}
-            claims = jwt.decode(headers.get("Authorization", "")[7:], self.jwt_secret, algorithms=["HS256"])
-            if not claims.get("machine") or not headers.get("X-Brand-ID"):
+            try:  # the attempt grant core put in the work message, as persistence checks it
+                grant = self.verifier.verify(headers.get("Authorization", "")[7:], CORE)
+            except MachineTokenError:
+                grant = None
+            if grant is None or grant.scope != ATTEMPT or headers.get("X-Brand-ID") != str(grant.brand_id):
                 return 401, {
-                    "detail": "machine token and brand required",
+                    "detail": "an attempt grant for the brand is required",
                     "error_code": "AUTHENTICATION_FAILED",
                 }
+            if path == JOB_PATH and (body.get("base_task"), body.get("attempt")) != (
+                grant.claims.get("task"),
+                grant.claims.get("attempt"),
+            ):
+                return 403, {"detail": "not this grant's attempt", "error_code": "PERMISSION_DENIED"}
             if path == JOB_PATH:
                 return self._open_job(body)
             if path == CHECKPOINT_PATH:

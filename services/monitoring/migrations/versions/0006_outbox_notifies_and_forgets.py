@@ -1,7 +1,7 @@
 """outbox rows wake the relay with NOTIFY and are deleted once published
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-05 06:30:00
 """
 from alembic import op
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 import shared.db
 
 
-revision = '0004'
-down_revision = '0003'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

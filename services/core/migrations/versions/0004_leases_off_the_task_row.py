@@ -1,7 +1,7 @@
 """leases off the task row; persistent tasks known to core; a partial index for due dispatches
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-05 06:20:18
 """
 from alembic import op
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 import shared.db
 
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
@@ -24,13 +24,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('task_pk', name=op.f('pk_task_leases'))
     )
     op.create_index(op.f('ix_task_leases_expires_at'), 'task_leases', ['expires_at'], unique=False)
-    with op.batch_alter_table('tasks', schema=None) as batch_op:
+    # SQLite rebuilds the table: keep its ids never reused (revision 0002)
+    with op.batch_alter_table('tasks', schema=None, table_kwargs={'sqlite_autoincrement': True}) as batch_op:
         batch_op.add_column(sa.Column('is_persistent', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.drop_index('ix_tasks_lease')
         batch_op.drop_index('ix_tasks_dispatch_due')
         batch_op.create_index('ix_tasks_dispatch_due', ['dispatch_due_at'], unique=False, postgresql_where=sa.text('dispatch_due_at IS NOT NULL'), sqlite_where=sa.text('dispatch_due_at IS NOT NULL'))
         batch_op.drop_column('lease_expires_at')
-    with op.batch_alter_table('tasks', schema=None) as batch_op:
+    with op.batch_alter_table('tasks', schema=None, table_kwargs={'sqlite_autoincrement': True}) as batch_op:
         batch_op.alter_column('is_persistent', server_default=None)
 
 

@@ -1,7 +1,7 @@
 """outbox rows wake the relay with NOTIFY and are deleted once published
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-05 06:30:00
 """
 from alembic import op
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 import shared.db
 
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
