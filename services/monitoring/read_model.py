@@ -1,161 +1,218 @@
-"""What monitoring knows of core's tasks, kept current from core's and the workers' task.* events
-(never a call to core). It gives metrics records their `base_task` summary and their brand check.
+"""What monitoring knows of core's tasks (`task_views`), copied from core's public task events:
+core is the only writer of a task's status, and a view says what core's last event said, never
+a status worked out here. It gives metrics records their `base_task` summary and their brand
+check.
 
-Never backwards: an event of an older attempt changes nothing, and a final status (completed,
-failed, cancelled) sticks until a task.retried brings the task back. Worker events may overtake
-core's task.created; the row is then created from what the event says and completed later."""
+A consumer batch reads the views of its tasks at once (locked), applies its events to them in
+memory in delivery order (the rules below), and writes the new and changed ones at once
+(TaskViews). The rules make a late or repeated event harmless:
+- an event of an older attempt than the view's changes nothing; one of a newer attempt means core
+  started that attempt, so it applies even over a final status;
+- a final status (completed, failed, cancelled) otherwise sticks until task.retried announces a
+  newer retry (its `retry_count` is above the view's);
+- task.deleted leaves a tombstone: nothing about the task applies any more;
+- an event whose envelope brand differs from the task's is ignored (forged or misrouted).
+An outcome may overtake task.created (a redelivery): the view is then made from the summary of
+the task the outcome carries, and task.created fills in the rest without moving its status back.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from shared.events.envelope import Envelope, parse_iso, utcnow
-from shared.unit_of_work import UnitOfWork
+from shared import task_states as st
+from shared.events.catalog import (
+    TaskCancelled,
+    TaskCompleted,
+    TaskCreated,
+    TaskOutcome,
+    TaskRetried,
+    TaskStarted,
+    TaskUpdated,
+)
+from shared.events.envelope import Envelope, parse_iso
 
-from .metrics import rollup
-from .models import MetricsRecord, TaskView
+from .models import TaskView
+from .set_based import insert_new, update_rows
 
 DELETED = "deleted"  # a tombstone: nothing about the task applies any more
-FINAL = frozenset({"completed", "failed", "cancelled", DELETED})
+CLOSED = st.FINAL | {DELETED}
 
 
-def task_view(uow: UnitOfWork, env: Envelope, *, create: bool = True) -> TaskView | None:
-    """The event's task, locked; None when the event names another brand's task (forged or
-    misrouted) or, with create=False, an unknown one."""
-    raw = env.data.get("id")
-    if raw is None or env.brand_id is None:
-        return None
-    view = uow.session.scalars(select(TaskView).where(TaskView.id == int(raw)).with_for_update()).first()
-    if view is not None:
-        return view if view.brand_id == env.brand_id else None
-    if not create:
-        return None
-    view = TaskView(
-        id=int(raw),
-        task_id=str(env.data.get("task_id") or ""),
-        brand_id=env.brand_id,
-        status="pending",
-        attempt=0,
-        retry_count=0,
-        max_retries=3,
-        updated_at=utcnow(),
-    )
-    uow.session.add(view)
-    return view
+@dataclass
+class View:
+    """A row of task_views, changed in memory while a batch is applied."""
+
+    id: int
+    task_id: str
+    brand_id: int
+    task_type: str = ""
+    status: str = st.PENDING
+    priority: str = "normal"
+    queue_name: str = "normal"
+    worker_name: str | None = None
+    attempt: int = 0
+    retry_count: int = 0
+    max_retries: int = 3
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status in CLOSED
+
+    def moves_to(self, attempt: int) -> bool:
+        """Does an event of `attempt` speak for the task's current state? A newer attempt always
+        does, the current one unless the task has reached a final status."""
+        return attempt > self.attempt or (attempt == self.attempt and not self.final)
 
 
-def _copy_to_metrics(uow: UnitOfWork, view: TaskView) -> None:
-    """Metrics records carry their task's type and priority (analytics group by them)."""
-    record = uow.session.scalars(
-        select(MetricsRecord).where(MetricsRecord.base_task == view.id).with_for_update()
-    ).first()
-    if record is None or (record.task_type, record.priority) == (view.task_type, view.priority):
-        return
-    rollup.remove(uow.session, record)  # its sums move to the day's row of its real type
-    record.task_type, record.priority, record.task_id = view.task_type, view.priority, view.task_id
-    uow.session.flush()
-    rollup.add(uow.session, record)
+COLUMNS = tuple(f.name for f in fields(View))
 
 
-def on_created(uow: UnitOfWork, env: Envelope) -> None:
-    view = task_view(uow, env)
-    if view is None:
-        return
-    data = env.data
-    view.task_id = str(data.get("task_id") or view.task_id)
-    view.task_type = str(data.get("task_type") or "")
-    view.priority = str(data.get("priority") or "normal")
-    view.queue_name = str(data.get("queue_name") or view.priority)
-    view.max_retries = int(data.get("max_retries") or 0)
-    view.created_at = parse_iso(data.get("created_at")) or utcnow()
-    if view.attempt == 0 and view.status not in FINAL:
-        view.status = str(data.get("status") or "pending")
-    view.updated_at = utcnow()
-    uow.session.flush()
-    _copy_to_metrics(uow, view)
+def _text(value: Any, limit: int) -> str:
+    return str(value)[:limit]
 
 
-def on_updated(uow: UnitOfWork, env: Envelope) -> None:
-    view = task_view(uow, env, create=False)
-    if view is None:
-        return
-    changed: dict[str, Any] = env.data.get("changed") or {}
+# ------------------------------------------------------------------------------- the rules
+
+
+def on_created(view: View, event: TaskCreated) -> None:
+    view.task_id = _text(event.task_id, 40)
+    view.task_type = _text(event.task_type, 100)
+    view.priority = _text(event.priority, 10)
+    view.queue_name = _text(event.queue_name or event.priority, 100)
+    view.max_retries = event.max_retries
+    view.retry_count = max(view.retry_count, event.retry_count)
+    view.created_at = parse_iso(event.created_at) or view.created_at
+    if view.attempt == 0 and not view.final:
+        view.status = event.status
+
+
+def on_updated(view: View, event: TaskUpdated) -> None:
+    changed = event.changed
     if "priority" in changed:
-        view.priority = str(changed["priority"])
+        view.priority = _text(changed["priority"], 10)
     if "max_retries" in changed:
         view.max_retries = int(changed["max_retries"])
-    if "status" in changed and int(changed.get("attempt") or 0) >= view.attempt:
-        # core re-ran the task (worker lost, job resumed) or paused it
-        view.status = str(changed["status"])
-        view.attempt = int(changed.get("attempt") or view.attempt)
-        if view.status not in ("completed", "failed", "cancelled"):
+    status = changed.get("status")
+    # core re-ran the task (worker lost, job resumed) or paused it
+    if status in st.STATUSES and view.moves_to(int(changed.get("attempt") or 0)):
+        view.status = str(status)
+        view.attempt = int(changed.get("attempt") or 0)
+        if status not in st.FINAL:
             view.completed_at = None
-    view.updated_at = utcnow()
-    _copy_to_metrics(uow, view)
 
 
-def _attempt(env: Envelope) -> int:
-    return int(env.data.get("attempt") or 0)
-
-
-def on_started(uow: UnitOfWork, env: Envelope) -> None:
-    view = task_view(uow, env)
-    if view is None or _attempt(env) < view.attempt or view.status in FINAL:
+def on_started(view: View, event: TaskStarted) -> None:
+    if not view.moves_to(event.attempt):
         return
-    if _attempt(env) == view.attempt and view.status != "pending" and view.status != "retrying":
-        return  # this attempt already moved on (a late started after its result)
-    view.attempt = _attempt(env)
-    view.status = "running"
-    view.worker_name = env.data.get("worker_name")
-    view.started_at = parse_iso(env.data.get("started_at")) or utcnow()
-    view.updated_at = utcnow()
+    if event.attempt == view.attempt and view.status not in (st.PENDING, st.RETRYING):
+        return  # this attempt already moved on (a started arriving after its outcome)
+    view.attempt = event.attempt
+    view.status = st.RUNNING
+    view.worker_name = _text(event.worker_name, 200)
+    view.started_at = parse_iso(event.started_at) or view.started_at
 
 
-def on_finished(uow: UnitOfWork, env: Envelope) -> TaskView | None:
-    """task.completed / task.failed: the attempt's outcome (returns the view for the metrics)."""
-    view = task_view(uow, env)
-    if view is None or view.status == DELETED:
-        return None
-    if _attempt(env) < view.attempt or view.status in FINAL:
-        return view  # the metrics still count: the attempt ran and used resources
-    view.attempt = _attempt(env)
-    view.worker_name = env.data.get("worker_name") or view.worker_name
-    if env.event_type == "task.completed":
-        view.status = "completed"
-    elif env.data.get("will_retry") and view.retry_count < view.max_retries:
-        view.status = "retrying"  # as core decides it; core's task.retried follows
+def on_outcome(view: View, event: TaskOutcome, env: Envelope) -> None:
+    """task.completed / task.failed: the status core gave the task (task.failed's `will_retry` is
+    core's decision), and the summary of the task for a view that has not seen task.created."""
+    if not view.task_type:
+        view.task_type = _text(event.task_type, 100)
+        view.priority = _text(event.priority, 10)
+        view.queue_name = view.priority
+        view.max_retries = event.max_retries
+        view.created_at = view.created_at or parse_iso(event.created_at)
+    if not view.moves_to(event.attempt):
+        return
+    view.attempt = event.attempt
+    view.worker_name = _text(event.worker_name, 200) if event.worker_name else view.worker_name
+    view.retry_count = max(view.retry_count, event.retry_count)
+    view.started_at = parse_iso(event.started_at) or view.started_at
+    if isinstance(event, TaskCompleted):
+        view.status = st.COMPLETED
     else:
-        view.status = "failed"
-    if view.status in FINAL:
-        view.completed_at = utcnow()
-    view.updated_at = utcnow()
-    return view
+        view.status = st.RETRYING if getattr(event, "will_retry", False) else st.FAILED
+    ended = parse_iso(event.completed_at) or parse_iso(env.occurred_at)
+    view.completed_at = ended if view.status in st.FINAL else None
 
 
-def on_cancelled(uow: UnitOfWork, env: Envelope) -> None:
-    view = task_view(uow, env, create=False)
-    if view is not None and view.status not in FINAL:
-        view.status = "cancelled"
-        view.completed_at = view.updated_at = utcnow()
-
-
-def on_retried(uow: UnitOfWork, env: Envelope) -> None:
-    view = task_view(uow, env, create=False)
-    if view is None:
-        return
-    view.retry_count = max(view.retry_count, int(env.data.get("retry_count") or 0))
-    if view.status in ("failed", "cancelled"):
-        view.status = "pending" if env.data.get("reason") == "manual" else "retrying"
+def on_retried(view: View, event: TaskRetried) -> None:
+    if event.retry_count <= view.retry_count:
+        return  # a retry the view already knows of (a later event said so)
+    view.retry_count = event.retry_count
+    if view.status in (st.FAILED, st.CANCELLED):
+        view.status = st.PENDING if event.reason == "manual" else st.RETRYING
         view.completed_at = None
-    view.updated_at = utcnow()
 
 
-def forget(uow: UnitOfWork, env: Envelope) -> TaskView | None:
-    """task.deleted: the view stays as a tombstone, so that a worker's report arriving after the
-    deletion cannot bring the task's metrics back (the caller drops the metrics record)."""
-    view = task_view(uow, env)
-    if view is not None:
-        view.status, view.updated_at = DELETED, utcnow()
-    return view
+def on_cancelled(view: View, event: TaskCancelled, env: Envelope) -> None:
+    if event.attempt is not None and event.attempt < view.attempt:
+        return
+    if not view.final:
+        view.status = st.CANCELLED
+        view.completed_at = parse_iso(env.occurred_at)
+
+
+def on_deleted(view: View) -> None:
+    view.status = DELETED
+
+
+# --------------------------------------------------------------------- a batch's views
+
+
+class TaskViews:
+    """The views of one batch's tasks: read at once (locked until the batch commits), changed in
+    memory, written at once."""
+
+    def __init__(self, session: Session, ids: Iterable[int]) -> None:
+        wanted = sorted(set(ids))
+        rows = (
+            session.execute(
+                select(TaskView.__table__)
+                .where(TaskView.id.in_(wanted))
+                .order_by(TaskView.id)
+                .with_for_update()
+            ).all()
+            if wanted
+            else []
+        )
+        self.views: dict[int, View] = {row.id: View(**row._mapping) for row in rows}
+        self.read: dict[int, dict[str, Any]] = {pk: asdict(view) for pk, view in self.views.items()}
+
+    def existed(self, pk: int) -> bool:
+        return pk in self.read
+
+    def of(self, env: Envelope, pk: int, task_id: str, *, create: bool) -> View | None:
+        """The event's task; None for another brand's task (forged or misrouted), an event
+        without a brand, or (unless `create`) an unknown task."""
+        if env.brand_id is None:
+            return None
+        view = self.views.get(pk)
+        if view is not None:
+            return view if view.brand_id == env.brand_id else None
+        if not create:
+            return None
+        view = self.views[pk] = View(id=pk, task_id=_text(task_id, 40), brand_id=env.brand_id)
+        return view
+
+    def write(self, session: Session, now: datetime) -> None:
+        new, changed = [], []
+        for pk, view in sorted(self.views.items()):
+            before = self.read.get(pk)
+            row = asdict(view)
+            if row == before:
+                continue
+            row["updated_at"] = view.updated_at = now
+            (changed if before is not None else new).append(row)
+        insert_new(session, TaskView.__table__, new, "id")
+        update_rows(session, TaskView.__table__, changed)

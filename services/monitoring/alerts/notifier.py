@@ -3,7 +3,11 @@
 A pass claims due rows (pushing their next attempt past the time a send can take, so another
 replica does not take them meanwhile), sends without holding a transaction, then records the
 outcome. A failure is tried again after an exponential backoff with jitter (2 s, 4 s, ... capped
-at 5 minutes) until `max_attempts`; then the row stays `failed` with its last error."""
+at 5 minutes) until `max_attempts`; then the row stays `failed` with its last error.
+
+Between passes the loop sleeps until a commit that queued a notification wakes it
+(`uow.wake(NOTIFIER_WAKEUP)`, in any process of the service) or until the earliest pending
+notification is due (a retry, or a claim whose sender died): it never looks on a timer."""
 
 from __future__ import annotations
 
@@ -16,15 +20,23 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from threading import Event as StopSignal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.events.envelope import utcnow
+from shared.wakeups import Signal
 
 from ..models import AlertRule, Notification
+from ..waiting import sleep_until_woken
 from .channels import DeliveryError, SmtpSettings, WebhookSettings, post_webhook, send_email
 
 log = logging.getLogger(__name__)
+
+NOTIFIER_WAKEUP = "notifications"
+# after a pass that failed (the database is away): try again this much later
+RETRY_SECONDS = 5.0
+# a row due now that this pass did not claim is being claimed by another replica: look again soon
+SOONEST_SECONDS = 0.1
 
 
 class Notifier:
@@ -39,7 +51,7 @@ class Notifier:
         webhook: WebhookSettings,
         smtp: SmtpSettings,
         *,
-        poll_interval: float = 0.5,
+        wakeup: Signal | None = None,
         max_attempts: int = 5,
         batch_size: int = 20,
         concurrency: int = 8,
@@ -47,7 +59,8 @@ class Notifier:
         per_brand_per_minute: int = 60,
     ) -> None:
         self.session_factory, self.webhook, self.smtp = session_factory, webhook, smtp
-        self.poll_interval, self.max_attempts, self.batch_size = poll_interval, max_attempts, batch_size
+        self.wakeup = wakeup or Signal()
+        self.max_attempts, self.batch_size = max_attempts, batch_size
         self.concurrency, self.per_brand_in_flight = concurrency, per_brand_in_flight
         self.per_brand_per_minute = per_brand_per_minute
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="notifier")
@@ -58,13 +71,26 @@ class Notifier:
     def run(self, stop: StopSignal) -> None:
         while not stop.is_set():
             try:
-                busy = self.send_due() > 0
+                if self.send_due() == self.batch_size:
+                    continue  # more may be due at once
+                delay = self.seconds_to_next()
             except Exception:
                 log.exception("notifier pass failed")
-                busy = False
-            if not busy:
-                stop.wait(self.poll_interval)
+                delay = RETRY_SECONDS
+            sleep_until_woken(self.wakeup, stop, delay)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def seconds_to_next(self) -> float | None:
+        """How long until the next pass is needed; None: not until woken (nothing pending, or
+        every sending thread busy: each send that ends wakes the loop)."""
+        with self._lock:
+            if sum(self._in_flight.values()) >= self.concurrency:
+                return None
+        with self.session_factory() as session:
+            due = session.scalar(
+                select(func.min(Notification.next_attempt_at)).where(Notification.status == "pending")
+            )
+        return None if due is None else max(SOONEST_SECONDS, (due - utcnow()).total_seconds())
 
     def backoff(self, attempts: int) -> timedelta:
         return timedelta(seconds=min(300.0, 2.0**attempts) * random.uniform(0.5, 1.0))
@@ -111,6 +137,8 @@ class Notifier:
             log.exception(
                 "notification %s: outcome not recorded (its lease makes it due again)", notification.id
             )
+        # its retry may be due before anything the loop waits for, and a sending thread is free
+        self.wakeup.set()
 
     def _claim(self, limit: int) -> list[tuple[Notification, str | None]]:
         now = utcnow()

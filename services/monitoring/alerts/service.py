@@ -6,6 +6,7 @@ here waits on a webhook or an SMTP server."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,11 +16,13 @@ from sqlalchemy.orm import Session
 
 from shared.auth import Principal
 from shared.errors import ApiError, conflict, field_error, not_found
+from shared.events.catalog import AlertTriggered
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
-from ..models import AlertEvent, AlertRule, MetricsRecord, Notification
+from ..models import AlertEvent, AlertRule, Notification
 from .egress import EgressPolicy, UnsafeWebhook, check_url
+from .notifier import NOTIFIER_WAKEUP
 from .rules import check_rule, describe, matches
 
 MAX_AFFECTED_TASKS = 50
@@ -89,10 +92,12 @@ def delete_rule(uow: UnitOfWork, brand_id: int, pk: int) -> None:
     uow.session.delete(get_rule(uow.session, brand_id, pk, lock=True))
 
 
-def _applies(rule: AlertRule, record: MetricsRecord) -> bool:
-    if rule.task_types and record.task_type not in rule.task_types:
+def _applies(rule: AlertRule, measurement: Mapping[str, Any]) -> bool:
+    if not rule.is_active or rule.brand_id != measurement["brand_id"]:
         return False
-    return matches(rule.condition, float(getattr(record, rule.metric_field)), rule.threshold_value)
+    if rule.task_types and measurement["task_type"] not in rule.task_types:
+        return False
+    return matches(rule.condition, float(measurement[rule.metric_field] or 0), rule.threshold_value)
 
 
 def cooling_down_until(rule: AlertRule, now: datetime) -> datetime | None:
@@ -102,12 +107,16 @@ def cooling_down_until(rule: AlertRule, now: datetime) -> datetime | None:
     return ends if ends > now else None
 
 
-def evaluate(uow: UnitOfWork, record: MetricsRecord) -> list[AlertEvent]:
-    """Check a new measurement against the brand's active rules."""
+def evaluate(uow: UnitOfWork, measurements: Sequence[Mapping[str, Any]]) -> list[AlertEvent]:
+    """Check new measurements (metrics records as measured, in order) against their brands'
+    active rules: the rules are read once, then matched in memory."""
+    if not measurements:
+        return []
+    brands = sorted({m["brand_id"] for m in measurements})
     candidates = uow.session.scalars(
-        select(AlertRule).where(AlertRule.brand_id == record.brand_id, AlertRule.is_active.is_(True))
+        select(AlertRule).where(AlertRule.brand_id.in_(brands), AlertRule.is_active.is_(True))
     ).all()
-    matched_ids = [rule.id for rule in candidates if _applies(rule, record)]
+    matched_ids = sorted({rule.id for rule in candidates for m in measurements if _applies(rule, m)})
     if not matched_ids:
         return []
     # lock the matching rules (fresh values): two records at once notify once per cooldown
@@ -118,14 +127,40 @@ def evaluate(uow: UnitOfWork, record: MetricsRecord) -> list[AlertEvent]:
         .with_for_update()
         .execution_options(populate_existing=True)
     ).all()
-    return [_trigger(uow, rule, record) for rule in rules]
-
-
-def _trigger(uow: UnitOfWork, rule: AlertRule, record: MetricsRecord) -> AlertEvent:
     now = utcnow()
-    value = float(getattr(record, rule.metric_field))
+    matches = [(rule, m, _match(rule, m, now)) for m in measurements for rule in rules if _applies(rule, m)]
+    uow.session.add_all([event for _, _, event in matches])
+    uow.session.flush()  # the alert events' ids, for the notifications and the announcements
+    for rule, measurement, event in matches:
+        if event.notified:
+            payload = notification_payload(rule, event.value, [measurement["task_id"]], event)
+            _queue_notifications(uow, rule, payload)
+        uow.publish(
+            AlertTriggered(
+                rule_id=rule.id,
+                name=rule.name,
+                severity=rule.severity,
+                metric_field=rule.metric_field,
+                value=event.value,
+                threshold=rule.threshold_value,
+                condition=rule.condition,
+                task_ids=[measurement["task_id"]],
+                alert_event_id=event.id,
+                notified=event.notified,
+            ),
+            rule.brand_id,
+        )
+    return [event for _, _, event in matches]
+
+
+def _match(rule: AlertRule, measurement: Mapping[str, Any], now: datetime) -> AlertEvent:
+    """Record a match on the (locked) rule; outside its cooldown it notifies and starts one."""
     notify = cooling_down_until(rule, now) is None
-    event = AlertEvent(
+    rule.trigger_count += 1
+    rule.last_triggered_at = now
+    if notify:
+        rule.last_notified_at = now
+    return AlertEvent(
         brand_id=rule.brand_id,
         rule_id=rule.id,
         rule_name=rule.name,
@@ -133,36 +168,12 @@ def _trigger(uow: UnitOfWork, rule: AlertRule, record: MetricsRecord) -> AlertEv
         metric_field=rule.metric_field,
         condition=rule.condition,
         threshold_value=rule.threshold_value,
-        value=value,
-        base_task=record.base_task,
-        task_id=record.task_id,
+        value=float(measurement[rule.metric_field] or 0),
+        base_task=measurement["base_task"],
+        task_id=measurement["task_id"],
         notified=notify,
         triggered_at=now,
     )
-    uow.session.add(event)
-    rule.trigger_count += 1
-    rule.last_triggered_at = now
-    uow.session.flush()
-    if notify:
-        rule.last_notified_at = now
-        _queue_notifications(uow, rule, notification_payload(rule, value, [record.task_id], event))
-    uow.emit(
-        "alert.triggered",
-        rule.brand_id,
-        {
-            "rule_id": rule.id,
-            "name": rule.name,
-            "severity": rule.severity,
-            "metric_field": rule.metric_field,
-            "value": value,
-            "threshold": rule.threshold_value,
-            "condition": rule.condition,
-            "task_ids": [record.task_id],
-            "alert_event_id": event.id,
-            "notified": notify,
-        },
-    )
-    return event
 
 
 def notification_payload(
@@ -196,6 +207,8 @@ def _queue_notifications(uow: UnitOfWork, rule: AlertRule, payload: dict[str, An
         targets.append(("webhook", rule.webhook_url))
     if rule.notification_emails:
         targets.append(("email", ",".join(rule.notification_emails)))
+    if targets:
+        uow.wake(NOTIFIER_WAKEUP)
     for channel, target in targets:
         uow.session.add(
             Notification(

@@ -16,9 +16,11 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import accumulate
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.engine import Connection
@@ -27,7 +29,7 @@ from sqlalchemy.orm import Session
 from shared.db import upsert
 
 from ..models import MetricsHistogram as H
-from ..models import MetricsRecord
+from ..set_based import chunks
 from .fields import NUMERIC
 
 SMALLEST = 1e-6
@@ -49,37 +51,61 @@ def upper_edge(bucket: int) -> float | None:
     return BOUNDS[bucket + 1] if bucket + 1 < len(BOUNDS) else None
 
 
-def day_of(record: MetricsRecord) -> str:
-    return record.created_at.date().isoformat()
+def day_of(created_at: datetime) -> str:
+    """The UTC day a record counts in (its `created_at`)."""
+    return created_at.astimezone(UTC).date().isoformat()
 
 
-def change(session: Session, record: MetricsRecord, sign: int) -> None:
-    """Count the record's current values in (sign +1) or out of (-1) its day's histograms."""
-    rows = [
-        {
-            "brand_id": record.brand_id,
-            "metric": metric,
-            "day": day_of(record),
-            "task_type": record.task_type,
-            "bucket": bucket_of(getattr(record, metric)),
-            "count": sign,
-            "total": sign * float(getattr(record, metric) or 0),
-            "squares": sign * float(getattr(record, metric) or 0) ** 2,
-        }
-        for metric in NUMERIC
-    ]
-    statement = upsert(session.get_bind(), H).values(rows)
-    table, new = H.__table__.c, statement.excluded
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["brand_id", "metric", "day", "task_type", "bucket"],
-            set_={
-                "count": table["count"] + new["count"],
-                "total": table.total + new.total,
-                "squares": table.squares + new.squares,
-            },
-        )
-    )
+class Deltas:
+    """Changes to the histograms, summed per row in memory and written with one upsert: a batch
+    of records of one type and day touches each of its buckets once, however many records fall
+    in it."""
+
+    def __init__(self) -> None:
+        # (brand_id, metric, day, task_type, bucket) -> [count, total, squares]
+        self.rows: dict[tuple[int, str, str, str, int], list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+
+    def count(self, record: Mapping[str, Any], sign: int) -> None:
+        """Count the record's values in (sign +1) or out of (-1) its day's histograms."""
+        day = day_of(record["created_at"])
+        for metric in NUMERIC:
+            value = float(record[metric] or 0)
+            row = self.rows[(record["brand_id"], metric, day, record["task_type"], bucket_of(value))]
+            row[0] += sign
+            row[1] += sign * value
+            row[2] += sign * value * value
+
+    def write(self, session: Session) -> None:
+        rows = [
+            {
+                "brand_id": brand_id,
+                "metric": metric,
+                "day": day,
+                "task_type": task_type,
+                "bucket": bucket,
+                "count": int(count),
+                "total": total,
+                "squares": squares,
+            }
+            for (brand_id, metric, day, task_type, bucket), (count, total, squares) in sorted(
+                self.rows.items()
+            )
+            if count or total or squares  # a value counted out and in again changes nothing
+        ]
+        self.rows.clear()
+        for part in chunks(rows):
+            statement = upsert(session.get_bind(), H).values(list(part))
+            table, new = H.__table__.c, statement.excluded
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["brand_id", "metric", "day", "task_type", "bucket"],
+                    set_={
+                        "count": table["count"] + new["count"],
+                        "total": table.total + new.total,
+                        "squares": table.squares + new.squares,
+                    },
+                )
+            )
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,15 @@
 """Daily sums of the metrics records per (brand, UTC day, task type, priority), kept in the same
 transaction as every change of a record. Dashboards, trends, per-type averages and
 recommendations read these few rows instead of scanning up to a million records; only what needs
-every value (min, max, percentiles, anomalies) reads the records themselves."""
+every value (min, max, percentiles, anomalies) reads the records themselves.
+
+A change is gathered in memory first (Rollup): a consumer batch of hundreds of records of one
+type and day adds to its day's row and to each histogram bucket once, with one upsert per table,
+instead of re-writing the same rows for every record."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import func
@@ -13,38 +18,71 @@ from sqlalchemy.orm import Session
 from shared.db import upsert
 
 from ..models import MetricsDaily, MetricsRecord
+from ..set_based import chunks
 from . import histogram
 from .fields import NUMERIC
 
 KEY = ("brand_id", "day", "task_type", "priority")
+SUMMED = ("runs", "failures", *NUMERIC)
 
 
-def _change(session: Session, record: MetricsRecord, sign: int) -> None:
-    values: dict[str, Any] = {
-        "brand_id": record.brand_id,
-        "day": histogram.day_of(record),
-        "task_type": record.task_type,
-        "priority": record.priority,
-        "runs": sign,
-        "failures": sign * (0 if record.succeeded else 1),
-        "peak_memory_mb": record.memory_usage_mb if sign > 0 else 0.0,
-    }
-    values.update({name: sign * (getattr(record, name) or 0) for name in NUMERIC})
-    statement = upsert(session.get_bind(), MetricsDaily).values(**values)
-    table, new = MetricsDaily.__table__.c, statement.excluded
-    sums = {name: table[name] + new[name] for name in ("runs", "failures", *NUMERIC)}
-    # the peak only ever grows: a day's highest observation stays its peak
-    bigger = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
-    sums["peak_memory_mb"] = bigger(table.peak_memory_mb, new.peak_memory_mb)
-    session.execute(statement.on_conflict_do_update(index_elements=list(KEY), set_=sums))
-    histogram.change(session, record, sign)
+def values_of(record: MetricsRecord) -> dict[str, Any]:
+    """A record's columns as a mapping (what Rollup and the alert rules read)."""
+    return {column.key: getattr(record, column.key) for column in MetricsRecord.__table__.columns}
 
 
-def add(session: Session, record: MetricsRecord) -> None:
-    """Count the record's current figures in its day."""
-    _change(session, record, +1)
+class Rollup:
+    """Changes to the daily sums and the histograms, gathered per row and written at once."""
+
+    def __init__(self) -> None:
+        self.days: dict[tuple[int, str, str, str], dict[str, float]] = {}
+        self.histograms = histogram.Deltas()
+
+    def count(self, record: Mapping[str, Any], sign: int) -> None:
+        """Count a record's figures in (sign +1) or out of (-1) its day."""
+        key = (
+            record["brand_id"],
+            histogram.day_of(record["created_at"]),
+            record["task_type"],
+            record["priority"],
+        )
+        row = self.days.setdefault(key, dict.fromkeys((*SUMMED, "peak_memory_mb"), 0.0))
+        row["runs"] += sign
+        row["failures"] += sign * (0 if record["succeeded"] else 1)
+        for name in NUMERIC:
+            row[name] += sign * (record[name] or 0)
+        if sign > 0:  # the peak only ever grows: a day's highest observation stays its peak
+            row["peak_memory_mb"] = max(row["peak_memory_mb"], float(record["memory_usage_mb"] or 0))
+        self.histograms.count(record, sign)
+
+    def write(self, session: Session) -> None:
+        rows = [
+            {
+                **dict(zip(KEY, key, strict=True)),
+                **sums,
+                "runs": int(sums["runs"]),
+                "failures": int(sums["failures"]),
+            }
+            for key, sums in sorted(self.days.items())
+            if any(sums.values())  # counted out and in again: nothing to write
+        ]
+        self.days.clear()
+        bigger = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
+        for part in chunks(rows):
+            statement = upsert(session.get_bind(), MetricsDaily).values(list(part))
+            table, new = MetricsDaily.__table__.c, statement.excluded
+            sums = {name: table[name] + new[name] for name in SUMMED}
+            sums["peak_memory_mb"] = bigger(table.peak_memory_mb, new.peak_memory_mb)
+            session.execute(statement.on_conflict_do_update(index_elements=list(KEY), set_=sums))
+        self.histograms.write(session)
 
 
-def remove(session: Session, record: MetricsRecord) -> None:
-    """Take the record's current figures out of its day (before a change or a delete)."""
-    _change(session, record, -1)
+def change(session: Session, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> None:
+    """Move one record's figures from `before` (its values before a change, None for a new
+    record) to `after` (None when it is deleted)."""
+    rollup = Rollup()
+    if before is not None:
+        rollup.count(before, -1)
+    if after is not None:
+        rollup.count(after, +1)
+    rollup.write(session)

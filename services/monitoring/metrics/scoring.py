@@ -4,6 +4,8 @@ it never changes after the fact (docs/monitoring.md gives the formula)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 SLOW_SECONDS = 3600.0  # an attempt this long (or longer) earns no speed points
 LONG_WAIT_SECONDS = 600.0  # a queue wait this long (or longer) earns no wait points
@@ -31,3 +33,15 @@ def performance_score(
     memory = 1.0 - min(1.0, memory_usage_mb / HEAVY_MEMORY_MB)
     wait = 1.0 - _log_share(queue_wait_time_ms / 1000, LONG_WAIT_SECONDS)
     return round(speed + reliability + retries + memory + wait, 2)
+
+
+def score_of(record: Mapping[str, Any]) -> float:
+    """The score of a record's figures (its columns as a mapping)."""
+    return performance_score(
+        execution_time_ms=float(record["execution_time_ms"] or 0),
+        queue_wait_time_ms=float(record["queue_wait_time_ms"] or 0),
+        memory_usage_mb=float(record["memory_usage_mb"] or 0),
+        error_count=int(record["error_count"] or 0),
+        retry_count=int(record["retry_count"] or 0),
+        succeeded=bool(record["succeeded"]),
+    )

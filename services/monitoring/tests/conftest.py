@@ -16,6 +16,7 @@ from sqlalchemy import select
 from services.monitoring.alerts.egress import EgressPolicy
 from services.monitoring.app import create_app
 from services.monitoring.container import MonitoringContainer, bootstrap
+from shared.events.catalog import AttemptMetrics, Event, TaskCompleted, TaskCreated, TaskFailed, to_data
 from shared.events.envelope import Envelope, iso, utcnow
 from shared.events.inprocess_bus import InProcessBus
 from shared.testing.fixtures import DEFAULT_BRAND, make_settings
@@ -53,46 +54,95 @@ def client(app: Flask) -> Any:
 
 
 class Feed:
-    """Events as core and the workers send them, applied through monitoring's consumer."""
+    """Core's task events and the workers' heartbeats as their producers build them (the catalog's
+    classes), applied through monitoring's consumer, inbox included: one at a time by default,
+    or several in one batch (`apply_batch`), as the subscription hands them over."""
 
     def __init__(self, container: MonitoringContainer) -> None:
         self.container = container
         self.consumer = container.consumers()[0]
         self.next_id = 1000
 
-    def apply(self, event_type: str, brand_id: int | None, data: dict[str, Any], **kw: Any) -> Envelope:
-        envelope = Envelope(event_type=event_type, producer="test", brand_id=brand_id, data=data, **kw)
-        self.consumer.apply(envelope, self.consumer.handlers[event_type])
-        return envelope
+    @staticmethod
+    def envelope(event: Event, brand_id: int | None, at: datetime | None = None) -> Envelope:
+        """The envelope of `event` (`at`: when it happened, default now)."""
+        envelope = Envelope.of(event, brand_id)
+        return replace(envelope, occurred_at=iso(at)) if at else envelope
+
+    def apply(self, event: Event, brand_id: int | None, at: datetime | None = None) -> Envelope:
+        return self.apply_batch([self.envelope(event, brand_id, at)])[0]
+
+    def apply_batch(self, envelopes: list[Envelope]) -> list[Envelope]:
+        self.consumer.apply(envelopes)
+        return envelopes
 
     def task(self, task_type: str = "seo.analysis", brand: dict = DEFAULT_BRAND, **fields: Any) -> dict:
+        """A task core created (task.created applied); returns the event's data."""
         self.next_id += 1
-        task = {
-            "id": self.next_id,
-            "task_id": f"task_{self.next_id:012x}",
-            "task_type": task_type,
-            "status": "pending",
-            "priority": "normal",
-            "queue_name": "normal",
-            "brand": {"id": brand["id"], "name": brand["name"]},
-            "max_retries": 3,
-            "retry_count": 0,
-            "created_at": iso(utcnow()),
-            **fields,
+        now = iso(utcnow())
+        created = TaskCreated(
+            **{
+                "id": self.next_id,
+                "task_id": f"task_{self.next_id:012x}",
+                "task_type": task_type,
+                "status": "pending",
+                "priority": "normal",
+                "queue_name": "normal",
+                "brand": {"id": brand["id"], "name": brand["name"]},
+                "created_by": {"id": "1", "username": "martin"},
+                "created_at": now,
+                "updated_at": now,
+                "context_data": {},
+                "max_retries": 3,
+                "timeout_minutes": 60,
+                **fields,
+            }
+        )
+        self.apply(created, brand["id"])
+        return to_data(created)
+
+    def outcome(
+        self,
+        task: dict,
+        attempt: int = 1,
+        ok: bool = True,
+        at: datetime | None = None,
+        will_retry: bool = False,
+        retry_count: int = 0,
+        **metrics: Any,
+    ) -> Envelope:
+        """Core's task.completed / task.failed for an attempt that ended `at` (default now), with
+        the worker's metrics (`execution_time_ms` 100 unless given)."""
+        ended = iso(at or utcnow())
+        known = {k: v for k, v in metrics.items() if k in AttemptMetrics.__struct_fields__}
+        summary: dict[str, Any] = {
+            "id": task["id"],
+            "task_id": task["task_id"],
+            "attempt": attempt,
+            "worker_name": "w1",
+            "task_type": task.get("task_type", "seo.analysis"),
+            "priority": task.get("priority", "normal"),
+            "retry_count": retry_count,
+            "max_retries": task.get("max_retries", 3),
+            "created_at": task.get("created_at"),
+            "started_at": ended,
+            "completed_at": ended,
+            "metrics": AttemptMetrics(**{"execution_time_ms": 100.0, "retry_count": retry_count, **known}),
         }
-        self.apply("task.created", brand["id"], task)
-        return task
+        event: Event
+        if ok:
+            event = TaskCompleted(**summary, result_data={})
+        else:
+            event = TaskFailed(**summary, error_message="boom", will_retry=will_retry)
+        envelope = self.envelope(event, task["brand"]["id"], at)
+        # figures AttemptMetrics does not name still count (a worker may measure more)
+        envelope.data["metrics"].update({k: v for k, v in metrics.items() if k not in known})
+        return envelope
 
     def finished(
-        self, task: dict, attempt: int = 1, ok: bool = True, at: datetime | None = None, **metrics: Any
+        self, task: dict, attempt: int = 1, ok: bool = True, at: datetime | None = None, **kw: Any
     ) -> None:
-        """The worker's report of an attempt (`at`: when it ended, default now)."""
-        data = {"id": task["id"], "task_id": task["task_id"], "attempt": attempt, "worker_name": "w1"}
-        data["metrics"] = {"execution_time_ms": 100.0, **metrics}
-        if not ok:
-            data.update(error_message="boom", will_retry=False)
-        when = {"occurred_at": iso(at)} if at else {}
-        self.apply("task.completed" if ok else "task.failed", task["brand"]["id"], data, **when)
+        self.apply_batch([self.outcome(task, attempt, ok, at, **kw)])
 
     def run(
         self,

@@ -1,15 +1,34 @@
-"""Metrics records: written from the workers' events (one per task, later attempts update it),
-by POST with its checks, listed with every filter of §2, announced to core, scoped by brand."""
+"""Metrics records: written from core's outcome events (one per task, later attempts update it),
+by POST with its checks, listed with every filter of §2, API changes announced to core, scoped
+by brand."""
 
 from __future__ import annotations
 
 import pytest
 
+from shared.events.catalog import TaskCreated, TaskDeleted, TaskRetried, TaskStarted
+from shared.events.envelope import iso, utcnow
 from shared.testing.fixtures import OTHER_BRAND
 
 from .contract import assert_matches_contract
 
 URL = "/tasks/monitoring/metrics/"
+
+
+def created_data(task):
+    """What core's task.created says of a task given by id, task_id, brand, type and priority."""
+    now = iso(utcnow())
+    return {
+        **task,
+        "status": "pending",
+        "queue_name": task["priority"],
+        "created_by": {"id": "1", "username": "martin"},
+        "created_at": now,
+        "updated_at": now,
+        "context_data": {},
+        "max_retries": 3,
+        "timeout_minutes": 60,
+    }
 
 
 def listed(client, auth, query="", brand=None):
@@ -20,12 +39,13 @@ def listed(client, auth, query="", brand=None):
 
 
 class TestRecordedFromEvents:
-    def test_a_finished_task_gets_one_record_announced_to_core(self, client, auth, feed):
+    def test_a_finished_task_gets_one_record_without_an_announcement(self, client, auth, feed):
         task = feed.task()
         feed.apply(
-            "task.started",
+            TaskStarted(
+                id=task["id"], task_id=task["task_id"], attempt=1, worker_name="w1", started_at=iso(utcnow())
+            ),
             9,
-            {"id": task["id"], "task_id": task["task_id"], "attempt": 1, "worker_name": "w1"},
         )
         feed.finished(task, execution_time_ms=1234.5, memory_usage_mb=80, cost_usd=0.02, tokens_used=900)
         [record] = listed(client, auth)["results"]
@@ -41,34 +61,34 @@ class TestRecordedFromEvents:
             "w1",
         )
         assert 0 <= record["performance_score"] <= 10
-        [announced] = feed.published("metrics.recorded")
-        assert announced["data"]["base_task"] == task["id"]
-        assert announced["data"]["execution_time_ms"] == 1234.5
-        assert_matches_contract(announced)
+        # core took the figures from the worker's report itself: nothing to announce
+        assert feed.published("metrics.recorded") == []
 
     def test_a_later_attempt_updates_the_record_and_an_older_one_changes_nothing(self, client, auth, feed):
         task = feed.task()
-        feed.finished(task, attempt=1, ok=False, execution_time_ms=50.0, retry_count=0)
-        feed.apply(
-            "task.retried",
-            9,
-            {"id": task["id"], "task_id": task["task_id"], "retry_count": 1, "reason": "manual"},
-        )
+        feed.finished(task, attempt=1, ok=False, execution_time_ms=50.0)
+        feed.apply(TaskRetried(id=task["id"], task_id=task["task_id"], retry_count=1, reason="manual"), 9)
         feed.finished(task, attempt=2, execution_time_ms=70.0, retry_count=1)
         feed.finished(task, attempt=1, ok=False, execution_time_ms=999.0)  # late and older
         [record] = listed(client, auth)["results"]
-        assert (record["execution_time_ms"], record["retry_count"]) == (70.0, 1)
-        assert record["base_task"]["status"] == "completed"
-        assert len(feed.published("metrics.recorded")) == 2
+        assert (record["execution_time_ms"], record["retry_count"], record["base_task"]["status"]) == (
+            70.0,
+            1,
+            "completed",
+        )
 
     def test_results_before_the_task_is_known_are_kept_and_completed_later(self, client, auth, feed):
-        task = {"id": 77, "task_id": "task_77", "brand": {"id": 9, "name": "Humari"}}
-        feed.finished(task, execution_time_ms=10.0, task_type="late.type", priority="high")
+        task = {
+            "id": 77,
+            "task_id": "task_77",
+            "brand": {"id": 9, "name": "Humari"},
+            "task_type": "late.type",
+            "priority": "high",
+        }
+        feed.finished(task, execution_time_ms=10.0)
         [record] = listed(client, auth)["results"]
-        assert record["base_task"]["task_type"] == "late.type"  # the worker's report names it
-        feed.apply(
-            "task.created", 9, {**task, "task_type": "late.type", "priority": "high", "status": "pending"}
-        )
+        assert record["base_task"]["task_type"] == "late.type"  # the outcome carries the summary
+        feed.apply(TaskCreated(**{**created_data(task), "status": "pending"}), 9)
         [record] = listed(client, auth)["results"]
         assert record["base_task"]["status"] == "completed"  # a final status never goes back
         dashboard = client.get(URL + "dashboard/", headers=auth.headers()).json
@@ -76,7 +96,7 @@ class TestRecordedFromEvents:
 
     def test_a_deleted_task_drops_its_record(self, client, auth, feed):
         task = feed.run()
-        feed.apply("task.deleted", 9, {"id": task["id"], "task_id": task["task_id"]})
+        feed.apply(TaskDeleted(id=task["id"], task_id=task["task_id"]), 9)
         assert listed(client, auth)["count"] == 0
         [dropped] = feed.published("metrics.deleted")
         assert dropped["data"] == {"base_task": task["id"], "task_id": task["task_id"]}
@@ -87,13 +107,8 @@ class TestRecordedFromEvents:
 
     def test_an_event_naming_another_brands_task_is_ignored(self, client, auth, feed):
         task = feed.task()
-        forged = {
-            "id": task["id"],
-            "task_id": task["task_id"],
-            "attempt": 1,
-            "metrics": {"execution_time_ms": 1.0},
-        }
-        feed.apply("task.completed", OTHER_BRAND["id"], forged)
+        forged = feed.outcome({**task, "brand": OTHER_BRAND}, execution_time_ms=1.0)
+        feed.apply_batch([forged])
         assert listed(client, auth)["count"] == 0
         assert listed(client, auth, brand=OTHER_BRAND)["count"] == 0
 
@@ -121,7 +136,13 @@ class TestWrite:
         item = f"{URL}{record['id']}/"
         patched = client.patch(item, json={"cost_usd": 1.5}, headers=auth.headers())
         assert patched.status_code == 200 and patched.json["cost_usd"] == 1.5
-        assert feed.published("metrics.recorded")[-1]["data"]["cost_usd"] == 1.5
+        # a correction through the API is announced (core shows the figures from it)
+        [announced] = feed.published("metrics.recorded")
+        assert (announced["data"]["base_task"], announced["data"]["cost_usd"]) == (
+            record["base_task"]["id"],
+            1.5,
+        )
+        assert_matches_contract(announced)
         assert (
             client.put(item, json={"execution_time_ms": 5}, headers=auth.headers()).json["execution_time_ms"]
             == 5

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from shared.events.catalog import ActiveAttempt, WorkerHeartbeat
 from shared.events.envelope import iso, utcnow
 from shared.testing.fixtures import OTHER_BRAND
 
@@ -15,12 +16,14 @@ from .contract import assert_matches_contract
 URL = "/tasks/monitoring/workers/"
 
 
-def heartbeat(feed, name="w1", queues=("critical", "high"), active=(), at=None, **figures):
-    data = {
+def beat(name="w1", queues=("critical", "high"), active=(), **figures):
+    """A worker's heartbeat as the worker builds it."""
+    fields = {
         "worker_name": name,
         "queues": list(queues),
         "concurrency": 4,
-        "active_task_ids": [t["task_id"] for t in active],
+        "task_types": [],
+        "active_task_ids": [t.task_id for t in active],
         "active_tasks": list(active),
         "cpu_percent": 20.0,
         "memory_percent": 40.0,
@@ -30,19 +33,23 @@ def heartbeat(feed, name="w1", queues=("critical", "high"), active=(), at=None, 
         "started_at": iso(utcnow() - timedelta(hours=2)),
         **figures,
     }
-    kwargs = {"occurred_at": iso(at)} if at else {}
-    return feed.apply("worker.heartbeat", None, data, **kwargs)
+    return WorkerHeartbeat(**fields)
+
+
+def heartbeat(feed, name="w1", queues=("critical", "high"), active=(), at=None, **figures):
+    return feed.apply(beat(name, queues, active, **figures), None, at)
 
 
 def running(task, brand_id):
-    return {
-        "id": task["id"],
-        "task_id": task["task_id"],
-        "brand_id": brand_id,
-        "task_type": task["task_type"],
-        "started_at": iso(utcnow() - timedelta(seconds=5)),
-        "timeout_minutes": 60,
-    }
+    return ActiveAttempt(
+        id=task["id"],
+        task_id=task["task_id"],
+        attempt=1,
+        brand_id=brand_id,
+        task_type=task["task_type"],
+        started_at=iso(utcnow() - timedelta(seconds=5)),
+        timeout_minutes=60,
+    )
 
 
 def workers(client, auth, query=""):
@@ -70,8 +77,8 @@ def test_a_silent_worker_goes_offline_and_is_announced_once(client, auth, feed, 
     heartbeat(feed, "quiet", active=[running(task, 9)], at=utcnow() - timedelta(seconds=120))
     heartbeat(feed, "busy")
     assert [w["worker_name"] for w in workers(client, auth, "?is_online=false")["results"]] == ["quiet"]
-    assert container.mark_silent_workers() == 1
-    assert container.mark_silent_workers() == 0
+    assert container.worker_watch.sweep().marked_offline == 1
+    assert container.worker_watch.sweep().marked_offline == 0
     [offline] = feed.published("worker.offline")
     assert offline["data"] == {"worker_name": "quiet", "task_ids": [task["task_id"]]}
     assert offline["brand_id"] is None

@@ -4,18 +4,24 @@ task ids they held) when they fall silent, so that core runs those tasks again."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shared.db import upsert
 from shared.errors import ApiError, field_error, not_found
+from shared.events.catalog import WorkerHeartbeat, WorkerOffline, read, to_data
 from shared.events.envelope import Envelope, parse_iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
 from ..models import Worker
+
+# the signal that wakes the worker watch (workers/watch.py)
+WATCH_WAKEUP = "workers"
 
 
 def online_clause(offline_seconds: float, now: datetime | None = None) -> ColumnElement[bool]:
@@ -44,38 +50,73 @@ def _number(raw: Any) -> float:
     return float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else 0.0
 
 
-def on_heartbeat(uow: UnitOfWork, env: Envelope) -> None:
-    data, now = env.data, utcnow()
-    name = str(data.get("worker_name") or "")[:200]
-    if not name:
-        return
-    # the time the worker spoke, never in the future; a late heartbeat never moves it back
-    beat = min(parse_iso(env.occurred_at) or now, now)
-    worker = uow.session.scalars(select(Worker).where(Worker.worker_name == name).with_for_update()).first()
-    if worker is None:
-        worker = Worker(worker_name=name, created_at=now, processed_tasks=0, failed_tasks=0)
-        uow.session.add(worker)
-    elif worker.last_heartbeat is not None and worker.last_heartbeat > beat:
-        return
-    worker.brand_id = None  # a real worker: shared infrastructure, no brand's record any more
-    set_queues(worker, list(data.get("queues") or []))
-    worker.concurrency = int(_number(data.get("concurrency")) or 1)
-    worker.cpu_percent = _number(data.get("cpu_percent"))
-    worker.memory_percent = _number(data.get("memory_percent"))
-    worker.load_average = _number(data.get("load_average"))
-    worker.active_task_list = [t for t in data.get("active_tasks") or [] if isinstance(t, dict)]
-    worker.active_tasks = len(worker.active_task_list or data.get("active_task_ids") or [])
-    worker.processed_tasks = int(_number(data.get("processed_tasks")))
-    worker.failed_tasks = int(_number(data.get("failed_tasks")))
-    worker.started_at = parse_iso(data.get("started_at")) or worker.started_at
-    worker.last_heartbeat = beat
-    worker.is_online = True
-    worker.updated_at = now
+def _row(name: str, beat: WorkerHeartbeat, at: datetime, now: datetime) -> dict[str, Any]:
+    queues = [str(q) for q in beat.queues]
+    return {
+        "worker_name": name,
+        "brand_id": None,  # a real worker: shared infrastructure, no brand's manual record any more
+        "queues": queues,
+        "queues_text": "," + ",".join(queues) + ",",
+        "concurrency": beat.concurrency or 1,
+        "is_online": True,
+        "cpu_percent": _number(beat.cpu_percent),
+        "memory_percent": _number(beat.memory_percent),
+        "load_average": _number(beat.load_average),
+        "active_tasks": len(beat.active_tasks or beat.active_task_ids),
+        "active_task_list": [to_data(task) for task in beat.active_tasks],
+        "processed_tasks": beat.processed_tasks,
+        "failed_tasks": beat.failed_tasks,
+        "started_at": parse_iso(beat.started_at),
+        "last_heartbeat": at,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
-def mark_silent_offline(uow: UnitOfWork, offline_seconds: float) -> int:
-    """Workers whose heartbeats stopped: offline, and announced once."""
+def record_heartbeats(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
+    """worker.heartbeat, a consumer batch at once: each worker's newest heartbeat of the batch,
+    in one upsert. A heartbeat's time is when the worker spoke (never in the future); one older
+    than the stored heartbeat (late) changes nothing. A heartbeat from a worker that was not
+    online (new, or back from silence) wakes the worker watch: its next deadline may be earlier."""
     now = utcnow()
+    newest: dict[str, tuple[datetime, WorkerHeartbeat]] = {}
+    for env in envelopes:
+        beat = read(env.data, WorkerHeartbeat)
+        name, at = beat.worker_name[:200], min(parse_iso(env.occurred_at) or now, now)
+        if name and (name not in newest or newest[name][0] <= at):
+            newest[name] = (at, beat)
+    if not newest:
+        return
+    # locked, so that a worker the watch is marking offline right now is seen offline
+    online = {
+        worker_name
+        for worker_name, is_online in uow.session.execute(
+            select(Worker.worker_name, Worker.is_online)
+            .where(Worker.worker_name.in_(sorted(newest)))
+            .order_by(Worker.worker_name)
+            .with_for_update()
+        )
+        if is_online
+    }
+    rows = [_row(name, beat, at, now) for name, (at, beat) in sorted(newest.items())]
+    statement = upsert(uow.session.get_bind(), Worker.__table__).values(rows)
+    table, new = Worker.__table__.c, statement.excluded
+    kept = {"id", "worker_name", "created_at"}
+    changes = {name: new[name] for name in rows[0] if name not in kept}
+    changes["started_at"] = func.coalesce(new.started_at, table.started_at)
+    uow.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["worker_name"],
+            set_=changes,
+            where=or_(table.last_heartbeat.is_(None), table.last_heartbeat <= new.last_heartbeat),
+        )
+    )
+    if set(newest) - online:
+        uow.wake(WATCH_WAKEUP)
+
+
+def mark_silent_offline(uow: UnitOfWork, offline_seconds: float, now: datetime) -> int:
+    """Workers whose heartbeats stopped: offline, and announced once."""
     silent = uow.session.scalars(
         select(Worker)
         .where(Worker.is_online.is_(True), Worker.last_heartbeat < now - timedelta(seconds=offline_seconds))
@@ -86,8 +127,14 @@ def mark_silent_offline(uow: UnitOfWork, offline_seconds: float) -> int:
         worker.updated_at = now
         task_ids = [str(t.get("task_id")) for t in worker.active_task_list if t.get("task_id")]
         # shared infrastructure: the event belongs to no brand
-        uow.emit("worker.offline", None, {"worker_name": worker.worker_name, "task_ids": task_ids})
+        uow.publish(WorkerOffline(worker_name=worker.worker_name, task_ids=task_ids), None)
     return len(silent)
+
+
+def next_deadline(session: Session, offline_seconds: float) -> datetime | None:
+    """The earliest moment an online worker could become silent (None: no worker is online)."""
+    oldest = session.scalar(select(func.min(Worker.last_heartbeat)).where(Worker.is_online.is_(True)))
+    return None if oldest is None else oldest + timedelta(seconds=offline_seconds)
 
 
 def visible_to(brand_id: int) -> ColumnElement[bool]:
