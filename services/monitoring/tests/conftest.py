@@ -16,7 +16,7 @@ from sqlalchemy import select
 from services.monitoring.alerts.egress import EgressPolicy
 from services.monitoring.app import create_app
 from services.monitoring.container import MonitoringContainer, bootstrap
-from shared.events.catalog import AttemptMetrics, Event, TaskCompleted, TaskCreated, TaskFailed, to_data
+from shared.events.catalog import AttemptMetrics, Event, TaskCompleted, TaskCreated, TaskFailed
 from shared.events.envelope import Envelope, iso, utcnow
 from shared.events.inprocess_bus import InProcessBus
 from shared.testing.fixtures import DEFAULT_BRAND, make_settings
@@ -76,8 +76,10 @@ class Feed:
         self.consumer.apply(envelopes)
         return envelopes
 
-    def task(self, task_type: str = "seo.analysis", brand: dict = DEFAULT_BRAND, **fields: Any) -> dict:
-        """A task core created (task.created applied); returns the event's data."""
+    def new_task(
+        self, task_type: str = "seo.analysis", brand: dict = DEFAULT_BRAND, **fields: Any
+    ) -> Envelope:
+        """Core's task.created for a new task (not applied)."""
         self.next_id += 1
         now = iso(utcnow())
         created = TaskCreated(
@@ -98,8 +100,12 @@ class Feed:
                 **fields,
             }
         )
-        self.apply(created, brand["id"])
-        return to_data(created)
+        return self.envelope(created, brand["id"])
+
+    def task(self, task_type: str = "seo.analysis", brand: dict = DEFAULT_BRAND, **fields: Any) -> dict:
+        """A task core created (task.created applied); returns the event's data."""
+        [created] = self.apply_batch([self.new_task(task_type, brand, **fields)])
+        return created.data
 
     def outcome(
         self,
@@ -167,5 +173,6 @@ class Feed:
 
 
 @pytest.fixture
-def feed(container: MonitoringContainer) -> Feed:
+def feed(container: MonitoringContainer, app: Flask) -> Feed:
+    """Events for the app's database (create_app migrates it)."""
     return Feed(container)
