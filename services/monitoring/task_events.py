@@ -4,7 +4,8 @@ The batch's task views and metrics records are read at once (locked), its events
 in memory in delivery order (the ordering rules of read_model.py and metrics/measurements.py,
 exactly as if one by one), and the results written at once. Per batch, whatever its size:
 - task_views: one read, one insert of the new views, one update of the changed ones;
-- metrics_records: one read, one insert, one update, one delete (only what the batch needs);
+- metrics_records: one read (of the tasks known before the batch), one insert, one update, one
+  delete (each only when the batch needs it);
 - metrics_daily and metrics_histogram: the records' changes summed per row in memory, one upsert
   each (a backlog of a thousand no-op tasks of one type touches the same ~15 rows once per batch,
   not once per task);
@@ -52,14 +53,10 @@ def apply(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
         if isinstance(event, TaskEvent):
             events.append((env, event))
     views = TaskViews(uow.session, (event.id for _, event in events))
-    # a record can only exist for a task with a view, or be made by an outcome of this batch
+    # a record exists only beside a view (views are never deleted: a deleted task's is a tombstone)
     records = Records(
         uow.session,
-        (
-            event.id
-            for _, event in events
-            if isinstance(event, RECORDED) and (views.existed(event.id) or isinstance(event, TaskOutcome))
-        ),
+        (event.id for _, event in events if isinstance(event, RECORDED) and views.existed(event.id)),
     )
     measured: list[dict[str, Any]] = []
     for env, event in events:
