@@ -71,8 +71,8 @@ def test_every_event_published_during_the_run_matches_its_schema(topology: Topol
     expected = {"task.created"}
     if topology.has_worker:
         expected |= {"task.started", "task.progress", "task.completed", "worker.heartbeat"}
-    if topology.has_worker and topology.has("monitoring"):
-        expected |= {"metrics.recorded"}
+    # (metrics.recorded is not expected: worker-reported figures reach core with the attempt's
+    # report, and monitoring announces only records created or edited through its API)
     if topology.has_worker and topology.has("persistence"):
         expected |= {"checkpoint.saved", "job.paused", "job.resumed"}
     if topology.has_scheduler:
