@@ -51,8 +51,8 @@ class MonitoringContainer:
         for consumer in self.consumers():
             subscription = consumer.subscription(self.bus, f"monitoring.{consumer.name}")
             loops.append(Loop(f"monitoring.consumer.{consumer.name}", subscription.run))
-        loops.append(Loop("monitoring.worker-watch", self.worker_watch.run))
-        loops.append(Loop("monitoring.notifier", self.notifier.run))
+        loops.append(self.worker_watch.loop())
+        loops.append(self.notifier.loop())
         return loops
 
 

@@ -17,26 +17,24 @@ import threading
 import time
 from collections import Counter, defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from threading import Event as StopSignal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.background import Loop, when_due
 from shared.events.envelope import utcnow
 from shared.wakeups import Signal
 
 from ..models import AlertRule, Notification
-from ..waiting import sleep_until_woken
 from .channels import DeliveryError, SmtpSettings, WebhookSettings, post_webhook, send_email
 
 log = logging.getLogger(__name__)
 
 NOTIFIER_WAKEUP = "notifications"
-# after a pass that failed (the database is away): try again this much later
-RETRY_SECONDS = 5.0
 # a row due now that this pass did not claim is being claimed by another replica: look again soon
-SOONEST_SECONDS = 0.1
+SOONEST = timedelta(seconds=0.1)
 
 
 class Notifier:
@@ -68,21 +66,26 @@ class Notifier:
         self._in_flight: Counter[int] = Counter()
         self._sent: dict[int, deque[float]] = defaultdict(deque)
 
-    def run(self, stop: StopSignal) -> None:
-        while not stop.is_set():
-            try:
-                if self.send_due() == self.batch_size:
-                    continue  # more may be due at once
-                delay = self.seconds_to_next()
-            except Exception:
-                log.exception("notifier pass failed")
-                delay = RETRY_SECONDS
-            sleep_until_woken(self.wakeup, stop, delay)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def loop(self) -> Loop:
+        return Loop("monitoring.notifier", self.run)
 
-    def seconds_to_next(self) -> float | None:
-        """How long until the next pass is needed; None: not until woken (nothing pending, or
-        every sending thread busy: each send that ends wakes the loop)."""
+    def run(self, stop: StopSignal) -> None:
+        """A pass whenever woken or due (shared.background.when_due); the sending threads stop
+        with the loop."""
+        try:
+            when_due("monitoring.notifier", self.wakeup, self.work).run(stop)
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def work(self) -> datetime | None:
+        """One pass; returns when the next one is due (None: not until woken)."""
+        if self.send_due() == self.batch_size:
+            return utcnow()  # more may be due at once
+        return self.next_due()
+
+    def next_due(self) -> datetime | None:
+        """When the next pass is needed; None: not until woken (nothing pending, or every sending
+        thread busy: each send that ends wakes the loop)."""
         with self._lock:
             if sum(self._in_flight.values()) >= self.concurrency:
                 return None
@@ -90,7 +93,7 @@ class Notifier:
             due = session.scalar(
                 select(func.min(Notification.next_attempt_at)).where(Notification.status == "pending")
             )
-        return None if due is None else max(SOONEST_SECONDS, (due - utcnow()).total_seconds())
+        return None if due is None else max(due, utcnow() + SOONEST)
 
     def backoff(self, attempts: int) -> timedelta:
         return timedelta(seconds=min(300.0, 2.0**attempts) * random.uniform(0.5, 1.0))

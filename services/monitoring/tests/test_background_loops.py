@@ -72,7 +72,7 @@ def assert_quiet(container: MonitoringContainer, passes: Passes) -> None:
 def test_the_worker_watch_sleeps_until_a_worker_could_be_late(quiet):
     feed = Feed(quiet)
     passes = Passes(quiet.worker_watch, "sweep")
-    thread, stop = running(quiet.worker_watch.run)
+    thread, stop = running(quiet.worker_watch.loop().run)
     try:
         wait_until(lambda: passes.count == 1, timeout=5, message="the first pass")
         assert_quiet(quiet, passes)  # no worker online: nothing can become late
@@ -107,8 +107,8 @@ def test_only_a_worker_that_was_not_online_wakes_the_watch(quiet):
 def test_the_notifier_sleeps_until_a_notification_is_queued_or_due(quiet, auth):
     feed, client = Feed(quiet), create_app(container=quiet).test_client()
     quiet.notifier.backoff = lambda attempts: timedelta(seconds=1)  # type: ignore[method-assign]
-    passes = Passes(quiet.notifier, "seconds_to_next")  # the last step of a pass
-    thread, stop = running(quiet.notifier.run)
+    passes = Passes(quiet.notifier, "next_due")  # the last step of a pass
+    thread, stop = running(quiet.notifier.loop().run)
     with webhook_receiver(fail_first=1) as hook:
         try:
             wait_until(lambda: passes.count == 1, timeout=5, message="the first pass")

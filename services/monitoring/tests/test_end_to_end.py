@@ -266,6 +266,7 @@ def test_core_shows_the_metrics_of_a_workers_report_without_a_round_trip(
     monitoring, and core's own cross filter has them from the report (needs core of issue 12)."""
     from services.core.app import create_app as create_core
     from services.core.container import bootstrap as bootstrap_core
+    from services.core.models import Task
 
     core = bootstrap_core(make_settings("core", postgres_databases(), amqp_url, bus_prefix))
     monitoring = bootstrap_monitoring(
@@ -277,21 +278,50 @@ def test_core_shows_the_metrics_of_a_workers_report_without_a_round_trip(
     stop = threading.Event()
     threads = start_loops(core.background_loops() + monitoring.background_loops(), stop)
     try:
-        task = core_client.post("/tasks/", json={"task_type": "seo.analysis"}, headers=auth.headers()).json
-        now = iso(utcnow())
-        report = AttemptCompleted(
-            id=task["id"],
-            task_id=task["task_id"],
-            attempt=1,
-            worker_name="e2e-worker",
-            started_at=now,
-            finished_at=now,
-            result_data={"ok": True},
-            metrics=AttemptMetrics(execution_time_ms=2500.0, memory_usage_mb=50.0, cost_usd=0.01),
+
+        def send(event: Event) -> None:
+            envelope = Envelope.of(event, 9 if not isinstance(event, WorkerHeartbeat) else None)
+            message = OutgoingMessage(
+                EVENTS_EXCHANGE, event.event_type, envelope.to_json(), envelope.event_id
+            )
+            worker_bus.publish([message])
+
+        # a worker serving the type is alive: core dispatches the task to it
+        seo = {"name": "seo.analysis", "queue": "normal", "priority": "normal", "timeout_minutes": 30}
+        send(
+            WorkerHeartbeat(
+                worker_name="e2e-worker",
+                queues=["normal"],
+                concurrency=1,
+                task_types=[{**seo, "max_retries": 3, "persistent": False}],
+                active_task_ids=[],
+                active_tasks=[],
+            )
         )
-        envelope = Envelope.of(report, 9)
-        worker_bus.publish(
-            [OutgoingMessage(EVENTS_EXCHANGE, report.event_type, envelope.to_json(), envelope.event_id)]
+        wait_until(
+            lambda: core_client.get("/tasks/types/", headers=auth.headers()).json["count"],
+            timeout=10,
+            message="core hears the worker",
+        )
+        task = core_client.post("/tasks/", json={"task_type": "seo.analysis"}, headers=auth.headers()).json
+
+        def dispatched() -> bool:
+            with core.session_factory() as session:
+                return session.get(Task, task["id"]).attempt == 1
+
+        wait_until(dispatched, timeout=10, message="core dispatched attempt 1")
+        now = iso(utcnow())
+        send(
+            AttemptCompleted(
+                id=task["id"],
+                task_id=task["task_id"],
+                attempt=1,
+                worker_name="e2e-worker",
+                started_at=now,
+                finished_at=now,
+                result_data={"ok": True},
+                metrics=AttemptMetrics(execution_time_ms=2500.0, memory_usage_mb=50.0, cost_usd=0.01),
+            )
         )
 
         def recorded() -> list[dict]:

@@ -10,30 +10,26 @@ finds them fresh when it wakes, and sleeps again."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from threading import Event as StopSignal
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from shared.background import Loop, when_due
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
 from shared.wakeups import Signal
 
-from ..waiting import sleep_until_woken
 from .service import mark_silent_offline, next_deadline
 
-log = logging.getLogger(__name__)
-
 # a worker already due that this pass did not mark is being marked by another replica right now
-SOONEST_SECONDS = 0.1
-# silent means "older than the allowance": wake just after a deadline, not at it
-PAST_DEADLINE_SECONDS = 0.01
-RETRY_SECONDS = 5.0  # after a pass that failed (the database is away)
+SOONEST = timedelta(seconds=0.1)
+# silent means "older than the allowance": look just after a deadline, not at it
+PAST_DEADLINE = timedelta(seconds=0.01)
 
 
 class Sweep(NamedTuple):
     marked_offline: int
-    next_in: float | None  # seconds until the next online worker could be silent; None: none online
+    next_due: datetime | None  # when the next online worker could be silent; None: none online
 
 
 class WorkerWatch:
@@ -52,13 +48,7 @@ class WorkerWatch:
             uow.commit()
         if deadline is None:
             return Sweep(marked, None)
-        return Sweep(marked, max(SOONEST_SECONDS, (deadline - now).total_seconds() + PAST_DEADLINE_SECONDS))
+        return Sweep(marked, max(now + SOONEST, deadline + PAST_DEADLINE))
 
-    def run(self, stop: StopSignal) -> None:
-        while not stop.is_set():
-            try:
-                delay = self.sweep().next_in
-            except Exception:
-                log.exception("worker watch pass failed")
-                delay = RETRY_SECONDS
-            sleep_until_woken(self.wakeup, stop, delay)
+    def loop(self) -> Loop:
+        return when_due("monitoring.worker-watch", self.wakeup, lambda: self.sweep().next_due)
