@@ -19,11 +19,11 @@ the task the outcome carries, and task.created fills in the rest without moving 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from shared import task_states as st
@@ -75,7 +75,7 @@ class View:
         return attempt > self.attempt or (attempt == self.attempt and not self.final)
 
 
-COLUMNS = tuple(f.name for f in fields(View))
+VIEWS = cast(Table, TaskView.__table__)
 
 
 def _text(value: Any, limit: int) -> str:
@@ -206,7 +206,8 @@ class TaskViews:
         return view
 
     def write(self, session: Session, now: datetime) -> None:
-        new, changed = [], []
+        new: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
         for pk, view in sorted(self.views.items()):
             before = self.read.get(pk)
             row = asdict(view)
@@ -214,5 +215,5 @@ class TaskViews:
                 continue
             row["updated_at"] = view.updated_at = now
             (changed if before is not None else new).append(row)
-        insert_new(session, TaskView.__table__, new, "id")
-        update_rows(session, TaskView.__table__, changed)
+        insert_new(session, VIEWS, new, "id")
+        update_rows(session, VIEWS, changed)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from shared.events.catalog import TaskCompleted, TaskOutcome
@@ -27,7 +27,7 @@ from .fields import MEASURED, reported_value
 from .rollup import Rollup
 from .scoring import score_of
 
-RECORDS = MetricsRecord.__table__
+RECORDS = cast(Table, MetricsRecord.__table__)
 
 
 def new_record(view: View, measured_at: datetime, now: datetime) -> dict[str, Any]:
@@ -131,7 +131,9 @@ class Records:
                 )
 
     def write(self, session: Session, rollup: Rollup) -> None:
-        new, changed, gone = [], [], []
+        new: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        gone: list[int] = []
         for base_task, record in sorted(self.records.items()):
             before = self.read.get(base_task)
             if before is None:
