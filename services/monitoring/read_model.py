@@ -178,10 +178,7 @@ class TaskViews:
         wanted = sorted(set(ids))
         rows = (
             session.execute(
-                select(TaskView.__table__)
-                .where(TaskView.id.in_(wanted))
-                .order_by(TaskView.id)
-                .with_for_update()
+                select(VIEWS).where(VIEWS.c.id.in_(wanted)).order_by(VIEWS.c.id).with_for_update()
             ).all()
             if wanted
             else []
