@@ -370,7 +370,12 @@ class MetricsRecorded(Event, kw_only=True):
     api_calls_count: float | None = None
     tokens_used: float | None = None
     cost_usd: float | None = None
+    network_bytes_sent: float | None = None
+    network_bytes_received: float | None = None
+    disk_io_bytes: float | None = None
     error_count: float | None = None
+    warning_count: float | None = None
+    retry_count: float | None = None
     performance_score: float | None = None
     worker_name: str | None = None
 
