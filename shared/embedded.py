@@ -37,7 +37,9 @@ class EmbeddedService:
 class PrefixRouter:
     """A WSGI app that hands each request to the service owning the longest matching prefix."""
 
-    def __init__(self, apps: dict[str, Flask], fallback: Flask, sites: dict[str, Flask] | None = None) -> None:
+    def __init__(
+        self, apps: dict[str, Flask], fallback: Flask, sites: dict[str, Flask] | None = None
+    ) -> None:
         self.apps, self.fallback = apps, fallback
         # a static site also answers its bare prefix (/console), to redirect it to /console/
         self.table = sorted(

@@ -70,7 +70,9 @@ def test_sign_in_with_a_token_and_see_the_apis_detail_for_a_bad_one(
     expect(console.testid("tasks").or_(console.testid("tasks-empty"))).to_be_visible()
 
 
-def test_create_a_task_and_watch_it_complete_without_reloading(console: ConsolePage, topology: Topology) -> None:
+def test_create_a_task_and_watch_it_complete_without_reloading(
+    console: ConsolePage, topology: Topology
+) -> None:
     console.sign_in(topology.auth.token("operator"))
     console.testid("new-task").click()
     form = console.testid("new-task-form")
@@ -116,7 +118,9 @@ def test_pause_and_resume_a_batch_job(console: ConsolePage, topology: Topology) 
     task = create(topology, "example.batch", items=400, batch_size=4, delay=0.1)
     job = wait_until(
         lambda: (
-            topology.get("/tasks/persistent-jobs/persistent-jobs/", params={"base_task": task["id"]}).json()["results"]
+            topology.get("/tasks/persistent-jobs/persistent-jobs/", params={"base_task": task["id"]}).json()[
+                "results"
+            ]
             or [None]
         )[0],
         timeout=15,
