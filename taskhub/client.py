@@ -380,8 +380,9 @@ class TaskHandle:
                 if self.done or (deadline is not None and time.monotonic() > deadline):
                     return
         except ApiError as error:
-            if error.status in (404, 405, 501) and error.error_code != "TASK_NOT_FOUND":
-                raise _StreamUnavailable() from error  # a platform without streams
+            # a platform without streams, or one whose streams are all taken (429): poll instead
+            if error.status in (404, 405, 429, 501) and error.error_code != "TASK_NOT_FOUND":
+                raise _StreamUnavailable() from error
             raise
         except (requests.RequestException, TransportError) as error:
             raise _StreamUnavailable() from error
