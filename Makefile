@@ -16,10 +16,13 @@ export TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	# the taskhub distribution (SDK, client, `taskhub` command), editable: handler packages
+	# installed here (docs/client.md) find their dependency, and .venv/bin/taskhub exists
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(VENV)/.installed ## create the virtual environment (first use does it for you)
