@@ -5,13 +5,14 @@ per error_code, lists followed page after page, bulk submission, and the command
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from taskhub import Client, TaskFailedError
+from taskhub import Client, TaskFailedError, WaitTimeout
 from taskhub import errors as e
 from taskhub.cli import root
 
@@ -34,6 +35,17 @@ def test_submit_wait_with_progress_and_result(topology: Topology) -> None:
     assert seen and seen[-1] == ("completed", 100)
     percentages = [p for _, p in seen]
     assert percentages == sorted(percentages), "progress never goes backwards"
+
+
+def test_wait_gives_up_at_its_timeout_even_when_nothing_happens(topology: Topology) -> None:
+    handle = client(topology).submit("example.sleep", context={"seconds": 60, "steps": 1})  # silent for 60 s
+    started = time.monotonic()
+    try:
+        with pytest.raises(WaitTimeout):
+            handle.wait(timeout=2)
+        assert time.monotonic() - started < 6
+    finally:
+        handle.cancel()
 
 
 def test_a_failed_task_raises_from_result(topology: Topology) -> None:

@@ -29,7 +29,7 @@ from .errors import (
     WaitTimeout,
     error_from_response,
 )
-from .streams import READ_TIMEOUT_S, StreamEvent, follow
+from .streams import READ_TIMEOUT_S, StreamEvent, follow, read_events
 
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 BULK_LIMIT = 1000  # POST /tasks/bulk/ takes at most this many per call
@@ -218,7 +218,9 @@ class Client:
             last_event_id=last_event_id,
         )
 
-    def _open_stream(self, path: str, params: Mapping[str, Any], position: str | None) -> requests.Response:
+    def _open_stream(
+        self, path: str, params: Mapping[str, Any], position: str | None, read_timeout: float = READ_TIMEOUT_S
+    ) -> requests.Response:
         headers = {"Accept": "text/event-stream"}
         if position:
             headers["Last-Event-ID"] = position
@@ -227,7 +229,7 @@ class Client:
             params=_query(params),
             headers=headers,
             stream=True,
-            timeout=(self.timeout, READ_TIMEOUT_S),
+            timeout=(self.timeout, read_timeout),
         )
         if response.status_code != 200:
             _decoded(response)  # raises the error's class
@@ -372,22 +374,37 @@ class TaskHandle:
             progress(self.data)
 
     def _wait_streaming(self, deadline: float | None, progress: Progress | None) -> None:
-        # The stream's read timeout bounds how late a deadline is noticed while nothing changes.
-        try:
-            for event in self.client.stream_task(self.id):
-                if isinstance(event.data, dict) and event.event == "task":
-                    self._seen(event.data, progress)
-                if self.done or (deadline is not None and time.monotonic() > deadline):
-                    return
-        except ApiError as error:
-            # a platform without streams, or one whose streams are all taken (429): poll instead
-            if error.status in (404, 405, 429, 501) and error.error_code != "TASK_NOT_FOUND":
+        """Follow the task's stream; the read timeout is the time left, so that a quiet task
+        (only keep-alive comments) still ends the wait at its deadline."""
+        position: str | None = None
+        while not self.done:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            read_timeout = READ_TIMEOUT_S if left is None else min(READ_TIMEOUT_S, max(left, 0.1))
+            try:
+                response = self.client._open_stream(f"/tasks/{self.id}/stream/", {}, position, read_timeout)
+            except ApiError as error:
+                # a platform without streams, or one whose streams are all taken (429): poll instead
+                if error.status in (404, 405, 429, 501) and error.error_code != "TASK_NOT_FOUND":
+                    raise _StreamUnavailable() from error
+                raise
+            except requests.RequestException as error:
                 raise _StreamUnavailable() from error
-            raise
-        except (requests.RequestException, TransportError) as error:
-            raise _StreamUnavailable() from error
-        if not self.done:
-            self._seen(self.client.get_task(self.id), progress)
+            try:
+                for event in read_events(response):
+                    position = event.id or position
+                    if event.event == "task" and isinstance(event.data, dict):
+                        self._seen(event.data, progress)
+                    if self.done or (deadline is not None and time.monotonic() > deadline):
+                        return
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                continue  # the time left ran out while nothing came, or the connection broke
+            finally:
+                response.close()
+            if not self.done:  # ended by the server: final (or deleted) since the last event
+                self._seen(self.client.get_task(self.id), progress)
+                return
 
     def _wait_polling(self, deadline: float | None, progress: Progress | None) -> None:
         while True:
