@@ -182,3 +182,38 @@ def test_a_viewer_gets_no_action_buttons_and_errors_show_the_apis_detail(
         expect(console.testid("error")).to_contain_text("TASK_NOT_FOUND")
     finally:
         topology.post(f"/tasks/{task['id']}/cancel/")
+
+
+def test_schedules_create_run_now_history_and_calendar_events(
+    console: ConsolePage, topology: Topology
+) -> None:
+    console.sign_in(topology.auth.token("operator"))
+    console.open("/schedules")
+    console.page.get_by_role("button", name="New periodic task").click()
+    form = console.page.locator("form.card")
+    form.get_by_label("Type").fill("example.noop")
+    form.get_by_label("Cron").fill("0 9 * * 1-5")
+    form.get_by_label("Time zone").fill("Europe/Paris")
+    form.get_by_role("button", name="Create").click()
+    notice = form.get_by_test_id("notice")
+    expect(notice).to_contain_text("Created periodic task")
+    schedule_id = int(re.search(r"periodic task (\d+)", notice.inner_text()).group(1))  # type: ignore[union-attr]
+
+    row = console.page.locator(f"[data-schedule-id='{schedule_id}']")
+    expect(row).to_contain_text("Europe/Paris")
+    row.get_by_role("button", name="Run now").click()
+    expect(console.page.get_by_role("status").filter(has_text="Started task")).to_be_visible()
+    row.get_by_role("button", name=str(schedule_id)).click()
+    expect(console.testid("runs")).to_contain_text("manual", timeout=15_000)
+
+    calendar = topology.post(
+        "/tasks/scheduled/calendars/", {"name": f"Office days {schedule_id}", "color": "#2563eb"}
+    ).json()
+    attached = topology.post(
+        f"/tasks/scheduled/calendars/{calendar['id']}/tasks/", {"periodic_task": schedule_id}
+    )
+    assert attached.status_code == 201, attached.text
+    console.open(f"/schedules?tab=calendars&calendar={calendar['id']}")
+    events = console.testid("calendar-events")
+    expect(events).to_contain_text(f"Office days {schedule_id}")
+    expect(events.locator(".agenda-day").first).to_contain_text("example.noop")

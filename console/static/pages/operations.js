@@ -80,7 +80,7 @@ export function WorkersPage() {
           rows=${workers.data.results}
           empty="No worker has announced itself."
           columns=${[
-            ["Name", (w) => html`<a href="javascript:void 0" onClick=${() => setOpen(open === w.id ? null : w.id)}>${w.worker_name}</a>`],
+            ["Name", (w) => html`<button class="small" title="current tasks" onClick=${() => setOpen(open === w.id ? null : w.id)}>${w.worker_name}</button>`],
             ["Online", (w) => html`<span class=${`badge ${w.is_online ? "status-completed" : "status-cancelled"}`}>${w.is_online ? "online" : "offline"}</span>`],
             ["Queues", (w) => [].concat(w.queue_name || []).join(", ")],
             ["Active", (w) => w.active_tasks],

@@ -63,8 +63,9 @@ function PeriodicTasks() {
           testid="periodic-tasks"
           rows=${list.data.results}
           empty="No periodic task."
+          rowProps=${(s) => ({ "data-schedule-id": s.id })}
           columns=${[
-            ["Id", (s) => html`<a href="javascript:void 0" onClick=${() => setOpen(open === s.id ? null : s.id)}>${s.id}</a>`],
+            ["Id", (s) => html`<button class="small" title="run history" onClick=${() => setOpen(open === s.id ? null : s.id)}>${s.id}</button>`],
             ["Type", (s) => s.task_type],
             ["Cron", (s) => html`<code>${s.cron_expression}</code>`],
             ["Zone", (s) => s.timezone],
@@ -142,7 +143,7 @@ function CronJobs() {
           rows=${list.data.results}
           empty="No cron job."
           columns=${[
-            ["Name", (c) => html`<a href="javascript:void 0" onClick=${() => setOpen(open === c.id ? null : c.id)}>${c.name}</a>`],
+            ["Name", (c) => html`<button class="small" title="run history" onClick=${() => setOpen(open === c.id ? null : c.id)}>${c.name}</button>`],
             ["Type", (c) => c.task_type],
             ["Frequency", (c) => (c.frequency === "custom" ? html`<code>${c.custom_cron}</code>` : c.frequency)],
             ["Zone", (c) => c.timezone],
