@@ -195,3 +195,54 @@ export function follow(path, params, { onEvent, onUnavailable, onOpen }) {
 
   return { close: () => controller.abort() };
 }
+
+// ---- one stream of the brand's task changes per tab, shared by every page that shows tasks
+
+const subscribers = new Set();
+let shared = null; // { stream, mode, closeTimer }
+const LINGER_MS = 30000; // kept open a while after the last page left: navigation reuses it
+
+function broadcastMode(mode) {
+  shared.mode = mode;
+  for (const s of subscribers) if (s.onMode) s.onMode(mode);
+}
+
+// subscribe({ onTask, onMode }) -> unsubscribe. onMode("connecting" | "live" | "polling"): in
+// "polling" the platform gave no stream (or none is free) and the page should poll instead.
+export function subscribeTasks(subscriber) {
+  subscribers.add(subscriber);
+  if (shared && shared.closeTimer) {
+    clearTimeout(shared.closeTimer);
+    shared.closeTimer = null;
+  }
+  if (!shared) {
+    shared = { mode: "connecting", closeTimer: null, stream: null };
+    shared.stream = follow("/tasks/stream/", {}, {
+      onOpen: () => broadcastMode("live"),
+      onEvent: (task) => {
+        for (const s of subscribers) s.onTask(task);
+      },
+      onUnavailable: () => broadcastMode("polling"),
+    });
+  }
+  if (subscriber.onMode) subscriber.onMode(shared.mode);
+  return () => {
+    subscribers.delete(subscriber);
+    if (subscribers.size === 0 && shared && !shared.closeTimer) {
+      shared.closeTimer = setTimeout(() => {
+        if (subscribers.size === 0 && shared) {
+          shared.stream.close();
+          shared = null;
+        }
+      }, LINGER_MS);
+    }
+  };
+}
+
+export function closeTaskStream() {
+  if (shared) {
+    shared.stream.close();
+    clearTimeout(shared.closeTimer);
+    shared = null;
+  }
+}

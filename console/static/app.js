@@ -2,7 +2,7 @@
 // Static files only: every figure on every page comes from the public API (api.js).
 
 import { render, useEffect, useState } from "./vendor/preact-htm.module.js";
-import { currentSession, get, identity, signIn, signOut, tokenClaims } from "./api.js";
+import { closeTaskStream, currentSession, get, identity, signIn, signOut as endSession, tokenClaims } from "./api.js";
 import { ErrorBox, html, link } from "./ui.js";
 import { JobPage, JobsPage } from "./pages/jobs.js";
 import { MonitoringPage } from "./pages/monitoring.js";
@@ -18,6 +18,12 @@ const NAV = [
   ["/schedules", "Schedules"],
   ["/monitoring", "Monitoring"],
 ];
+
+// Ending the session also ends the tab's task stream (it was opened with that token).
+function signOut() {
+  closeTaskStream();
+  endSession();
+}
 
 function parseHash() {
   const raw = window.location.hash.replace(/^#/, "") || "/tasks";

@@ -2,7 +2,7 @@
 // actions), both kept current by core's task streams, or by polling where there are none.
 
 import { useEffect, useRef, useState } from "../vendor/preact-htm.module.js";
-import { can, del, follow, get, post } from "../api.js";
+import { can, del, get, post, subscribeTasks } from "../api.js";
 import {
   Bar,
   ErrorBox,
@@ -34,30 +34,42 @@ const ORDERINGS = [
 ];
 const POLL_MS = 2000;
 
-// Keeps `rows` (a list page, or one task) current: stream events patch them in place; what the
-// page cannot place (a new task) asks for a reload. Returns "live", "polling" or "connecting".
-function useLiveTasks(path, params, { onTask, reload, enabled = true }) {
+// Keeps a page's tasks current from the tab's one stream of the brand's changes (api.js):
+// `onTask` gets every change and keeps what concerns the page. Where there is no stream, the page
+// polls. Returns "live", "polling" or "connecting".
+function useLiveTasks({ onTask, reload, enabled = true }) {
   const [mode, setMode] = useState("connecting");
   const latest = useRef({ onTask, reload });
-  latest.current = { onTask, reload }; // the stream outlives renders: it calls the newest ones
-  const key = JSON.stringify(params);
+  latest.current = { onTask, reload }; // the subscription outlives renders: it calls the newest ones
   useEffect(() => {
     if (!enabled) return undefined;
     let timer = null;
-    const stream = follow(path, params, {
-      onOpen: () => setMode("live"),
-      onEvent: (task) => latest.current.onTask(task),
-      onUnavailable: () => {
-        setMode("polling");
-        timer = setInterval(() => document.visibilityState === "visible" && latest.current.reload(), POLL_MS);
+    let subscribing = true;
+    const unsubscribe = subscribeTasks({
+      onTask: (task) => latest.current.onTask(task),
+      onMode: (next) => {
+        setMode(next);
+        // the stream (re)opened after the page read its data: read once more, nothing is missed
+        if (next === "live" && !subscribing) latest.current.reload();
+        if (next === "polling" && !timer) {
+          timer = setInterval(() => document.visibilityState === "visible" && latest.current.reload(), POLL_MS);
+        }
       },
     });
+    subscribing = false;
     return () => {
-      stream.close();
+      unsubscribe();
       clearInterval(timer);
     };
-  }, [path, key, enabled]);
+  }, [enabled]);
   return mode;
+}
+
+// Whether a task belongs to the list as filtered (the filters the stream event can be checked on).
+function matches(task, query) {
+  const among = (value, list) => !list || list.split(",").includes(value);
+  const status = query.status === "active" ? !FINAL.has(task.status) : among(task.status, query.status);
+  return status && among(task.priority, query.priority) && among(task.task_type, query.task_type);
 }
 
 function LiveBadge({ mode }) {
@@ -94,7 +106,7 @@ export function TasksPage({ params, navigate }) {
     if (rowsRef.current.some((row) => row.id === task.id)) {
       rowsRef.current = rowsRef.current.map((row) => (row.id === task.id ? { ...row, ...task } : row));
       setRows(rowsRef.current);
-    } else if (query.page === 1 && !reloadSoon.current) {
+    } else if (query.page === 1 && matches(task, query) && !reloadSoon.current) {
       // a task this page does not show yet: read the page again, once for a burst of them
       reloadSoon.current = setTimeout(() => {
         reloadSoon.current = null;
@@ -102,8 +114,7 @@ export function TasksPage({ params, navigate }) {
       }, 500);
     }
   };
-  const streamFilters = { status: query.status, task_type: query.task_type, priority: query.priority };
-  const mode = useLiveTasks("/tasks/stream/", streamFilters, { onTask, reload: list.reload });
+  const mode = useLiveTasks({ onTask, reload: list.reload });
   useEffect(() => () => clearTimeout(reloadSoon.current), []);
 
   const [search, setSearch] = useState(query.search);
@@ -261,13 +272,14 @@ export function TaskPage({ id, navigate }) {
   }, [detail.data]);
 
   const onTask = (event) => {
+    if (String(event.id) !== String(id)) return;
     const before = taskRef.current;
     taskRef.current = { ...(before || {}), ...event };
     setTask(taskRef.current);
     if (!before || before.status !== event.status) detail.reload(); // the new history line
   };
   const final = task && FINAL.has(task.status);
-  const mode = useLiveTasks(`/tasks/${id}/stream/`, {}, { onTask, reload: detail.reload, enabled: !!task && !final });
+  const mode = useLiveTasks({ onTask, reload: detail.reload, enabled: !!task && !final });
 
   if (!task) return html`<section><h1>Task ${id}</h1><${Loading} state=${detail} /></section>`;
   const act = (fn, message) => action.run(fn, message).then((r) => (r !== undefined ? detail.reload() : r));
