@@ -9,10 +9,10 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..models import Task
@@ -22,7 +22,8 @@ from ..tasks.status import FINAL
 from .changes import TaskChanges
 from .positions import Position
 
-BATCH = 500  # rows read per query; a backlog is sent in several reads
+BATCH = 500  # rows per query
+READ_LIMIT = 2000  # changes sent per read; a larger backlog goes out over the next reads
 
 
 @dataclass(frozen=True)
@@ -67,30 +68,44 @@ class Feed:
             ).first()
             return Position.of(newest) if newest is not None else None
 
-    def start_at_head(self) -> None:
-        """A stream that resumes nothing starts at the present: what is visible now is not a
-        change to send, but a transaction committing later with an earlier time still is."""
-        self.position = self.head()
-        if self.position is None:
-            return
+    def start_at(self, head: Position) -> None:
+        """A stream that resumes nothing starts at the present (`head`): what is visible now is
+        not a change to send, but a transaction committing later with an earlier time still is."""
+        self.position = head
         self.read()  # marks the overlap window as sent; nothing is yielded from it
 
     def read(self) -> tuple[list[tuple[Position, dict[str, Any]]], bool]:
-        """Changes not sent yet, oldest first, and whether the stream's task is final."""
+        """Changes not sent yet, oldest first (at most READ_LIMIT; the rest at the next read), and
+        whether the stream's task is final. The overlap window is walked page by page, so that a
+        window fuller than a page of changes already sent never hides the newer ones."""
         stmt = self.query
         if self.position is not None:
             since = self.position.updated_at - timedelta(seconds=self.settings.overlap_seconds)
             stmt = stmt.where(Task.updated_at > since)
         out: list[tuple[Position, dict[str, Any]]] = []
         final = False
+        after: Position | None = None
         with self.session_factory() as session:
-            for task in session.scalars(stmt.order_by(Task.updated_at, Task.id).limit(BATCH)):
-                at = Position.of(task)
-                final = task.status in FINAL
-                if self.sent.get(task.id) == at.updated_at:
-                    continue  # this change was sent already (the overlap re-reads it)
-                self.sent[task.id] = at.updated_at
-                out.append((at, self.schema.dump(task)))
+            while len(out) < READ_LIMIT:
+                page = stmt
+                if after is not None:
+                    page = page.where(
+                        or_(
+                            Task.updated_at > after.updated_at,
+                            and_(Task.updated_at == after.updated_at, Task.id > after.task_pk),
+                        )
+                    )
+                tasks = session.scalars(page.order_by(Task.updated_at, Task.id).limit(BATCH)).all()
+                for task in tasks:
+                    at = Position.of(task)
+                    final = task.status in FINAL
+                    if self.sent.get(task.id) == at.updated_at:
+                        continue  # this change was sent already (the overlap re-reads it)
+                    self.sent[task.id] = at.updated_at
+                    out.append((at, self.schema.dump(task)))
+                if len(tasks) < BATCH:
+                    break
+                after = Position.of(tasks[-1])
             if self.until_final and not out:
                 # nothing new: is the one task final (or deleted) already?
                 current = session.scalars(self.query).first()
@@ -120,6 +135,8 @@ class Feed:
                 last_write = clock()
             if self.until_final and final:
                 return
+            if len(changes) >= READ_LIMIT:
+                continue  # a backlog: read on at once
             idle = clock() - last_write
             if idle >= self.settings.keepalive_seconds:
                 yield ": keep-alive\n\n"
@@ -127,6 +144,19 @@ class Feed:
                 idle = 0.0
             seen = self.changes.wait_for_change(seen, self.settings.keepalive_seconds - idle)
             time.sleep(self.settings.min_read_interval_seconds)
+
+
+def brand_head(session_factory: sessionmaker[Session], brand_id: int) -> Position:
+    """The brand's newest change, or now when it has none: every later read is then bounded by
+    the (brand_id, updated_at) index, whatever the stream's filters."""
+    with session_factory() as session:
+        newest = session.scalars(
+            select(Task)
+            .where(Task.brand_id == brand_id)
+            .order_by(Task.updated_at.desc(), Task.id.desc())
+            .limit(1)
+        ).first()
+    return Position.of(newest) if newest is not None else Position(datetime.now(UTC), 0)
 
 
 def brand_query(brand_id: int, filters: dict[str, Any]) -> Select[Any]:

@@ -17,7 +17,7 @@ from shared.errors import ApiError, not_found
 
 from ..container import core
 from .changes import StreamSlots, TaskChanges
-from .feed import Feed, FeedSettings, brand_query, task_query
+from .feed import Feed, FeedSettings, brand_head, brand_query, task_query
 from .positions import Position
 from .schemas import StreamArgs
 
@@ -106,10 +106,16 @@ class TaskStream(MethodView):
     def get(self, args: dict[str, Any]) -> Response:
         """Follow the brand's task changes (server-sent events)"""
         state, container = streams(), core()
-        query = brand_query(current_principal().brand_id, args)
-        feed = Feed(container.session_factory, state.changes, query, _position(args), state.settings)
+        brand_id = current_principal().brand_id
+        feed = Feed(
+            container.session_factory,
+            state.changes,
+            brand_query(brand_id, args),
+            _position(args),
+            state.settings,
+        )
         if feed.position is None:
-            feed.start_at_head()
+            feed.start_at(brand_head(container.session_factory, brand_id))
         return _respond(feed, state)
 
 

@@ -167,3 +167,18 @@ def test_a_notify_on_the_channel_wakes_the_streams_at_once(postgres_url: str) ->
         assert time.monotonic() - started < 2
     finally:
         engine.dispose()  # stops the listener
+
+
+def test_a_window_full_of_changes_already_sent_does_not_hide_a_new_one(
+    client: Any, auth: Any, make_task: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.core.streams import feed
+
+    monkeypatch.setattr(feed, "BATCH", 2)  # the overlap window holds more rows than one query reads
+    for _ in range(5):
+        make_task()
+    stream = open_stream(client, "/tasks/stream/", auth.headers())
+    created = make_task(task_type="example.flaky")
+    event = stream.next_event()
+    assert event is not None and event["task"]["id"] == created["id"]
+    stream.close()
