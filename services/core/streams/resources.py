@@ -22,7 +22,7 @@ from .positions import Position
 from .schemas import StreamArgs
 
 blp = Blueprint(
-    "streams", __name__, url_prefix="/tasks", description="Live task changes (server-sent events)."
+    "task_streams", __name__, url_prefix="/tasks", description="Live task changes (server-sent events)."
 )
 
 SSE_DOC = {
