@@ -199,21 +199,49 @@ def test_schedules_create_run_now_history_and_calendar_events(
     expect(notice).to_contain_text("Created periodic task")
     schedule_id = int(re.search(r"periodic task (\d+)", notice.inner_text()).group(1))  # type: ignore[union-attr]
 
-    row = console.page.locator(f"[data-schedule-id='{schedule_id}']")
-    expect(row).to_contain_text("Europe/Paris")
-    row.get_by_role("button", name="Run now").click()
-    expect(console.page.get_by_role("status").filter(has_text="Started task")).to_be_visible()
-    row.get_by_role("button", name=str(schedule_id)).click()
-    expect(console.testid("runs")).to_contain_text("manual", timeout=15_000)
+    calendar: dict[str, Any] = {}
+    started: list[int] = []
+    try:
+        row = console.page.locator(f"[data-schedule-id='{schedule_id}']")
+        expect(row).to_contain_text("Europe/Paris")
+        row.get_by_role("button", name="Run now").click()
+        started_notice = console.page.get_by_role("status").filter(has_text="Started task")
+        expect(started_notice).to_be_visible()
+        started.append(int(re.search(r"Started task (\d+)", started_notice.inner_text()).group(1)))  # type: ignore[union-attr]
+        row.get_by_role("button", name=str(schedule_id)).click()
+        expect(console.testid("runs")).to_contain_text("manual", timeout=15_000)
 
-    calendar = topology.post(
-        "/tasks/scheduled/calendars/", {"name": f"Office days {schedule_id}", "color": "#2563eb"}
-    ).json()
-    attached = topology.post(
-        f"/tasks/scheduled/calendars/{calendar['id']}/tasks/", {"periodic_task": schedule_id}
-    )
-    assert attached.status_code == 201, attached.text
-    console.open(f"/schedules?tab=calendars&calendar={calendar['id']}")
-    events = console.testid("calendar-events")
-    expect(events).to_contain_text(f"Office days {schedule_id}")
-    expect(events.locator(".agenda-day").first).to_contain_text("example.noop")
+        calendar = topology.post(
+            "/tasks/scheduled/calendars/", {"name": f"Office days {schedule_id}", "color": "#2563eb"}
+        ).json()
+        attached = topology.post(
+            f"/tasks/scheduled/calendars/{calendar['id']}/tasks/", {"periodic_task": schedule_id}
+        )
+        assert attached.status_code == 201, attached.text
+        console.open(f"/schedules?tab=calendars&calendar={calendar['id']}")
+        events = console.testid("calendar-events")
+        expect(events).to_contain_text(f"Office days {schedule_id}")
+        expect(events.locator(".agenda-day").first).to_contain_text("example.noop")
+    finally:
+        # the topology is shared: leave no schedule, calendar or periodic run behind for other tests
+        for task_pk in started:
+            wait_until(
+                lambda pk=task_pk: topology.get(f"/tasks/{pk}/").json()["status"] in ("completed", "failed"),
+                timeout=30,
+                interval=0.2,
+                message="the run-now task ended",
+            )
+            topology.session.delete(
+                f"{topology.gateway}/tasks/{task_pk}/", headers=topology.headers(), timeout=10
+            )
+        if calendar:
+            topology.session.delete(
+                f"{topology.gateway}/tasks/scheduled/calendars/{calendar['id']}/",
+                headers=topology.headers(),
+                timeout=10,
+            )
+        topology.session.delete(
+            f"{topology.gateway}/tasks/scheduled/periodic-tasks/{schedule_id}/",
+            headers=topology.headers(),
+            timeout=10,
+        )

@@ -385,8 +385,9 @@ class TaskHandle:
             try:
                 response = self.client._open_stream(f"/tasks/{self.id}/stream/", {}, position, read_timeout)
             except ApiError as error:
-                # a platform without streams, or one whose streams are all taken (429): poll instead
-                if error.status in (404, 405, 429, 501) and error.error_code != "TASK_NOT_FOUND":
+                # no streams here, all taken (429), or the service briefly away: poll instead
+                unavailable = error.status in (404, 405, 429) or error.status >= 500
+                if unavailable and error.error_code != "TASK_NOT_FOUND":
                     raise _StreamUnavailable() from error
                 raise
             except requests.RequestException as error:
