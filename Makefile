@@ -11,15 +11,18 @@ ROLE ?= admin
 export TEST_DATABASE_ADMIN_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 
-.PHONY: help install run token test test-unit lint format clean up down status logs dead-letters
+.PHONY: help install run token test test-unit console-test lint format clean up down status logs dead-letters
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	# the taskhub distribution (SDK, client, `taskhub` command), editable: handler packages
+	# installed here (docs/client.md) find their dependency, and .venv/bin/taskhub exists
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(VENV)/.installed ## create the virtual environment (first use does it for you)
@@ -51,6 +54,9 @@ test: install ## unit and integration tests (real PostgreSQL and RabbitMQ from t
 
 test-unit: install ## only what needs no server
 	TEST_DATABASE_ADMIN_URL= TEST_AMQP_URL= $(PY) -m pytest -m "not integration"
+
+console-test: install ## the console in headless Chromium (and the client and command) through the gateway
+	$(PY) -m pytest tests/integration/test_console.py tests/integration/test_client.py tests/client -q
 
 lint: install ## ruff (lint + format check) everywhere, mypy over the shared library
 	$(VENV)/bin/ruff check .

@@ -20,8 +20,15 @@ from typing import Any
 
 import yaml
 
-from gateway.render import SERVICE_PORT, container_config, k8s_config, k8s_configmap, render
-from shared.routes import SERVICES
+from gateway.render import (
+    IMAGE_STATIC_ROOT,
+    SERVICE_PORT,
+    container_config,
+    k8s_config,
+    k8s_configmap,
+    render,
+)
+from shared.routes import SERVICES, STATIC_SITES
 
 HERE = Path(__file__).resolve().parent
 GENERATED = HERE / "k8s" / "base" / "generated"
@@ -267,7 +274,9 @@ def dump(documents: list[dict[str, Any]]) -> str:
 # Images
 
 
-def python_dockerfile(title: str, package: str, command: list[str], expose: bool) -> str:
+def python_dockerfile(
+    title: str, package: str, command: list[str], expose: bool, distribution: bool = False
+) -> str:
     """Slim pinned base, dependencies first (cached layer), only the code this image runs, non-root."""
     lines = [
         HEADER.rstrip(),
@@ -282,8 +291,17 @@ def python_dockerfile(title: str, package: str, command: list[str], expose: bool
         "COPY deploy/gunicorn_conf.py deploy/gunicorn_conf.py",
         "COPY services/__init__.py services/__init__.py",
         f"COPY services/{package}/ services/{package}/",
-        f"USER {UID}",
     ]
+    if distribution:
+        # The handler SDK as an installed distribution (pyproject.toml): handler packages built
+        # on this image (`FROM taskhub/worker`, docs/client.md) find their `taskhub` dependency met.
+        lines += [
+            "COPY pyproject.toml ./",
+            "COPY docs/client.md docs/client.md",
+            "COPY taskhub/ taskhub/",
+            "RUN pip install --no-deps .",
+        ]
+    lines += [f"USER {UID}"]
     if expose:
         lines.append(f"EXPOSE {SERVICE_PORT}")
     lines.append("CMD " + json.dumps(command))
@@ -298,6 +316,7 @@ def nginx_dockerfile() -> str:
                 "# The gateway: nginx with the generated configuration, as nginx's unprivileged user on 8080.",
                 f"FROM {NGINX_IMAGE}",
                 "COPY deploy/compose/nginx.conf /etc/taskhub/nginx.conf",
+                *(f"COPY {site.directory}/ {IMAGE_STATIC_ROOT}/{site.name}/" for site in STATIC_SITES),
                 "USER 101",
                 "EXPOSE 8080",
                 'CMD ["nginx", "-c", "/etc/taskhub/nginx.conf", "-e", "stderr"]',
@@ -318,7 +337,11 @@ def dockerfiles() -> dict[str, str]:
         for service in SERVICES
     }
     files["worker"] = python_dockerfile(
-        "The worker pool (handlers of services/worker).", "worker", ["python", "-m", "services.worker"], False
+        "The worker pool (handlers of services/worker).",
+        "worker",
+        ["python", "-m", "services.worker"],
+        False,
+        distribution=True,
     )
     files["scheduler"] = python_dockerfile(
         "The scheduler loop.", "scheduling", ["python", "-m", "services.scheduling.scheduler"], False

@@ -21,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.routes import ROUTES, SERVICES
+from shared.config import REPO_ROOT
+from shared.routes import ROUTES, SERVICES, STATIC_SITES, StaticSite
 
 # Gateway-made errors, in the platform's shape (API.md §0). 502 and 503 both mean "the service
 # behind this prefix cannot answer now, try again": one code for clients to handle.
@@ -42,6 +43,8 @@ RETRY_AFTER = {429: 1, 502: 2, 503: 2}
 # Forwarded headers from these peers are believed (the ingress controller, in Kubernetes).
 PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 SERVICE_PORT = 8000
+# Where the gateway image keeps the static sites' files (deploy/docker/gateway.Dockerfile).
+IMAGE_STATIC_ROOT = "/usr/share/taskhub"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class GatewayConfig:
     worker_processes: str = "1"
     behind_proxy: bool = False  # trust X-Forwarded-* / real client IP from PRIVATE_NETWORKS
     trusted_networks: Sequence[str] = field(default=PRIVATE_NETWORKS)
+    # static site name -> folder of its files; None: the repository's own folders (this machine)
+    static_roots: Mapping[str, str] | None = None
 
 
 def _quoted(text: str) -> str:
@@ -90,6 +95,33 @@ def _proxy_location(path: str, service: str, config: GatewayConfig) -> str:
         f"    location {path} {{\n"
         f"        limit_req zone=per_client burst={config.burst} nodelay;\n"
         f"        proxy_pass http://{_upstream_name(service)};\n"
+        "    }"
+    )
+
+
+def _static_location(site: StaticSite, config: GatewayConfig) -> str:
+    """A static site's files, with their own headers (the console's CSP). Static files are not
+    rate limited: a page load is a handful of them, and the API calls it makes are."""
+    from console import HEADERS, MIME_TYPES
+
+    roots = config.static_roots or {s.name: str(REPO_ROOT / s.directory) for s in STATIC_SITES}
+    root = roots[site.name].rstrip("/") + "/"
+    types = " ".join(f"{mime} {ext};" for ext, mime in MIME_TYPES.items())
+    headers = "".join(f'        add_header {name} "{value}" always;\n' for name, value in HEADERS.items())
+    return (
+        f"    location = {site.prefix.rstrip('/')} {{\n"
+        "        absolute_redirect off;\n"
+        f"        return 301 {site.prefix};\n"
+        "    }\n"
+        f"    location {site.prefix} {{\n"
+        f"        alias {root};\n"
+        "        index index.html;\n"
+        f"        types {{ {types} }}\n"
+        "        default_type application/octet-stream;\n"
+        "        absolute_redirect off;\n"
+        # add_header here replaces the server's: the request id is repeated on purpose
+        "        add_header X-Request-ID $taskhub_request_id always;\n"
+        f"{headers}"
         "    }"
     )
 
@@ -143,6 +175,7 @@ def render(config: GatewayConfig) -> str:
     locations = "\n".join(
         [_proxy_location(route.prefix, route.service, config) for route in ROUTES]
         + [_proxy_location(f"/docs/{service}/", service, config) for service in SERVICES]
+        + [_static_location(site, config) for site in STATIC_SITES]
     )
     error_pages = "\n".join(f"    error_page {status} = @error_{status};" for status in GATEWAY_ERRORS)
     error_locations = "\n".join(_error_location(status) for status in GATEWAY_ERRORS)
@@ -263,6 +296,7 @@ def k8s_config() -> GatewayConfig:
         upstreams={service: [f"{service}:{SERVICE_PORT}"] for service in SERVICES},
         worker_processes="auto",
         behind_proxy=True,
+        static_roots={site.name: f"{IMAGE_STATIC_ROOT}/{site.name}" for site in STATIC_SITES},
     )
 
 
@@ -272,6 +306,7 @@ def container_config() -> GatewayConfig:
         listen="8080",
         upstreams={service: [f"{service}:{SERVICE_PORT}"] for service in SERVICES},
         worker_processes="auto",
+        static_roots={site.name: f"{IMAGE_STATIC_ROOT}/{site.name}" for site in STATIC_SITES},
     )
 
 

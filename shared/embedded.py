@@ -22,7 +22,7 @@ from .background import Loop, start_loops
 from .config import load_settings
 from .embedded_secret import dev_secret
 from .errors import ApiError
-from .routes import ROUTES, SERVICES
+from .routes import ROUTES, SERVICES, STATIC_SITES
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,15 @@ class EmbeddedService:
 class PrefixRouter:
     """A WSGI app that hands each request to the service owning the longest matching prefix."""
 
-    def __init__(self, apps: dict[str, Flask], fallback: Flask) -> None:
+    def __init__(
+        self, apps: dict[str, Flask], fallback: Flask, sites: dict[str, Flask] | None = None
+    ) -> None:
         self.apps, self.fallback = apps, fallback
+        # a static site also answers its bare prefix (/console), to redirect it to /console/
         self.table = sorted(
             [(r.prefix, apps[r.service]) for r in ROUTES if r.service in apps]
-            + [(f"/docs/{name}/", app) for name, app in apps.items()],
+            + [(f"/docs/{name}/", app) for name, app in apps.items()]
+            + [(s.prefix.rstrip("/"), site) for s in STATIC_SITES if (site := (sites or {}).get(s.name))],
             key=lambda item: -len(item[0]),
         )
 
@@ -69,11 +73,18 @@ def build_platform(extra_loops: Iterable[Callable[[], list[Loop]]] = ()) -> tupl
     os.environ.setdefault("JWT_SECRET", dev_secret())
     services = [s for s in (load_service(name) for name in SERVICES) if s is not None]
     apps = {s.name: s.app for s in services}
-    router = PrefixRouter(apps, _fallback_app(apps))
+    router = PrefixRouter(apps, _fallback_app(apps), _static_sites())
     loops = [loop for s in services for loop in s.loops]
     for factory in extra_loops:
         loops.extend(factory())
     return router, loops
+
+
+def _static_sites() -> dict[str, Flask]:
+    """The route table's static sites (the console) as apps, for this single-process mode."""
+    from console import create_app as console_app
+
+    return {site.name: console_app(site.prefix) for site in STATIC_SITES if site.name == "console"}
 
 
 def _fallback_app(apps: dict[str, Flask]) -> Flask:

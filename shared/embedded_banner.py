@@ -27,6 +27,7 @@ First calls:
        -H "Content-Type: application/json" -d '{{"task_type": "example.sleep", "context_data": {{"seconds": 3, "steps": 3}}}}'
   curl -s localhost:{port}/tasks/ -H "Authorization: Bearer $TOKEN" -H "X-Brand-ID: 9"
 
+Console (signs in with this token): http://localhost:{port}/console/#token={token}&brand=9
 API docs: http://localhost:{port}/docs/core/
 """
     )

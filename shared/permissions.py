@@ -46,6 +46,7 @@ ROLE_MATRIX: Mapping[str, Mapping[str, Rule]] = {
         "cancel": Rule("operator", machine=CANCEL_RUN),  # the scheduler's cancel_previous
         "bulk": OPERATOR,
     },
+    "task_streams": {"read": VIEWER},  # GET /tasks/stream/, /tasks/{id}/stream/
     # monitoring
     "metrics": READ_WRITE,
     "alerts": {**CONFIGURATION, "test": OPERATOR},

@@ -23,6 +23,20 @@ ROUTES: tuple[Route, ...] = (
 SERVICES: tuple[str, ...] = ("core", "monitoring", "persistence", "scheduling")
 
 
+@dataclass(frozen=True)
+class StaticSite:
+    """A prefix the gateway answers from files, with no service behind it."""
+
+    prefix: str
+    name: str
+    directory: str  # in the repository; the gateway image copies it to /usr/share/taskhub/<name>
+
+
+# The operator console (console/): a single-page app that calls the routes above.
+CONSOLE = StaticSite("/console/", "console", "console/static")
+STATIC_SITES: tuple[StaticSite, ...] = (CONSOLE,)
+
+
 def service_for_path(path: str) -> str | None:
     """Longest prefix wins, as in the gateway."""
     best: Route | None = None

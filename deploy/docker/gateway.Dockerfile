@@ -2,6 +2,7 @@
 # The gateway: nginx with the generated configuration, as nginx's unprivileged user on 8080.
 FROM nginx:1.22.1-alpine
 COPY deploy/compose/nginx.conf /etc/taskhub/nginx.conf
+COPY console/static/ /usr/share/taskhub/console/
 USER 101
 EXPOSE 8080
 CMD ["nginx", "-c", "/etc/taskhub/nginx.conf", "-e", "stderr"]

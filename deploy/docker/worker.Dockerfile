@@ -10,5 +10,9 @@ COPY shared/ shared/
 COPY deploy/gunicorn_conf.py deploy/gunicorn_conf.py
 COPY services/__init__.py services/__init__.py
 COPY services/worker/ services/worker/
+COPY pyproject.toml ./
+COPY docs/client.md docs/client.md
+COPY taskhub/ taskhub/
+RUN pip install --no-deps .
 USER 10001
 CMD ["python", "-m", "services.worker"]

@@ -11,9 +11,10 @@ from shared.migrations import upgrade
 from shared.service_app import build_app
 
 from .container import CoreContainer, bootstrap
+from .streams import resources as streams
 from .tasks.resources import blp as tasks_blp
 
-BLUEPRINTS = (tasks_blp,)
+BLUEPRINTS = (tasks_blp, streams.blp)
 
 
 def create_app(config: dict[str, Any] | None = None, container: CoreContainer | None = None) -> Flask:
@@ -29,4 +30,5 @@ def create_app(config: dict[str, Any] | None = None, container: CoreContainer | 
         description="Tasks: creation, status, retries, cancellation, queue and type statistics.",
     )
     app.extensions["core"] = container
+    streams.init_app(app)
     return app
