@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.task_states import FINAL
+
 from ..models import Task
 from ..tasks.queries import FILTERS
 from ..tasks.schemas import TaskSchema
-from ..tasks.status import FINAL
 from .changes import TaskChanges
 from .positions import Position
 

@@ -6,8 +6,7 @@ import marshmallow as ma
 
 from shared.api import Schema
 from shared.listing import CommaList
-
-from ..tasks.status import PRIORITIES, STATUSES
+from shared.task_states import PRIORITIES, STATUSES
 
 
 class StreamArgs(Schema):
