@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -75,19 +76,32 @@ def normalize_url(url: str) -> str:
     return url
 
 
+# The bench divides it by the tasks done (statements per task); PostgreSQL cannot count them
+# itself without pg_stat_statements, which needs a restart to load.
+DB_STATEMENTS = Counter(
+    "taskhub_db_statements_total", "SQL statements handed to the driver (an executemany is one)", ["database"]
+)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
+        return _counting_statements(engine)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_timeout", 5)
     # fail fast when the database is down: 5 s to connect, 15 s per statement
     connect_args = {"connect_timeout": 5, "options": "-c statement_timeout=15000"}
-    return create_engine(url, connect_args=connect_args, **kwargs)
+    return _counting_statements(create_engine(url, connect_args=connect_args, **kwargs))
+
+
+def _counting_statements(engine: Engine) -> Engine:
+    statements = DB_STATEMENTS.labels(engine.url.database or "")
+    event.listen(engine, "before_cursor_execute", lambda *_: statements.inc())
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
