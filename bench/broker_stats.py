@@ -1,0 +1,122 @@
+"""What RabbitMQ counted, read from its management API (the `rabbitmq_management` plugin):
+per queue (messages routed in, delivered, got, got empty, acked, redelivered) and per channel,
+attributed to the process that owns the channel's connection (by the client's TCP port).
+
+The broker refreshes these figures every `collect_statistics_interval` (5 s by default), so a
+reading is up to that old: take the last one at least that long after the work ended. A channel
+closed before a reading takes its figures with it; the platform's connections live as long as
+their process, the per-queue figures last as long as the queue."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import psutil
+import requests
+
+MANAGEMENT_URL = os.environ.get("BENCH_RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
+MANAGEMENT_AUTH = ("guest", "guest")
+STATS_INTERVAL_S = 5.0
+AMQP_PORT = 5672
+
+QUEUE_COUNTERS = ("publish", "deliver", "get", "get_empty", "ack", "redeliver")
+CHANNEL_COUNTERS = ("publish", "confirm", "deliver", "get", "get_empty", "ack")
+
+Counts = dict[str, int]
+
+
+@dataclass
+class BrokerReading:
+    queues: dict[str, Counts] = field(default_factory=dict)  # queue name -> counter -> total
+    channels: dict[str, tuple[str, Counts]] = field(default_factory=dict)  # channel -> (process, counters)
+    depth: int = 0  # messages ready or unacknowledged in the queues read
+
+
+class Management:
+    def __init__(self, url: str = MANAGEMENT_URL, vhost: str = "/"):
+        self.url = url.rstrip("/")
+        self.vhost = quote(vhost, safe="")
+        self.session = requests.Session()
+        self.session.auth = MANAGEMENT_AUTH
+
+    def _get(self, path: str, columns: str) -> list[dict]:
+        response = self.session.get(f"{self.url}/api/{path}", params={"columns": columns}, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def available(self) -> bool:
+        try:
+            self.session.get(f"{self.url}/api/overview", timeout=3).raise_for_status()
+            return True
+        except requests.RequestException:
+            return False
+
+    def read(self, queue_prefixes: Iterable[str], owners: Mapping[int, str]) -> BrokerReading:
+        """The queues whose name starts with one of `queue_prefixes`, and the channels of the
+        connections whose client port is in `owners` (port -> process name)."""
+        prefixes = tuple(queue_prefixes)
+        reading = BrokerReading()
+        for queue in self._get(f"queues/{self.vhost}", "name,message_stats,messages"):
+            if queue["name"].startswith(prefixes):
+                stats = queue.get("message_stats") or {}
+                reading.queues[queue["name"]] = {c: int(stats.get(c, 0)) for c in QUEUE_COUNTERS}
+                reading.depth += int(queue.get("messages") or 0)
+        for channel in self._get("channels", "name,connection_details,message_stats"):
+            owner = owners.get((channel.get("connection_details") or {}).get("peer_port"))
+            if owner:
+                stats = channel.get("message_stats") or {}
+                reading.channels[channel["name"]] = (owner, {c: int(stats.get(c, 0)) for c in CHANNEL_COUNTERS})
+        return reading
+
+
+def broker_ports(processes: Mapping[str, Iterable[psutil.Process]]) -> dict[int, str]:
+    """Client ports of the AMQP connections each named group of processes holds."""
+    ports: dict[int, str] = {}
+    for name, members in processes.items():
+        for process in members:
+            try:
+                for conn in process.net_connections(kind="tcp"):
+                    if conn.raddr and conn.raddr.port == AMQP_PORT:
+                        ports[conn.laddr.port] = name
+            except psutil.Error:
+                continue
+    return ports
+
+
+def difference(start: BrokerReading, end: BrokerReading) -> tuple[Counts, dict[str, Counts]]:
+    """Totals over the queues, and per process over its channels, from `start` to `end` (a queue
+    or channel that did not exist at the start counts from zero)."""
+    totals = dict.fromkeys(QUEUE_COUNTERS, 0)
+    for name, counts in end.queues.items():
+        before = start.queues.get(name, {})
+        for counter, value in counts.items():
+            totals[counter] += value - before.get(counter, 0)
+    per_process: dict[str, Counts] = {}
+    for name, (owner, counts) in end.channels.items():
+        before = start.channels.get(name, (owner, {}))[1]
+        mine = per_process.setdefault(owner, dict.fromkeys(CHANNEL_COUNTERS, 0))
+        for counter, value in counts.items():
+            mine[counter] += value - before.get(counter, 0)
+    return totals, per_process
+
+
+def wait_until_drained(
+    management: Management, prefixes: Iterable[str], deadline_s: float, poll_s: float = 1.0
+) -> bool:
+    """True once the queues hold nothing (ready or unacked) in two readings a stats interval
+    apart, False at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    empty_since: float | None = None
+    while time.monotonic() < deadline:
+        if management.read(prefixes, {}).depth == 0:
+            empty_since = empty_since or time.monotonic()
+            if time.monotonic() - empty_since >= STATS_INTERVAL_S:
+                return True
+        else:
+            empty_since = None
+        time.sleep(poll_s)
+    return False
