@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only e2e,api,read,memory]`: runs the benchmarks, prints a table
+"""`python -m bench [--quick] [--only idle,e2e,bulk,...]`: runs the benchmarks, prints a table
 and writes JSON to bench/results/. Each figure is the median of repeated runs with min and max;
 each comparison is a ratio measured in the same run on the same machine. Targets: DESIGN.md."""
 
@@ -11,6 +11,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import budget
 from .report import print_table, write_json
 from .stats import Figure
 
@@ -25,14 +26,48 @@ def collect(runs: list[dict[str, float]]) -> dict[str, tuple[float, ...]]:
     return {k: tuple(v) for k, v in merged.items()}
 
 
+def figures_of(label: str, runs: dict[str, tuple[float, ...]], key: str, unit: str) -> list[Figure]:
+    """One figure per `key:<what>` entry of `runs`, named `<label> <what>`; the budget's targets
+    (issue 12: publishes and deliveries per task) are checked on every run."""
+    out = []
+    for name, values in runs.items():
+        if not name.startswith(key + ":"):
+            continue
+        what = name.split(":", 1)[1]
+        target = budget.TARGETS.get(what, "") if key == "budget" else ""
+        meets = max(values) <= float(target.split()[-1]) if target else None
+        out.append(Figure(f"{label} {what}", unit, values, target, meets))
+    return out
+
+
+CELERY_RUNS: dict[tuple[int, int, int], dict[str, tuple[float, ...]]] = {}
+
+
+def celery_runs(
+    n: int, clients: int, concurrency: int, repeats: int, idle_s: float
+) -> dict[str, tuple[float, ...]]:
+    """Celery's one-by-one runs, measured once per bench run and size (e2e and bulk compare to them)."""
+    from .scenarios import e2e
+
+    key = (n, clients, concurrency)
+    if key not in CELERY_RUNS:
+        CELERY_RUNS[key] = collect([e2e.celery(n, clients, concurrency, idle_s) for _ in range(repeats)])
+    return CELERY_RUNS[key]
+
+
+def sizes(quick: bool) -> tuple[int, int, int, int, float]:
+    """tasks, clients, worker concurrency, repeats, idle seconds before each run"""
+    if quick:
+        return 300, 4, 4, 1, 5.0
+    return 10_000, 8, 4, int(os.environ.get("BENCH_REPEATS", "3")), 10.0
+
+
 def bench_e2e(quick: bool) -> list[Figure]:
     from .scenarios import e2e
 
-    n, clients, concurrency, repeats = (
-        (300, 4, 4, 1) if quick else (10_000, 8, 4, int(os.environ.get("BENCH_REPEATS", "3")))
-    )
-    ours = collect([e2e.taskhub(n, clients, concurrency) for _ in range(repeats)])
-    theirs = collect([e2e.celery(n, clients, concurrency) for _ in range(repeats)])
+    n, clients, concurrency, repeats, idle_s = sizes(quick)
+    ours = collect([e2e.taskhub(n, clients, concurrency, idle_s) for _ in range(repeats)])
+    theirs = celery_runs(n, clients, concurrency, repeats, idle_s)
     ratio = tuple(
         a / b if b else 0.0 for a, b in zip(ours["tasks_per_s"], theirs["tasks_per_s"], strict=True)
     )
@@ -45,10 +80,54 @@ def bench_e2e(quick: bool) -> list[Figure]:
         Figure("e2e celery submit->done p50", "ms", theirs["p50_ms"]),
         Figure("e2e celery submit->done p99", "ms", theirs["p99_ms"]),
         Figure("e2e ratio taskhub / celery", "x", ratio, ">= 1.0", min(ratio) >= 1.0),
-    ] + [
-        Figure(f"memory under load 1: {k.split(':', 1)[1]}", "MB", v)
-        for k, v in sorted(ours.items())
-        if k.startswith("rss_mb:")
+        *figures_of("e2e taskhub CPU per task:", ours, "cpu_ms", "ms"),
+        *figures_of("e2e celery CPU per task:", theirs, "cpu_ms", "ms"),
+        *figures_of("e2e taskhub per task:", ours, "budget", "n"),
+        *figures_of("e2e celery per task:", theirs, "budget", "n"),
+        *[
+            Figure(f"memory under load 1: {k.split(':', 1)[1]}", "MB", v)
+            for k, v in sorted(ours.items())
+            if k.startswith("rss_mb:")
+        ],
+    ]
+
+
+def bench_bulk(quick: bool) -> list[Figure]:
+    from .scenarios import e2e
+
+    n, clients, concurrency, repeats, idle_s = sizes(quick)
+    batch, bulk_clients = (150, 2) if quick else (500, 4)
+    runs = [e2e.taskhub(n, bulk_clients, concurrency, idle_s, batch=batch) for _ in range(repeats)]
+    label = f"e2e bulk taskhub noop ({n} tasks, batches of {batch}) throughput"
+    if not all(runs):
+        return [Figure(label, "t/s", (), f"not available: POST {e2e.BULK_PATH} is missing")]
+    ours = collect(runs)
+    theirs = celery_runs(n, clients, concurrency, repeats, idle_s)
+    ratio = tuple(
+        a / b if b else 0.0 for a, b in zip(ours["tasks_per_s"], theirs["tasks_per_s"], strict=True)
+    )
+    return [
+        Figure(label, "t/s", ours["tasks_per_s"]),
+        Figure("e2e bulk taskhub submit->completed p50", "ms", ours["p50_ms"]),
+        Figure("e2e bulk taskhub submit->completed p99", "ms", ours["p99_ms"]),
+        Figure("e2e bulk taskhub tasks not completed", "n", ours["missing"], "0", max(ours["missing"]) == 0),
+        Figure(f"e2e celery noop ({n} tasks, one by one) throughput", "t/s", theirs["tasks_per_s"]),
+        Figure("e2e ratio taskhub bulk / celery one by one", "x", ratio, ">= 2.0", min(ratio) >= 2.0),
+        *figures_of("e2e bulk taskhub CPU per task:", ours, "cpu_ms", "ms"),
+        *figures_of("e2e bulk taskhub per task:", ours, "budget", "n"),
+    ]
+
+
+def bench_idle(quick: bool) -> list[Figure]:
+    from .scenarios import idle
+
+    seconds, warmup_s = (10.0, 3.0) if quick else (60.0, 5.0)
+    r = collect([idle.run(seconds, warmup_s)])
+    total = r.pop("cpu_pct:system total")
+    return [
+        Figure(f"idle CPU over {seconds:.0f} s: our processes together", "%", total, "< 3 %", max(total) < 3),
+        *figures_of(f"idle CPU over {seconds:.0f} s:", r, "cpu_pct", "%"),
+        *figures_of("idle per second:", r, "per_s", "/s"),
     ]
 
 
@@ -176,7 +255,9 @@ BENCHES = {
     "read": bench_read,
     "scheduler": bench_scheduler,
     "api": bench_api,
+    "idle": bench_idle,
     "e2e": bench_e2e,
+    "bulk": bench_bulk,
     "convergence": bench_convergence,
     "memory": bench_memory,
 }

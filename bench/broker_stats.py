@@ -23,8 +23,10 @@ MANAGEMENT_AUTH = ("guest", "guest")
 STATS_INTERVAL_S = 5.0
 AMQP_PORT = 5672
 
-QUEUE_COUNTERS = ("publish", "deliver", "get", "get_empty", "ack", "redeliver")
-CHANNEL_COUNTERS = ("publish", "confirm", "deliver", "get", "get_empty", "ack")
+# RabbitMQ 3.10 does not count empty basic.get replies (get_empty stays 0); the packets each
+# connection sent to the broker (recv_cnt) show that chatter, and every other command, instead.
+QUEUE_COUNTERS = ("publish", "deliver", "get", "ack", "redeliver")
+CHANNEL_COUNTERS = ("publish", "confirm", "deliver", "get", "ack")
 
 Counts = dict[str, int]
 
@@ -33,6 +35,7 @@ Counts = dict[str, int]
 class BrokerReading:
     queues: dict[str, Counts] = field(default_factory=dict)  # queue name -> counter -> total
     channels: dict[str, tuple[str, Counts]] = field(default_factory=dict)  # channel -> (process, counters)
+    packets: dict[str, tuple[str, int]] = field(default_factory=dict)  # connection -> (process, packets in)
     depth: int = 0  # messages ready or unacknowledged in the queues read
 
 
@@ -56,8 +59,8 @@ class Management:
             return False
 
     def read(self, queue_prefixes: Iterable[str], owners: Mapping[int, str]) -> BrokerReading:
-        """The queues whose name starts with one of `queue_prefixes`, and the channels of the
-        connections whose client port is in `owners` (port -> process name)."""
+        """The queues whose name starts with one of `queue_prefixes`, and the connections and
+        channels whose client port is in `owners` (port -> process name)."""
         prefixes = tuple(queue_prefixes)
         reading = BrokerReading()
         for queue in self._get(f"queues/{self.vhost}", "name,message_stats,messages"):
@@ -65,11 +68,20 @@ class Management:
                 stats = queue.get("message_stats") or {}
                 reading.queues[queue["name"]] = {c: int(stats.get(c, 0)) for c in QUEUE_COUNTERS}
                 reading.depth += int(queue.get("messages") or 0)
+        if not owners:
+            return reading
+        for connection in self._get("connections", "name,peer_port,recv_cnt"):
+            owner = owners.get(connection.get("peer_port"))
+            if owner:
+                reading.packets[connection["name"]] = (owner, int(connection.get("recv_cnt") or 0))
         for channel in self._get("channels", "name,connection_details,message_stats"):
             owner = owners.get((channel.get("connection_details") or {}).get("peer_port"))
             if owner:
                 stats = channel.get("message_stats") or {}
-                reading.channels[channel["name"]] = (owner, {c: int(stats.get(c, 0)) for c in CHANNEL_COUNTERS})
+                reading.channels[channel["name"]] = (
+                    owner,
+                    {c: int(stats.get(c, 0)) for c in CHANNEL_COUNTERS},
+                )
         return reading
 
 
@@ -85,23 +97,6 @@ def broker_ports(processes: Mapping[str, Iterable[psutil.Process]]) -> dict[int,
             except psutil.Error:
                 continue
     return ports
-
-
-def difference(start: BrokerReading, end: BrokerReading) -> tuple[Counts, dict[str, Counts]]:
-    """Totals over the queues, and per process over its channels, from `start` to `end` (a queue
-    or channel that did not exist at the start counts from zero)."""
-    totals = dict.fromkeys(QUEUE_COUNTERS, 0)
-    for name, counts in end.queues.items():
-        before = start.queues.get(name, {})
-        for counter, value in counts.items():
-            totals[counter] += value - before.get(counter, 0)
-    per_process: dict[str, Counts] = {}
-    for name, (owner, counts) in end.channels.items():
-        before = start.channels.get(name, (owner, {}))[1]
-        mine = per_process.setdefault(owner, dict.fromkeys(CHANNEL_COUNTERS, 0))
-        for counter, value in counts.items():
-            mine[counter] += value - before.get(counter, 0)
-    return totals, per_process
 
 
 def wait_until_drained(

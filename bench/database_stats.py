@@ -36,7 +36,9 @@ def server_counts(admin_url: str, database_urls: Mapping[str, str]) -> dict[str,
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         rows = conn.execute(
-            text(f"SELECT datname, {', '.join(DATABASE_COUNTERS)} FROM pg_stat_database WHERE datname = ANY(:names)"),
+            text(
+                f"SELECT datname, {', '.join(DATABASE_COUNTERS)} FROM pg_stat_database WHERE datname = ANY(:names)"
+            ),
             {"names": list(names)},
         ).all()
     admin.dispose()
@@ -46,7 +48,9 @@ def server_counts(admin_url: str, database_urls: Mapping[str, str]) -> dict[str,
         engine = create_engine(url, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
             sums = conn.execute(
-                text(f"SELECT {', '.join(f'coalesce(sum({c}), 0)' for c in TABLE_COUNTERS)} FROM pg_stat_user_tables")
+                text(
+                    f"SELECT {', '.join(f'coalesce(sum({c}), 0)' for c in TABLE_COUNTERS)} FROM pg_stat_user_tables"
+                )
             ).one()
         engine.dispose()
         out.setdefault(name, {}).update(zip(TABLE_COUNTERS, (int(v) for v in sums), strict=True))

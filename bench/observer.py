@@ -1,0 +1,145 @@
+"""Watching a system under test from outside: the CPU of each of its processes and of PostgreSQL
+and RabbitMQ (bench.cpu), and what the broker and the databases counted (bench.broker_stats,
+bench.database_stats), at marked moments of a run.
+
+A run marks `idle_start` and `idle_end` around a few seconds of nothing to do (the background
+rate: polling loops, heartbeats), `run_start` before the first submission, and `settled` once the
+work is done, the queues are empty and the counters have caught up. The message budget per task
+is what was counted from `run_start` to `settled`, less the background rate over the time after
+the last task was done (`done`), divided by the tasks done."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import broker_stats, cpu, database_stats
+from .topology import ADMIN_URL
+
+MarkCounters = dict[str, float]
+
+
+@dataclass
+class Counters:
+    """Everything counted outside the processes at one moment, flattened to `what:who` keys."""
+
+    at: float
+    values: MarkCounters = field(default_factory=dict)
+
+    def minus(self, other: Counters) -> MarkCounters:
+        return {k: v - other.values.get(k, 0.0) for k, v in self.values.items()}
+
+
+class Observer:
+    """`groups` are the system's own processes by name; `databases` its databases (name -> URL);
+    `queue_prefixes` the broker queues that are its own; `metrics_dirs` the Prometheus
+    multiprocess folders its processes write (statement counts), if any."""
+
+    def __init__(
+        self,
+        groups: dict[str, cpu.Finder],
+        databases: dict[str, str],
+        queue_prefixes: Iterable[str],
+        metrics_dirs: Iterable[Path] = (),
+    ):
+        self.own = list(groups)
+        self.databases = databases
+        self.queue_prefixes = tuple(queue_prefixes)
+        self.metrics_dirs = list(metrics_dirs)
+        self.poller_pids: set[int] = set()
+        names = (url.rsplit("/", 1)[1] for url in databases.values())
+        self.meter = cpu.CpuMeter(
+            {
+                **groups,
+                **cpu.postgres_groups(names, self.poller_pids),
+                **cpu.rabbitmq_group(),
+                **cpu.own_process(),
+            }
+        )
+        self.management = broker_stats.Management()
+        self.broker_available = self.management.available()
+        self.counters: dict[str, Counters] = {}
+        self.times: dict[str, float] = {}
+
+    def __enter__(self) -> Observer:
+        self.meter.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.meter.__exit__(*exc)
+
+    def mark(self, label: str, counters: bool = False) -> None:
+        self.times[label] = time.monotonic()
+        self.meter.mark(label)
+        if counters:
+            self.counters[label] = self._read_counters()
+
+    def _read_counters(self) -> Counters:
+        families = {name: list(self.meter.groups[name]()) for name in [*self.own, "bench process"]}
+        reading = Counters(time.monotonic())
+        values = reading.values
+        if self.broker_available:
+            broker = self.management.read(self.queue_prefixes, broker_stats.broker_ports(families))
+            for queue_counts in broker.queues.values():
+                for counter, value in queue_counts.items():
+                    values[f"queue {counter}"] = values.get(f"queue {counter}", 0.0) + value
+            for owner, channel_counts in broker.channels.values():
+                for counter, value in channel_counts.items():
+                    values[f"channel {counter}:{owner}"] = (
+                        values.get(f"channel {counter}:{owner}", 0.0) + value
+                    )
+            for owner, packets in broker.packets.values():
+                values[f"packets:{owner}"] = values.get(f"packets:{owner}", 0.0) + packets
+        for name, counts in database_stats.server_counts(ADMIN_URL, self.databases).items():
+            for counter, value in counts.items():
+                values[f"{counter}:{name}"] = float(value)
+            # this reading's look at the tables is one transaction there, seen by the next reading
+            values[f"bench transactions:{name}"] = float(len(self.counters))
+        pids = {p.pid: name for name, members in families.items() for p in members}
+        by_database = {url.rsplit("/", 1)[1]: name for name, url in self.databases.items()}
+        for (owner, database), value in database_stats.statement_counts(self.metrics_dirs, pids).items():
+            for key in (f"statements:{by_database.get(database, database)}", f"statements by:{owner}"):
+                values[key] = values.get(key, 0.0) + value
+        return reading
+
+    def cpu_seconds(self, start: str, end: str) -> dict[str, float]:
+        return self.meter.between(start, end)
+
+    def wait_until_settled(self, done: str, deadline_s: float) -> bool:
+        """Until the system's queues are empty and the counters have had time to catch up after
+        the mark `done`; then marks `settled`. False when the queues did not empty in time."""
+        drained = (
+            broker_stats.wait_until_drained(self.management, self.queue_prefixes, deadline_s)
+            if self.broker_available
+            else True
+        )
+        rest = self.times[done] + database_stats.STATS_DELAY_S - time.monotonic()
+        if rest > 0:
+            time.sleep(rest)
+        self.mark("settled", counters=True)
+        return drained
+
+    def _between(self, start: str, end: str, bench_transactions: dict[str, int]) -> MarkCounters:
+        """Counted from `start` to `end`, without the transactions of the bench's own readings and
+        of `bench_transactions` (its completion poll, per database)."""
+        delta = self.counters[end].minus(self.counters[start])
+        for name in self.databases:
+            own = delta.pop(f"bench transactions:{name}", 0.0) + bench_transactions.get(name, 0)
+            if f"xact_commit:{name}" in delta:
+                delta[f"xact_commit:{name}"] -= own
+        return delta
+
+    def idle_rates(self) -> MarkCounters:
+        """The counters per second over `idle_start`..`idle_end`."""
+        seconds = self.counters["idle_end"].at - self.counters["idle_start"].at
+        return {k: v / seconds for k, v in self._between("idle_start", "idle_end", {}).items()}
+
+    def per_task(self, tasks: int, bench_transactions: dict[str, int]) -> MarkCounters:
+        """`run_start` to `settled` per task, less the idle rate over the time from `done` to
+        `settled` (the background that ran only because the bench waited for the counters)."""
+        idle = self.idle_rates()
+        tail_s = self.counters["settled"].at - self.times["done"]
+        run = self._between("run_start", "settled", bench_transactions)
+        return {k: (v - idle.get(k, 0.0) * tail_s) / tasks for k, v in run.items()} if tasks else {}
