@@ -1,21 +1,49 @@
-"""`python -m bench [--quick] [--only idle,e2e,bulk,...]`: runs the benchmarks, prints a table
+"""`python -m bench [--quick] [--only memory,idle,e2e,...]`: runs the benchmarks, prints a table
 and writes JSON to bench/results/. Each figure is the median of repeated runs with min and max;
-each comparison is a ratio measured in the same run on the same machine. Targets: DESIGN.md."""
+each comparison is a ratio measured in the same run on the same machine. Targets: DESIGN.md and
+issue 12. A full run brings a fresh topology up for each scenario; a quick run (CI: the code
+paths must not rot, the figures are not read) shares one, since starting it is most of its time."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
+import time
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from . import budget
 from .report import print_table, write_json
 from .stats import Figure
+from .topology import Platform, platform, rss_mb_of_run_dir
 
 RESULTS = Path(__file__).parent / "results"
+
+
+class Platforms:
+    """The topology each scenario runs on: a fresh one (full runs), or one for all (quick runs)."""
+
+    def __init__(self, shared: bool):
+        self.shared = shared
+        self._stack = contextlib.ExitStack()
+        self._one: Platform | None = None
+
+    @contextlib.contextmanager
+    def fresh(self, **options: int) -> Iterator[Platform]:
+        if not self.shared:
+            with platform(**options) as p:
+                yield p
+            return
+        if self._one is None:
+            self._one = self._stack.enter_context(platform())
+        yield self._one
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 def collect(runs: list[dict[str, float]]) -> dict[str, tuple[float, ...]]:
@@ -40,37 +68,52 @@ def figures_of(label: str, runs: dict[str, tuple[float, ...]], key: str, unit: s
     return out
 
 
+def ratios(ours: tuple[float, ...], theirs: tuple[float, ...]) -> tuple[float, ...]:
+    """Run by run when both sides have as many runs, else median over median."""
+    if len(ours) != len(theirs):
+        ours, theirs = (sorted(ours)[len(ours) // 2],), (sorted(theirs)[len(theirs) // 2],)
+    return tuple(a / b if b else 0.0 for a, b in zip(ours, theirs, strict=True))
+
+
+# --------------------------------------------------------------------------------------------
+# End to end (issue 12, 1 and 2) and idle (3)
+
+
+def e2e_sizes(quick: bool) -> tuple[int, int, int, int, float, float]:
+    """tasks, clients, worker slots, repeats, idle seconds before a run, seconds for the counters
+    to settle after it (PostgreSQL publishes an idle backend's figures within 10 s)."""
+    if quick:
+        return 300, 4, 4, 1, 3.0, 6.0
+    return 10_000, 8, 4, int(os.environ.get("BENCH_REPEATS", "3")), 10.0, 11.0
+
+
 CELERY_RUNS: dict[tuple[int, int, int], dict[str, tuple[float, ...]]] = {}
 
 
-def celery_runs(
-    n: int, clients: int, concurrency: int, repeats: int, idle_s: float
-) -> dict[str, tuple[float, ...]]:
-    """Celery's one-by-one runs, measured once per bench run and size (e2e and bulk compare to them)."""
+def celery_runs(quick: bool) -> dict[str, tuple[float, ...]]:
+    """Celery's one-by-one runs, measured once per bench run (e2e and bulk compare to them)."""
     from .scenarios import e2e
 
+    n, clients, concurrency, repeats, idle_s, settle_s = e2e_sizes(quick)
     key = (n, clients, concurrency)
     if key not in CELERY_RUNS:
-        CELERY_RUNS[key] = collect([e2e.celery(n, clients, concurrency, idle_s) for _ in range(repeats)])
+        CELERY_RUNS[key] = collect(
+            [e2e.celery(n, clients, concurrency, idle_s, settle_s) for _ in range(repeats)]
+        )
     return CELERY_RUNS[key]
 
 
-def sizes(quick: bool) -> tuple[int, int, int, int, float]:
-    """tasks, clients, worker concurrency, repeats, idle seconds before each run"""
-    if quick:
-        return 300, 4, 4, 1, 5.0
-    return 10_000, 8, 4, int(os.environ.get("BENCH_REPEATS", "3")), 10.0
-
-
-def bench_e2e(quick: bool) -> list[Figure]:
+def bench_e2e(quick: bool, platforms: Platforms) -> list[Figure]:
     from .scenarios import e2e
 
-    n, clients, concurrency, repeats, idle_s = sizes(quick)
-    ours = collect([e2e.taskhub(n, clients, concurrency, idle_s) for _ in range(repeats)])
-    theirs = celery_runs(n, clients, concurrency, repeats, idle_s)
-    ratio = tuple(
-        a / b if b else 0.0 for a, b in zip(ours["tasks_per_s"], theirs["tasks_per_s"], strict=True)
-    )
+    n, clients, concurrency, repeats, idle_s, settle_s = e2e_sizes(quick)
+    runs = []
+    for _ in range(repeats):
+        with platforms.fresh(concurrency=concurrency) as p:
+            runs.append(e2e.taskhub(p, n, clients, idle_s, settle_s))
+    ours = collect(runs)
+    theirs = celery_runs(quick)
+    ratio = ratios(ours["tasks_per_s"], theirs["tasks_per_s"])
     return [
         Figure(f"e2e taskhub noop ({n} tasks) throughput", "t/s", ours["tasks_per_s"]),
         Figure("e2e taskhub submit->completed p50", "ms", ours["p50_ms"]),
@@ -92,20 +135,21 @@ def bench_e2e(quick: bool) -> list[Figure]:
     ]
 
 
-def bench_bulk(quick: bool) -> list[Figure]:
+def bench_bulk(quick: bool, platforms: Platforms) -> list[Figure]:
     from .scenarios import e2e
 
-    n, clients, concurrency, repeats, idle_s = sizes(quick)
-    batch, bulk_clients = (150, 2) if quick else (500, 4)
-    runs = [e2e.taskhub(n, bulk_clients, concurrency, idle_s, batch=batch) for _ in range(repeats)]
+    n, _, concurrency, repeats, idle_s, settle_s = e2e_sizes(quick)
+    batch, clients = (150, 2) if quick else (500, 4)
+    runs = []
+    for _ in range(repeats):
+        with platforms.fresh(concurrency=concurrency) as p:
+            runs.append(e2e.taskhub(p, n, clients, idle_s, settle_s, batch=batch))
     label = f"e2e bulk taskhub noop ({n} tasks, batches of {batch}) throughput"
     if not all(runs):
-        return [Figure(label, "t/s", (), f"not available: POST {e2e.BULK_PATH} is missing")]
+        return [Figure(label, "t/s", (), f"not available: POST {e2e.BULK_PATH} does not exist")]
     ours = collect(runs)
-    theirs = celery_runs(n, clients, concurrency, repeats, idle_s)
-    ratio = tuple(
-        a / b if b else 0.0 for a, b in zip(ours["tasks_per_s"], theirs["tasks_per_s"], strict=True)
-    )
+    theirs = celery_runs(quick)
+    ratio = ratios(ours["tasks_per_s"], theirs["tasks_per_s"])
     return [
         Figure(label, "t/s", ours["tasks_per_s"]),
         Figure("e2e bulk taskhub submit->completed p50", "ms", ours["p50_ms"]),
@@ -118,11 +162,12 @@ def bench_bulk(quick: bool) -> list[Figure]:
     ]
 
 
-def bench_idle(quick: bool) -> list[Figure]:
+def bench_idle(quick: bool, platforms: Platforms) -> list[Figure]:
     from .scenarios import idle
 
     seconds, warmup_s = (10.0, 3.0) if quick else (60.0, 5.0)
-    r = collect([idle.run(seconds, warmup_s)])
+    with platforms.fresh() as p:
+        r = collect([idle.run(p, seconds, warmup_s)])
     total = r.pop("cpu_pct:system total")
     return [
         Figure(f"idle CPU over {seconds:.0f} s: our processes together", "%", total, "< 3 %", max(total) < 3),
@@ -131,13 +176,54 @@ def bench_idle(quick: bool) -> list[Figure]:
     ]
 
 
-def bench_api(quick: bool) -> list[Figure]:
+def bench_convergence(quick: bool, platforms: Platforms) -> list[Figure]:
+    from .scenarios import convergence
+
+    figures = []
+    for rate, seconds, drain_s in ((100, 3, 30), (200, 2, 30)) if quick else ((100, 60, 180), (200, 30, 600)):
+        with platforms.fresh(concurrency=8) as p:
+            r = convergence.run(p, rate, seconds, drain_s)
+        label = f"convergence at {rate} t/s for {seconds} s ({r['tasks']:.0f} tasks)"
+        figures += [
+            Figure(f"{label}: completed->in core's metrics filters p50", "ms", (r["p50_ms"],)),
+            Figure(
+                f"{label}: completed->in core's metrics filters p99",
+                "ms",
+                (r["p99_ms"],),
+                "< 500 ms" if rate == 100 else "",
+                r["p99_ms"] < 500 if rate == 100 else None,
+            ),
+            Figure(f"{label}: slowest", "ms", (r["max_ms"],)),
+            Figure(
+                f"{label}: never converged (within {drain_s} s of the last submission)",
+                "n",
+                (r["never_converged"],),
+                "0",
+                r["never_converged"] == 0,
+            ),
+            Figure(f"{label}: all converged after the last submission", "s", (r["drain_s"],)),
+            Figure(f"{label}: failed submissions", "n", (r["submit_errors"],), "0", r["submit_errors"] == 0),
+        ]
+    return figures
+
+
+# --------------------------------------------------------------------------------------------
+# The rest of DESIGN.md's figures
+
+
+def bench_memory(quick: bool, platforms: Platforms) -> list[Figure]:
+    with platforms.fresh() as p:
+        time.sleep(3)
+        rest = rss_mb_of_run_dir(p.run_dir)
+    return [Figure(f"memory at rest: {name}", "MB", (mb,)) for name, mb in sorted(rest.items())]
+
+
+def bench_api(quick: bool, platforms: Platforms) -> list[Figure]:
     from .scenarios import api
-    from .topology import platform
 
     rates = [25, 50] if quick else [50, 100, 200, 300, 400, 600, 800, 1200]
     seconds, repeats = (2, 1) if quick else (10, int(os.environ.get("BENCH_REPEATS", "3")))
-    with platform(concurrency=2, web_concurrency=2) as p:
+    with platforms.fresh(concurrency=2, web_concurrency=2) as p:
         runs = collect([api.figures(p, rates, seconds) for _ in range(repeats)])
     return [
         Figure("api trivial JSON peak (nginx+gunicorn)", "rps", runs["trivial_peak_rps"]),
@@ -169,13 +255,12 @@ def bench_api(quick: bool) -> list[Figure]:
     ]
 
 
-def bench_read(quick: bool) -> list[Figure]:
+def bench_read(quick: bool, platforms: Platforms) -> list[Figure]:
     from .scenarios import read_paths
-    from .topology import platform
 
     rows, repeats = (20_000, 10) if quick else (1_000_000, 200)
     figures = []
-    with platform(concurrency=1) as p:
+    with platforms.fresh(concurrency=1) as p:
         read_paths.load_core(p.database_urls["core"], rows)
         queries = dict(read_paths.CORE_QUERIES)
         if importlib.util.find_spec("bench.scenarios.monitoring_load") and "monitoring" in p.database_urls:
@@ -192,50 +277,13 @@ def bench_read(quick: bool) -> list[Figure]:
     return figures
 
 
-def bench_convergence(quick: bool) -> list[Figure]:
-    from .scenarios import convergence
-    from .topology import platform
-
-    seconds = 2 if quick else 20
-    with platform(concurrency=8) as p:
-        r = convergence.run(p, rate=200, seconds=seconds, sample_every=10)
-    return [
-        Figure("convergence completed->has_metrics p50 at 200 t/s", "ms", (r["p50_ms"],)),
-        Figure(
-            "convergence completed->has_metrics p99 at 200 t/s",
-            "ms",
-            (r["p99_ms"],),
-            "< 500 ms",
-            r["p99_ms"] < 500,
-        ),
-        Figure(
-            "convergence samples never converged (60 s)",
-            "n",
-            (r["never_converged"],),
-            "0",
-            r["never_converged"] == 0,
-        ),
-    ]
-
-
-def bench_memory(quick: bool) -> list[Figure]:
-    import time
-
-    from .topology import platform, rss_mb_of_run_dir
-
-    with platform() as _:
-        time.sleep(3)
-        rest = rss_mb_of_run_dir()
-    return [Figure(f"memory at rest: {name}", "MB", (mb,)) for name, mb in sorted(rest.items())]
-
-
-def bench_scheduler(quick: bool) -> list[Figure]:
+def bench_scheduler(quick: bool, platforms: Platforms) -> list[Figure]:
     from .scenarios import scheduler
 
-    n, due = (2_000, 200) if quick else (100_000, 10_000)
+    n, due, lead_s = (2_000, 200, 5.0) if quick else (100_000, 10_000, 25.0)
     figures = []
     for lookahead, label in ((10.0, "lookahead 10 s"), (0.0, "no lookahead")):
-        r = scheduler.run(n, due, lookahead)
+        r = scheduler.run(n, due, lookahead, lead_s)
         figures += [
             Figure(f"scheduler fire delay p50 ({due}/{n} due, {label})", "ms", (r["p50_ms"],)),
             Figure(
@@ -251,15 +299,17 @@ def bench_scheduler(quick: bool) -> list[Figure]:
     return figures
 
 
+# In this order, so that a shared (quick) topology is measured at rest and idle before any load,
+# and the read scenario's bulk-loaded rows come last.
 BENCHES = {
-    "read": bench_read,
-    "scheduler": bench_scheduler,
-    "api": bench_api,
+    "memory": bench_memory,
     "idle": bench_idle,
     "e2e": bench_e2e,
     "bulk": bench_bulk,
     "convergence": bench_convergence,
-    "memory": bench_memory,
+    "api": bench_api,
+    "read": bench_read,
+    "scheduler": bench_scheduler,
 }
 
 
@@ -269,12 +319,19 @@ def main() -> None:
     parser.add_argument("--only", help="comma list of " + ",".join(BENCHES))
     args = parser.parse_args()
     chosen = args.only.split(",") if args.only else list(BENCHES)
+    unknown = [name for name in chosen if name not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHES)}")
     figures: list[Figure] = []
-    for name in chosen:
-        print(f"== {name}", flush=True)
-        measured = BENCHES[name](args.quick)
-        print_table(measured)  # as it comes: a long run interrupted still leaves its figures
-        figures.extend(measured)
+    platforms = Platforms(shared=args.quick)
+    try:
+        for name in chosen:
+            print(f"== {name}", flush=True)
+            measured = BENCHES[name](args.quick, platforms)
+            print_table(measured)  # as it comes: a long run interrupted still leaves its figures
+            figures.extend(measured)
+    finally:
+        platforms.close()
     print_table(figures)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     write_json(figures, RESULTS / f"{'quick' if args.quick else 'full'}-{stamp}.json", args.quick)

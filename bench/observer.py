@@ -107,15 +107,17 @@ class Observer:
     def cpu_seconds(self, start: str, end: str) -> dict[str, float]:
         return self.meter.between(start, end)
 
-    def wait_until_settled(self, done: str, deadline_s: float) -> bool:
-        """Until the system's queues are empty and the counters have had time to catch up after
-        the mark `done`; then marks `settled`. False when the queues did not empty in time."""
+    def wait_until_settled(
+        self, done: str, deadline_s: float, delay_s: float = database_stats.STATS_DELAY_S
+    ) -> bool:
+        """Until the system's queues are empty and the counters have had `delay_s` to catch up
+        after the mark `done`; then marks `settled`. False when the queues did not empty in time."""
         drained = (
             broker_stats.wait_until_drained(self.management, self.queue_prefixes, deadline_s)
             if self.broker_available
             else True
         )
-        rest = self.times[done] + database_stats.STATS_DELAY_S - time.monotonic()
+        rest = self.times[done] + delay_s - time.monotonic()
         if rest > 0:
             time.sleep(rest)
         self.mark("settled", counters=True)

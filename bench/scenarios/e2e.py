@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 from .. import budget, cpu
 from ..observer import Observer
 from ..stats import percentile
-from ..topology import AMQP_URL, fresh_database, platform, rss_mb_of_run_dir
+from ..topology import AMQP_URL, Platform, fresh_database, rss_mb_of_run_dir
 
 POLL_S = 0.5
 BULK_PATH = "/tasks/bulk/"
@@ -97,20 +97,21 @@ class CountPoll:
     """One SQL query on a connection of its own; its backend is registered with the observer,
     so that PostgreSQL's figures for the system leave it out, and its queries are counted."""
 
-    def __init__(self, url: str, sql: str, observer: Observer):
+    def __init__(self, url: str, sql: str, observer: Observer, **params: object):
         self.engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=1)
         self.conn = self.engine.connect()
         observer.poller_pids.add(self.conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
         self.sql = text(sql)
+        self.params = params
         self.queries = 1
 
     def __call__(self) -> tuple:
         self.queries += 1
-        return tuple(self.conn.execute(self.sql).one())
+        return tuple(self.conn.execute(self.sql, self.params).one())
 
     def rows(self, sql: str) -> list:
         self.queries += 1
-        return list(self.conn.execute(text(sql)).all())
+        return list(self.conn.execute(text(sql), self.params).all())
 
     def close(self) -> None:
         self.conn.close()
@@ -123,9 +124,11 @@ def observed_run(
     finished: Callable[[], int],
     idle_s: float,
     deadline_s: float,
+    settle_s: float,
 ) -> dict[str, float]:
     """Idle for `idle_s` (the background rate), then submit, then wait until `finished()` reaches
-    the number submitted (or the deadline), then until the counters have settled."""
+    the number submitted (or the deadline), then until the queues are empty and the counters
+    have had `settle_s` to catch up."""
     observer.mark("idle_start", counters=True)
     time.sleep(idle_s)
     observer.mark("idle_end", counters=True)
@@ -136,7 +139,7 @@ def observed_run(
     while finished() < len(submitted) and time.monotonic() < deadline:
         time.sleep(POLL_S)
     observer.mark("done")
-    observer.wait_until_settled("done", deadline_s=60)
+    observer.wait_until_settled("done", deadline_s=60, delay_s=settle_s)
     return submitted
 
 
@@ -182,39 +185,48 @@ def figures_of(
 
 
 def taskhub(
-    n: int, clients: int, concurrency: int, idle_s: float, batch: int | None = None
+    p: Platform, n: int, clients: int, idle_s: float, settle_s: float, batch: int | None = None
 ) -> dict[str, float]:
-    """One run of n no-op tasks on a fresh topology: single POSTs, or bulk POSTs of `batch`.
-    Empty when the bulk endpoint does not exist yet."""
-    with platform(concurrency=concurrency) as p:
-        p.wait_for_worker()
-        headers = p.headers()
-        if batch is not None and not bulk_exists(p.base_url, headers):
-            print(f"  POST {BULK_PATH} does not exist: not available", flush=True)
-            return {}
-        observer = Observer(cpu.topology_groups(p.state), p.database_urls, [p.broker_prefix], p.metrics_dirs)
-        with observer:
-            poll = CountPoll(
-                p.database_urls["core"],
-                "SELECT count(*) FILTER (WHERE status = 'completed' AND has_metrics) FROM tasks",
-                observer,
-            )
-            if batch is None:
-                submit = lambda: submit_one_by_one(p.base_url, headers, n, clients)  # noqa: E731
-            else:
-                submit = lambda: submit_in_bulk(p.base_url, headers, n, batch, clients)  # noqa: E731
-            submitted = observed_run(observer, submit, lambda: poll()[0], idle_s, patience_s(n))
-            rss = rss_mb_of_run_dir(p.run_dir)
-            rows = poll.rows("SELECT task_id, completed_at FROM tasks WHERE status = 'completed'")
-            polls = poll.queries
-            poll.close()
-            done = {task_id: completed_at.timestamp() for task_id, completed_at in rows}
-            out = figures_of(observer, submitted, done, {"core": polls})
+    """One run of n no-op tasks on `p`: single POSTs, or bulk POSTs of `batch`. Only the run's
+    own tasks are counted (the topology may have served others before). Empty when the bulk
+    endpoint does not exist yet."""
+    p.wait_for_worker()
+    headers = p.headers()
+    if batch is not None and not bulk_exists(p.base_url, headers):
+        print(f"  POST {BULK_PATH} does not exist: not available", flush=True)
+        return {}
+    rss: dict[str, float] = {}
+
+    def submit() -> dict[str, float]:
+        if batch is None:
+            submitted = submit_one_by_one(p.base_url, headers, n, clients)
+        else:
+            submitted = submit_in_bulk(p.base_url, headers, n, batch, clients)
+        rss.update(rss_mb_of_run_dir(p.run_dir))  # under load: the tasks are still running
+        return submitted
+
+    observer = Observer(cpu.topology_groups(p.state), p.database_urls, [p.broker_prefix], p.metrics_dirs)
+    with observer:
+        since = datetime.now(UTC)
+        poll = CountPoll(
+            p.database_urls["core"],
+            "SELECT count(*) FROM tasks WHERE created_at >= :since AND status = 'completed' AND has_metrics",
+            observer,
+            since=since,
+        )
+        submitted = observed_run(observer, submit, lambda: poll()[0], idle_s, patience_s(n), settle_s)
+        rows = poll.rows(
+            "SELECT task_id, completed_at FROM tasks WHERE created_at >= :since AND status = 'completed'"
+        )
+        polls = poll.queries
+        poll.close()
+        done = {task_id: completed_at.timestamp() for task_id, completed_at in rows}
+        out = figures_of(observer, submitted, done, {"core": polls})
     out.update({f"rss_mb:{name}": mb for name, mb in rss.items()})
     return out
 
 
-def celery(n: int, clients: int, concurrency: int, idle_s: float) -> dict[str, float]:
+def celery(n: int, clients: int, concurrency: int, idle_s: float, settle_s: float) -> dict[str, float]:
     """One run of n no-op tasks through Celery: `apply_async` from `clients` threads."""
     backend_url = fresh_database("taskhub_bench_celery")
     queue = f"bench_noop_{os.getpid()}"
@@ -250,7 +262,7 @@ def celery(n: int, clients: int, concurrency: int, idle_s: float) -> dict[str, f
                     list(pool.map(send, [n // clients] * clients))
                 return submitted
 
-            submitted = observed_run(observer, submit, lambda: poll()[0], idle_s, patience_s(n))
+            submitted = observed_run(observer, submit, lambda: poll()[0], idle_s, patience_s(n), settle_s)
             rows = poll.rows("SELECT task_id, date_done FROM celery_taskmeta WHERE status = 'SUCCESS'")
             polls = poll.queries
             poll.close()

@@ -10,18 +10,17 @@ import time
 
 from .. import budget, cpu
 from ..observer import Observer
-from ..topology import platform
+from ..topology import Platform
 
 
-def run(seconds: float, warmup_s: float) -> dict[str, float]:
-    with platform() as p:
-        p.wait_for_worker()
-        observer = Observer(cpu.topology_groups(p.state), p.database_urls, [p.broker_prefix], p.metrics_dirs)
-        with observer:
-            time.sleep(warmup_s)
-            observer.mark("idle_start", counters=True)
-            time.sleep(seconds)
-            observer.mark("idle_end", counters=True)
+def run(p: Platform, seconds: float, warmup_s: float) -> dict[str, float]:
+    p.wait_for_worker()
+    observer = Observer(cpu.topology_groups(p.state), p.database_urls, [p.broker_prefix], p.metrics_dirs)
+    with observer:
+        time.sleep(warmup_s)
+        observer.mark("idle_start", counters=True)
+        time.sleep(seconds)
+        observer.mark("idle_end", counters=True)
     used = observer.cpu_seconds("idle_start", "idle_end")
     window = observer.times["idle_end"] - observer.times["idle_start"]
     out = {f"cpu_pct:{name}": used[name] / window * 100 for name in observer.own}

@@ -30,7 +30,8 @@ FROM generate_series(1, :n) AS g
 """
 
 
-def run(n: int, due: int, lookahead_seconds: float) -> dict[str, float]:
+def run(n: int, due: int, lookahead_seconds: float, lead_s: float = 25.0) -> dict[str, float]:
+    """The slot is `lead_s` (plus the lookahead) ahead: time to load the schedules and start."""
     from services.scheduling.container import bootstrap
     from services.scheduling.scheduler import scheduler_loops
     from shared.background import start_loops
@@ -46,14 +47,14 @@ def run(n: int, due: int, lookahead_seconds: float) -> dict[str, float]:
     replicas = [bootstrap(load_settings("scheduling", env), bus=InProcessBus()) for _ in range(2)]
     upgrade("scheduling", replicas[0].ctx.engine)
     now = datetime.now(UTC)
-    slot = (now + timedelta(seconds=25 + lookahead_seconds)).replace(microsecond=0)
+    slot = (now + timedelta(seconds=lead_s + lookahead_seconds)).replace(microsecond=0)
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text(SCHEDULES), {"n": n, "due": due, "slot": slot, "far": slot + timedelta(days=365)})
         conn.execute(text("ANALYZE periodic_tasks"))
     stop = threading.Event()
     threads = [t for r in replicas for t in start_loops(scheduler_loops(r), stop)]
-    deadline = time.monotonic() + 25 + lookahead_seconds + 60
+    deadline = time.monotonic() + lead_s + lookahead_seconds + 60
     try:
         while time.monotonic() < deadline:
             with engine.connect() as conn:
