@@ -183,11 +183,11 @@ def bench_convergence(quick: bool, platforms: Platforms) -> list[Figure]:
     for rate, seconds, drain_s in ((100, 3, 30), (200, 2, 30)) if quick else ((100, 60, 180), (200, 30, 600)):
         with platforms.fresh(concurrency=8) as p:
             r = convergence.run(p, rate, seconds, drain_s)
-        label = f"convergence at {rate} t/s for {seconds} s ({r['tasks']:.0f} tasks)"
+        label = f"convergence {rate} t/s for {seconds} s ({r['tasks']:.0f} tasks)"
         figures += [
-            Figure(f"{label}: completed->in core's metrics filters p50", "ms", (r["p50_ms"],)),
+            Figure(f"{label}: completed->in filters p50", "ms", (r["p50_ms"],)),
             Figure(
-                f"{label}: completed->in core's metrics filters p99",
+                f"{label}: completed->in filters p99",
                 "ms",
                 (r["p99_ms"],),
                 "< 500 ms" if rate == 100 else "",
@@ -195,14 +195,14 @@ def bench_convergence(quick: bool, platforms: Platforms) -> list[Figure]:
             ),
             Figure(f"{label}: slowest", "ms", (r["max_ms"],)),
             Figure(
-                f"{label}: never converged (within {drain_s} s of the last submission)",
+                f"{label}: never converged ({drain_s} s)",
                 "n",
                 (r["never_converged"],),
                 "0",
                 r["never_converged"] == 0,
             ),
-            Figure(f"{label}: all converged after the last submission", "s", (r["drain_s"],)),
-            Figure(f"{label}: failed submissions", "n", (r["submit_errors"],), "0", r["submit_errors"] == 0),
+            Figure(f"{label}: drained after last POST", "s", (r["drain_s"],)),
+            Figure(f"{label}: failed POSTs", "n", (r["submit_errors"],), "0", r["submit_errors"] == 0),
         ]
     return figures
 
