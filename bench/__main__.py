@@ -327,8 +327,10 @@ def main() -> None:
     try:
         for name in chosen:
             print(f"== {name}", flush=True)
+            started = time.monotonic()
             measured = BENCHES[name](args.quick, platforms)
             print_table(measured)  # as it comes: a long run interrupted still leaves its figures
+            print(f"== {name}: {time.monotonic() - started:.0f} s", flush=True)
             figures.extend(measured)
     finally:
         platforms.close()
