@@ -35,12 +35,21 @@ def free_port() -> int:
 
 
 def fresh_database(name: str) -> str:
+    """An empty database; give it a name no other run uses (the machine is shared: another
+    worktree's bench would drop it under this one's feet), and `drop_database` it after."""
+    drop_database(name)
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(name: str) -> None:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @dataclass
@@ -92,7 +101,7 @@ def platform(
 ) -> Iterator[Platform]:
     run_dir = RUN_DIR
     port = free_port()
-    urls = {svc: fresh_database(f"taskhub_bench_{svc}") for svc in SERVICES}
+    urls = {svc: fresh_database(f"taskhub_bench{port}_{svc}") for svc in SERVICES}
     processes_metrics = run_dir / "prometheus" / "processes"
     shutil.rmtree(processes_metrics, ignore_errors=True)
     processes_metrics.mkdir(parents=True)
@@ -122,6 +131,8 @@ def platform(
     finally:
         subprocess.run([*command, "down"], env=env, cwd=REPO_ROOT, check=False)
         delete_prefixed([env["AMQP_PREFIX"]])  # quorum queues hold the broker's file descriptors
+        for url in urls.values():
+            drop_database(url.rsplit("/", 1)[1])
 
 
 def rss_mb_of_run_dir(run_dir: Path | None = None) -> dict[str, float]:

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 from .. import budget, cpu
 from ..observer import Observer
 from ..stats import percentile
-from ..topology import AMQP_URL, Platform, fresh_database, rss_mb_of_run_dir
+from ..topology import AMQP_URL, Platform, drop_database, fresh_database, rss_mb_of_run_dir
 
 POLL_S = 0.5
 BULK_PATH = "/tasks/bulk/"
@@ -228,7 +228,8 @@ def taskhub(
 
 def celery(n: int, clients: int, concurrency: int, idle_s: float, settle_s: float) -> dict[str, float]:
     """One run of n no-op tasks through Celery: `apply_async` from `clients` threads."""
-    backend_url = fresh_database("taskhub_bench_celery")
+    database = f"taskhub_bench_celery{os.getpid()}"
+    backend_url = fresh_database(database)
     queue = f"bench_noop_{os.getpid()}"
     env = {**os.environ, "BENCH_CELERY_BACKEND": "db+" + backend_url, "BENCH_CELERY_QUEUE": queue}
     os.environ.update({"BENCH_CELERY_BACKEND": env["BENCH_CELERY_BACKEND"], "BENCH_CELERY_QUEUE": queue})
@@ -272,6 +273,7 @@ def celery(n: int, clients: int, concurrency: int, idle_s: float, settle_s: floa
         worker.terminate()
         worker.wait(30)
         _delete_queue(queue)
+        drop_database(database)
 
 
 def _wait_for_consumer(queue: str, timeout_s: float = 60) -> None:

@@ -5,6 +5,7 @@ lookahead (slots fire up to 10 s early, the task waits in core for its time) and
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from shared.events.inprocess_bus import InProcessBus
 from shared.migrations import upgrade
 
 from ..stats import percentile
-from ..topology import SECRET, fresh_database
+from ..topology import SECRET, drop_database, fresh_database
 
 SCHEDULES = """
 INSERT INTO periodic_tasks (brand_id, brand_name, created_by_id, created_by_username, task_type, timezone,
@@ -37,7 +38,8 @@ def run(n: int, due: int, lookahead_seconds: float, lead_s: float = 25.0) -> dic
     from shared.background import start_loops
     from shared.config import load_settings
 
-    url = fresh_database("taskhub_bench_scheduling")
+    database = f"taskhub_bench_scheduling{os.getpid()}"
+    url = fresh_database(database)
     env = {
         "JWT_SECRET": SECRET,
         "SCHEDULING_DATABASE_URL": url,
@@ -76,6 +78,7 @@ def run(n: int, due: int, lookahead_seconds: float, lead_s: float = 25.0) -> dic
     engine.dispose()
     for replica in replicas:
         replica.ctx.dispose()
+    drop_database(database)
     delays = [(fired_at - slot).total_seconds() * 1000 for _, fired_at in rows]
     distinct = {schedule_id for schedule_id, _ in rows}
     return {
