@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 from .. import budget, cpu
 from ..observer import Observer
 from ..stats import percentile
-from ..topology import AMQP_URL, Platform, drop_database, fresh_database, rss_mb_of_run_dir
+from ..topology import AMQP_URL, RUN_DIR, Platform, drop_database, fresh_database, rss_mb_of_run_dir
 
 POLL_S = 0.5
 BULK_PATH = "/tasks/bulk/"
@@ -240,7 +240,12 @@ def celery(n: int, clients: int, concurrency: int, idle_s: float, settle_s: floa
     app.backend.ResultSession().close()  # creates the result table, so the poll can count from the start
     command = f"celery -A bench.celery_app worker -c {concurrency} -Q {queue} -l WARNING"
     quiet = "--without-gossip --without-mingle --without-heartbeat"
-    worker = subprocess.Popen([sys.executable, "-m", *command.split(), *quiet.split()], env=env)
+    log = RUN_DIR / "logs" / "celery-worker.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", *command.split(), *quiet.split()], env=env, stdout=output, stderr=output
+        )
     try:
         _wait_for_consumer(queue)
         observer = Observer(
