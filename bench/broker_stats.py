@@ -22,6 +22,7 @@ MANAGEMENT_URL = os.environ.get("BENCH_RABBITMQ_MANAGEMENT_URL", "http://127.0.0
 MANAGEMENT_AUTH = ("guest", "guest")
 STATS_INTERVAL_S = 5.0
 AMQP_PORT = 5672
+DEAD_LETTERS = ".dead"  # the platform parks a queue's poison messages in `<queue>.dead`
 
 # RabbitMQ 3.10 does not count empty basic.get replies (get_empty stays 0); the packets each
 # connection sent to the broker (recv_cnt) show that chatter, and every other command, instead.
@@ -36,7 +37,7 @@ class BrokerReading:
     queues: dict[str, Counts] = field(default_factory=dict)  # queue name -> counter -> total
     channels: dict[str, tuple[str, Counts]] = field(default_factory=dict)  # channel -> (process, counters)
     packets: dict[str, tuple[str, int]] = field(default_factory=dict)  # connection -> (process, packets in)
-    depth: int = 0  # messages ready or unacknowledged in the queues read
+    depth: int = 0  # messages ready or unacknowledged in the queues read, dead letters apart
 
 
 class Management:
@@ -67,7 +68,10 @@ class Management:
             if queue["name"].startswith(prefixes):
                 stats = queue.get("message_stats") or {}
                 reading.queues[queue["name"]] = {c: int(stats.get(c, 0)) for c in QUEUE_COUNTERS}
-                reading.depth += int(queue.get("messages") or 0)
+                if not queue["name"].endswith(DEAD_LETTERS):
+                    # a queue the broker has not measured yet is not known to be empty
+                    messages = queue.get("messages")
+                    reading.depth += 1 if messages is None else int(messages)
         if not owners:
             return reading
         for connection in self._get("connections", "name,peer_port,recv_cnt"):
