@@ -1,4 +1,4 @@
-"""`python -m bench.queues [--messages N] [--batch B] [--prefetch P] [--size BYTES] [--quick]`:
+"""`python -m bench.queues [--messages N] [--batch B] [--prefetch P] [--size BYTES] [--repeats R] [--quick]`:
 RabbitMQ's queue types side by side on this broker, through pika, as the platform uses them:
 persistent messages published with publisher confirms, and consumed with a prefetch and an ack
 per message. For a quorum queue and a durable classic queue (and the classic queue's version 2
@@ -10,8 +10,9 @@ storage, new in 3.10), four phases, each on an empty queue but the consume:
 - consume the backlog: the N messages just published, prefetch P, one ack per message;
 - both at once: a publisher (batches of B) and a consumer in two processes, N messages through.
 
-Each phase prints messages per second and the broker's CPU (beam.smp, every thread) per message.
-Not part of `make bench`: it measures the broker, not the platform. Queues are named
+Each phase prints messages per second and the broker's CPU (beam.smp, every thread) per message,
+the median of `--repeats` runs (the queue types take turns, so a busy moment hits one run, not
+one type). Not part of `make bench`: it measures the broker, not the platform. Queues are named
 `benchq<pid>.*` and deleted afterwards. The broker serves the whole machine: run it quiet."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -211,17 +213,24 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50, help="messages published per confirm wait")
     parser.add_argument("--prefetch", type=int, default=50)
     parser.add_argument("--size", type=int, default=1_000, help="bytes per message (an event is ~1 kB)")
-    parser.add_argument("--quick", action="store_true", help="2,000 messages")
+    parser.add_argument("--repeats", type=int, default=3, help="each figure is the median of the repeats")
+    parser.add_argument("--quick", action="store_true", help="2,000 messages, one repeat")
     args = parser.parse_args()
-    n = 2_000 if args.quick else args.messages
+    n, repeats = (2_000, 1) if args.quick else (args.messages, args.repeats)
     body = b'{"data": "' + b"x" * max(0, args.size - 12) + b'"}'
     print(f"{n} persistent messages of {len(body)} bytes, batches of {args.batch}, prefetch {args.prefetch}")
-    print(f"\n{'queue':12} {'phase':42} {'msg/s':>9} {'broker CPU µs/msg':>18}")
-    for kind, arguments in KINDS.items():
-        for phase in measure(kind, arguments, n, args.batch, args.prefetch, body):
-            print(
-                f"{phase.kind:12} {phase.name:42} {phase.per_second:9.0f} {phase.broker_us_per_message:18.0f}"
-            )
+    runs: dict[str, list[list[Phase]]] = {kind: [] for kind in KINDS}
+    for _ in range(repeats):
+        for kind, arguments in KINDS.items():
+            runs[kind].append(measure(kind, arguments, n, args.batch, args.prefetch, body))
+    print(
+        f"\n{'queue':12} {'phase (median of ' + str(repeats) + ')':42} {'msg/s':>9} {'broker CPU µs/msg':>18}"
+    )
+    for kind, measured in runs.items():
+        for phases in zip(*measured, strict=True):
+            rate = statistics.median(p.per_second for p in phases)
+            broker_us = statistics.median(p.broker_us_per_message for p in phases)
+            print(f"{kind:12} {phases[0].name:42} {rate:9.0f} {broker_us:18.0f}")
 
 
 if __name__ == "__main__":
