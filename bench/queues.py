@@ -10,7 +10,8 @@ storage, new in 3.10), four phases, each on an empty queue but the consume:
 - consume the backlog: the N messages just published, prefetch P, one ack per message;
 - both at once: a publisher (batches of B) and a consumer in two processes, N messages through.
 
-Each phase prints messages per second and the broker's CPU (beam.smp, every thread) per message,
+Each phase prints messages per second, the broker's CPU (beam.smp, every thread) per message and
+the client's (pika in Python: this process and its consumer process),
 the median of `--repeats` runs (the queue types take turns, so a busy moment hits one run, not
 one type). Not part of `make bench`: it measures the broker, not the platform. Queues are named
 `benchq<pid>.*` and deleted afterwards. The broker serves the whole machine: run it quiet."""
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -148,6 +150,7 @@ class Phase:
     messages: int
     seconds: float
     broker_cpu_s: float
+    client_cpu_s: float  # this process and the consumer process it waited for
 
     @property
     def per_second(self) -> float:
@@ -157,11 +160,21 @@ class Phase:
     def broker_us_per_message(self) -> float:
         return self.broker_cpu_s / self.messages * 1e6
 
+    @property
+    def client_us_per_message(self) -> float:
+        return self.client_cpu_s / self.messages * 1e6
+
+
+def _client_cpu() -> float:
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
 
 def timed(kind: str, name: str, messages: int, broker: psutil.Process, work: Callable[[], None]) -> Phase:
-    cpu, start = _cpu(broker), time.perf_counter()
+    cpu, client, start = _cpu(broker), _client_cpu(), time.perf_counter()
     work()
-    return Phase(kind, name, messages, time.perf_counter() - start, _cpu(broker) - cpu)
+    elapsed = time.perf_counter() - start
+    return Phase(kind, name, messages, elapsed, _cpu(broker) - cpu, _client_cpu() - client)
 
 
 def measure(kind: str, arguments: dict, n: int, batch: int, prefetch: int, body: bytes) -> list[Phase]:
@@ -230,7 +243,8 @@ def main() -> None:
         for phases in zip(*measured, strict=True):
             rate = statistics.median(p.per_second for p in phases)
             broker_us = statistics.median(p.broker_us_per_message for p in phases)
-            print(f"{kind:12} {phases[0].name:42} {rate:9.0f} {broker_us:18.0f}")
+            client_us = statistics.median(p.client_us_per_message for p in phases)
+            print(f"{kind:12} {phases[0].name:42} {rate:9.0f} {broker_us:18.0f} {client_us:18.0f}")
 
 
 if __name__ == "__main__":
