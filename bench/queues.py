@@ -236,9 +236,8 @@ def main() -> None:
     for _ in range(repeats):
         for kind, arguments in KINDS.items():
             runs[kind].append(measure(kind, arguments, n, args.batch, args.prefetch, body))
-    print(
-        f"\n{'queue':12} {'phase (median of ' + str(repeats) + ')':42} {'msg/s':>9} {'broker CPU µs/msg':>18}"
-    )
+    phase = f"phase (median of {repeats})"
+    print(f"\n{'queue':12} {phase:42} {'msg/s':>9} {'broker CPU µs/msg':>18} {'client CPU µs/msg':>18}")
     for kind, measured in runs.items():
         for phases in zip(*measured, strict=True):
             rate = statistics.median(p.per_second for p in phases)
