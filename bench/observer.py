@@ -29,7 +29,13 @@ class Counters:
     values: MarkCounters = field(default_factory=dict)
 
     def minus(self, other: Counters) -> MarkCounters:
-        return {k: v - other.values.get(k, 0.0) for k, v in self.values.items()}
+        """What was counted since `other`; a counter kept per object (`what@object`) is summed
+        over the objects, each counting from zero if it is new, and left out if it is gone."""
+        out: MarkCounters = {}
+        for key, value in self.values.items():
+            what = key.split("@", 1)[0]
+            out[what] = out.get(what, 0.0) + value - other.values.get(key, 0.0)
+        return out
 
 
 class Observer:
@@ -62,6 +68,7 @@ class Observer:
         self.broker_available = self.management.available()
         self.counters: dict[str, Counters] = {}
         self.times: dict[str, float] = {}
+        self.pid_owners: dict[int, str] = {}
 
     def __enter__(self) -> Observer:
         self.meter.__enter__()
@@ -81,23 +88,25 @@ class Observer:
         reading = Counters(time.monotonic())
         values = reading.values
         if self.broker_available:
+            # per queue, channel and connection (`@` its name), summed after the difference: one
+            # that closed mid-run drops out of a sum and would make it go down
             broker = self.management.read(self.queue_prefixes, broker_stats.broker_ports(families))
-            for queue_counts in broker.queues.values():
+            for queue, queue_counts in broker.queues.items():
                 for counter, value in queue_counts.items():
-                    values[f"queue {counter}"] = values.get(f"queue {counter}", 0.0) + value
-            for owner, channel_counts in broker.channels.values():
+                    values[f"queue {counter}@{queue}"] = value
+            for channel, (owner, channel_counts) in broker.channels.items():
                 for counter, value in channel_counts.items():
-                    values[f"channel {counter}:{owner}"] = (
-                        values.get(f"channel {counter}:{owner}", 0.0) + value
-                    )
-            for owner, packets in broker.packets.values():
-                values[f"packets:{owner}"] = values.get(f"packets:{owner}", 0.0) + packets
+                    values[f"channel {counter}:{owner}@{channel}"] = value
+            for connection, (owner, packets) in broker.packets.items():
+                values[f"packets:{owner}@{connection}"] = packets
         for name, counts in database_stats.server_counts(ADMIN_URL, self.databases).items():
             for counter, value in counts.items():
                 values[f"{counter}:{name}"] = float(value)
             # this reading's look at the tables is one transaction there, seen by the next reading
             values[f"bench transactions:{name}"] = float(len(self.counters))
-        pids = {p.pid: name for name, members in families.items() for p in members}
+        # a process that exited keeps its name: its statement file stays and still counts
+        self.pid_owners.update({p.pid: name for name, members in families.items() for p in members})
+        pids = self.pid_owners
         by_database = {url.rsplit("/", 1)[1]: name for name, url in self.databases.items()}
         for (owner, database), value in database_stats.statement_counts(self.metrics_dirs, pids).items():
             for key in (f"statements:{by_database.get(database, database)}", f"statements by:{owner}"):
