@@ -8,10 +8,12 @@ from __future__ import annotations
 import sys
 
 from .scenarios import e2e
+from .topology import platform
 
 
 def main(n: int) -> None:
-    figures = e2e.taskhub(n, clients=8, concurrency=4, idle_s=5.0)
+    with platform(concurrency=4) as p:
+        figures = e2e.taskhub(p, n, clients=8, idle_s=5.0, settle_s=11.0)
     print(
         f"{n} tasks: {figures['tasks_per_s']:.2f} tasks/s, submit->completed p50 "
         f"{figures['p50_ms'] / 1000:.1f} s, p99 {figures['p99_ms'] / 1000:.1f} s, "

@@ -10,10 +10,13 @@ the last task was done (`done`), divided by the tasks done."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import requests
 
 from . import broker_stats, cpu, database_stats
 from .topology import ADMIN_URL
@@ -69,13 +72,53 @@ class Observer:
         self.counters: dict[str, Counters] = {}
         self.times: dict[str, float] = {}
         self.pid_owners: dict[int, str] = {}
+        # The broker forgets a channel's figures when it closes (an idle publisher's connection
+        # dropped for missed heartbeats, a reconnect): every object's last figures, read every
+        # stats interval, stand in for it.
+        self._broker_seen: dict[str, float] = {}
+        self._broker_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_broker, name="broker-sampler", daemon=True)
 
     def __enter__(self) -> Observer:
         self.meter.__enter__()
+        if self.broker_available:
+            self._sampler.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._sampler.is_alive():
+            self._sampler.join()
         self.meter.__exit__(*exc)
+
+    def _families(self) -> dict[str, list]:
+        return {name: list(self.meter.groups[name]()) for name in [*self.own, "bench process"]}
+
+    def _sample_broker(self) -> None:
+        while not self._stop.wait(broker_stats.STATS_INTERVAL_S):
+            try:
+                self._read_broker(self._families())
+            except requests.RequestException:
+                continue  # the next reading will do
+
+    def _read_broker(self, families: dict[str, list]) -> dict[str, float]:
+        """Every queue's, channel's and connection's figures (`what@object`), the last seen of
+        those that are gone included."""
+        broker = self.management.read(self.queue_prefixes, broker_stats.broker_ports(families))
+        values: dict[str, float] = {}
+        for queue, queue_counts in broker.queues.items():
+            for counter, value in queue_counts.items():
+                values[f"queue {counter}@{queue}"] = value
+        for channel, (owner, channel_counts) in broker.channels.items():
+            for counter, value in channel_counts.items():
+                values[f"channel {counter}:{owner}@{channel}"] = value
+        for connection, (owner, packets) in broker.packets.items():
+            values[f"packets:{owner}@{connection}"] = packets
+        with self._broker_lock:
+            for key, value in values.items():
+                self._broker_seen[key] = max(value, self._broker_seen.get(key, 0.0))
+            return dict(self._broker_seen)
 
     def mark(self, label: str, counters: bool = False) -> None:
         self.times[label] = time.monotonic()
@@ -84,21 +127,12 @@ class Observer:
             self.counters[label] = self._read_counters()
 
     def _read_counters(self) -> Counters:
-        families = {name: list(self.meter.groups[name]()) for name in [*self.own, "bench process"]}
+        families = self._families()
         reading = Counters(time.monotonic())
         values = reading.values
         if self.broker_available:
-            # per queue, channel and connection (`@` its name), summed after the difference: one
-            # that closed mid-run drops out of a sum and would make it go down
-            broker = self.management.read(self.queue_prefixes, broker_stats.broker_ports(families))
-            for queue, queue_counts in broker.queues.items():
-                for counter, value in queue_counts.items():
-                    values[f"queue {counter}@{queue}"] = value
-            for channel, (owner, channel_counts) in broker.channels.items():
-                for counter, value in channel_counts.items():
-                    values[f"channel {counter}:{owner}@{channel}"] = value
-            for connection, (owner, packets) in broker.packets.items():
-                values[f"packets:{owner}@{connection}"] = packets
+            # per object (`@` its name), summed after the difference (bench.observer.Counters)
+            values.update(self._read_broker(families))
         for name, counts in database_stats.server_counts(ADMIN_URL, self.databases).items():
             for counter, value in counts.items():
                 values[f"{counter}:{name}"] = float(value)
