@@ -90,17 +90,14 @@ class Management:
 
 
 def broker_ports(processes: Mapping[str, Iterable[psutil.Process]]) -> dict[int, str]:
-    """Client ports of the AMQP connections each named group of processes holds."""
-    ports: dict[int, str] = {}
-    for name, members in processes.items():
-        for process in members:
-            try:
-                for conn in process.net_connections(kind="tcp"):
-                    if conn.raddr and conn.raddr.port == AMQP_PORT:
-                        ports[conn.laddr.port] = name
-            except psutil.Error:
-                continue
-    return ports
+    """Client ports of the AMQP connections each named group of processes holds (one pass over
+    the machine's sockets)."""
+    owner = {process.pid: name for name, members in processes.items() for process in members}
+    return {
+        conn.laddr.port: owner[conn.pid]
+        for conn in psutil.net_connections(kind="tcp")
+        if conn.raddr and conn.raddr.port == AMQP_PORT and conn.pid in owner
+    }
 
 
 def wait_until_drained(

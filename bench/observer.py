@@ -93,7 +93,8 @@ class Observer:
         self.meter.__exit__(*exc)
 
     def _families(self) -> dict[str, list]:
-        return {name: list(self.meter.groups[name]()) for name in [*self.own, "bench process"]}
+        members = self.meter.members()
+        return {name: members[name] for name in [*self.own, "bench process"]}
 
     def _sample_broker(self) -> None:
         while not self._stop.wait(broker_stats.STATS_INTERVAL_S):

@@ -249,7 +249,7 @@ def celery(n: int, clients: int, concurrency: int, idle_s: float, settle_s: floa
     try:
         _wait_for_consumer(queue)
         observer = Observer(
-            {"celery worker": lambda: cpu.family(worker.pid)}, {"celery": backend_url}, [queue]
+            {"celery worker": lambda table: table.family(worker.pid)}, {"celery": backend_url}, [queue]
         )
         with observer:
             poll = CountPoll(
