@@ -41,7 +41,7 @@ def named(raw: Mapping[str, float]) -> dict[str, float]:
         out["packets to the broker"] = sum(per_process["packets to the broker"].values())
         for what, owners in per_process.items():
             for owner, value in sorted(owners.items()):
-                if round(value, 3):
+                if value >= 0.005:  # nothing, or the noise of the background subtracted
                     out[f"{what} by {owner}"] = value
     databases = sorted(_by_suffix(raw, "xact_commit"))
     transactions = {
@@ -63,6 +63,6 @@ def named(raw: Mapping[str, float]) -> dict[str, float]:
             f"n_tup_hot_upd:{db}", 0.0
         )
     for owner, value in sorted(_by_suffix(raw, "statements by").items()):
-        if round(value, 3):
+        if value >= 0.005:
             out[f"statements by {owner}"] = value
     return out
