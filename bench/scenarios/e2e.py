@@ -301,9 +301,12 @@ def _wait_for_consumer(queue: str, timeout_s: float = 60) -> None:
 
 
 def _delete_queue(queue: str) -> None:
+    """Celery's queue and the exchange of the same name it declared for it."""
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
-        connection.channel().queue_delete(queue)
+        channel = connection.channel()
+        channel.queue_delete(queue)
+        channel.exchange_delete(queue)
     finally:
         connection.close()
 
