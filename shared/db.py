@@ -76,32 +76,19 @@ def normalize_url(url: str) -> str:
     return url
 
 
-# The bench divides it by the tasks done (statements per task); PostgreSQL cannot count them
-# itself without pg_stat_statements, which needs a restart to load.
-DB_STATEMENTS = Counter(
-    "taskhub_db_statements_total", "SQL statements handed to the driver (an executemany is one)", ["database"]
-)
-
-
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        return _counting_statements(engine)
+        return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_timeout", 5)
     # fail fast when the database is down: 5 s to connect, 15 s per statement
     connect_args = {"connect_timeout": 5, "options": "-c statement_timeout=15000"}
-    return _counting_statements(create_engine(url, connect_args=connect_args, **kwargs))
-
-
-def _counting_statements(engine: Engine) -> Engine:
-    statements = DB_STATEMENTS.labels(engine.url.database or "")
-    event.listen(engine, "before_cursor_execute", lambda *_: statements.inc())
-    return engine
+    return create_engine(url, connect_args=connect_args, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -110,6 +97,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+# Every statement any engine of the process hands to its driver (an executemany once), by
+# database: the bench divides it by the tasks done. PostgreSQL cannot count statements itself
+# without pg_stat_statements, which needs a restart to load.
+DB_STATEMENTS = Counter("taskhub_db_statements_total", "SQL statements sent, by database", ["database"])
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _count_statement(conn: Any, *_: Any) -> None:
+    DB_STATEMENTS.labels(conn.engine.url.database or "").inc()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Any]:
