@@ -188,4 +188,7 @@ class Observer:
         idle = self.idle_rates()
         tail_s = self.counters["settled"].at - self.times["done"]
         run = self._between("run_start", "settled", bench_transactions)
-        return {k: (v - idle.get(k, 0.0) * tail_s) / tasks for k, v in run.items()} if tasks else {}
+        if not tasks:
+            return {}
+        # floored at zero: a small run's count can be below the background estimated for its tail
+        return {k: max(0.0, v - idle.get(k, 0.0) * tail_s) / tasks for k, v in run.items()}
