@@ -17,18 +17,33 @@ from shared.migrations import upgrade
 
 from ..stats import percentile
 from ..topology import SECRET, drop_database, fresh_database
+from .table_load import insert_select
 
-SCHEDULES = """
-INSERT INTO periodic_tasks (brand_id, brand_name, created_by_id, created_by_username, task_type, timezone,
-  is_active, next_planned_at, next_run_at, executions_count, missed_runs_count, misfire_policy,
-  catchup_window_minutes, overlap_policy, jitter_seconds, created_at, updated_at, description, context_data,
-  cron_expression, schedule_config)
-SELECT 9 + g % 20, 'Bench', '1', 'bench', 'example.noop', 'UTC', true,
-  CASE WHEN g <= :due THEN :slot ELSE :far END, CASE WHEN g <= :due THEN :slot ELSE :far END,
-  0, 0, 'run_once', 60, 'allow', 0, now(), now(), 'bench', '{}'::jsonb,
-  CASE WHEN g <= :due THEN '* * * * *' ELSE '0 0 1 1 *' END, '{}'::jsonb
-FROM generate_series(1, :n) AS g
-"""
+DUE = "CASE WHEN g <= :due THEN :slot ELSE :far END"
+# column -> value for schedule number g, the first `due` of them due at :slot
+SCHEDULE_ROWS = {
+    "brand_id": "9 + g % 20",
+    "brand_name": "'Bench'",
+    "created_by_id": "'1'",
+    "created_by_username": "'bench'",
+    "task_type": "'example.noop'",
+    "timezone": "'UTC'",
+    "is_active": "true",
+    "next_planned_at": DUE,
+    "next_run_at": DUE,
+    "executions_count": "0",
+    "missed_runs_count": "0",
+    "misfire_policy": "'run_once'",
+    "catchup_window_minutes": "60",
+    "overlap_policy": "'allow'",
+    "jitter_seconds": "0",
+    "created_at": "now()",
+    "updated_at": "now()",
+    "description": "'bench'",
+    "context_data": "'{}'::jsonb",
+    "cron_expression": "CASE WHEN g <= :due THEN '* * * * *' ELSE '0 0 1 1 *' END",
+    "schedule_config": "'{}'::jsonb",
+}
 
 
 def run(n: int, due: int, lookahead_seconds: float, lead_s: float = 25.0) -> dict[str, float]:
@@ -52,7 +67,8 @@ def run(n: int, due: int, lookahead_seconds: float, lead_s: float = 25.0) -> dic
     slot = (now + timedelta(seconds=lead_s + lookahead_seconds)).replace(microsecond=0)
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text(SCHEDULES), {"n": n, "due": due, "slot": slot, "far": slot + timedelta(days=365)})
+        params = {"n": n, "due": due, "slot": slot, "far": slot + timedelta(days=365)}
+        insert_select(conn, "periodic_tasks", SCHEDULE_ROWS, "FROM generate_series(1, :n) AS g", params)
         conn.execute(text("ANALYZE periodic_tasks"))
     stop = threading.Event()
     threads = [t for r in replicas for t in start_loops(scheduler_loops(r), stop)]
