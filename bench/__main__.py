@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import budget
+from .observer import FULL, QUICK, Waits
 from .report import print_table, write_json
 from .stats import Figure
 from .topology import Platform, platform, rss_mb_of_run_dir
@@ -81,12 +82,11 @@ def ratios(ours: tuple[float, ...], theirs: tuple[float, ...]) -> tuple[float, .
 # End to end (issue 12, 1 and 2) and idle (3)
 
 
-def e2e_sizes(quick: bool) -> tuple[int, int, int, int, float, float]:
-    """tasks, clients, worker slots, repeats, idle seconds before a run, seconds for the counters
-    to settle after it (PostgreSQL publishes an idle backend's figures within 10 s)."""
+def e2e_sizes(quick: bool) -> tuple[int, int, int, int, Waits]:
+    """tasks, clients, worker slots, repeats, and how long each run waits around its work"""
     if quick:
-        return 200, 4, 4, 1, 3.0, 6.0
-    return 10_000, 8, 4, int(os.environ.get("BENCH_REPEATS", "3")), 10.0, 11.0
+        return 200, 4, 4, 1, QUICK
+    return 10_000, 8, 4, int(os.environ.get("BENCH_REPEATS", "3")), FULL
 
 
 CELERY_RUNS: dict[tuple[int, int, int], dict[str, tuple[float, ...]]] = {}
@@ -96,23 +96,21 @@ def celery_runs(quick: bool) -> dict[str, tuple[float, ...]]:
     """Celery's one-by-one runs, measured once per bench run (e2e and bulk compare to them)."""
     from .scenarios import e2e
 
-    n, clients, concurrency, repeats, idle_s, settle_s = e2e_sizes(quick)
+    n, clients, concurrency, repeats, waits = e2e_sizes(quick)
     key = (n, clients, concurrency)
     if key not in CELERY_RUNS:
-        CELERY_RUNS[key] = collect(
-            [e2e.celery(n, clients, concurrency, idle_s, settle_s) for _ in range(repeats)]
-        )
+        CELERY_RUNS[key] = collect([e2e.celery(n, clients, concurrency, waits) for _ in range(repeats)])
     return CELERY_RUNS[key]
 
 
 def bench_e2e(quick: bool, platforms: Platforms) -> list[Figure]:
     from .scenarios import e2e
 
-    n, clients, concurrency, repeats, idle_s, settle_s = e2e_sizes(quick)
+    n, clients, concurrency, repeats, waits = e2e_sizes(quick)
     runs = []
     for _ in range(repeats):
         with platforms.fresh(concurrency=concurrency) as p:
-            runs.append(e2e.taskhub(p, n, clients, idle_s, settle_s))
+            runs.append(e2e.taskhub(p, n, clients, waits))
     ours = collect(runs)
     theirs = celery_runs(quick)
     ratio = ratios(ours["tasks_per_s"], theirs["tasks_per_s"])
@@ -140,12 +138,12 @@ def bench_e2e(quick: bool, platforms: Platforms) -> list[Figure]:
 def bench_bulk(quick: bool, platforms: Platforms) -> list[Figure]:
     from .scenarios import e2e
 
-    n, _, concurrency, repeats, idle_s, settle_s = e2e_sizes(quick)
+    n, _, concurrency, repeats, waits = e2e_sizes(quick)
     batch, clients = (100, 2) if quick else (500, 4)
     runs = []
     for _ in range(repeats):
         with platforms.fresh(concurrency=concurrency) as p:
-            runs.append(e2e.taskhub(p, n, clients, idle_s, settle_s, batch=batch))
+            runs.append(e2e.taskhub(p, n, clients, waits, batch=batch))
     label = f"e2e bulk taskhub noop ({n} tasks, batches of {batch}) throughput"
     if not all(runs):
         return [Figure(label, "t/s", (), f"not available: POST {e2e.BULK_PATH} does not exist")]

@@ -101,16 +101,16 @@ def broker_ports(processes: Mapping[str, Iterable[psutil.Process]]) -> dict[int,
 
 
 def wait_until_drained(
-    management: Management, prefixes: Iterable[str], deadline_s: float, poll_s: float = 1.0
+    management: Management, prefixes: Iterable[str], deadline_s: float, for_s: float, poll_s: float = 1.0
 ) -> bool:
-    """True once the queues hold nothing (ready or unacked) in two readings a stats interval
-    apart, False at the deadline."""
+    """True once the queues have held nothing (ready or unacked) in every reading for `for_s`
+    (a stats interval: a reading may be that old), False at the deadline."""
     deadline = time.monotonic() + deadline_s
     empty_since: float | None = None
     while time.monotonic() < deadline:
         if management.read(prefixes, {}).depth == 0:
             empty_since = empty_since or time.monotonic()
-            if time.monotonic() - empty_since >= STATS_INTERVAL_S:
+            if time.monotonic() - empty_since >= for_s:
                 return True
         else:
             empty_since = None

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import sys
 
+from .observer import FULL
 from .scenarios import e2e
 from .topology import platform
 
 
 def main(n: int) -> None:
     with platform(concurrency=4) as p:
-        figures = e2e.taskhub(p, n, clients=8, idle_s=5.0, settle_s=11.0)
+        figures = e2e.taskhub(p, n, clients=8, waits=FULL)
     print(
         f"{n} tasks: {figures['tasks_per_s']:.2f} tasks/s, submit->completed p50 "
         f"{figures['p50_ms'] / 1000:.1f} s, p99 {figures['p99_ms'] / 1000:.1f} s, "

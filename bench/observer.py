@@ -24,6 +24,22 @@ from .topology import ADMIN_URL
 MarkCounters = dict[str, float]
 
 
+@dataclass(frozen=True)
+class Waits:
+    """How long a run waits around its work: `idle_s` of nothing before it (the background
+    rate), then, once the work is done, until the queues have read empty for `drained_for_s`
+    (the broker's figures lag by its stats interval) and `settle_s` has passed (PostgreSQL
+    publishes an idle backend's figures within 10 s)."""
+
+    idle_s: float
+    settle_s: float
+    drained_for_s: float
+
+
+FULL = Waits(idle_s=10.0, settle_s=database_stats.STATS_DELAY_S, drained_for_s=broker_stats.STATS_INTERVAL_S)
+QUICK = Waits(idle_s=3.0, settle_s=6.0, drained_for_s=0.0)  # the code runs; its figures are not read
+
+
 @dataclass
 class Counters:
     """Everything counted outside the processes at one moment, flattened to `what:who` keys."""
@@ -151,17 +167,17 @@ class Observer:
     def cpu_seconds(self, start: str, end: str) -> dict[str, float]:
         return self.meter.between(start, end)
 
-    def wait_until_settled(
-        self, done: str, deadline_s: float, delay_s: float = database_stats.STATS_DELAY_S
-    ) -> bool:
-        """Until the system's queues are empty and the counters have had `delay_s` to catch up
-        after the mark `done`; then marks `settled`. False when the queues did not empty in time."""
+    def wait_until_settled(self, done: str, deadline_s: float, waits: Waits) -> bool:
+        """Until the system's queues are empty and the counters have caught up after the mark
+        `done` (`waits`); then marks `settled`. False when the queues did not empty in time."""
         drained = (
-            broker_stats.wait_until_drained(self.management, self.queue_prefixes, deadline_s)
+            broker_stats.wait_until_drained(
+                self.management, self.queue_prefixes, deadline_s, waits.drained_for_s
+            )
             if self.broker_available
             else True
         )
-        rest = self.times[done] + delay_s - time.monotonic()
+        rest = self.times[done] + waits.settle_s - time.monotonic()
         if rest > 0:
             time.sleep(rest)
         self.mark("settled", counters=True)

@@ -25,7 +25,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from .. import budget, cpu
-from ..observer import Observer
+from ..observer import Observer, Waits
 from ..stats import percentile
 from ..topology import AMQP_URL, RUN_DIR, Platform, drop_database, fresh_database, rss_mb_of_run_dir
 
@@ -122,15 +122,14 @@ def observed_run(
     observer: Observer,
     submit: Callable[[], dict[str, float]],
     finished: Callable[[], int],
-    idle_s: float,
     deadline_s: float,
-    settle_s: float,
+    waits: Waits,
 ) -> dict[str, float]:
-    """Idle for `idle_s` (the background rate), then submit, then wait until `finished()` reaches
-    the number submitted (or the deadline), then until the queues are empty and the counters
-    have had `settle_s` to catch up."""
+    """Idle a while (the background rate), then submit, then wait until `finished()` reaches the
+    number submitted (or the deadline), then until the queues are empty and the counters have
+    caught up (`waits`)."""
     observer.mark("idle_start", counters=True)
-    time.sleep(idle_s)
+    time.sleep(waits.idle_s)
     observer.mark("idle_end", counters=True)
     observer.mark("run_start", counters=True)
     submitted = submit()
@@ -139,7 +138,7 @@ def observed_run(
     while finished() < len(submitted) and time.monotonic() < deadline:
         time.sleep(POLL_S)
     observer.mark("done")
-    observer.wait_until_settled("done", deadline_s=60, delay_s=settle_s)
+    observer.wait_until_settled("done", deadline_s=60, waits=waits)
     return submitted
 
 
@@ -184,9 +183,7 @@ def figures_of(
 # The two sides
 
 
-def taskhub(
-    p: Platform, n: int, clients: int, idle_s: float, settle_s: float, batch: int | None = None
-) -> dict[str, float]:
+def taskhub(p: Platform, n: int, clients: int, waits: Waits, batch: int | None = None) -> dict[str, float]:
     """One run of n no-op tasks on `p`: single POSTs, or bulk POSTs of `batch`. Only the run's
     own tasks are counted (the topology may have served others before). Empty when the bulk
     endpoint does not exist yet."""
@@ -214,7 +211,7 @@ def taskhub(
             observer,
             since=since,
         )
-        submitted = observed_run(observer, submit, lambda: poll()[0], idle_s, patience_s(n), settle_s)
+        submitted = observed_run(observer, submit, lambda: poll()[0], patience_s(n), waits)
         rows = poll.rows(
             "SELECT task_id, completed_at FROM tasks WHERE created_at >= :since AND status = 'completed'"
         )
@@ -226,7 +223,7 @@ def taskhub(
     return out
 
 
-def celery(n: int, clients: int, concurrency: int, idle_s: float, settle_s: float) -> dict[str, float]:
+def celery(n: int, clients: int, concurrency: int, waits: Waits) -> dict[str, float]:
     """One run of n no-op tasks through Celery: `apply_async` from `clients` threads."""
     database = f"taskhub_bench_celery{os.getpid()}"
     backend_url = fresh_database(database)
@@ -268,7 +265,7 @@ def celery(n: int, clients: int, concurrency: int, idle_s: float, settle_s: floa
                     list(pool.map(send, [n // clients] * clients))
                 return submitted
 
-            submitted = observed_run(observer, submit, lambda: poll()[0], idle_s, patience_s(n), settle_s)
+            submitted = observed_run(observer, submit, lambda: poll()[0], patience_s(n), waits)
             rows = poll.rows("SELECT task_id, date_done FROM celery_taskmeta WHERE status = 'SUCCESS'")
             polls = poll.queries
             poll.close()
