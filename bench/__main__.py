@@ -1,20 +1,50 @@
-"""`python -m bench [--quick] [--only e2e,api,read,memory]`: runs the benchmarks, prints a table
+"""`python -m bench [--quick] [--only memory,idle,e2e,...]`: runs the benchmarks, prints a table
 and writes JSON to bench/results/. Each figure is the median of repeated runs with min and max;
-each comparison is a ratio measured in the same run on the same machine. Targets: DESIGN.md."""
+each comparison is a ratio measured in the same run on the same machine. Targets: DESIGN.md and
+issue 12. A full run brings a fresh topology up for each scenario; a quick run (CI: the code
+paths must not rot, the figures are not read) shares one, since starting it is most of its time."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
+import time
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import budget
+from .observer import FULL, QUICK, Waits
 from .report import print_table, write_json
 from .stats import Figure
+from .topology import Platform, platform, rss_mb_of_run_dir
 
 RESULTS = Path(__file__).parent / "results"
+
+
+class Platforms:
+    """The topology each scenario runs on: a fresh one (full runs), or one for all (quick runs)."""
+
+    def __init__(self, shared: bool):
+        self.shared = shared
+        self._stack = contextlib.ExitStack()
+        self._one: Platform | None = None
+
+    @contextlib.contextmanager
+    def fresh(self, **options: int) -> Iterator[Platform]:
+        if not self.shared:
+            with platform(**options) as p:
+                yield p
+            return
+        if self._one is None:
+            self._one = self._stack.enter_context(platform())
+        yield self._one
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 def collect(runs: list[dict[str, float]]) -> dict[str, tuple[float, ...]]:
@@ -25,17 +55,65 @@ def collect(runs: list[dict[str, float]]) -> dict[str, tuple[float, ...]]:
     return {k: tuple(v) for k, v in merged.items()}
 
 
-def bench_e2e(quick: bool) -> list[Figure]:
+def figures_of(
+    label: str, runs: dict[str, tuple[float, ...]], key: str, unit: str, targets: dict[str, str] | None = None
+) -> list[Figure]:
+    """One figure per `key:<what>` entry of `runs`, named `<label> <what>`; `targets` ("<= 3"),
+    by what, are checked on every run."""
+    out = []
+    for name, values in runs.items():
+        if not name.startswith(key + ":"):
+            continue
+        what = name.split(":", 1)[1]
+        target = (targets or {}).get(what, "")
+        meets = max(values) <= float(target.split()[-1]) if target else None
+        out.append(Figure(f"{label} {what}", unit, values, target, meets))
+    return out
+
+
+def ratios(ours: tuple[float, ...], theirs: tuple[float, ...]) -> tuple[float, ...]:
+    """Run by run when both sides have as many runs, else median over median."""
+    if len(ours) != len(theirs):
+        ours, theirs = (sorted(ours)[len(ours) // 2],), (sorted(theirs)[len(theirs) // 2],)
+    return tuple(a / b if b else 0.0 for a, b in zip(ours, theirs, strict=True))
+
+
+# --------------------------------------------------------------------------------------------
+# End to end (issue 12, 1 and 2) and idle (3)
+
+
+def e2e_sizes(quick: bool) -> tuple[int, int, int, int, Waits]:
+    """tasks, clients, worker slots, repeats, and how long each run waits around its work"""
+    if quick:
+        return 200, 4, 4, 1, QUICK
+    return 10_000, 8, 4, int(os.environ.get("BENCH_REPEATS", "3")), FULL
+
+
+CELERY_RUNS: dict[tuple[int, int, int], dict[str, tuple[float, ...]]] = {}
+
+
+def celery_runs(quick: bool) -> dict[str, tuple[float, ...]]:
+    """Celery's one-by-one runs, measured once per bench run (e2e and bulk compare to them)."""
     from .scenarios import e2e
 
-    n, clients, concurrency, repeats = (
-        (300, 4, 4, 1) if quick else (10_000, 8, 4, int(os.environ.get("BENCH_REPEATS", "3")))
-    )
-    ours = collect([e2e.taskhub(n, clients, concurrency) for _ in range(repeats)])
-    theirs = collect([e2e.celery(n, clients, concurrency) for _ in range(repeats)])
-    ratio = tuple(
-        a / b if b else 0.0 for a, b in zip(ours["tasks_per_s"], theirs["tasks_per_s"], strict=True)
-    )
+    n, clients, concurrency, repeats, waits = e2e_sizes(quick)
+    key = (n, clients, concurrency)
+    if key not in CELERY_RUNS:
+        CELERY_RUNS[key] = collect([e2e.celery(n, clients, concurrency, waits) for _ in range(repeats)])
+    return CELERY_RUNS[key]
+
+
+def bench_e2e(quick: bool, platforms: Platforms) -> list[Figure]:
+    from .scenarios import e2e
+
+    n, clients, concurrency, repeats, waits = e2e_sizes(quick)
+    runs = []
+    for _ in range(repeats):
+        with platforms.fresh(concurrency=concurrency) as p:
+            runs.append(e2e.taskhub(p, n, clients, waits))
+    ours = collect(runs)
+    theirs = celery_runs(quick)
+    ratio = ratios(ours["tasks_per_s"], theirs["tasks_per_s"])
     return [
         Figure(f"e2e taskhub noop ({n} tasks) throughput", "t/s", ours["tasks_per_s"]),
         Figure("e2e taskhub submit->completed p50", "ms", ours["p50_ms"]),
@@ -45,20 +123,107 @@ def bench_e2e(quick: bool) -> list[Figure]:
         Figure("e2e celery submit->done p50", "ms", theirs["p50_ms"]),
         Figure("e2e celery submit->done p99", "ms", theirs["p99_ms"]),
         Figure("e2e ratio taskhub / celery", "x", ratio, ">= 1.0", min(ratio) >= 1.0),
-    ] + [
-        Figure(f"memory under load 1: {k.split(':', 1)[1]}", "MB", v)
-        for k, v in sorted(ours.items())
-        if k.startswith("rss_mb:")
+        *figures_of("e2e taskhub CPU per task:", ours, "cpu_ms", "ms"),
+        *figures_of("e2e celery CPU per task:", theirs, "cpu_ms", "ms"),
+        *figures_of("e2e taskhub per task:", ours, "budget", "n", budget.TARGETS),
+        *figures_of("e2e celery per task:", theirs, "budget", "n"),
+        *[
+            Figure(f"memory under load 1: {k.split(':', 1)[1]}", "MB", v)
+            for k, v in sorted(ours.items())
+            if k.startswith("rss_mb:")
+        ],
     ]
 
 
-def bench_api(quick: bool) -> list[Figure]:
+def bench_bulk(quick: bool, platforms: Platforms) -> list[Figure]:
+    from .scenarios import e2e
+
+    n, _, concurrency, repeats, waits = e2e_sizes(quick)
+    batch, clients = (100, 2) if quick else (500, 4)
+    runs = []
+    for _ in range(repeats):
+        with platforms.fresh(concurrency=concurrency) as p:
+            runs.append(e2e.taskhub(p, n, clients, waits, batch=batch))
+    label = f"e2e bulk taskhub noop ({n} tasks, batches of {batch}) throughput"
+    if not all(runs):
+        return [Figure(label, "t/s", (), f"not available: POST {e2e.BULK_PATH} does not exist")]
+    ours = collect(runs)
+    theirs = celery_runs(quick)
+    ratio = ratios(ours["tasks_per_s"], theirs["tasks_per_s"])
+    return [
+        Figure(label, "t/s", ours["tasks_per_s"]),
+        Figure("e2e bulk taskhub submit->completed p50", "ms", ours["p50_ms"]),
+        Figure("e2e bulk taskhub submit->completed p99", "ms", ours["p99_ms"]),
+        Figure("e2e bulk taskhub tasks not completed", "n", ours["missing"], "0", max(ours["missing"]) == 0),
+        Figure(f"e2e celery noop ({n} tasks, one by one) throughput", "t/s", theirs["tasks_per_s"]),
+        Figure("e2e ratio taskhub bulk / celery one by one", "x", ratio, ">= 2.0", min(ratio) >= 2.0),
+        *figures_of("e2e bulk taskhub CPU per task:", ours, "cpu_ms", "ms"),
+        *figures_of("e2e bulk taskhub per task:", ours, "budget", "n", budget.TARGETS),
+    ]
+
+
+def bench_idle(quick: bool, platforms: Platforms) -> list[Figure]:
+    from .scenarios import idle
+
+    seconds, warmup_s = (10.0, 3.0) if quick else (60.0, 5.0)
+    with platforms.fresh() as p:
+        r = collect([idle.run(p, seconds, warmup_s)])
+    total = r.pop("cpu_pct:system total")
+    return [
+        Figure(f"idle CPU over {seconds:.0f} s: our processes together", "%", total, "< 3 %", max(total) < 3),
+        *figures_of(f"idle CPU over {seconds:.0f} s:", r, "cpu_pct", "%"),
+        *figures_of("idle per second:", r, "per_s", "/s"),
+    ]
+
+
+def bench_convergence(quick: bool, platforms: Platforms) -> list[Figure]:
+    from .scenarios import convergence
+
+    figures = []
+    for rate, seconds, drain_s in ((100, 2, 30), (200, 1, 30)) if quick else ((100, 60, 180), (200, 30, 600)):
+        with platforms.fresh(concurrency=8) as p:
+            r = convergence.run(p, rate, seconds, drain_s)
+        label = f"convergence {rate} t/s for {seconds} s ({r['tasks']:.0f} tasks)"
+        figures += [
+            Figure(f"{label}: completed->in filters p50", "ms", (r["p50_ms"],)),
+            Figure(
+                f"{label}: completed->in filters p99",
+                "ms",
+                (r["p99_ms"],),
+                "< 500 ms" if rate == 100 else "",
+                r["p99_ms"] < 500 if rate == 100 else None,
+            ),
+            Figure(f"{label}: slowest", "ms", (r["max_ms"],)),
+            Figure(
+                f"{label}: never converged ({drain_s} s)",
+                "n",
+                (r["never_converged"],),
+                "0",
+                r["never_converged"] == 0,
+            ),
+            Figure(f"{label}: drained after last POST", "s", (r["drain_s"],)),
+            Figure(f"{label}: failed POSTs", "n", (r["submit_errors"],), "0", r["submit_errors"] == 0),
+        ]
+    return figures
+
+
+# --------------------------------------------------------------------------------------------
+# The rest of DESIGN.md's figures
+
+
+def bench_memory(quick: bool, platforms: Platforms) -> list[Figure]:
+    with platforms.fresh() as p:
+        time.sleep(3)
+        rest = rss_mb_of_run_dir(p.run_dir)
+    return [Figure(f"memory at rest: {name}", "MB", (mb,)) for name, mb in sorted(rest.items())]
+
+
+def bench_api(quick: bool, platforms: Platforms) -> list[Figure]:
     from .scenarios import api
-    from .topology import platform
 
     rates = [25, 50] if quick else [50, 100, 200, 300, 400, 600, 800, 1200]
     seconds, repeats = (2, 1) if quick else (10, int(os.environ.get("BENCH_REPEATS", "3")))
-    with platform(concurrency=2, web_concurrency=2) as p:
+    with platforms.fresh(concurrency=2, web_concurrency=2) as p:
         runs = collect([api.figures(p, rates, seconds) for _ in range(repeats)])
     return [
         Figure("api trivial JSON peak (nginx+gunicorn)", "rps", runs["trivial_peak_rps"]),
@@ -90,13 +255,12 @@ def bench_api(quick: bool) -> list[Figure]:
     ]
 
 
-def bench_read(quick: bool) -> list[Figure]:
+def bench_read(quick: bool, platforms: Platforms) -> list[Figure]:
     from .scenarios import read_paths
-    from .topology import platform
 
     rows, repeats = (20_000, 10) if quick else (1_000_000, 200)
     figures = []
-    with platform(concurrency=1) as p:
+    with platforms.fresh(concurrency=1) as p:
         read_paths.load_core(p.database_urls["core"], rows)
         queries = dict(read_paths.CORE_QUERIES)
         if importlib.util.find_spec("bench.scenarios.monitoring_load") and "monitoring" in p.database_urls:
@@ -113,50 +277,13 @@ def bench_read(quick: bool) -> list[Figure]:
     return figures
 
 
-def bench_convergence(quick: bool) -> list[Figure]:
-    from .scenarios import convergence
-    from .topology import platform
-
-    seconds = 2 if quick else 20
-    with platform(concurrency=8) as p:
-        r = convergence.run(p, rate=200, seconds=seconds, sample_every=10)
-    return [
-        Figure("convergence completed->has_metrics p50 at 200 t/s", "ms", (r["p50_ms"],)),
-        Figure(
-            "convergence completed->has_metrics p99 at 200 t/s",
-            "ms",
-            (r["p99_ms"],),
-            "< 500 ms",
-            r["p99_ms"] < 500,
-        ),
-        Figure(
-            "convergence samples never converged (60 s)",
-            "n",
-            (r["never_converged"],),
-            "0",
-            r["never_converged"] == 0,
-        ),
-    ]
-
-
-def bench_memory(quick: bool) -> list[Figure]:
-    import time
-
-    from .topology import platform, rss_mb_of_run_dir
-
-    with platform() as _:
-        time.sleep(3)
-        rest = rss_mb_of_run_dir()
-    return [Figure(f"memory at rest: {name}", "MB", (mb,)) for name, mb in sorted(rest.items())]
-
-
-def bench_scheduler(quick: bool) -> list[Figure]:
+def bench_scheduler(quick: bool, platforms: Platforms) -> list[Figure]:
     from .scenarios import scheduler
 
-    n, due = (2_000, 200) if quick else (100_000, 10_000)
+    n, due, lead_s = (2_000, 200, 5.0) if quick else (100_000, 10_000, 25.0)
     figures = []
     for lookahead, label in ((10.0, "lookahead 10 s"), (0.0, "no lookahead")):
-        r = scheduler.run(n, due, lookahead)
+        r = scheduler.run(n, due, lookahead, lead_s)
         figures += [
             Figure(f"scheduler fire delay p50 ({due}/{n} due, {label})", "ms", (r["p50_ms"],)),
             Figure(
@@ -172,13 +299,17 @@ def bench_scheduler(quick: bool) -> list[Figure]:
     return figures
 
 
+# In this order, so that a shared (quick) topology is measured at rest and idle before any load,
+# and the read scenario's bulk-loaded rows come last.
 BENCHES = {
+    "memory": bench_memory,
+    "idle": bench_idle,
+    "e2e": bench_e2e,
+    "bulk": bench_bulk,
+    "convergence": bench_convergence,
+    "api": bench_api,
     "read": bench_read,
     "scheduler": bench_scheduler,
-    "api": bench_api,
-    "e2e": bench_e2e,
-    "convergence": bench_convergence,
-    "memory": bench_memory,
 }
 
 
@@ -188,12 +319,21 @@ def main() -> None:
     parser.add_argument("--only", help="comma list of " + ",".join(BENCHES))
     args = parser.parse_args()
     chosen = args.only.split(",") if args.only else list(BENCHES)
+    unknown = [name for name in chosen if name not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHES)}")
     figures: list[Figure] = []
-    for name in chosen:
-        print(f"== {name}", flush=True)
-        measured = BENCHES[name](args.quick)
-        print_table(measured)  # as it comes: a long run interrupted still leaves its figures
-        figures.extend(measured)
+    platforms = Platforms(shared=args.quick)
+    try:
+        for name in chosen:
+            print(f"== {name}", flush=True)
+            started = time.monotonic()
+            measured = BENCHES[name](args.quick, platforms)
+            print_table(measured)  # as it comes: a long run interrupted still leaves its figures
+            print(f"== {name}: {time.monotonic() - started:.0f} s", flush=True)
+            figures.extend(measured)
+    finally:
+        platforms.close()
     print_table(figures)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     write_json(figures, RESULTS / f"{'quick' if args.quick else 'full'}-{stamp}.json", args.quick)

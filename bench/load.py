@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -30,6 +30,31 @@ class LoadResult:
         return sum(self.statuses.values()) / self.duration_s if self.duration_s else 0.0
 
 
+async def at_constant_rate(
+    rate: float, duration_s: float, one: Callable[[int, float], Awaitable[None]], max_in_flight: int
+) -> int:
+    """Starts `one(index, due)` at each due time of a constant arrival rate, whatever the earlier
+    ones are doing, and waits for all; returns how many could not start on time (more than
+    `max_in_flight` still running: the generator, not the server, would then set the pace)."""
+    start = time.perf_counter()
+    in_flight: set[asyncio.Task[None]] = set()
+    dropped = 0
+    for index in range(int(rate * duration_s)):
+        due = start + index / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if len(in_flight) >= max_in_flight:
+            dropped += 1
+            continue
+        task = asyncio.create_task(one(index, due))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    if in_flight:
+        await asyncio.wait(in_flight)
+    return dropped
+
+
 async def _run(
     url: str,
     method: str,
@@ -43,9 +68,6 @@ async def _run(
     connector = aiohttp.TCPConnector(limit=max_in_flight)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
-        start = time.perf_counter()
-        total = int(rate * duration_s)
-        in_flight: set[asyncio.Task[None]] = set()
 
         async def one(index: int, due: float) -> None:
             try:
@@ -57,19 +79,8 @@ async def _run(
                 result.errors += 1
             result.latencies_ms.append((time.perf_counter() - due) * 1000)
 
-        for index in range(total):
-            due = start + index / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if len(in_flight) >= max_in_flight:
-                result.dropped += 1
-                continue
-            task = asyncio.create_task(one(index, due))
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-        if in_flight:
-            await asyncio.wait(in_flight)
+        start = time.perf_counter()
+        result.dropped = await at_constant_rate(rate, duration_s, one, max_in_flight)
         result.duration_s = time.perf_counter() - start
     return result
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile (what a latency SLO means); NaN when there are no values."""
+    """Nearest-rank percentile (what a latency SLO means): the smallest value with at least `pct` %
+    of the values at or below it; NaN when there are no values."""
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
+    # rounded first so that 7 % of 100 is rank 7, not 8 (0.07 * 100 is 7.000000000000001)
+    rank = math.ceil(round(pct * len(ordered) / 100, 9))
+    return ordered[max(1, min(len(ordered), rank)) - 1]
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class Figure:
         return {
             "name": self.name,
             "unit": self.unit,
-            "median": self.median,
+            "median": self.median if self.runs else None,
             "min": min(self.runs) if self.runs else None,
             "max": max(self.runs) if self.runs else None,
             "runs": list(self.runs),

@@ -1,71 +1,129 @@
-"""5. Event convergence: no-op tasks submitted at a constant 200 tasks/s through the gateway;
-for a sample of them, the delay from the task's completion (core's completed_at) to its metrics
-being visible in core (has_metrics on GET /tasks/{id}/, fed by monitoring's metrics.recorded)."""
+"""5. Event convergence, through the public API: no-op tasks submitted at a constant rate through
+the gateway (an open model, bench.load); for every one of them, the time from its completion
+(core's `completed_at`) until core's filters return it: `GET /tasks/?has_metrics=true&
+execution_time__gte=0`, which needs the metrics monitoring recorded for it.
+
+One watcher asks those filters, about ten times a second, for the tasks still unseen, narrowed to
+their creation times (`created_after`/`created_before`, at most 100 of the run's tasks a
+question, the oldest first), and takes the moment an answer arrives as the moment the task became
+visible: an upper bound, late by at most a round (~0.1 s plus a request). Its questions are the
+only load the measurement adds (a few filtered GETs a second); nothing polls each task."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
-import requests
+import aiohttp
 
 from shared.events.envelope import parse_iso
 
+from ..load import at_constant_rate
 from ..stats import percentile
 from ..topology import Platform
 
-POLL_S = 0.02
+ROUND_S = 0.1
+WINDOW = 100  # tasks of the run per question: one page of the list
+MAX_QUESTIONS = 5  # per round; under a backlog the oldest unseen tasks are asked for first
+FILTERS = {"has_metrics": "true", "execution_time__gte": "0", "ordering": "created_at", "page_size": "100"}
 
 
-def _follow(base: str, headers: dict, pk: int, deadline: float) -> float | None:
-    session = requests.Session()
-    completed_at = None
-    while time.monotonic() < deadline:
-        task = session.get(f"{base}/tasks/{pk}/", headers=headers, timeout=10).json()
-        if completed_at is None and task.get("completed_at"):
-            completed_at = parse_iso(task["completed_at"]).timestamp()
-        if completed_at is not None and task.get("has_metrics"):
-            return (time.time() - completed_at) * 1000
-        time.sleep(POLL_S)
-    return None
+@dataclass
+class Watch:
+    created: dict[str, datetime] = field(default_factory=dict)  # task_id -> created_at
+    delays_ms: dict[str, float] = field(default_factory=dict)  # task_id -> seen - completed_at
+    errors: int = 0  # submissions that failed
+    look_errors: int = 0  # questions that failed (counted, asked again next round)
+
+    def unseen(self) -> list[tuple[datetime, str]]:
+        return sorted((at, t) for t, at in self.created.items() if t not in self.delays_ms)
 
 
-def run(p: Platform, rate: float, seconds: float, sample_every: int) -> dict[str, float]:
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _windows(unseen: list[tuple[datetime, str]]) -> list[tuple[datetime, datetime]]:
+    """Creation-time ranges covering the oldest unseen tasks, each holding at most WINDOW of them."""
+    out = []
+    for first in range(0, min(len(unseen), WINDOW * MAX_QUESTIONS), WINDOW):
+        chunk = unseen[first : first + WINDOW]
+        # the API shows milliseconds: the last task may have been created up to 1 ms later
+        out.append((chunk[0][0], chunk[-1][0] + timedelta(microseconds=999)))
+    return out
+
+
+async def _look(
+    session: aiohttp.ClientSession, base: str, watch: Watch, low: datetime, high: datetime
+) -> None:
+    params = {**FILTERS, "created_after": _iso(low), "created_before": _iso(high)}
+    url: str | None = f"{base}/tasks/"
+    while url:
+        async with session.get(url, params=params) as response:
+            body = await response.json()
+            seen = time.time()
+        for task in body["results"]:
+            fresh = task["task_id"] in watch.created and task["task_id"] not in watch.delays_ms
+            if fresh and task.get("completed_at"):
+                watch.delays_ms[task["task_id"]] = (seen - parse_iso(task["completed_at"]).timestamp()) * 1000
+        url, params = body.get("next"), {}  # `next` keeps every other parameter
+
+
+async def _watch(session: aiohttp.ClientSession, base: str, watch: Watch, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        started = time.monotonic()
+        for low, high in _windows(watch.unseen()):
+            try:
+                await _look(session, base, watch, low, high)
+            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError):
+                watch.look_errors += 1
+        await asyncio.sleep(max(0.0, ROUND_S - (time.monotonic() - started)))
+
+
+async def _run(p: Platform, rate: float, seconds: float, drain_s: float) -> tuple[Watch, float, int]:
+    watch = Watch()
     headers = p.headers()
-    delays: list[float] = []
-    lost = 0
-    lock = threading.Lock()
-    submitter = ThreadPoolExecutor(32)
-    followers = ThreadPoolExecutor(64)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
 
-    def submit(index: int) -> None:
-        nonlocal lost
-        response = requests.post(
-            f"{p.base_url}/tasks/", json={"task_type": "example.noop"}, headers=headers, timeout=30
-        )
-        if index % sample_every == 0 and response.status_code == 201:
-            delay = _follow(p.base_url, headers, response.json()["id"], time.monotonic() + 60)
-            with lock:
-                if delay is None:
-                    lost += 1
-                else:
-                    delays.append(delay)
+        async def submit(index: int, due: float) -> None:
+            try:
+                async with session.post(
+                    f"{p.base_url}/tasks/", json={"task_type": "example.noop"}
+                ) as response:
+                    body = await response.json()
+                if response.status != 201:
+                    raise RuntimeError(response.status)
+                watch.created[body["task_id"]] = parse_iso(body["created_at"])
+            except Exception:
+                watch.errors += 1
 
-    start = time.monotonic()
-    futures = []
-    for index in range(int(rate * seconds)):
-        due = start + index / rate
-        time.sleep(max(0.0, due - time.monotonic()))
-        pool = followers if index % sample_every == 0 else submitter
-        futures.append(pool.submit(submit, index))
-    for future in futures:
-        future.result()
-    submitter.shutdown()
-    followers.shutdown()
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(_watch(session, p.base_url, watch, stop))
+        dropped = await at_constant_rate(rate, seconds, submit, max_in_flight=512)
+        submitted_at = time.monotonic()
+        while watch.unseen() and time.monotonic() - submitted_at < drain_s:
+            await asyncio.sleep(ROUND_S)
+        drained_after = time.monotonic() - submitted_at
+        stop.set()
+        await watcher
+    return watch, drained_after, dropped
+
+
+def run(p: Platform, rate: float, seconds: float, drain_s: float) -> dict[str, float]:
+    """Submit at `rate` for `seconds`, then wait up to `drain_s` for every task to converge."""
+    p.wait_for_worker()
+    watch, drained_after, dropped = asyncio.run(_run(p, rate, seconds, drain_s))
+    delays = list(watch.delays_ms.values())
     return {
         "p50_ms": percentile(delays, 50),
         "p99_ms": percentile(delays, 99),
-        "samples": len(delays),
-        "never_converged": lost,
+        "max_ms": max(delays, default=float("nan")),
+        "tasks": len(watch.created),
+        "never_converged": len(watch.created) - len(delays),
+        "drain_s": drained_after,
+        "submit_errors": watch.errors + dropped,
+        "watch_errors": watch.look_errors,
     }

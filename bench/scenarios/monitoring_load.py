@@ -1,6 +1,8 @@
 """Bulk-load N metrics records into monitoring's database (as N finished tasks would leave),
 then build its daily roll-up and its histograms the way its migrations 0002 and 0003 do for
-existing rows. One run in 997 is ten times slower than the rest (outliers for the anomalies)."""
+existing rows. One run in 997 is ten times slower than the rest (outliers for the anomalies).
+Their tasks' ids follow the records already there (a quick bench run loads a topology that has
+served other scenarios)."""
 
 from __future__ import annotations
 
@@ -11,19 +13,37 @@ from sqlalchemy import create_engine, text
 from services.monitoring.metrics import histogram
 from shared.config import REPO_ROOT
 
-RECORDS = """
-INSERT INTO metrics_records (brand_id, base_task, task_id, task_type, priority, execution_time_ms, memory_usage_mb,
-  cpu_usage_percent, network_bytes_sent, network_bytes_received, disk_io_bytes, api_calls_count, tokens_used, cost_usd,
-  error_count, warning_count, retry_count, worker_name, queue_wait_time_ms, performance_score, succeeded, attempt,
-  created_at, updated_at)
-SELECT CASE WHEN g % 10 < 8 THEN 9 ELSE 10 + g % 50 END, g, 'task_' || lpad(to_hex(g), 12, '0'),
-  (ARRAY['seo.analysis','seo.export','ai.content','example.noop','example.sleep','report.daily'])[1 + g % 6],
-  (ARRAY['low','normal','normal','high','critical'])[1 + g % 5],
-  CASE WHEN g % 997 = 0 THEN 90000 + g % 9000 ELSE g % 9000 END::float, 32 + g % 512, g % 100, g % 100000, g % 200000, g % 50000, g % 40, g % 4000, (g % 100) / 1000.0,
-  CASE WHEN g % 17 = 0 THEN 1 ELSE 0 END, g % 3, g % 4, 'worker-' || (g % 8), (g % 3000)::float, 5 + g % 5,
-  g % 17 <> 0, 1, now() - ((g % 7776000) || ' seconds')::interval, now() - ((g % 7776000) || ' seconds')::interval
-FROM generate_series(1, :n) AS g
-"""
+from .table_load import insert_select
+
+# column -> value for record number g, after the records already there (table_load fills what a
+# later schema requires)
+RECORD_ROWS = {
+    "brand_id": "CASE WHEN g % 10 < 8 THEN 9 ELSE 10 + g % 50 END",
+    "base_task": "existing.id + g",
+    "task_id": "'task_' || lpad(to_hex(existing.id + g), 12, '0')",
+    "task_type": "(ARRAY['seo.analysis','seo.export','ai.content','example.noop','example.sleep','report.daily'])[1 + g % 6]",
+    "priority": "(ARRAY['low','normal','normal','high','critical'])[1 + g % 5]",
+    "execution_time_ms": "CASE WHEN g % 997 = 0 THEN 90000 + g % 9000 ELSE g % 9000 END::float",
+    "memory_usage_mb": "32 + g % 512",
+    "cpu_usage_percent": "g % 100",
+    "network_bytes_sent": "g % 100000",
+    "network_bytes_received": "g % 200000",
+    "disk_io_bytes": "g % 50000",
+    "api_calls_count": "g % 40",
+    "tokens_used": "g % 4000",
+    "cost_usd": "(g % 100) / 1000.0",
+    "error_count": "CASE WHEN g % 17 = 0 THEN 1 ELSE 0 END",
+    "warning_count": "g % 3",
+    "retry_count": "g % 4",
+    "worker_name": "'worker-' || (g % 8)",
+    "queue_wait_time_ms": "(g % 3000)::float",
+    "performance_score": "5 + g % 5",
+    "succeeded": "g % 17 <> 0",
+    "attempt": "1",
+    "created_at": "now() - ((g % 7776000) || ' seconds')::interval",
+    "updated_at": "now() - ((g % 7776000) || ' seconds')::interval",
+}
+RECORDS_SOURCE = "FROM generate_series(1, :n) AS g, (SELECT coalesce(max(base_task), 0) AS id FROM metrics_records) AS existing"
 
 
 def _rollup_sql() -> str:
@@ -44,7 +64,7 @@ def _rollup_sql() -> str:
 def load(database_url: str, rows: int) -> None:
     engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(RECORDS), {"n": rows})
+        insert_select(conn, "metrics_records", RECORD_ROWS, RECORDS_SOURCE, {"n": rows})
         conn.execute(text("DELETE FROM metrics_daily"))
         conn.execute(text(_rollup_sql()))
         histogram.rebuild(conn)

@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, text
 
 from ..stats import percentile
 from ..topology import Platform
+from .table_load import insert_select
 
 CORE_QUERIES = {
     "tasks default": "/tasks/",
@@ -30,27 +31,49 @@ MONITORING_QUERIES = {
     "monitoring metrics list": "/tasks/monitoring/metrics/?execution_time_ms__gte=2000",
 }
 
-LOAD_TASKS = """
-INSERT INTO tasks (task_id, brand_id, brand_name, created_by_id, created_by_username, task_type, status, priority,
-  priority_rank, queue_name, description, progress_percentage, context_data, retry_count, max_retries,
-  timeout_minutes, created_at, updated_at, attempt, lost_deliveries, has_metrics, is_resumable, is_periodic,
-  execution_time_ms, metrics)
-SELECT 'task_' || lpad(to_hex(g), 12, '0'), CASE WHEN g % 10 < 8 THEN 9 ELSE 10 + g % 50 END, 'Bench', '1', 'bench',
-  (ARRAY['seo.analysis','seo.export','ai.content','example.noop','example.sleep','report.daily'])[1 + g % 6],
-  (ARRAY['completed','completed','completed','completed','failed','pending','running','cancelled','retrying','completed'])[1 + (g / 7) % 10],
-  (ARRAY['low','normal','normal','high','critical'])[1 + g % 5], (ARRAY[0,1,1,2,3])[1 + g % 5],
-  (ARRAY['low','normal','normal','high','critical'])[1 + g % 5], 'task number ' || g, g % 101, '{}'::jsonb, g % 4,
-  3, 60, now() - (g || ' seconds')::interval, now() - (g || ' seconds')::interval, 1, 0, g % 3 = 0, g % 11 = 0,
-  g % 13 = 0, CASE WHEN g % 3 = 0 THEN (g % 9000)::float END,
-  CASE WHEN g % 3 = 0 THEN jsonb_build_object('execution_time_ms', g % 9000, 'memory_usage_mb', 64, 'cost_usd', 0.01) END
-FROM generate_series(1, :n) AS g
-"""
+TYPES = "(ARRAY['seo.analysis','seo.export','ai.content','example.noop','example.sleep','report.daily'])[1 + g % 6]"
+STATUSES = (
+    "(ARRAY['completed','completed','completed','completed','failed','pending','running','cancelled',"
+    "'retrying','completed'])[1 + (g / 7) % 10]"
+)
+PRIORITIES = "(ARRAY['low','normal','normal','high','critical'])[1 + g % 5]"
+# column -> value for task number g (bench.scenarios.table_load fills what a later schema requires)
+TASK_ROWS = {
+    "task_id": "'task_' || lpad(to_hex(g), 12, '0')",
+    "brand_id": "CASE WHEN g % 10 < 8 THEN 9 ELSE 10 + g % 50 END",
+    "brand_name": "'Bench'",
+    "created_by_id": "'1'",
+    "created_by_username": "'bench'",
+    "task_type": TYPES,
+    "status": STATUSES,
+    "priority": PRIORITIES,
+    "priority_rank": "(ARRAY[0,1,1,2,3])[1 + g % 5]",
+    "queue_name": PRIORITIES,
+    "description": "'task number ' || g",
+    "progress_percentage": "g % 101",
+    "context_data": "'{}'::jsonb",
+    "retry_count": "g % 4",
+    "max_retries": "3",
+    "timeout_minutes": "60",
+    "created_at": "now() - (g || ' seconds')::interval",
+    "updated_at": "now() - (g || ' seconds')::interval",
+    "attempt": "1",
+    "lost_deliveries": "0",
+    "has_metrics": "g % 3 = 0",
+    "is_resumable": "g % 11 = 0",
+    "is_periodic": "g % 13 = 0",
+    "execution_time_ms": "CASE WHEN g % 3 = 0 THEN (g % 9000)::float END",
+    "metrics": (
+        "CASE WHEN g % 3 = 0 THEN jsonb_build_object('execution_time_ms', g % 9000, 'memory_usage_mb', 64, "
+        "'cost_usd', 0.01) END"
+    ),
+}
 
 
 def load_core(database_url: str, rows: int) -> None:
     engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(LOAD_TASKS), {"n": rows})
+        insert_select(conn, "tasks", TASK_ROWS, "FROM generate_series(1, :n) AS g", {"n": rows})
         conn.execute(text("VACUUM ANALYZE tasks"))
     engine.dispose()
 
