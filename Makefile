@@ -50,7 +50,7 @@ token: install ## mint a development token: make token BRAND=9 ROLE=admin
 	@$(PY) -m shared.dev_token --brand $(BRAND) --role $(ROLE)
 
 test: install ## unit and integration tests (real PostgreSQL and RabbitMQ from the environment)
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter true,$(CI)),,-m "not broker_outage")
 
 test-unit: install ## only what needs no server
 	TEST_DATABASE_ADMIN_URL= TEST_AMQP_URL= $(PY) -m pytest -m "not integration"
