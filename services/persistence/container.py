@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Any
 
 from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.background import Loop, every
+from shared.background import Loop
 from shared.config import Settings, env_float, env_int
 from shared.events.bus import EventBus
 from shared.events.inbox_consumer import InboxConsumer
 from shared.service_context import ServiceContext, make_bus
 from shared.unit_of_work import UnitOfWork
 
-from .jobs import service as jobs
-from .jobs.schemas import AutoResumeSchema
+from . import read_model
+from .jobs.auto_resume_loop import AutoResumeLoop
+from .jobs.lifecycle import AUTO_RESUME_SIGNAL
 from .models import Base
-from .read_model import read_model_handlers
 
 
 @dataclass
 class PersistenceContainer:
     ctx: ServiceContext
-    auto_resume_seconds: float  # 0: no periodic auto-resume
+    auto_resume_seconds: float  # how long a job stays stopped by accident before it is resumed; 0: never
     auto_resume_max_per_job: int
 
     @property
@@ -38,21 +41,39 @@ class PersistenceContainer:
         return self.ctx.uow()
 
     def consumers(self) -> list[InboxConsumer]:
-        return [self.ctx.inbox_consumer("persistence", read_model_handlers())]
+        """core's task events: task.created and task.deleted of every task, a batch at a time;
+        the others of persistent tasks only (read_model.py)."""
+        consumer = self.ctx.inbox_consumer(
+            "persistence",
+            read_model.event_handlers(),
+            batch_handlers=read_model.batch_handlers(),
+            filtered=read_model.FILTERED,
+        )
+        return [consumer]
+
+    @cached_property
+    def auto_resumer(self) -> AutoResumeLoop:
+        return AutoResumeLoop(
+            self.uow,
+            self.session_factory,
+            self.ctx.wakeups.signal(AUTO_RESUME_SIGNAL),
+            self.auto_resume_seconds,
+            self.auto_resume_max_per_job,
+        )
 
     def background_loops(self) -> list[Loop]:
+        """The relay and the wake-up listener, the consumer, and the auto-resume loop."""
         loops = self.ctx.messaging_loops()
         for consumer in self.consumers():
             subscription = consumer.subscription(self.bus, f"persistence.{consumer.name}")
             loops.append(Loop(f"persistence.consumer.{consumer.name}", subscription.run))
         if self.auto_resume_seconds > 0:
-            loops.append(every("persistence.auto-resume", self.auto_resume_seconds, self.auto_resume))
+            loops.append(Loop("persistence.auto-resume", self.auto_resumer.run))
         return loops
 
-    def auto_resume(self) -> dict:
-        """The periodic pass: every brand, the default criteria of POST auto-resume/."""
-        options = AutoResumeSchema().load({"max_jobs": 100})
-        return jobs.auto_resume(self.uow, None, options, self.auto_resume_max_per_job)
+    def auto_resume(self, now: datetime | None = None) -> dict[str, Any]:
+        """One pass of the auto-resume loop: every brand, the jobs due at `now`."""
+        return self.auto_resumer.resume_due(now)
 
 
 def bootstrap(settings: Settings, bus: EventBus | None = None) -> PersistenceContainer:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from shared import task_states as ts
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -20,25 +21,40 @@ STATUSES = (PENDING, RUNNING, PAUSED, INTERRUPTED, COMPLETED, FAILED, CANCELLED)
 FINISHED = frozenset({COMPLETED, FAILED, CANCELLED})
 # a job in one of these states may run again (resume, restart) ...
 STOPPED = (PAUSED, FAILED, CANCELLED, INTERRUPTED)
-# ... unless core is already running its task again (a lost worker's task is re-dispatched by core)
-TASK_ACTIVE = frozenset({"pending", "retrying", "running"})
+# ... unless core is already running its task again (a lost worker's task is re-dispatched by
+# core). A paused job is the exception: core holds a paused task until the job is resumed, and
+# applies job.paused before the job.resumed that follows it, even when its task.updated saying
+# "paused" has not reached this service yet.
+TASK_ACTIVE = frozenset({ts.PENDING, ts.RETRYING, ts.RUNNING})
+# stopped by accident: what auto-resume picks up (paused and cancelled jobs were stopped on purpose)
+ACCIDENTS = (FAILED, INTERRUPTED)
 
 TASK_TO_JOB = {
-    "pending": PENDING,
-    "retrying": PENDING,
-    "running": RUNNING,
-    "paused": PAUSED,
-    "completed": COMPLETED,
-    "failed": FAILED,
-    "cancelled": CANCELLED,
+    ts.PENDING: PENDING,
+    ts.RETRYING: PENDING,
+    ts.RUNNING: RUNNING,
+    ts.PAUSED: PAUSED,
+    ts.COMPLETED: COMPLETED,
+    ts.FAILED: FAILED,
+    ts.CANCELLED: CANCELLED,
 }
 
-PRIORITIES = ("low", "normal", "high", "critical")
-PRIORITY_RANK = {p: rank for rank, p in enumerate(PRIORITIES)}
+PRIORITIES = ts.PRIORITIES
+PRIORITY_RANK = ts.PRIORITY_RANK
+
+# the wake-up of persistence's auto-resume loop (shared/wakeups.py): a job was stopped by accident
+AUTO_RESUME_SIGNAL = "auto_resume"
 
 
 def is_stopped(job: PersistentJob) -> bool:
-    return job.status in STOPPED and job.base_task.status not in TASK_ACTIVE
+    return job.status in STOPPED and (job.status == PAUSED or job.base_task.status not in TASK_ACTIVE)
+
+
+def stopped_clause() -> ColumnElement[bool]:
+    """`is_stopped` in SQL (the caller joins TaskRef)."""
+    return PersistentJob.status.in_(STOPPED) & or_(
+        PersistentJob.status == PAUSED, TaskRef.status.not_in(TASK_ACTIVE)
+    )
 
 
 def recovery_points(job: PersistentJob) -> Any:
@@ -54,13 +70,18 @@ def newest_recovery_point(uow: UnitOfWork, job: PersistentJob) -> Checkpoint | N
 
 
 def event_data(job: PersistentJob, **extra: Any) -> dict[str, Any]:
+    """`extra` may override the job's own fields (a deleted job's status: "deleted")."""
+    return job_event(job.id, job.base_task_id, job.base_task.task_id, job.status, job.can_resume) | extra
+
+
+def job_event(job_id: int, base_task: int, task_id: str, status: str, can_resume: bool) -> dict[str, Any]:
+    """The data every job.* event carries."""
     return {
-        "job_id": job.id,
-        "base_task": job.base_task_id,
-        "task_id": job.base_task.task_id,
-        "status": job.status,
-        "can_resume": job.can_resume,
-        **extra,
+        "job_id": job_id,
+        "base_task": base_task,
+        "task_id": task_id,
+        "status": status,
+        "can_resume": can_resume,
     }
 
 
@@ -89,6 +110,8 @@ def settle(uow: UnitOfWork, job: PersistentJob, status: str | None = None, *, an
         job.updated_at = now
         if announce:
             emit(uow, "job.updated", job)
+    if job.status in ACCIDENTS and job.can_resume:
+        uow.wake(AUTO_RESUME_SIGNAL)  # it may be due for an automatic resume
     return changed
 
 
@@ -110,34 +133,41 @@ def job_for_task(uow: UnitOfWork, task_pk: int, *, lock: bool = True) -> Persist
     return uow.session.scalars(stmt.with_for_update(of=PersistentJob) if lock else stmt).first()
 
 
+def new_job(
+    brand_id: int, base_task_id: int, task_status: str, attempt: int, now: datetime, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """The columns of a new job for a task in `task_status` (an ORM object or a row of a
+    set-based insert are made from the same values)."""
+    status = TASK_TO_JOB.get(task_status, PENDING)
+    return {
+        "brand_id": brand_id,
+        "base_task_id": base_task_id,
+        "status": status,
+        "job_data": fields.get("job_data") or {},
+        "current_step": fields.get("current_step"),
+        "total_steps": fields.get("total_steps"),
+        "completed_steps": fields.get("completed_steps") or 0,
+        "progress_percentage": float(fields.get("progress_percentage") or 0.0),
+        "can_resume": False,
+        "checkpoints_count": 0,
+        "attempt": attempt,
+        "resume_count": 0,
+        "auto_resume_count": 0,
+        "restart_count": 0,
+        "interruptions_count": 0,
+        "started_at": now if status == RUNNING else None,
+        "finished_at": now if status in FINISHED else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def create_job(uow: UnitOfWork, ref: TaskRef, fields: dict[str, Any] | None = None) -> PersistentJob:
     """A job for `ref` (the caller checked there is none). A concurrent creator of the same job
     makes the flush raise IntegrityError: the caller's transaction is retried (or redelivered)."""
-    fields = fields or {}
-    now = utcnow()
-    job = PersistentJob(
-        brand_id=ref.brand_id,
-        base_task=ref,
-        status=TASK_TO_JOB.get(ref.status, PENDING),
-        job_data=fields.get("job_data") or {},
-        current_step=fields.get("current_step"),
-        total_steps=fields.get("total_steps"),
-        completed_steps=fields.get("completed_steps") or 0,
-        progress_percentage=float(fields.get("progress_percentage") or 0.0),
-        can_resume=False,
-        checkpoints_count=0,
-        attempt=ref.attempt,
-        resume_count=0,
-        auto_resume_count=0,
-        restart_count=0,
-        interruptions_count=0,
-        created_at=now,
-        updated_at=now,
-    )
-    if job.status == RUNNING:
-        job.started_at = now
-    if job.status in FINISHED:
-        job.finished_at = now
+    values = new_job(ref.brand_id, ref.id, ref.status, ref.attempt, utcnow(), fields or {})
+    job = PersistentJob(**values)
+    job.base_task = ref
     uow.session.add(job)
     uow.session.flush()
     emit(uow, "job.created", job)

@@ -72,9 +72,8 @@ def resumable(session: Session, brand_id: int, args: dict[str, Any], limit: int 
         .join(TaskRef, TaskRef.id == PersistentJob.base_task_id)
         .where(
             PersistentJob.brand_id == brand_id,
-            PersistentJob.status.in_(lc.STOPPED),
+            lc.stopped_clause(),
             PersistentJob.can_resume.is_(True),
-            TaskRef.status.not_in(lc.TASK_ACTIVE),
         )
     )
     if args.get("priority"):

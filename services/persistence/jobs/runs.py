@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from shared import task_states as ts
 from shared.errors import field_error
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
@@ -42,7 +43,7 @@ def _task_ref(uow: UnitOfWork, brand_id: int, body: dict[str, Any]) -> TaskRef:
             brand_id=brand_id,
             task_id=body["task_id"],
             task_type=body["task_type"],
-            status="pending",
+            status=ts.PENDING,
             priority="normal",
             attempt=0,
             updated_at=utcnow(),
@@ -58,12 +59,11 @@ def _start_run(uow: UnitOfWork, brand_id: int, body: dict[str, Any]) -> dict[str
     attempt, resume = body["attempt"], body.get("resume")
     if attempt < max(job.attempt, ref.attempt):
         return _answer(job, CANCEL)  # a stale attempt: a newer one exists
-    if ref.status == "cancelled" or job.status in (lc.CANCELLED, lc.COMPLETED):
+    if _cancelled(ref, attempt) or job.status in (lc.CANCELLED, lc.COMPLETED):
         return _answer(job, CANCEL)  # nothing left to run (a late or repeated delivery)
     if job.pause_requested_at is not None or job.status == lc.PAUSED:
-        _pause(uow, job, ref, checkpoint=None)
+        _pause(uow, job, checkpoint=None)
         return _answer(job, PAUSE)
-    now = utcnow()
     checkpoint = _resume_point(uow, job, resume)
     data = None
     if checkpoint is not None:
@@ -71,8 +71,6 @@ def _start_run(uow: UnitOfWork, brand_id: int, body: dict[str, Any]) -> dict[str
             data = codec.verified(checkpoint.payload, checkpoint.is_compressed, checkpoint.checksum)
         except codec.CorruptedCheckpoint:
             raise codec.corrupted_error(checkpoint.id) from None
-    if attempt >= ref.attempt:
-        ref.attempt, ref.status, ref.updated_at = attempt, "running", now
     lc.begin_attempt(job, attempt)
     lc.settle(uow, job, lc.RUNNING)
     return _answer(
@@ -82,6 +80,13 @@ def _start_run(uow: UnitOfWork, brand_id: int, body: dict[str, Any]) -> dict[str
         if checkpoint is None
         else {"checkpoint_id": checkpoint.id, "step_name": checkpoint.step_name, "checkpoint_data": data},
     )
+
+
+def _cancelled(ref: TaskRef, attempt: int) -> bool:
+    """Core cancelled the task at this attempt or a later one. A newer attempt runs because core
+    ran the task again after the cancel (a resumed or restarted job), which this service may
+    not have heard of yet."""
+    return ref.status == ts.CANCELLED and attempt <= ref.attempt
 
 
 def _resume_point(uow: UnitOfWork, job: PersistentJob, resume: dict[str, Any] | None) -> Checkpoint | None:
@@ -103,25 +108,22 @@ def _answer(job: PersistentJob, control: str, resume_from: dict[str, Any] | None
     return {"job_id": job.id, "status": job.status, "control": control, "resume_from": resume_from}
 
 
-def _pause(uow: UnitOfWork, job: PersistentJob, ref: TaskRef, checkpoint: Checkpoint | None) -> None:
-    """The handler stops here: the job is paused and core holds its task."""
+def _pause(uow: UnitOfWork, job: PersistentJob, checkpoint: Checkpoint | None) -> None:
+    """The handler stops here: the job is paused, and core pauses its task on job.paused."""
     if job.status == lc.PAUSED:
         return
-    now = utcnow()
     job.pause_requested_at = None
-    job.paused_at = now
-    ref.status, ref.updated_at = "paused", now
+    job.paused_at = utcnow()
     lc.settle(uow, job, lc.PAUSED, announce=False)
     newest = checkpoint or lc.newest_recovery_point(uow, job)
     lc.emit(uow, "job.paused", job, checkpoint_id=newest.id if newest else None)
 
 
 def control_at_checkpoint(uow: UnitOfWork, job: PersistentJob, checkpoint: Checkpoint) -> str:
-    ref = job.base_task
-    if ref.status == "cancelled" or job.status == lc.CANCELLED:
+    if _cancelled(job.base_task, job.attempt) or job.status == lc.CANCELLED:
         return CANCEL
     if job.status == lc.PAUSED or job.pause_requested_at is not None:
-        _pause(uow, job, ref, checkpoint)
+        _pause(uow, job, checkpoint)
         return PAUSE
     return CONTINUE
 

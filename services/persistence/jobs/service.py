@@ -7,10 +7,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from shared.errors import ApiError, conflict, field_error, not_found
@@ -108,8 +108,7 @@ def resume_job(
             raise _not_resumable(job, "This job has no recovery point to resume from; restart it instead.")
     _verify(checkpoint)
     now = utcnow()
-    ref = job.base_task
-    priority = lc.boosted(ref.priority, options.get("priority_boost") or 0)
+    priority = lc.boosted(job.base_task.priority, options.get("priority_boost") or 0)
     job.resume_checkpoint_id = checkpoint.id
     job.resume_from_step = checkpoint.step_name
     job.resumed_at = now
@@ -118,7 +117,7 @@ def resume_job(
     job.auto_resume_count += 1 if auto else 0
     if options.get("reset_current_step"):
         job.current_step = checkpoint.step_name
-    ref.status, ref.priority, ref.updated_at = "pending", priority, now
+    # core puts the task back to pending (and raises its priority) on job.resumed
     lc.settle(uow, job, lc.PENDING, announce=False)
     lc.emit(
         uow,
@@ -202,8 +201,7 @@ def restart_job(uow: UnitOfWork, brand_id: int, pk: int, options: dict[str, Any]
     job.pause_requested_at = None
     job.restart_count += 1
     job.started_at = None
-    job.base_task.status, job.base_task.updated_at = "pending", now
-    lc.settle(uow, job, lc.PENDING, announce=False)
+    lc.settle(uow, job, lc.PENDING, announce=False)  # core re-runs the task on job.restarted
     lc.emit(
         uow,
         "job.restarted",
@@ -230,28 +228,30 @@ def auto_resume(
     brand_id: int | None,
     options: dict[str, Any],
     max_per_job: int,
+    *,
+    stopped_before: datetime | None = None,
+    refused: set[int] | None = None,
 ) -> dict[str, Any]:
     """Resume the best jobs stopped by accident: failed or interrupted (never paused or cancelled:
     those were stopped on purpose), resumable, whose task core is not already running again, at
     most `max_per_job` automatic resumes each (a handler that always fails must not loop).
     Highest priority first, then the most advanced. Each resume is its own transaction, so one
-    refusal (a corrupted checkpoint) does not undo the others."""
+    refusal (a corrupted checkpoint) does not undo the others. `stopped_before`: only jobs
+    stopped by then (the loop's delay); `refused` collects the jobs whose resume was refused."""
     since = utcnow() - timedelta(hours=options["max_interruption_hours"])
     threshold = lc.PRIORITY_RANK[options["priority_threshold"]]
     with uow_factory() as uow:
         stmt = (
             select(PersistentJob)
             .join(TaskRef, TaskRef.id == PersistentJob.base_task_id)
-            .where(
-                PersistentJob.status.in_((lc.FAILED, lc.INTERRUPTED)),
-                PersistentJob.can_resume.is_(True),
-                TaskRef.status.not_in(lc.TASK_ACTIVE),
-            )
+            .where(_accidents())
             .order_by(PersistentJob.progress_percentage.desc(), PersistentJob.id)
             .limit(500)
         )
         if brand_id is not None:
             stmt = stmt.where(PersistentJob.brand_id == brand_id)
+        if stopped_before is not None:
+            stmt = stmt.where(PersistentJob.interrupted_at <= stopped_before)
         jobs = sorted(
             uow.session.scalars(stmt).all(), key=lambda j: -lc.PRIORITY_RANK.get(j.base_task.priority, 1)
         )
@@ -272,10 +272,48 @@ def auto_resume(
                 uow.commit()
         except ApiError as error:
             results.append({"job_id": job_id, "status": "skipped", "reason": error.detail})
+            if refused is not None:
+                refused.add(job_id)
             continue
         resumed += 1
         results.append({"job_id": job_id, "status": "resumed", "message": "Job resumed."})
     return {"resumed_jobs": resumed, "skipped_jobs": len(results) - resumed, "results": results}
+
+
+def _accidents() -> Any:
+    """Jobs stopped by accident, resumable, whose task core is not running again (TaskRef joined)."""
+    return (
+        PersistentJob.status.in_(lc.ACCIDENTS)
+        & PersistentJob.can_resume.is_(True)
+        & TaskRef.status.not_in(lc.TASK_ACTIVE)
+    )
+
+
+def next_auto_resume(
+    session: Session, options: dict[str, Any], max_per_job: int, excluded: set[int]
+) -> datetime | None:
+    """When the newest of the jobs auto-resume would take stopped (None: there is none). The
+    jobs it would skip for good (too old, resumed too often, below the thresholds) and those
+    whose resume was refused (`excluded`) do not count: they are not due, ever."""
+    since = utcnow() - timedelta(hours=options["max_interruption_hours"])
+    low = [
+        p for p, rank in lc.PRIORITY_RANK.items() if rank < lc.PRIORITY_RANK[options["priority_threshold"]]
+    ]
+    stmt = (
+        select(func.min(PersistentJob.interrupted_at))
+        .join(TaskRef, TaskRef.id == PersistentJob.base_task_id)
+        .where(
+            _accidents(),
+            PersistentJob.interrupted_at >= since,
+            PersistentJob.auto_resume_count < max_per_job,
+            PersistentJob.progress_percentage >= options["min_progress_percentage"],
+        )
+    )
+    if low:
+        stmt = stmt.where(TaskRef.priority.not_in(low))
+    if excluded:
+        stmt = stmt.where(PersistentJob.id.not_in(sorted(excluded)))
+    return session.scalar(stmt)
 
 
 def _skip_reason(

@@ -1,6 +1,7 @@
 """persistence fixtures: every API test runs on SQLite (embedded mode) and on real PostgreSQL.
-Core's tasks reach this service as events; `task` feeds one through the consumer, and `published`
-reads what this service wrote to its outbox (what the relay puts on the bus)."""
+Core's tasks reach this service as core's events; `events.task` and `events.core` feed them
+through the consumer, and `published` reads what this service wrote to its outbox (what the relay
+puts on the bus)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,18 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
 
 from services.persistence.app import create_app
 from services.persistence.container import PersistenceContainer, bootstrap
+from shared.events.catalog import (
+    AttemptMetrics,
+    Event,
+    TaskCompleted,
+    TaskCreated,
+    TaskEvent,
+    TaskOutcome,
+    to_data,
+)
 from shared.events.envelope import Envelope
 from shared.events.inprocess_bus import InProcessBus
 from shared.events.outbox_relay import OutboxRelay
@@ -57,51 +66,75 @@ def consumer(container: PersistenceContainer) -> Any:
     return container.consumers()[0]
 
 
+def task_created(pk: int, **fields: Any) -> TaskCreated:
+    """core's task.created of a task as a test needs it (what the test does not care about is
+    filled in)."""
+    values: dict[str, Any] = {
+        "id": pk,
+        "task_id": f"task_{pk:012x}",
+        "task_type": "example.batch",
+        "status": "pending",
+        "priority": "normal",
+        "queue_name": "normal",
+        "brand": DEFAULT_BRAND,
+        "created_by": {"id": "1", "username": "martin"},
+        "created_at": "2026-06-01T12:00:00.000Z",
+        "updated_at": "2026-06-01T12:00:00.000Z",
+        "context_data": {},
+        "max_retries": 3,
+        "timeout_minutes": 60,
+        "persistent": True,
+    }
+    return TaskCreated(**(values | fields))
+
+
 class Events:
-    """Feeds core's and the workers' events to the consumer, and reads what this service put on
-    its bus: the outbox relay publishes to the in-process bus, a spy queue bound to `#` records."""
+    """Feeds core's events to the consumer (built with the catalog's classes, as core builds
+    them), and reads what this service put on its bus: the outbox relay publishes to the
+    in-process bus, a spy queue bound to `#` records."""
 
     def __init__(self, container: PersistenceContainer, consumer: Any) -> None:
         self.container, self.consumer = container, consumer
         self.relay = OutboxRelay(container.ctx.engine, container.ctx.outbox, container.bus, "persistence")
         self.received: list[bytes] = []
+        self.sent = 0
         self.stop = threading.Event()
         spy = container.bus.subscription("test-spy", ["#"], lambda d: self.received.append(d.body))
         self.thread = threading.Thread(target=spy.run, args=(self.stop,), daemon=True)
         self.thread.start()
 
-    def feed(self, event_type: str, brand_id: int | None, producer: str = "core", **data: Any) -> Envelope:
-        envelope = Envelope(event_type=event_type, producer=producer, brand_id=brand_id, data=data)
-        self.consumer.apply(envelope, self.consumer.handlers[event_type])
+    def send(self, event: Event, brand: dict[str, Any] = DEFAULT_BRAND) -> Envelope:
+        envelope = Envelope.of(event, brand["id"])
+        self.consumer.apply([envelope])
         return envelope
 
     def task(self, brand: dict[str, Any] = DEFAULT_BRAND, persistent: bool = True, **fields: Any) -> dict:
-        pk = next(_task_ids)
-        data = {
-            "id": pk,
-            "task_id": f"task_{pk:012x}",
-            "task_type": "example.batch",
-            "status": "pending",
-            "priority": "normal",
-            "persistent": persistent,
-            **fields,
-        }
-        self.feed("task.created", brand["id"], **data)
-        return data
+        created = task_created(fields.pop("id", None) or next(_task_ids), persistent=persistent, **fields)
+        self.send(created, brand)
+        return to_data(created)
 
-    def worker(self, event_type: str, task: dict, brand: dict = DEFAULT_BRAND, **data: Any) -> Envelope:
-        return self.feed(
-            event_type, brand["id"], producer="worker", id=task["id"], task_id=task["task_id"], **data
-        )
+    def core(
+        self, event_type: type[TaskEvent], task: dict, brand: dict = DEFAULT_BRAND, **fields: Any
+    ) -> Envelope:
+        """core's event `event_type` about `task` (an outcome gets the task's summary)."""
+        values: dict[str, Any] = {"id": task["id"], "task_id": task["task_id"]}
+        if issubclass(event_type, TaskOutcome):
+            values |= {
+                "task_type": task.get("task_type", "example.batch"),
+                "priority": task.get("priority", "normal"),
+                "retry_count": 0,
+                "max_retries": 3,
+                "metrics": AttemptMetrics(),
+            }
+        if event_type is TaskCompleted:
+            values["result_data"] = {}
+        return self.send(event_type(**(values | fields)), brand)
 
     def published(self, event_type: str | None = None) -> list[Envelope]:
         """Every event published so far (each checked against its schema in docs/events/)."""
-        while self.relay.publish_pending():
-            pass
-        outbox = self.container.ctx.outbox
-        with self.container.session_factory() as session:
-            total = session.execute(select(func.count()).select_from(outbox)).scalar_one()
-        wait_until(lambda: len(self.received) >= total, 5, message="events reach the spy")
+        while published := self.relay.publish_pending():  # the relay deletes what it published
+            self.sent += published
+        wait_until(lambda: len(self.received) >= self.sent, 5, message="events reach the spy")
         envelopes = []
         for body in list(self.received):
             envelope = Envelope.from_json(body)
@@ -185,4 +218,4 @@ def checkpoint(
     )
 
 
-__all__ = ["SQLITE_ONLY", "Events", "checkpoint", "job_of", "start"]
+__all__ = ["SQLITE_ONLY", "Events", "checkpoint", "job_of", "start", "task_created"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.events.catalog import TaskFailed
 from shared.testing.fixtures import OTHER_BRAND
 
 from .conftest import SQLITE_ONLY, checkpoint, start
@@ -21,7 +22,7 @@ def theirs(client, events, machine):
     state = client.post(
         f"{P}/job-states/", json={"persistent_job": job_id}, headers=machine.for_job(job_id, OTHER_BRAND)
     ).json
-    events.worker("task.failed", task, brand=OTHER_BRAND, attempt=1, error_message="x", will_retry=False)
+    events.core(TaskFailed, task, brand=OTHER_BRAND, attempt=1, error_message="x", will_retry=False)
     return {"task": task, "job": job_id, "checkpoint": saved["id"], "state": state["id"]}
 
 

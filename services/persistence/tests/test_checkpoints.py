@@ -11,6 +11,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from services.persistence.models import Checkpoint
+from shared.events.catalog import TaskDeleted
 from shared.events.envelope import utcnow
 
 from .conftest import SQLITE_ONLY, checkpoint, start
@@ -158,7 +159,7 @@ def test_a_checkpoint_for_an_unknown_job_is_400(client, auth, machine):
 def test_task_deleted_drops_the_job_and_its_checkpoints(client, auth, events, machine):
     task, job_id = running_job(client, machine, events)
     saved = checkpoint(client, machine, job_id, "one", {"n": 1}).json
-    events.feed("task.deleted", 9, id=task["id"], task_id=task["task_id"])
+    events.core(TaskDeleted, task)
     assert (
         client.get(f"/tasks/persistent-jobs/persistent-jobs/{job_id}/", headers=auth.headers()).status_code
         == 404

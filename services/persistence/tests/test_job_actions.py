@@ -9,6 +9,7 @@ from sqlalchemy import update
 
 from services.persistence.container import bootstrap
 from services.persistence.models import PersistentJob
+from shared.events.catalog import TaskCompleted, TaskFailed, TaskUpdated
 from shared.events.envelope import utcnow
 from shared.events.inprocess_bus import InProcessBus
 from shared.testing.fixtures import Auth, make_settings
@@ -24,11 +25,9 @@ def stopped_job(client, machine, events, *, progress=50, priority="normal", how=
     job_id = start(client, machine, task).json["job_id"]
     checkpoint(client, machine, job_id, "half", {"next_item": progress}, progress_percentage=progress)
     if how == "failed":
-        events.worker("task.failed", task, attempt=1, error_message="disk full", will_retry=False)
+        events.core(TaskFailed, task, attempt=1, error_message="disk full", will_retry=False)
     elif how == "interrupted":
-        events.worker(
-            "task.failed", task, attempt=1, error_message="lost", will_retry=False, dead_lettered=True
-        )
+        events.core(TaskFailed, task, attempt=1, error_message="lost", will_retry=False, dead_lettered=True)
     elif how == "paused":
         client.post(f"{JOBS}/{job_id}/pause/", headers=Auth().headers(role="operator"))
         checkpoint(client, machine, job_id, "paused-here", {"next_item": progress})
@@ -75,13 +74,16 @@ class TestAutoResume:
         resumed = {e.data["job_id"]: e.data for e in events.published("job.resumed")}
         assert set(resumed) == {failed, interrupted} and resumed[failed]["automatic"] is True
 
-    def test_the_periodic_loop_resumes_with_a_bound_per_job(self, client, auth, events, machine, container):
+    def test_the_loop_resumes_with_a_bound_per_job(self, client, auth, events, machine, container):
         task, job_id = stopped_job(client, machine, events)
+        assert container.auto_resume()["resumed_jobs"] == 0  # stopped less than a minute ago
+        later = utcnow() + timedelta(seconds=61)
         for attempt in range(2, 6):
-            assert container.auto_resume()["resumed_jobs"] == (1 if attempt <= 4 else 0)
+            assert container.auto_resume(later)["resumed_jobs"] == (1 if attempt <= 4 else 0)
+            core_reruns(events, task, attempt)
             start(client, machine, task, attempt=attempt)
-            events.worker("task.failed", task, attempt=attempt, error_message="again", will_retry=False)
-        last = container.auto_resume()["results"]
+            events.core(TaskFailed, task, attempt=attempt, error_message="again", will_retry=False)
+        last = container.auto_resume(later)["results"]
         assert last == [{"job_id": job_id, "status": "skipped", "reason": "already auto-resumed 3 times"}]
 
     def test_an_old_interruption_is_left_to_a_human(self, client, auth, events, machine, container):
@@ -93,15 +95,20 @@ class TestAutoResume:
         assert result["resumed_jobs"] == 0 and "ago" in result["results"][0]["reason"]
 
 
+def core_reruns(events, task, attempt):
+    """core's answer to job.resumed: the task is pending again, with a new attempt."""
+    events.core(TaskUpdated, task, changed={"status": "pending", "attempt": attempt}, reason="job resumed")
+
+
 class TestCleanupOld:
     def finish(self, client, machine, events, container, how):
         task = events.task()
         job_id = start(client, machine, task).json["job_id"]
         checkpoint(client, machine, job_id, "x", {"n": 1})
         if how == "completed":
-            events.worker("task.completed", task, attempt=1, result_data={}, metrics={})
+            events.core(TaskCompleted, task, attempt=1)
         else:
-            events.worker("task.failed", task, attempt=1, error_message="x", will_retry=False)
+            events.core(TaskFailed, task, attempt=1, error_message="x", will_retry=False)
         with container.session_factory() as session:
             session.execute(
                 update(PersistentJob)
@@ -173,8 +180,9 @@ def test_validate_config(client, auth):
 def test_stats_are_computed_from_stored_data(client, auth, events, machine):
     task, job_id = stopped_job(client, machine, events, progress=40)
     client.post(f"{JOBS}/{job_id}/resume/", json={}, headers=auth.headers())
+    core_reruns(events, task, 2)
     start(client, machine, task, attempt=2)
-    events.worker("task.completed", task, attempt=2, result_data={}, metrics={})
+    events.core(TaskCompleted, task, attempt=2)
     stopped_job(client, machine, events, progress=10)
     body = client.get(f"{JOBS}/stats/?days=7&include_trends=true", headers=auth.headers(role="viewer")).json
     assert body["period"]["days"] == 7
@@ -194,12 +202,12 @@ def test_stats_are_computed_from_stored_data(client, auth, events, machine):
 
 
 @SQLITE_ONLY
-def test_the_auto_resume_loop_runs_on_its_interval_and_can_be_turned_off(database_url):
+def test_the_auto_resume_loop_runs_by_default_and_can_be_turned_off(database_url):
     def loops(**env):
         built = bootstrap(make_settings("persistence", database_url, **env), bus=InProcessBus())
         names = [loop.name for loop in built.background_loops()]
         built.ctx.dispose()
         return names
 
-    assert "persistence.auto-resume" in loops()  # default: every 60 s
+    assert "persistence.auto-resume" in loops()  # default: a minute after an accidental stop
     assert "persistence.auto-resume" not in loops(TASKHUB_AUTO_RESUME_SECONDS="0")

@@ -7,12 +7,11 @@ from __future__ import annotations
 import threading
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 
 from services.persistence.models import Checkpoint
-from shared.events.envelope import Envelope
+from shared.events.catalog import TaskCancelled, TaskCompleted, TaskFailed, TaskStarted, TaskUpdated
 
-from .conftest import checkpoint, job_of, start
+from .conftest import checkpoint, job_of, start, task_created
 
 JOBS = "/tasks/persistent-jobs/persistent-jobs"
 
@@ -90,16 +89,8 @@ class TestCreation:
 
         def core_event():
             barrier.wait()
-            created = Envelope(
-                event_type="task.created",
-                producer="core",
-                brand_id=9,
-                data={**task, "status": "pending", "priority": "normal", "persistent": True},
-            )
-            try:
-                events.consumer.apply(created, events.consumer.handlers["task.created"])
-            except IntegrityError:  # lost the race: the bus delivers the event again
-                events.consumer.apply(created, events.consumer.handlers["task.created"])
+            # set-based and ON CONFLICT: it waits for a racing for-task call, never fails on it
+            events.send(task_created(task["id"], task_id=task["task_id"]))
 
         threads = [threading.Thread(target=worker_call) for _ in range(3)] + [
             threading.Thread(target=core_event)
@@ -172,7 +163,7 @@ class TestPauseAndResume:
     def test_resume_from_a_chosen_checkpoint(self, client, auth, events, machine):
         task = events.task()
         answer, saved = run_to_checkpoints(client, machine, task, batches=3)
-        events.worker("task.failed", task, attempt=1, error_message="boom", will_retry=False)
+        events.core(TaskFailed, task, attempt=1, error_message="boom", will_retry=False)
         job = client.get(f"{JOBS}/{answer['job_id']}/", headers=auth.headers()).json
         assert (job["status"], job["interruption_reason"]) == ("failed", "boom")
         response = client.post(
@@ -197,13 +188,14 @@ class TestPauseAndResume:
         assert job["status"] == "running" and "interrupted" in job["interruption_reason"]
         assert start(client, machine, task, attempt=1).json["control"] == "cancel"  # the stale attempt
 
-    def test_a_worker_gone_offline_interrupts_its_jobs_until_the_next_attempt_runs(
+    def test_core_rerunning_a_task_whose_worker_was_lost_interrupts_its_job_until_the_next_attempt_runs(
         self, client, auth, events, machine
     ):
         task = events.task()
         answer, _ = run_to_checkpoints(client, machine, task, batches=1)
-        events.feed(
-            "worker.offline", None, producer="monitoring", worker_name="w9", task_ids=[task["task_id"]]
+        # core decided the worker was lost (its own status change: task.updated with a reason)
+        events.core(
+            TaskUpdated, task, changed={"status": "pending", "attempt": 2}, reason="worker w9 went offline"
         )
         job = client.get(f"{JOBS}/{answer['job_id']}/", headers=auth.headers()).json
         assert (job["status"], job["interruption_reason"], job["interruptions_count"]) == (
@@ -212,14 +204,34 @@ class TestPauseAndResume:
             1,
         )
         assert client.get(f"{JOBS}/?status=interrupted", headers=auth.headers()).json["count"] == 1
-        events.worker("task.started", task, attempt=2, worker_name="w2")
+        # the same news again (redelivered with another id) or an older one changes nothing
+        events.core(TaskUpdated, task, changed={"status": "pending", "attempt": 2}, reason="again")
+        events.core(TaskUpdated, task, changed={"status": "pending", "attempt": 1}, reason="older")
+        assert (
+            client.get(f"{JOBS}/{answer['job_id']}/", headers=auth.headers()).json["interruptions_count"] == 1
+        )
+        events.core(TaskStarted, task, attempt=2, worker_name="w2", started_at="2026-06-01T12:00:05.000Z")
+        job = client.get(f"{JOBS}/{answer['job_id']}/", headers=auth.headers()).json
+        assert (job["status"], job["interruptions_count"]) == ("running", 1)
+
+    def test_a_lost_worker_noticed_by_the_next_attempt_first_is_counted_once(
+        self, client, auth, events, machine
+    ):
+        """The new attempt's for-task call may come before core's task.updated: the job runs the
+        new attempt and core's late news does not send it back to pending."""
+        task = events.task()
+        answer, _ = run_to_checkpoints(client, machine, task, batches=1)
+        assert start(client, machine, task, attempt=2).json["control"] == "run"
+        events.core(
+            TaskUpdated, task, changed={"status": "pending", "attempt": 2}, reason="worker w9 went offline"
+        )
         job = client.get(f"{JOBS}/{answer['job_id']}/", headers=auth.headers()).json
         assert (job["status"], job["interruptions_count"]) == ("running", 1)
 
     def test_cancelling_the_task_cancels_the_job_at_its_next_checkpoint(self, client, auth, events, machine):
         task = events.task()
         answer, _ = run_to_checkpoints(client, machine, task, batches=1)
-        events.feed("task.cancelled", 9, id=task["id"], task_id=task["task_id"], previous_status="running")
+        events.core(TaskCancelled, task, previous_status="running", attempt=1)
         assert checkpoint(client, machine, answer["job_id"], "b", {}).json["control"] == "cancel"
         assert job_of(client, auth, task)["status"] == "cancelled"
         assert start(client, machine, task, attempt=1).json["control"] == "cancel"
@@ -249,14 +261,14 @@ class TestConflicts:
         assert (running_restart.status_code, running_restart.json["error_code"]) == (409, "INVALID_JOB_STATE")
         running_delete = client.delete(f"{JOBS}/{job_id}/", headers=auth.headers())
         assert (running_delete.status_code, running_delete.json["error_code"]) == (409, "INVALID_JOB_STATE")
-        events.worker("task.failed", task, attempt=1, error_message="early", will_retry=False)
+        events.core(TaskFailed, task, attempt=1, error_message="early", will_retry=False)
         no_checkpoint = client.post(f"{JOBS}/{job_id}/resume/", json={}, headers=auth.headers())
         assert (no_checkpoint.status_code, no_checkpoint.json["error_code"]) == (409, "JOB_NOT_RESUMABLE")
 
     def test_a_completed_job_cannot_be_resumed_or_restarted(self, client, auth, events, machine):
         task = events.task()
         answer, _ = run_to_checkpoints(client, machine, task, batches=1)
-        events.worker("task.completed", task, attempt=1, result_data={}, metrics={})
+        events.core(TaskCompleted, task, attempt=1)
         job = client.get(f"{JOBS}/{answer['job_id']}/", headers=auth.headers()).json
         assert (job["status"], job["can_resume"], job["progress_percentage"]) == ("completed", False, 100)
         resume = client.post(f"{JOBS}/{answer['job_id']}/resume/", json={}, headers=auth.headers())
@@ -281,7 +293,7 @@ class TestCorruption:
         self.tamper(container, saved[-1]["id"])
         refused = start(client, machine, task, attempt=2)
         assert (refused.status_code, refused.json["error_code"]) == (409, "CHECKPOINT_CORRUPTED")
-        events.worker("task.failed", task, attempt=2, error_message="x", will_retry=False)
+        events.core(TaskFailed, task, attempt=2, error_message="x", will_retry=False)
         resume = client.post(f"{JOBS}/{answer['job_id']}/resume/", json={}, headers=auth.headers())
         assert (resume.status_code, resume.json["error_code"]) == (409, "CHECKPOINT_CORRUPTED")
         assert events.published("job.resumed") == []
@@ -301,7 +313,7 @@ class TestRestart:
     def test_restart_without_preserved_checkpoints_starts_from_zero(self, client, auth, events, machine):
         task = events.task()
         answer, _ = run_to_checkpoints(client, machine, task, batches=2)
-        events.feed("task.cancelled", 9, id=task["id"], task_id=task["task_id"], previous_status="running")
+        events.core(TaskCancelled, task, previous_status="running", attempt=1)
         response = client.post(f"{JOBS}/{answer['job_id']}/restart/", json={}, headers=auth.headers())
         assert response.status_code == 200, response.json
         assert (response.json["checkpoints_deleted"], response.json["progress_percentage"]) == (2, 0)
@@ -318,7 +330,7 @@ class TestRestart:
     def test_restart_from_a_preserved_step(self, client, auth, events, machine):
         task = events.task()
         answer, saved = run_to_checkpoints(client, machine, task, batches=2)
-        events.worker("task.failed", task, attempt=1, error_message="x", will_retry=False)
+        events.core(TaskFailed, task, attempt=1, error_message="x", will_retry=False)
         response = client.post(
             f"{JOBS}/{answer['job_id']}/restart/",
             json={"preserve_checkpoints": True, "from_step": "batch-1", "reset_progress": False},

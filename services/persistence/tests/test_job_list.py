@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shared.events.catalog import TaskFailed
+
 from .conftest import SQLITE_ONLY, checkpoint, start
 
 JOBS = "/tasks/persistent-jobs/persistent-jobs"
@@ -15,7 +17,7 @@ def test_filters_and_ordering(client, auth, events, machine):
     done = events.task()
     job_done = start(client, machine, done).json["job_id"]
     checkpoint(client, machine, job_done, "final", {"page": 9}, progress_percentage=30)
-    events.worker("task.failed", done, attempt=1, error_message="x", will_retry=False)
+    events.core(TaskFailed, done, attempt=1, error_message="x", will_retry=False)
     job_idle = client.get(f"{JOBS}/?base_task={idle['id']}", headers=auth.headers()).json["results"][0]["id"]
 
     def ids(query):
