@@ -16,14 +16,13 @@ from shared.config import Settings, env_float, env_int
 from shared.events.bus import EventBus
 from shared.events.envelope import utcnow
 from shared.events.inbox_consumer import InboxConsumer
-from shared.events.outbox_relay import OutboxRelay
 from shared.machine_identity import CANCEL_RUN, SCHEDULE_RUN, SCHEDULING, MachineIssuer, machine_issuer
 from shared.service_context import ServiceContext, make_bus
 
+from . import read_model
 from .core_client import CoreClient
 from .firing import FiringPolicy
 from .models import Base
-from .read_model import read_model_handlers
 
 Clock = Callable[[], datetime]
 
@@ -65,13 +64,16 @@ class SchedulingContainer:
         return self.issuer.mint(SCHEDULE_RUN, brand_id, "machine:scheduling", 300, key=key, origin=origin)
 
     def consumers(self) -> list[InboxConsumer]:
-        return [self.ctx.inbox_consumer("scheduling", read_model_handlers())]
-
-    def relay(self) -> OutboxRelay:
-        return self.ctx.relay()
+        """core's task events: created, updated and deleted of every task, the outcomes of
+        periodic tasks only, all a batch at a time (read_model.py)."""
+        consumer = self.ctx.inbox_consumer(
+            "scheduling", {}, batch_handlers=read_model.batch_handlers(), filtered=read_model.FILTERED
+        )
+        return [consumer]
 
     def background_loops(self) -> list[Loop]:
-        """The service's own background: its relay and its consumer of core's task events."""
+        """The service's own background: its relay (which also publishes what the scheduler
+        process fires), the wake-up listener, and its consumer of core's task events."""
         loops = self.ctx.messaging_loops()
         for consumer in self.consumers():
             subscription = consumer.subscription(self.bus, f"scheduling.{consumer.name}")

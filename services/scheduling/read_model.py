@@ -1,137 +1,343 @@
-"""What scheduling learns from core's events: the tasks it may use as templates (`base_task`),
-which task each run created (task.created's `origin.idempotency_key`), and how each run ended
-(started, completed, failed, cancelled), which feeds last_run_status, the overlap policy, stats
-and performance-analysis. Handlers never move a run backwards."""
+"""What scheduling learns from core's task events: the tasks it may use as templates
+(`base_task`), which task each run created (task.created's `origin.idempotency_key`), and how
+each run ended, which feeds last_run_status, the overlap policy, stats and performance-analysis.
+
+Bindings: task.created, task.updated and task.deleted of every task (any task may become a
+template), the outcomes (started, completed, failed, cancelled, retried) of periodic tasks only:
+core gives those the `periodic` header and the broker drops the others (`FILTERED`).
+
+Every handler takes a run of consecutive events of its types and applies it with set-based
+statements (a few per batch, none per event), the rules applied in memory in delivery order,
+exactly as one by one. Runs never move backwards: a final outcome sticks until core retries the
+task, a late `started` changes nothing.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Boolean, bindparam, case, delete, select, tuple_, update
 
+from shared.db import is_postgres, upsert
+from shared.events.bus import FilteredBindings
+from shared.events.catalog import (
+    PERIODIC_HEADER,
+    TaskCancelled,
+    TaskCompleted,
+    TaskCreated,
+    TaskDeleted,
+    TaskFailed,
+    TaskRetried,
+    TaskStarted,
+    TaskUpdated,
+    read,
+)
 from shared.events.envelope import Envelope, parse_iso
+from shared.events.inbox_consumer import BatchEventHandler
 from shared.unit_of_work import UnitOfWork
 
 from .models import CRON_JOB, CoreTask, CronJob, PeriodicTask, ScheduleRun
+from .planning import SCHEDULES
 
 FINAL = ("success", "failed", "cancelled")
 TEMPLATE_FIELDS = ("task_type", "priority", "description", "context_data", "max_retries", "timeout_minutes")
+OUTCOMES = ("task.started", "task.completed", "task.failed", "task.cancelled", "task.retried")
+FILTERED: FilteredBindings = {event_type: {PERIODIC_HEADER: "1"} for event_type in OUTCOMES}
+
+_OUTCOME_CLASSES = {
+    "task.started": TaskStarted,
+    "task.completed": TaskCompleted,
+    "task.failed": TaskFailed,
+    "task.cancelled": TaskCancelled,
+    "task.retried": TaskRetried,
+}
 
 
-def on_task_created(uow: UnitOfWork, env: Envelope) -> None:
-    data, brand_id = env.data, env.brand_id
-    if brand_id is None or data.get("id") is None:
+# ------------------------------------------------------------------------- templates and links
+
+
+def apply_created(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
+    """One insert of the new templates (a known task is kept as it is), and the runs whose slot
+    key the tasks carry learn their task."""
+    templates: dict[int, dict[str, Any]] = {}
+    links: dict[str, tuple[int, str, int]] = {}  # slot key -> (task, task_id, brand)
+    for envelope in envelopes:
+        if envelope.brand_id is None:
+            continue
+        task = read(envelope.data, TaskCreated)
+        templates.setdefault(
+            task.id,
+            {
+                "id": task.id,
+                "brand_id": envelope.brand_id,
+                "task_id": task.task_id,
+                **{name: getattr(task, name) for name in TEMPLATE_FIELDS},
+            },
+        )
+        key = (task.origin or {}).get("idempotency_key")
+        if key:
+            links.setdefault(str(key), (task.id, task.task_id, envelope.brand_id))
+    if templates:
+        table = CoreTask.__table__
+        statement = upsert(uow.session.get_bind(), table).values(list(templates.values()))
+        uow.session.execute(statement.on_conflict_do_nothing(index_elements=[table.c.id]))
+    if links:
+        _link_runs(uow, links)
+
+
+def _link_runs(uow: UnitOfWork, links: dict[str, tuple[int, str, int]]) -> None:
+    runs = ScheduleRun.__table__
+    waiting = uow.session.execute(
+        select(runs.c.id, runs.c.idempotency_key, runs.c.brand_id, runs.c.cancel_requested_at).where(
+            runs.c.idempotency_key.in_(sorted(links)), runs.c.task_pk.is_(None)
+        )
+    ).all()
+    linked = [run for run in waiting if links[run.idempotency_key][2] == run.brand_id]
+    if not linked:
         return
-    if uow.session.get(CoreTask, int(data["id"])) is None:
-        uow.session.add(
-            CoreTask(
-                id=int(data["id"]),
-                brand_id=brand_id,
-                task_id=str(data.get("task_id", "")),
-                **{k: data.get(k) for k in TEMPLATE_FIELDS},
+    uow.session.execute(
+        update(runs)
+        .where(runs.c.id == bindparam("run_id"), runs.c.task_pk.is_(None))
+        .values(task_pk=bindparam("pk"), task_ref=bindparam("ref")),
+        [
+            {"run_id": run.id, "pk": links[run.idempotency_key][0], "ref": links[run.idempotency_key][1]}
+            for run in linked
+        ],
+    )
+    if any(run.cancel_requested_at is not None for run in linked):
+        uow.wake(SCHEDULES)  # a cancel_previous decision was waiting for this task: the scheduler asks core
+
+
+def apply_updated(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
+    """Templates follow their task's edits. Most task.updated say only a status changed: they
+    cost no statement."""
+    changes: dict[tuple[int, int], dict[str, Any]] = {}
+    for envelope in envelopes:
+        event = read(envelope.data, TaskUpdated)
+        edited = {k: v for k, v in event.changed.items() if k in TEMPLATE_FIELDS and k != "task_type"}
+        if edited and envelope.brand_id is not None:
+            changes.setdefault((event.id, envelope.brand_id), {}).update(edited)
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for (task, brand), edited in changes.items():
+        columns = tuple(sorted(edited))
+        by_columns[columns].append({"task": task, "brand": brand, **{f"v_{c}": edited[c] for c in columns}})
+    table = CoreTask.__table__
+    for columns, rows in by_columns.items():
+        uow.session.execute(
+            update(table)
+            .where(table.c.id == bindparam("task"), table.c.brand_id == bindparam("brand"))
+            .values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}),
+            rows,
+        )
+
+
+def apply_deleted(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
+    doomed = {
+        (read(envelope.data, TaskDeleted).id, envelope.brand_id)
+        for envelope in envelopes
+        if envelope.brand_id is not None
+    }
+    if doomed:
+        table = CoreTask.__table__
+        uow.session.execute(delete(table).where(tuple_(table.c.id, table.c.brand_id).in_(sorted(doomed))))
+
+
+# -------------------------------------------------------------------------------- run outcomes
+
+
+@dataclass
+class _Run:
+    """A run as the outcomes of a batch move it (written once at the end)."""
+
+    id: int
+    schedule_kind: str
+    schedule_id: int
+    fired_at: datetime
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    changed: bool = False
+    clear_cancel: bool = False
+
+
+@dataclass
+class _ScheduleNews:
+    """What the batch's outcomes tell a schedule, in delivery order."""
+
+    last_status: list[tuple[datetime, str]] = field(default_factory=list)  # (run fired_at, status)
+    counts: list[tuple[str, int]] = field(default_factory=list)  # cron jobs: (counter, +1 / -1)
+
+
+def apply_outcomes(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
+    """started / completed / failed / cancelled / retried of periodic tasks: the runs they
+    created are read once (locked), moved in memory event by event, and written back in one
+    statement; their schedules likewise."""
+    events = [
+        (envelope, read(envelope.data, _OUTCOME_CLASSES[envelope.event_type]))
+        for envelope in envelopes
+        if envelope.brand_id is not None
+    ]
+    if not events:
+        return
+    runs_of = _runs_of(uow, {event.id for _, event in events})
+    news: dict[tuple[str, int], _ScheduleNews] = defaultdict(_ScheduleNews)
+    for envelope, event in events:
+        for run in runs_of.get((event.id, envelope.brand_id or 0), []):
+            _apply(run, envelope, event, news[(run.schedule_kind, run.schedule_id)])
+    _write_runs(uow, [run for runs in runs_of.values() for run in runs if run.changed])
+    _write_schedules(uow, news)
+
+
+def _runs_of(uow: UnitOfWork, task_pks: set[int]) -> dict[tuple[int, int], list[_Run]]:
+    table = ScheduleRun.__table__
+    query = (
+        select(
+            table.c.id,
+            table.c.task_pk,
+            table.c.brand_id,
+            table.c.schedule_kind,
+            table.c.schedule_id,
+            table.c.fired_at,
+            table.c.status,
+            table.c.started_at,
+            table.c.finished_at,
+        )
+        .where(table.c.task_pk.in_(sorted(task_pks)))
+        .order_by(table.c.id)
+    )
+    if is_postgres(uow.session.get_bind()):
+        query = query.with_for_update()
+    runs: dict[tuple[int, int], list[_Run]] = defaultdict(list)
+    for row in uow.session.execute(query):
+        runs[(row.task_pk, row.brand_id)].append(
+            _Run(
+                row.id,
+                row.schedule_kind,
+                row.schedule_id,
+                row.fired_at,
+                row.status,
+                row.started_at,
+                row.finished_at,
             )
         )
-    key = (data.get("origin") or {}).get("idempotency_key")
-    if key:
-        run = uow.session.scalars(
-            select(ScheduleRun).where(ScheduleRun.idempotency_key == key, ScheduleRun.brand_id == brand_id)
-        ).first()
-        if run is not None and run.task_pk is None:
-            run.task_pk, run.task_ref = int(data["id"]), data.get("task_id")
+    return runs
 
 
-def on_task_updated(uow: UnitOfWork, env: Envelope) -> None:
-    task = _template(uow, env)
-    if task is not None:
-        for field, value in (env.data.get("changed") or {}).items():
-            if field in TEMPLATE_FIELDS and field != "task_type":
-                setattr(task, field, value)
+def _moment(envelope: Envelope, value: str | None) -> datetime | None:
+    return parse_iso(value) or parse_iso(envelope.occurred_at)
 
 
-def on_task_deleted(uow: UnitOfWork, env: Envelope) -> None:
-    task = _template(uow, env)
-    if task is not None:
-        uow.session.delete(task)
+def _apply(run: _Run, envelope: Envelope, event: Any, news: _ScheduleNews) -> None:
+    """One event on one run, as one by one: never backwards."""
+    if isinstance(event, TaskStarted):
+        if run.status == "pending":
+            run.status, run.changed = "running", True
+        if run.started_at is None:
+            run.started_at, run.changed = _moment(envelope, event.started_at), True
+    elif isinstance(event, TaskRetried):
+        if run.status in ("failed", "cancelled"):  # a manual retry: running again, its outcome will come
+            _finish(run, "running", None, news)
+    elif isinstance(event, TaskCompleted | TaskFailed):
+        if isinstance(event, TaskFailed) and event.will_retry:
+            return  # an automatic retry follows; the run is not over
+        if run.status not in FINAL:
+            if run.started_at is None and event.started_at:  # a short attempt: no task.started
+                run.started_at = parse_iso(event.started_at)
+            status = "success" if isinstance(event, TaskCompleted) else "failed"
+            _finish(run, status, _moment(envelope, event.completed_at), news)
+    elif isinstance(event, TaskCancelled) and run.status not in FINAL:
+        _finish(run, "cancelled", _moment(envelope, None), news)
 
 
-def _template(uow: UnitOfWork, env: Envelope) -> CoreTask | None:
-    raw = env.data.get("id")
-    task = uow.session.get(CoreTask, int(raw)) if raw is not None else None
-    return task if task is not None and task.brand_id == env.brand_id else None
+def _finish(run: _Run, status: str, at: datetime | None, news: _ScheduleNews) -> None:
+    previous = run.status
+    run.status, run.finished_at, run.changed = status, at, True
+    run.clear_cancel = run.clear_cancel or status in FINAL
+    news.last_status.append(
+        (run.fired_at, {"success": "success", "running": "running"}.get(status, "failed"))
+    )
+    if run.schedule_kind != CRON_JOB:
+        return
+    if previous in FINAL and status == "running":  # a retried run no longer counts
+        news.counts.append(("successful_executions" if previous == "success" else "failed_executions", -1))
+    elif status == "success":
+        news.counts.append(("successful_executions", 1))
+    elif status in FINAL:
+        news.counts.append(("failed_executions", 1))
 
 
-def _runs_of(uow: UnitOfWork, env: Envelope) -> list[ScheduleRun]:
-    raw = env.data.get("id")
-    if raw is None or env.brand_id is None:
-        return []
-    return list(
-        uow.session.scalars(
-            select(ScheduleRun)
-            .where(ScheduleRun.task_pk == int(raw), ScheduleRun.brand_id == env.brand_id)
-            .with_for_update()
-        )
+def _write_runs(uow: UnitOfWork, runs: list[_Run]) -> None:
+    if not runs:
+        return
+    table = ScheduleRun.__table__
+    clear = bindparam("clear", type_=Boolean())
+    uow.session.execute(
+        update(table)
+        .where(table.c.id == bindparam("run_id"))
+        .values(
+            status=bindparam("new_status"),
+            started_at=bindparam("new_started_at", type_=table.c.started_at.type),
+            finished_at=bindparam("new_finished_at", type_=table.c.finished_at.type),
+            # a run that ended is no longer to be cancelled (cancel_previous)
+            cancel_requested_at=case((clear, None), else_=table.c.cancel_requested_at),
+        ),
+        [
+            {
+                "run_id": run.id,
+                "new_status": run.status,
+                "new_started_at": run.started_at,
+                "new_finished_at": run.finished_at,
+                "clear": run.clear_cancel,
+            }
+            for run in runs
+        ],
     )
 
 
-def _moment(env: Envelope, key: str) -> Any:
-    return parse_iso(env.data.get(key)) or parse_iso(env.occurred_at)
+def _write_schedules(uow: UnitOfWork, news: dict[tuple[str, int], _ScheduleNews]) -> None:
+    for model in (PeriodicTask, CronJob):
+        told = {schedule_id: n for (kind, schedule_id), n in news.items() if kind == model.kind}
+        if not told:
+            continue
+        table = model.__table__
+        columns = [table.c.id, table.c.last_run_at, table.c.last_run_status]
+        if model is CronJob:
+            columns += [table.c.successful_executions, table.c.failed_executions]
+        query = select(*columns).where(table.c.id.in_(sorted(told)))
+        if is_postgres(uow.session.get_bind()):
+            query = query.with_for_update()
+        rows = []
+        for current in uow.session.execute(query):
+            values = dict(current._mapping)
+            for fired_at, status in told[current.id].last_status:
+                # only the newest run speaks for the schedule
+                if current.last_run_at is None or fired_at >= current.last_run_at:
+                    values["last_run_status"] = status
+            for counter, step in told[current.id].counts:
+                values[counter] = max(0, values[counter] + step)
+            rows.append(
+                {f"new_{k}": v for k, v in values.items() if k not in ("id", "last_run_at")}
+                | {"sid": current.id}
+            )
+        if rows:
+            names = [k.removeprefix("new_") for k in rows[0] if k.startswith("new_")]
+            uow.session.execute(
+                update(table)
+                .where(table.c.id == bindparam("sid"))
+                .values({name: bindparam(f"new_{name}") for name in names}),
+                rows,
+            )
 
 
-def on_task_started(uow: UnitOfWork, env: Envelope) -> None:
-    for run in _runs_of(uow, env):
-        if run.status == "pending":
-            run.status = "running"
-        if run.started_at is None:
-            run.started_at = _moment(env, "started_at")
-
-
-def on_task_retried(uow: UnitOfWork, env: Envelope) -> None:
-    """A manual retry of a failed run: it is running again (its outcome will come)."""
-    for run in _runs_of(uow, env):
-        if run.status in ("failed", "cancelled"):
-            _finish(uow, run, "running", None, undo=True)
-
-
-def _ender(status: str):  # type: ignore[no-untyped-def]
-    def handle(uow: UnitOfWork, env: Envelope) -> None:
-        if status == "failed" and env.data.get("will_retry"):
-            return  # an automatic retry follows; the run is not over
-        for run in _runs_of(uow, env):
-            if run.status not in FINAL:
-                _finish(uow, run, status, _moment(env, "completed_at"))
-
-    return handle
-
-
-def _finish(uow: UnitOfWork, run: ScheduleRun, status: str, at: Any, undo: bool = False) -> None:
-    previous = run.status
-    run.status, run.finished_at = status, at
-    if run.cancel_requested_at is not None and status in FINAL:
-        run.cancel_requested_at = None
-    model = CronJob if run.schedule_kind == CRON_JOB else PeriodicTask
-    schedule = uow.session.get(model, run.schedule_id, with_for_update=True)
-    if schedule is None:
-        return
-    if schedule.last_run_at is None or run.fired_at >= schedule.last_run_at:
-        schedule.last_run_status = {"success": "success", "running": "running"}.get(status, "failed")
-    if isinstance(schedule, CronJob):
-        if previous in FINAL and undo:
-            field = "successful_executions" if previous == "success" else "failed_executions"
-            setattr(schedule, field, max(0, getattr(schedule, field) - 1))
-        elif status == "success":
-            schedule.successful_executions += 1
-        elif status in FINAL:
-            schedule.failed_executions += 1
-
-
-def read_model_handlers() -> dict[str, Any]:
-    return {
-        "task.created": on_task_created,
-        "task.updated": on_task_updated,
-        "task.deleted": on_task_deleted,
-        "task.started": on_task_started,
-        "task.retried": on_task_retried,
-        "task.completed": _ender("success"),
-        "task.failed": _ender("failed"),
-        "task.cancelled": _ender("cancelled"),
+def batch_handlers() -> dict[str, BatchEventHandler]:
+    handlers: dict[str, BatchEventHandler] = {
+        "task.created": apply_created,
+        "task.updated": apply_updated,
+        "task.deleted": apply_deleted,
     }
+    # one handler for every outcome, so that a stream of them is one run, not one per type
+    return handlers | {event_type: apply_outcomes for event_type in OUTCOMES}

@@ -1,5 +1,14 @@
 """The scheduler: fires due slots. Its own process (`python -m services.scheduling.scheduler`, its
-own Deployment, any number of replicas) and hosted on threads by `make run` (`embedded_loops`).
+own Deployment, any number of replicas); `make run` hosts it on a thread beside scheduling's app
+(services/scheduling/embedded.py).
+
+It sleeps until the next slot it knows is due, computed from the database (the smallest
+`next_run_at` of the active schedules, less the lookahead for those that may fire early), or until
+woken: a schedule was created, changed, toggled or run now, or a run waiting to be cancelled
+learnt its task (`planning.SCHEDULES`, sent at commit by scheduling's web and background processes
+as a PostgreSQL NOTIFY, which the wake-up listener of this process turns into the signal). Idle, it
+sends no query. Its schedule.fired events are published by scheduling's background process, whose
+relay the outbox's NOTIFY wakes.
 
 Replicas need no leader: each claims due schedules with FOR UPDATE SKIP LOCKED in batches, and
 the run's unique slot key backs that up (see firing.py). The clock is injectable: tests hand it
@@ -9,21 +18,24 @@ a clock they move, so no test waits minutes.
 from __future__ import annotations
 
 import logging
-import time
+from datetime import datetime, timedelta
 from threading import Event as StopSignal
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from shared.background import Loop, run_until_signalled
-from shared.config import env_float, load_settings
+from shared.config import load_settings
 from shared.logs import configure_logging
 from shared.migrations import upgrade
+from shared.wakeups import sleep_until_woken
 
 from .container import Clock, SchedulingContainer, bootstrap
 from .core_client import CoreUnavailable
-from .firing import ACTIVE_RUN, fire_due
+from .firing import ACTIVE_RUN, Schedule, fire_due
 from .models import CronJob, PeriodicTask, ScheduleRun
+from .planning import SCHEDULES
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +48,31 @@ FIRE_DELAY = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 
+# after a pass that failed (the database is away)
+ERROR_RETRY_SECONDS = 1.0
+# slots were due but none could be taken (another replica holds them, or firing clashed): look
+# again shortly rather than at once
+BUSY_RETRY_SECONDS = 0.25
+# core did not answer a cancel_previous request
+CORE_RETRY_SECONDS = 5.0
+CANCELLATIONS_PER_PASS = 100
+
 
 class Scheduler:
-    def __init__(self, container: SchedulingContainer, clock: Clock | None = None, poll_seconds: float = 0.1):
+    def __init__(self, container: SchedulingContainer, clock: Clock | None = None):
         self.container = container
         self.clock = clock or container.clock
-        self.poll_seconds = poll_seconds
+        self.wakeup = container.ctx.wakeups.signal(SCHEDULES)
+        # cancel_previous requests core could not take yet
+        self.cancellations_pending = True  # at start: whatever waited for a scheduler
 
     def tick(self) -> int:
         """Fire everything due now, a batch per transaction, until nothing due is left for this
         replica. Returns the number of runs fired."""
-        fired = 0
+        return len(self._fire_due())
+
+    def _fire_due(self) -> list[ScheduleRun]:
+        fired: list[ScheduleRun] = []
         for model in (PeriodicTask, CronJob):
             while True:
                 now = self.clock()
@@ -57,14 +83,15 @@ class Scheduler:
                     RUNS_FIRED.labels(model.kind, run.trigger).inc()
                     if run.trigger == "scheduler":
                         FIRE_DELAY.observe(max(0.0, (run.fired_at - run.planned_time).total_seconds()))
-                fired += len(batch.runs)
+                fired += batch.runs
                 if batch.claimed < self.container.policy.batch_size:
                     break
         return fired
 
     def request_cancellations(self) -> int:
         """Overlap policy cancel_previous: ask core to cancel the runs marked for it, with the
-        scheduler's machine token. A run whose task core has not announced yet waits its turn."""
+        scheduler's machine token. A run whose task core has not announced yet waits its turn
+        (the consumer wakes the scheduler when it learns it)."""
         with self.container.session_factory() as session:
             runs = session.scalars(
                 select(ScheduleRun)
@@ -74,8 +101,9 @@ class Scheduler:
                     ScheduleRun.status.in_(ACTIVE_RUN),
                 )
                 .order_by(ScheduleRun.cancel_requested_at)
-                .limit(100)
+                .limit(CANCELLATIONS_PER_PASS)
             ).all()
+        self.cancellations_pending = False
         done = 0
         for run in runs:
             token = self.container.cancel_token(run.brand_id, run.task_pk or 0)
@@ -86,6 +114,7 @@ class Scheduler:
                     code = self.container.core.cancel_task(token, run.brand_id, run.task_pk or 0)
                 except CoreUnavailable as error:
                     log.warning("cancel_previous: core unavailable (%s); will retry", error)
+                    self.cancellations_pending = True
                     break
                 note = f"cancel_previous: core answered {code}"
             with self.container.uow() as uow:
@@ -96,31 +125,85 @@ class Scheduler:
                 )
                 uow.commit()
             done += 1
+        if done == CANCELLATIONS_PER_PASS:
+            self.cancellations_pending = True  # more may wait
         return done
 
+    def seconds_to_next_slot(self) -> float | None:
+        """How long until a slot is due for this scheduler (0: now), None when no schedule is
+        active. Two or four index lookups, whatever the number of schedules."""
+        lookahead = self.container.policy.lookahead
+        with self.container.session_factory() as session:
+            moments = [_next_fire_time(session, model, lookahead) for model in (PeriodicTask, CronJob)]
+        known = [moment for moment in moments if moment is not None]
+        if not known:
+            return None
+        return max(0.0, (min(known) - self.clock()).total_seconds())
+
+    def pass_once(self, cancellations: bool) -> float | None:
+        """Fire what is due, ask core for the cancellations waiting, and say how long to sleep."""
+        fired = self._fire_due()
+        if cancellations or self.cancellations_pending or any(run.overlapped for run in fired):
+            self.request_cancellations()
+        wait = self.seconds_to_next_slot()
+        if wait == 0.0 and not fired:
+            wait = BUSY_RETRY_SECONDS
+        if self.cancellations_pending:
+            wait = CORE_RETRY_SECONDS if wait is None else min(wait, CORE_RETRY_SECONDS)
+        return wait
+
     def run(self, stop: StopSignal) -> None:
-        last_cancel_pass = 0.0
+        woken = True
         while not stop.is_set():
+            wait: float | None
             try:
-                self.tick()
-                if time.monotonic() - last_cancel_pass >= 1.0:
-                    last_cancel_pass = time.monotonic()
-                    self.request_cancellations()
+                wait = self.pass_once(cancellations=woken)
             except Exception:
                 log.exception("scheduler pass failed")
-                stop.wait(1.0)
-            stop.wait(self.poll_seconds)
+                wait = ERROR_RETRY_SECONDS
+            woken = wait != 0.0 and sleep_until_woken(self.wakeup, stop, wait)
+
+
+def _next_fire_time(session: Session, model: type[Schedule], lookahead: timedelta) -> datetime | None:
+    """When the scheduler must next look at `model`'s schedules: the first `next_run_at`, less the
+    lookahead if that schedule may fire early (overlap policy `allow`, see firing.claim_due);
+    else the earlier of it and the first early-firing schedule's time less the lookahead."""
+    first = session.execute(
+        select(model.next_run_at, model.overlap_policy)
+        .where(model.is_active.is_(True), model.next_run_at.is_not(None))
+        .order_by(model.next_run_at)
+        .limit(1)
+    ).first()
+    if first is None:
+        return None
+    if first.overlap_policy == "allow":
+        return first.next_run_at - lookahead
+    early = session.scalar(
+        select(model.next_run_at)
+        .where(
+            model.is_active.is_(True),
+            model.overlap_policy == "allow",
+            model.next_run_at < first.next_run_at + lookahead,
+        )
+        .order_by(model.next_run_at)
+        .limit(1)
+    )
+    if early is None:
+        return first.next_run_at
+    return min(first.next_run_at, early - lookahead)
 
 
 def scheduler_loops(container: SchedulingContainer, clock: Clock | None = None) -> list[Loop]:
-    poll = env_float(container.ctx.settings, "TASKHUB_SCHEDULER_POLL_SECONDS", 0.1)
-    return [Loop("scheduling.scheduler", Scheduler(container, clock, poll).run)]
+    """A scheduler process: the scheduler and the wake-up listener that feeds it."""
+    loops = [Loop("scheduling.scheduler", Scheduler(container, clock).run)]
+    listener = container.ctx.wakeups.listener()
+    return loops + ([listener] if listener else [])
 
 
 def embedded_loops() -> list[Loop]:
-    """`make run`: the scheduler on a thread, on its own engine over the embedded database (the
-    scheduling app's loops already relay the outbox and consume core's events)."""
-    return scheduler_loops(bootstrap(load_settings("scheduling")))
+    """`make run` hosts the scheduler with scheduling's app (services/scheduling/embedded.py),
+    on the same composition root, so that the app's changes wake it in the process."""
+    return []
 
 
 def main() -> None:
@@ -129,10 +212,7 @@ def main() -> None:
     container = bootstrap(settings)
     if settings.get("TASKHUB_AUTO_MIGRATE", "true") != "false":
         upgrade("scheduling", container.ctx.engine)
-    # its own relay too: schedule.fired leaves at once even where no API pod runs (relays are
-    # safe side by side: each claims outbox rows with SKIP LOCKED)
-    relay = container.relay()
-    run_until_signalled([*scheduler_loops(container), Loop("scheduling.scheduler-relay", relay.run)])
+    run_until_signalled(scheduler_loops(container))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from shared.unit_of_work import UnitOfWork
 
 from ..container import SchedulingContainer
 from ..cron import check_cron
-from ..firing import cron_of, next_slot, plans_for, reschedule
+from ..firing import cron_of, next_slot, plans_for
 from ..models import Calendar, CalendarAttachment, PeriodicTask
+from ..planning import replan
 from ..zones import check_zone
 
 MAX_WINDOW = timedelta(days=366)
@@ -62,7 +63,7 @@ def _replan(uow: UnitOfWork, ids: set[int], now: datetime) -> None:
         .with_for_update()
         .options(selectinload(PeriodicTask.attachments))
     ):
-        reschedule(uow, task, now)
+        replan(uow, task, now)
 
 
 def _attached(calendar: Calendar) -> set[int]:

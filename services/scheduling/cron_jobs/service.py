@@ -15,9 +15,9 @@ from shared.unit_of_work import UnitOfWork
 
 from ..container import SchedulingContainer
 from ..cron import check_cron
-from ..firing import reschedule
 from ..models import CRON_JOB, CronJob
 from ..periodic_tasks.service import forget_runs, run_now
+from ..planning import replan
 from ..zones import check_zone
 from .schemas import FREQUENCY_CHOICES
 
@@ -93,7 +93,7 @@ def create_cron_job(
         setattr(job, key, value)
     uow.session.add(job)
     _flush(uow)
-    reschedule(uow, job, now)
+    replan(uow, job, now)
     return job
 
 
@@ -112,7 +112,7 @@ def update_cron_job(
         job.custom_cron = None
     job.updated_at = container.now()
     _flush(uow)
-    reschedule(uow, job, job.updated_at)
+    replan(uow, job, job.updated_at)
     return job
 
 

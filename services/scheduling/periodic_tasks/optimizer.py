@@ -16,8 +16,8 @@ from shared.events.envelope import iso
 from shared.unit_of_work import UnitOfWork
 
 from ..cron import normalize, slots
-from ..firing import reschedule
 from ..models import PeriodicTask
+from ..planning import replan
 
 HORIZON = timedelta(hours=24)
 MAX_SCHEDULES = 2000
@@ -82,7 +82,7 @@ def optimize(uow: UnitOfWork, brand_id: int, now: datetime, options: dict[str, A
             if schedule.id in proposals:
                 schedule.cron_expression = proposals[schedule.id]["proposed_cron"]
                 schedule.updated_at = now
-                reschedule(uow, schedule, now)
+                replan(uow, schedule, now)
     return {
         "dry_run": options["dry_run"],
         "applied": applied,

@@ -18,13 +18,14 @@ from shared.unit_of_work import UnitOfWork
 from ..container import SchedulingContainer
 from ..core_client import CoreUnavailable
 from ..cron import check_cron
-from ..firing import fire_due, fire_manual, reschedule
+from ..firing import fire_due, fire_manual
 from ..models import PERIODIC, Calendar, CalendarAttachment, CoreTask, PeriodicTask, ScheduleRun
+from ..planning import SCHEDULES, replan
+from ..read_model import TEMPLATE_FIELDS
 from ..zones import check_zone
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_FIELDS = ("task_type", "priority", "description", "context_data", "max_retries", "timeout_minutes")
 # how many due schedules one execute-ready call fires (each answers with core's task)
 EXECUTE_READY_LIMIT = 100
 
@@ -135,7 +136,7 @@ def create_periodic_task(
     uow.session.flush()
     _set_calendars(uow, task, calendars)
     uow.session.flush()
-    reschedule(uow, task, now)
+    replan(uow, task, now)
     return task
 
 
@@ -152,7 +153,7 @@ def update_periodic_task(
         setattr(task, key, value)
     task.updated_at = now
     uow.session.flush()
-    reschedule(uow, task, now)
+    replan(uow, task, now)
     return task
 
 
@@ -172,7 +173,7 @@ def toggle(container: SchedulingContainer, uow: UnitOfWork, brand_id: int, pk: i
     now = container.now()
     task.is_active = not task.is_active
     task.updated_at = now
-    reschedule(uow, task, now)
+    replan(uow, task, now)
     return task
 
 
@@ -229,6 +230,7 @@ def run_now(
     with container.uow() as uow:
         schedule = load(uow.session, principal.brand_id, pk, lock=True)
         run, request = fire_manual(uow, schedule, container.now(), creator(principal))
+        uow.wake(SCHEDULES)  # its executions count changed (max_executions)
         uow.commit()
     created = deliver_to_core(container, run, request, caller)
     return {

@@ -21,6 +21,19 @@ from services.scheduling.models import Base
 from services.scheduling.scheduler import Scheduler
 from shared.background import Loop, start_loops
 from shared.db import make_engine, normalize_url
+from shared.events.catalog import (
+    AttemptMetrics,
+    Event,
+    TaskCancelled,
+    TaskCompleted,
+    TaskCreated,
+    TaskEvent,
+    TaskFailed,
+    TaskOutcome,
+    TaskRetried,
+    TaskStarted,
+)
+from shared.events.envelope import Envelope
 from shared.events.inprocess_bus import InProcessBus
 from shared.migrations import upgrade
 from shared.testing.fixtures import make_settings, require_service
@@ -30,9 +43,13 @@ NO_CORE = "http://127.0.0.1:9"
 
 
 class FakeClock:
+    """A clock the test moves. A sleeping scheduler computed its sleep from this clock, not from
+    the time that passes: `on_move` callbacks (its wake-up) tell it the time jumped."""
+
     def __init__(self, start: datetime) -> None:
         self.moment = start
         self._lock = threading.Lock()
+        self.on_move: list[Callable[[], None]] = []
 
     def __call__(self) -> datetime:
         with self._lock:
@@ -41,11 +58,18 @@ class FakeClock:
     def set(self, moment: datetime) -> None:
         with self._lock:
             self.moment = moment
+        self._moved()
 
     def advance(self, **delta: float) -> datetime:
         with self._lock:
             self.moment += timedelta(**delta)
-            return self.moment
+            moment = self.moment
+        self._moved()
+        return moment
+
+    def _moved(self) -> None:
+        for callback in self.on_move:
+            callback()
 
 
 @pytest.fixture
@@ -155,7 +179,8 @@ def platform(database_url: str, sqlite_url: Any, clock: FakeClock) -> Iterator[P
     sched = build_container(database_url, clock, bus=bus, core_url=f"http://127.0.0.1:{server.server_port}")
     sched_app = create_app(container=sched)
     stop = threading.Event()
-    scheduler = Scheduler(sched, poll_seconds=0.02)
+    scheduler = Scheduler(sched)
+    clock.on_move.append(scheduler.wakeup.set)
     loops = [*core.background_loops(), *sched.background_loops(), Loop("scheduler", scheduler.run)]
     threads = start_loops(loops, stop)
     yield Platform(core, core_app.test_client(), sched, sched_app.test_client(), stop)
@@ -165,6 +190,52 @@ def platform(database_url: str, sqlite_url: Any, clock: FakeClock) -> Iterator[P
     server.shutdown()
     sched.ctx.dispose()
     core.ctx.dispose()
+
+
+def task_created(pk: int, key: str | None = None, **fields: Any) -> TaskCreated:
+    """core's task.created (what the test does not care about is filled in); `key`: the slot
+    key of the run that created it."""
+    values: dict[str, Any] = {
+        "id": pk,
+        "task_id": f"task_{pk}",
+        "task_type": "example.noop",
+        "status": "pending",
+        "priority": "normal",
+        "queue_name": "normal",
+        "brand": {"id": 9, "name": "Humari"},
+        "created_by": {"id": "1", "username": "martin"},
+        "created_at": "2026-06-01T12:00:00.000Z",
+        "updated_at": "2026-06-01T12:00:00.000Z",
+        "context_data": {},
+        "max_retries": 3,
+        "timeout_minutes": 60,
+        "is_periodic": key is not None,
+        "origin": {"idempotency_key": key} if key else None,
+    }
+    return TaskCreated(**(values | fields))
+
+
+def core_event(event_type: type[TaskEvent], pk: int, **fields: Any) -> TaskEvent:
+    """core's event `event_type` about task `pk`, its required fields filled in."""
+    values: dict[str, Any] = {"id": pk, "task_id": f"task_{pk}"}
+    if issubclass(event_type, TaskOutcome):
+        values |= {"attempt": 1, "task_type": "example.noop", "priority": "normal", "retry_count": 0,
+                   "max_retries": 3, "metrics": AttemptMetrics()}  # fmt: skip
+    defaults: dict[type, dict[str, Any]] = {
+        TaskStarted: {"attempt": 1, "worker_name": "w1", "started_at": "2026-06-01T12:01:00.000Z"},
+        TaskCompleted: {"result_data": {}},
+        TaskFailed: {"error_message": "boom", "will_retry": False},
+        TaskCancelled: {"previous_status": "running"},
+        TaskRetried: {"retry_count": 1, "reason": "manual"},
+    }
+    return event_type(**(values | defaults.get(event_type, {}) | fields))
+
+
+def deliver(container: SchedulingContainer, *events: Event, brand_id: int = 9) -> list[Envelope]:
+    """Apply core's events through scheduling's consumer, as one batch."""
+    envelopes = [Envelope.of(event, brand_id) for event in events]
+    container.consumers()[0].apply(envelopes)
+    return envelopes
 
 
 # for checks that never reach the database differently (validation, pure time logic driven

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from services.scheduling.models import ScheduleRun
-from shared.events.envelope import Envelope
+from shared.events.catalog import TaskCompleted, TaskStarted
 from tests.integration.event_schemas import validator
 
-from .conftest import P, sqlite_only
+from .conftest import P, core_event, deliver, sqlite_only, task_created
 
 
 def fired_events(container):
@@ -89,22 +89,10 @@ class TestFiring:
         clock.advance(seconds=60)
         scheduler.tick()
         key = fired_events(container)[0]["data"]["idempotency_key"]
-        consumer = container.consumers()[0]
-
-        def deliver(event_type, **data):
-            envelope = Envelope(event_type, "core", 9, data)
-            consumer.apply(envelope, consumer.handlers[event_type])
-
-        deliver(
-            "task.created",
-            id=77,
-            task_id="task_77",
-            task_type="example.noop",
-            origin={"idempotency_key": key},
-        )
-        deliver("task.started", id=77, task_id="task_77", attempt=1, started_at="2026-06-01T12:01:02.000Z")
+        deliver(container, task_created(77, key))
+        deliver(container, core_event(TaskStarted, 77, started_at="2026-06-01T12:01:02.000Z"))
         assert get(client, auth, schedule)["last_run_status"] == "running"
-        deliver("task.completed", id=77, task_id="task_77", attempt=1, result_data={}, metrics={})
+        deliver(container, core_event(TaskCompleted, 77))
         [run] = client.get(f"{P}{schedule['id']}/runs/", headers=auth.headers()).json["results"]
         assert (run["task"], run["task_id"], run["status"], run["start_delay_seconds"]) == (
             77,
@@ -114,7 +102,7 @@ class TestFiring:
         )
         assert get(client, auth, schedule)["last_run_status"] == "success"
         # a late, older event never moves the run backwards
-        deliver("task.started", id=77, task_id="task_77", attempt=1)
+        deliver(container, core_event(TaskStarted, 77))
         assert runs(container)[0].status == "success"
 
     def test_jitter_delays_within_its_bound_and_is_the_same_on_every_replica(
@@ -185,13 +173,7 @@ class TestMisfire:
 
 class TestOverlap:
     def _start(self, container, run, task_pk):
-        consumer = container.consumers()[0]
-        for event_type, data in (
-            ("task.created", {"id": task_pk, "task_id": f"task_{task_pk}", "task_type": "example.noop",
-                              "origin": {"idempotency_key": run.idempotency_key}}),
-            ("task.started", {"id": task_pk, "task_id": f"task_{task_pk}", "attempt": 1}),
-        ):  # fmt: skip
-            consumer.apply(Envelope(event_type, "core", 9, data), consumer.handlers[event_type])
+        deliver(container, task_created(task_pk, run.idempotency_key), core_event(TaskStarted, task_pk))
 
     def test_skip_while_the_previous_run_is_active(
         self, client, auth, clock, container, scheduler, make_schedule
