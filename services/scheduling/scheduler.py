@@ -18,6 +18,7 @@ a clock they move, so no test waits minutes.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timedelta
 from threading import Event as StopSignal
 
@@ -63,6 +64,7 @@ class Scheduler:
         self.container = container
         self.clock = clock or container.clock
         self.wakeup = container.ctx.wakeups.signal(SCHEDULES)
+        self.sleeping = threading.Event()  # set while it waits for a slot or a wake-up
         # cancel_previous requests core could not take yet
         self.cancellations_pending = True  # at start: whatever waited for a scheduler
 
@@ -161,7 +163,12 @@ class Scheduler:
             except Exception:
                 log.exception("scheduler pass failed")
                 wait = ERROR_RETRY_SECONDS
-            woken = wait != 0.0 and sleep_until_woken(self.wakeup, stop, wait)
+            if wait == 0.0:
+                woken = False
+                continue
+            self.sleeping.set()
+            woken = sleep_until_woken(self.wakeup, stop, wait)
+            self.sleeping.clear()
 
 
 def _next_fire_time(session: Session, model: type[Schedule], lookahead: timedelta) -> datetime | None:

@@ -100,7 +100,11 @@ def migrated_postgres_url() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, sqlite_url: Any) -> str:
     if request.param == "sqlite":
         return sqlite_url("scheduling")
-    url = request.getfixturevalue("migrated_postgres_url")
+    return emptied(request.getfixturevalue("migrated_postgres_url"))
+
+
+def emptied(url: str) -> str:
+    """The session's PostgreSQL database with empty tables."""
     engine = make_engine(url)
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:

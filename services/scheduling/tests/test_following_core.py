@@ -1,0 +1,307 @@
+"""scheduling follows core's task events a batch at a time with set-based statements, exactly as
+one by one; it binds the outcomes of periodic tasks only (through the real broker); and the
+scheduler sleeps until a slot is due or a change wakes it, sending no query while idle."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from services.scheduling.app import create_app
+from services.scheduling.embedded import build
+from services.scheduling.models import CoreTask, CronJob, PeriodicTask, ScheduleRun
+from services.scheduling.scheduler import Scheduler, scheduler_loops
+from shared.background import Loop, start_loops
+from shared.db import make_engine
+from shared.events.bus import EVENTS_EXCHANGE, OutgoingMessage
+from shared.events.catalog import (
+    PERIODIC_HEADER,
+    TaskCancelled,
+    TaskCompleted,
+    TaskDeleted,
+    TaskFailed,
+    TaskRetried,
+    TaskStarted,
+    TaskUpdated,
+)
+from shared.events.envelope import Envelope
+from shared.events.rabbitmq_bus import RabbitMQBus
+from shared.testing.fixtures import make_settings, wait_until
+from shared.testing.statements import statements_of
+
+from .conftest import NO_CORE, FakeClock, P, build_container, core_event, deliver, emptied, task_created
+
+J = "/tasks/scheduled/cron-jobs/"
+
+
+def at(clock: FakeClock, text: str) -> None:
+    clock.set(datetime.fromisoformat(text).replace(tzinfo=UTC))
+
+
+def runs(container: Any) -> list[ScheduleRun]:
+    with container.session_factory() as session:
+        return list(session.scalars(select(ScheduleRun).order_by(ScheduleRun.id)))
+
+
+class TestBatches:
+    def test_a_batch_of_task_created_is_one_insert(self, container, clock, scheduler, make_schedule):
+        make_schedule()
+        clock.advance(seconds=60)
+        scheduler.tick()
+        [run] = runs(container)
+        created = [task_created(1000 + n) for n in range(199)] + [task_created(2000, run.idempotency_key)]
+        with statements_of(container.ctx.engine) as log:
+            deliver(container, *created)
+        assert log.count("INSERT INTO core_tasks") == 1
+        assert log.count("UPDATE schedule_runs") == 1  # the one run whose slot created a task
+        assert log.count() <= 4, log.statements  # + the inbox's insert and the runs' lookup
+        with container.session_factory() as session:
+            assert len(session.scalars(select(CoreTask.id)).all()) == 200
+        assert (runs(container)[0].task_pk, runs(container)[0].task_ref) == (2000, "task_2000")
+
+    def test_status_only_updates_cost_no_statement(self, app, container):
+        deliver(container, task_created(7))
+        changes = [
+            core_event(TaskUpdated, 7, changed={"status": "pending", "attempt": n}, reason="worker lost")
+            for n in range(2, 50)
+        ]
+        with statements_of(container.ctx.engine) as log:
+            deliver(container, *changes)
+        assert log.count("core_tasks") == 0 and log.count() == 1, log.statements  # the inbox alone
+
+    def test_a_batch_ends_as_one_by_one(self, container, clock, client, auth, sqlite_url):
+        """The same events, in one batch here and one at a time on a twin database: the same
+        runs, schedules and templates."""
+        twin = build_container(sqlite_url("twin"), clock)
+        twin_client = create_app(container=twin).test_client()
+        for api in (client, twin_client):
+            for url, body in (
+                (P, {"cron_expression": "* * * * *"}),
+                (J, {"name": "c", "frequency": "minutely"}),
+            ):
+                answer = api.post(url, json={"task_type": "example.noop", **body}, headers=auth.headers())
+                assert answer.status_code == 201, answer.json
+        for minute in ("12:01", "12:02", "12:03"):
+            at(clock, f"2026-06-01T{minute}:00")
+            assert Scheduler(container).tick() == Scheduler(twin).tick() == 2
+        keys = {(r.schedule_kind, r.planned_time.minute): r.idempotency_key for r in runs(container)}
+        envelopes = [Envelope.of(event, 9) for event in story(keys)]
+        container.consumers()[0].apply(envelopes)
+        for envelope in envelopes:
+            twin.consumers()[0].apply([envelope])
+        assert snapshot(container) == snapshot(twin)
+        twin.ctx.dispose()
+
+
+def story(keys: dict[tuple[str, int], str]) -> list[Any]:
+    """Tasks 101-103 are the periodic task's runs at 12:01-12:03, 201-203 the cron job's."""
+
+    def key(kind: str, minute: int) -> str:
+        return keys[(kind, minute)]
+
+    started = "2026-06-01T12:01:03.000Z"
+    return [
+        task_created(101, key("periodic", 1)),
+        task_created(201, key("cron", 1)),
+        core_event(TaskStarted, 101, started_at=started),
+        core_event(TaskCompleted, 101, completed_at="2026-06-01T12:01:09.000Z"),
+        core_event(TaskStarted, 201),
+        core_event(TaskFailed, 201, will_retry=True),  # not over: an automatic retry follows
+        core_event(TaskFailed, 201, attempt=2, completed_at="2026-06-01T12:01:30.000Z"),
+        task_created(102, key("periodic", 2)),
+        task_created(202, key("cron", 2)),
+        core_event(TaskRetried, 201),  # a manual retry: running again, no longer counted failed
+        core_event(TaskCompleted, 201, attempt=3),
+        core_event(TaskCancelled, 102),
+        core_event(TaskStarted, 102),  # late: the run stays cancelled
+        core_event(TaskCompleted, 202, started_at="2026-06-01T12:02:01.000Z"),  # short: no started
+        core_event(TaskUpdated, 101, changed={"priority": "high", "description": "x"}),
+        core_event(TaskUpdated, 102, changed={"status": "pending", "attempt": 2}),
+        task_created(103, key("periodic", 3)),
+        task_created(203, key("cron", 3)),
+        core_event(TaskFailed, 103),
+        core_event(TaskStarted, 103),
+        core_event(TaskCancelled, 203),
+        core_event(TaskCompleted, 999),  # no run of ours
+        core_event(TaskDeleted, 102),
+    ]
+
+
+def snapshot(container: Any) -> dict[str, Any]:
+    with container.session_factory() as session:
+        return {
+            "runs": [
+                (r.id, r.task_pk, r.task_ref, r.status, r.started_at, r.finished_at, r.cancel_requested_at)
+                for r in session.scalars(select(ScheduleRun).order_by(ScheduleRun.id))
+            ],
+            "periodic": [(s.id, s.last_run_status) for s in session.scalars(select(PeriodicTask))],
+            "cron": [
+                (s.id, s.last_run_status, s.successful_executions, s.failed_executions)
+                for s in session.scalars(select(CronJob))
+            ],
+            "templates": [
+                (t.id, t.task_id, t.priority, t.description)
+                for t in session.scalars(select(CoreTask).order_by(CoreTask.id))
+            ],
+        }
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_only_periodic_outcomes_reach_scheduling_through_the_broker(
+    database_url, clock, amqp_url, bus_prefix, auth
+):
+    """core marks the events of periodic tasks with a header; scheduling's queue is bound to the
+    outcomes through it, so the broker drops the others (task.created still comes for all)."""
+    bus = RabbitMQBus(amqp_url, prefix=bus_prefix)
+    container = build_container(database_url, clock, bus=bus)
+    client = create_app(container=container).test_client()
+    client.post(P, json={"task_type": "example.noop", "cron_expression": "* * * * *"}, headers=auth.headers())
+    clock.advance(seconds=60)
+    Scheduler(container).tick()
+    [run] = runs(container)
+    consumer = container.consumers()[0]
+    stop = threading.Event()
+    threading.Thread(
+        target=consumer.subscription(bus, "scheduling.scheduling").run, args=(stop,), daemon=True
+    ).start()
+    plain = [task_created(1), core_event(TaskStarted, 1), core_event(TaskCompleted, 1)]
+    periodic = [task_created(2, run.idempotency_key), core_event(TaskCompleted, 2)]
+    sent = {}
+    for event in plain + periodic:
+        envelope = Envelope.of(event, 9)
+        headers = {PERIODIC_HEADER: "1"} if event in periodic else {}
+        bus.publish(
+            [
+                OutgoingMessage(
+                    EVENTS_EXCHANGE, envelope.event_type, envelope.to_json(), envelope.event_id, headers
+                )
+            ]
+        )
+        sent[(envelope.event_type, event.id)] = envelope.event_id
+    try:
+        wait_until(lambda: runs(container)[0].status == "success", 15, message="the periodic outcome applied")
+    finally:
+        stop.set()
+    inbox = container.ctx.inbox
+    with container.ctx.engine.connect() as conn:
+        applied = set(conn.execute(select(inbox.c.event_id)).scalars())
+    # FIFO: the plain outcomes went before the periodic one; had they been routed, they were here
+    assert sent[("task.created", 1)] in applied and sent[("task.created", 2)] in applied
+    assert sent[("task.started", 1)] not in applied and sent[("task.completed", 1)] not in applied
+    container.ctx.dispose()
+    bus.close()
+
+
+def listening(url: str) -> bool:
+    """Has a wake-up listener of this database run its LISTEN?"""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+class TestTheSchedulerSleeps:
+    """It sleeps until the next slot it knows of; a schedule created meanwhile wakes it (a NOTIFY
+    from another process on PostgreSQL, the process's own signal in `make run`), and while it
+    sleeps it sends no query. The test's clock does not wake it: it moves, and nobody says so."""
+
+    @pytest.fixture(params=["processes", "embedded"])
+    def topology(self, request, sqlite_url, clock):
+        """`processes`: the API and the scheduler as separate processes have them (a composition
+        root each) on PostgreSQL, the scheduler's process as `scheduler_loops` builds it;
+        `embedded`: make run's wiring on SQLite (services/scheduling/embedded.py)."""
+        if request.param == "processes":
+            url = emptied(request.getfixturevalue("migrated_postgres_url"))
+            api, side = build_container(url, clock), build_container(url, clock)
+            loops = scheduler_loops(side)
+            client = create_app(container=api).test_client()
+        else:
+            url = None
+            app, loops = build(
+                make_settings("scheduling", sqlite_url("scheduling"), TASKHUB_CORE_URL=NO_CORE)
+            )
+            api = side = app.extensions["scheduling"]
+            client = app.test_client()
+        side.clock = api.clock = clock
+        [scheduler] = [loop.run.__self__ for loop in loops if loop.name == "scheduling.scheduler"]  # type: ignore[attr-defined]
+        scheduler.clock = clock
+        stop = threading.Event()
+        threads = []
+        listener = [loop for loop in loops if loop.name == "wakeups.listener"]
+        if listener:
+            threads += start_loops(listener, stop)
+            wait_until(lambda: listening(url), 10, message="the wake-up listener is connected")
+            scheduler.wakeup.wait(0)  # its catch-up at connect (nothing was missed: a fresh start)
+        yield client, side, scheduler, lambda: threads.extend(start_loops([Loop("s", scheduler.run)], stop))
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+        api.ctx.dispose()
+        side.ctx.dispose()
+
+    def test_a_slot_created_while_it_sleeps_fires_and_idle_it_queries_nothing(self, topology, auth, clock):
+        client, side, scheduler, start = topology
+        hourly = client.post(
+            P, json={"task_type": "example.noop", "cron_expression": "0 13 * * *"}, headers=auth.headers()
+        )
+        assert hourly.status_code == 201, hourly.json
+        with statements_of(side.ctx.engine) as log:
+            start()
+            wait_until(scheduler.sleeping.is_set, 10, message="the scheduler asleep")
+            assert log.count("FROM periodic_tasks") and log.count("FROM cron_jobs")
+            before = log.count()
+            at(clock, "2026-06-01T12:00:55")  # the 13:00 slot is an hour away: nothing to do
+            threading.Event().wait(2.5)  # the window in which it must stay silent
+            assert log.count() == before, log.statements[before:]
+            minutely = client.post(
+                P, json={"task_type": "example.noop", "cron_expression": "* * * * *"}, headers=auth.headers()
+            ).json
+            # woken: the 12:01 slot is within the lookahead (10 s), so it fires now
+            wait_until(lambda: runs(side), 10, message="the new schedule's slot fired")
+        assert [(r.schedule_id, r.planned_time.minute) for r in runs(side)] == [(minutely["id"], 1)]
+
+    def test_a_run_waiting_for_its_task_to_be_cancelled_wakes_it(self, container, clock, client, auth):
+        """cancel_previous: the previous run's task was not known when the next slot fired; when
+        core's task.created links it, the scheduler is woken to ask core to cancel it."""
+        client.post(
+            P,
+            json={
+                "task_type": "example.noop",
+                "cron_expression": "* * * * *",
+                "overlap_policy": "cancel_previous",
+            },
+            headers=auth.headers(),
+        )
+        scheduler = Scheduler(container)
+        calls: list[tuple[int, int]] = []
+        container.core.cancel_task = lambda token, brand, pk: calls.append((brand, pk)) or 200
+        at(clock, "2026-06-01T12:01:00")
+        scheduler.tick()
+        at(clock, "2026-06-01T12:02:00")
+        scheduler.tick()
+        first = runs(container)[0]
+        assert first.cancel_requested_at is not None and first.task_pk is None
+        stop = threading.Event()
+        threads = start_loops([Loop("scheduler", scheduler.run)], stop)
+        try:
+            wait_until(scheduler.sleeping.is_set, 10, message="the scheduler asleep")
+            assert calls == []  # nothing to ask core yet: the run has no task
+            deliver(container, task_created(501, first.idempotency_key))
+            wait_until(lambda: calls == [(9, 501)], 10, message="the scheduler asks core")
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(5)
