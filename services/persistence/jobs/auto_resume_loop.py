@@ -10,6 +10,7 @@ queries the database when nothing changed."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from threading import Event as StopSignal
@@ -47,6 +48,7 @@ class AutoResumeLoop:
         self.options = AutoResumeSchema().load({"max_jobs": JOBS_PER_PASS})
         # jobs whose resume was refused (a corrupted checkpoint): not due again until woken
         self.refused: set[int] = set()
+        self.sleeping = threading.Event()  # set while it waits for a due job or a wake-up
 
     def resume_due(self, now: datetime | None = None) -> dict[str, Any]:
         """One pass: resume the jobs stopped for at least the delay at `now`."""
@@ -81,5 +83,7 @@ class AutoResumeLoop:
                 wait = RETRY_SECONDS
             if wait == 0.0:
                 continue
+            self.sleeping.set()
             if sleep_until_woken(self.signal, stop, wait):
                 self.refused.clear()  # something changed: a refused job may be resumable now
+            self.sleeping.clear()
