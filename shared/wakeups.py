@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import select
 import threading
-import time
 from collections.abc import Iterable
 from threading import Event as StopSignal
 from typing import TYPE_CHECKING
@@ -106,19 +105,3 @@ class Wakeups:
             return
         names = {n.channel.removeprefix(CHANNEL_PREFIX) for n in conn.notifies(timeout=0)}
         self.set(names)
-
-
-def sleep_until_woken(signal: Signal, stop: StopSignal, seconds: float | None) -> bool:
-    """How a loop sleeps between passes: until `signal` is set (True), `stop` is set, or `seconds`
-    have passed (the next thing it knows is due; None: nothing is). `stop` is looked at every
-    STOP_CHECK_SECONDS, which costs no query."""
-    deadline = None if seconds is None else time.monotonic() + max(0.0, seconds)
-    while not stop.is_set():
-        left = (
-            STOP_CHECK_SECONDS if deadline is None else min(STOP_CHECK_SECONDS, deadline - time.monotonic())
-        )
-        if left <= 0:
-            return False
-        if signal.wait(left):
-            return True
-    return False

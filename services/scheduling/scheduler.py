@@ -18,19 +18,17 @@ a clock they move, so no test waits minutes.
 from __future__ import annotations
 
 import logging
-import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from threading import Event as StopSignal
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.background import Loop, run_until_signalled
+from shared.background import Loop, run_until_signalled, when_due
 from shared.config import load_settings
 from shared.logs import configure_logging
 from shared.migrations import upgrade
-from shared.wakeups import sleep_until_woken
 
 from .container import Clock, SchedulingContainer, bootstrap
 from .core_client import CoreUnavailable
@@ -64,9 +62,8 @@ class Scheduler:
         self.container = container
         self.clock = clock or container.clock
         self.wakeup = container.ctx.wakeups.signal(SCHEDULES)
-        self.sleeping = threading.Event()  # set while it waits for a slot or a wake-up
-        # cancel_previous requests core could not take yet
-        self.cancellations_pending = True  # at start: whatever waited for a scheduler
+        self.passes = 0  # passes done (after each one it sleeps without a query until due or woken)
+        self.cancellations_pending = False  # core did not answer a cancel_previous request
 
     def tick(self) -> int:
         """Fire everything due now, a batch per transaction, until nothing due is left for this
@@ -127,8 +124,6 @@ class Scheduler:
                 )
                 uow.commit()
             done += 1
-        if done == CANCELLATIONS_PER_PASS:
-            self.cancellations_pending = True  # more may wait
         return done
 
     def seconds_to_next_slot(self) -> float | None:
@@ -142,33 +137,25 @@ class Scheduler:
             return None
         return max(0.0, (min(known) - self.clock()).total_seconds())
 
-    def pass_once(self, cancellations: bool) -> float | None:
-        """Fire what is due, ask core for the cancellations waiting, and say how long to sleep."""
+    def pass_once(self) -> datetime | None:
+        """Fire what is due, ask core for the cancellations waiting (one indexed query: a pass
+        only happens when something is due or changed), and say when to look again (wall time;
+        None: not until woken)."""
         fired = self._fire_due()
-        if cancellations or self.cancellations_pending or any(run.overlapped for run in fired):
-            self.request_cancellations()
-        wait = self.seconds_to_next_slot()
-        if wait == 0.0 and not fired:
+        more_cancellations = self.request_cancellations() == CANCELLATIONS_PER_PASS
+        wait = 0.0 if more_cancellations else self.seconds_to_next_slot()
+        if wait == 0.0 and not fired and not more_cancellations:
             wait = BUSY_RETRY_SECONDS
-        if self.cancellations_pending:
+        if self.cancellations_pending and not more_cancellations:
             wait = CORE_RETRY_SECONDS if wait is None else min(wait, CORE_RETRY_SECONDS)
-        return wait
+        self.passes += 1
+        return None if wait is None else datetime.now(UTC) + timedelta(seconds=wait)
 
     def run(self, stop: StopSignal) -> None:
-        woken = True
-        while not stop.is_set():
-            wait: float | None
-            try:
-                wait = self.pass_once(cancellations=woken)
-            except Exception:
-                log.exception("scheduler pass failed")
-                wait = ERROR_RETRY_SECONDS
-            if wait == 0.0:
-                woken = False
-                continue
-            self.sleeping.set()
-            woken = sleep_until_woken(self.wakeup, stop, wait)
-            self.sleeping.clear()
+        """Pass after pass, sleeping in between until due or woken (shared.background.when_due)."""
+        when_due("scheduling.scheduler", self.wakeup, self.pass_once, retry_seconds=ERROR_RETRY_SECONDS).run(
+            stop
+        )
 
 
 def _next_fire_time(session: Session, model: type[Schedule], lookahead: timedelta) -> datetime | None:

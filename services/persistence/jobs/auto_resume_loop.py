@@ -10,7 +10,6 @@ queries the database when nothing changed."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from threading import Event as StopSignal
@@ -18,9 +17,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.background import when_due
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
-from shared.wakeups import Signal, sleep_until_woken
+from shared.wakeups import Signal
 
 from . import service as jobs
 from .schemas import AutoResumeSchema
@@ -46,12 +46,13 @@ class AutoResumeLoop:
         self.delay = timedelta(seconds=delay_seconds)
         self.max_per_job = max_per_job
         self.options = AutoResumeSchema().load({"max_jobs": JOBS_PER_PASS})
-        # jobs whose resume was refused (a corrupted checkpoint): not due again until woken
-        self.refused: set[int] = set()
-        self.sleeping = threading.Event()  # set while it waits for a due job or a wake-up
+        # jobs whose resume was refused (a corrupted checkpoint), with when they had stopped: not
+        # tried again, nor counted as due, until they stop anew
+        self.refused: dict[int, datetime] = {}
+        self.passes = 0  # passes done (after each one it sleeps without a query until due or woken)
 
     def resume_due(self, now: datetime | None = None) -> dict[str, Any]:
-        """One pass: resume the jobs stopped for at least the delay at `now`."""
+        """Resume the jobs stopped for at least the delay at `now`."""
         now = now or utcnow()
         return jobs.auto_resume(
             self.uow_factory,
@@ -65,25 +66,22 @@ class AutoResumeLoop:
     def seconds_to_next(self, now: datetime | None = None) -> float | None:
         """How long until the next job is due (0: now; None: no job will be, until woken)."""
         with self.session_factory() as session:
-            oldest = jobs.next_auto_resume(session, self.options, self.max_per_job, self.refused)
+            oldest = jobs.next_auto_resume(session, self.options, self.max_per_job, set(self.refused))
         if oldest is None:
             return None
         return max(0.0, (oldest + self.delay - (now or utcnow())).total_seconds())
 
+    def pass_once(self) -> datetime | None:
+        """One pass; returns when the next one is due (None: not until woken)."""
+        resumed = self.resume_due()["resumed_jobs"]
+        wait = 0.0 if resumed >= JOBS_PER_PASS else self.seconds_to_next()
+        if wait == 0.0 and not resumed:
+            wait = RETRY_SECONDS  # due but not taken: never a busy loop
+        self.passes += 1
+        return None if wait is None else utcnow() + timedelta(seconds=wait)
+
     def run(self, stop: StopSignal) -> None:
-        while not stop.is_set():
-            wait: float | None
-            try:
-                resumed = self.resume_due()["resumed_jobs"]
-                wait = 0.0 if resumed >= JOBS_PER_PASS else self.seconds_to_next()
-                if wait == 0.0 and not resumed:
-                    wait = RETRY_SECONDS  # due but not taken: never a busy loop
-            except Exception:
-                log.exception("auto-resume pass failed; retrying in %.0f s", RETRY_SECONDS)
-                wait = RETRY_SECONDS
-            if wait == 0.0:
-                continue
-            self.sleeping.set()
-            if sleep_until_woken(self.signal, stop, wait):
-                self.refused.clear()  # something changed: a refused job may be resumable now
-            self.sleeping.clear()
+        """Pass after pass, sleeping in between until due or woken (shared.background.when_due)."""
+        when_due("persistence.auto-resume", self.signal, self.pass_once, retry_seconds=RETRY_SECONDS).run(
+            stop
+        )

@@ -230,14 +230,15 @@ def auto_resume(
     max_per_job: int,
     *,
     stopped_before: datetime | None = None,
-    refused: set[int] | None = None,
+    refused: dict[int, datetime] | None = None,
 ) -> dict[str, Any]:
     """Resume the best jobs stopped by accident: failed or interrupted (never paused or cancelled:
     those were stopped on purpose), resumable, whose task core is not already running again, at
     most `max_per_job` automatic resumes each (a handler that always fails must not loop).
     Highest priority first, then the most advanced. Each resume is its own transaction, so one
     refusal (a corrupted checkpoint) does not undo the others. `stopped_before`: only jobs
-    stopped by then (the loop's delay); `refused` collects the jobs whose resume was refused."""
+    stopped by then (the loop's delay); `refused` (the loop's memory) holds the jobs whose
+    resume was refused, with when they had stopped: they are skipped until they stop anew."""
     since = utcnow() - timedelta(hours=options["max_interruption_hours"])
     threshold = lc.PRIORITY_RANK[options["priority_threshold"]]
     with uow_factory() as uow:
@@ -256,11 +257,19 @@ def auto_resume(
             uow.session.scalars(stmt).all(), key=lambda j: -lc.PRIORITY_RANK.get(j.base_task.priority, 1)
         )
         candidates = [
-            (job.id, job.brand_id, _skip_reason(job, threshold, since, max_per_job, options)) for job in jobs
+            (
+                job.id,
+                job.brand_id,
+                job.interrupted_at,
+                _skip_reason(job, threshold, since, max_per_job, options),
+            )
+            for job in jobs
         ]
     results: list[dict[str, Any]] = []
     resumed = 0
-    for job_id, job_brand, reason in candidates:
+    for job_id, job_brand, stopped_at, reason in candidates:
+        if reason is None and refused is not None and refused.get(job_id) == stopped_at:
+            reason = "its resume was refused since it stopped"
         if reason is None and resumed >= options["max_jobs"]:
             reason = f"max_jobs ({options['max_jobs']}) reached"
         if reason is not None:
@@ -272,8 +281,8 @@ def auto_resume(
                 uow.commit()
         except ApiError as error:
             results.append({"job_id": job_id, "status": "skipped", "reason": error.detail})
-            if refused is not None:
-                refused.add(job_id)
+            if refused is not None and stopped_at is not None:
+                refused[job_id] = stopped_at
             continue
         resumed += 1
         results.append({"job_id": job_id, "status": "resumed", "message": "Job resumed."})

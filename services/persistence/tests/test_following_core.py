@@ -137,7 +137,7 @@ class TestTheAutoResumeLoop:
         with statements_of(container.ctx.engine) as log:
             threads = start_loops([Loop("auto-resume", loop.run)], stop)
             try:
-                wait_until(loop.sleeping.is_set, 10, message="the loop asleep")
+                wait_until(lambda: loop.passes, 10, message="its first pass done: asleep")
                 before = log.count()
                 threading.Event().wait(2.5)  # the window in which it must stay silent
                 assert log.count() == before, log.statements[before:]

@@ -77,13 +77,16 @@ class TestAutoResume:
     def test_the_loop_resumes_with_a_bound_per_job(self, client, auth, events, machine, container):
         task, job_id = stopped_job(client, machine, events)
         assert container.auto_resume()["resumed_jobs"] == 0  # stopped less than a minute ago
-        later = utcnow() + timedelta(seconds=61)
+
+        def later():  # the loop's pass a minute after the latest stop
+            return utcnow() + timedelta(seconds=61)
+
         for attempt in range(2, 6):
-            assert container.auto_resume(later)["resumed_jobs"] == (1 if attempt <= 4 else 0)
+            assert container.auto_resume(later())["resumed_jobs"] == (1 if attempt <= 4 else 0)
             core_reruns(events, task, attempt)
             start(client, machine, task, attempt=attempt)
             events.core(TaskFailed, task, attempt=attempt, error_message="again", will_retry=False)
-        last = container.auto_resume(later)["results"]
+        last = container.auto_resume(later())["results"]
         assert last == [{"job_id": job_id, "status": "skipped", "reason": "already auto-resumed 3 times"}]
 
     def test_an_old_interruption_is_left_to_a_human(self, client, auth, events, machine, container):

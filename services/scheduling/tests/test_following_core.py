@@ -244,7 +244,8 @@ class TestTheSchedulerSleeps:
         if listener:
             threads += start_loops(listener, stop)
             wait_until(lambda: listening(url), 10, message="the wake-up listener is connected")
-            scheduler.wakeup.wait(0)  # its catch-up at connect (nothing was missed: a fresh start)
+            # its catch-up at connect wakes every loop once (nothing was missed: a fresh start)
+            wait_until(lambda: scheduler.wakeup.wait(0.1), 10, message="the listener's catch-up")
         yield client, side, scheduler, lambda: threads.extend(start_loops([Loop("s", scheduler.run)], stop))
         stop.set()
         for thread in threads:
@@ -258,9 +259,12 @@ class TestTheSchedulerSleeps:
             P, json={"task_type": "example.noop", "cron_expression": "0 13 * * *"}, headers=auth.headers()
         )
         assert hourly.status_code == 201, hourly.json
+        # the creation woke the scheduler's side (not started yet: taken here, so that the test
+        # knows when it sleeps)
+        wait_until(lambda: scheduler.wakeup.wait(0.1), 10, message="the creation's wake-up")
         with statements_of(side.ctx.engine) as log:
             start()
-            wait_until(scheduler.sleeping.is_set, 10, message="the scheduler asleep")
+            wait_until(lambda: scheduler.passes, 10, message="its first pass done: asleep")
             assert log.count("FROM periodic_tasks") and log.count("FROM cron_jobs")
             before = log.count()
             at(clock, "2026-06-01T12:00:55")  # the 13:00 slot is an hour away: nothing to do
@@ -297,7 +301,7 @@ class TestTheSchedulerSleeps:
         stop = threading.Event()
         threads = start_loops([Loop("scheduler", scheduler.run)], stop)
         try:
-            wait_until(scheduler.sleeping.is_set, 10, message="the scheduler asleep")
+            wait_until(lambda: scheduler.passes, 10, message="its first pass done: asleep")
             assert calls == []  # nothing to ask core yet: the run has no task
             deliver(container, task_created(501, first.idempotency_key))
             wait_until(lambda: calls == [(9, 501)], 10, message="the scheduler asks core")
