@@ -95,16 +95,17 @@ def apply_created(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
             persistent.add(task.id)
     if not tasks:
         return
-    bind = uow.session.get_bind()
     refs = TaskRef.__table__
-    statement = upsert(bind, refs).values(list(tasks.values()))
+    statement = upsert(uow.session.get_bind(), refs)
     statement = statement.on_conflict_do_update(
         index_elements=[refs.c.id],
         set_={name: statement.excluded[name] for name in ("task_id", "task_type", "priority", "updated_at")},
         where=refs.c.brand_id == statement.excluded.brand_id,
-    )
-    # the rows of this batch's brands, as they are now (a for-task call may have run them)
-    mine = uow.session.execute(statement.returning(refs.c.id, refs.c.status, refs.c.attempt)).all()
+    ).returning(refs.c.id, refs.c.status, refs.c.attempt)
+    # one multi-row statement (SQLAlchemy's insertmanyvalues: the statement is compiled once and
+    # cached, the rows are sent as one VALUES list); the rows of this batch's brands come back as
+    # they are now (a for-task call may have run them)
+    mine = uow.session.execute(statement, list(tasks.values())).all()
     wanted = [row for row in mine if row.id in persistent]
     if wanted:
         _create_jobs(uow, tasks, wanted)
@@ -116,11 +117,10 @@ def _create_jobs(uow: UnitOfWork, tasks: dict[int, dict[str, Any]], refs: Sequen
     rows = [lc.new_job(tasks[ref.id]["brand_id"], ref.id, ref.status, ref.attempt, now, {}) for ref in refs]
     statement = (
         upsert(uow.session.get_bind(), jobs)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=[jobs.c.base_task_id])
         .returning(jobs.c.id, jobs.c.base_task_id, jobs.c.status)
     )
-    created = sorted(uow.session.execute(statement).all(), key=lambda job: job.id)
+    created = sorted(uow.session.execute(statement, rows).all(), key=lambda job: job.id)
     for job in created:
         task = tasks[job.base_task_id]
         data = lc.job_event(job.id, job.base_task_id, task["task_id"], job.status, False)

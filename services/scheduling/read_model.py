@@ -83,8 +83,9 @@ def apply_created(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
             links.setdefault(str(key), (task.id, task.task_id, envelope.brand_id))
     if templates:
         table = CoreTask.__table__
-        statement = upsert(uow.session.get_bind(), table).values(list(templates.values()))
-        uow.session.execute(statement.on_conflict_do_nothing(index_elements=[table.c.id]))
+        statement = upsert(uow.session.get_bind(), table).on_conflict_do_nothing(index_elements=[table.c.id])
+        # one multi-row statement (insertmanyvalues: compiled once and cached, one VALUES list)
+        uow.session.execute(statement, list(templates.values()))
     if links:
         _link_runs(uow, links)
 
