@@ -48,10 +48,15 @@ def on_metrics_deleted(uow: UnitOfWork, env: Envelope) -> None:
 
 
 def on_resumability(uow: UnitOfWork, env: Envelope) -> None:
-    """checkpoint.saved and job.* carry the job's `can_resume`."""
+    """checkpoint.saved and job.* carry the job's `can_resume`; a task with a job is persistent
+    from then on (its events carry the header persistence binds to)."""
     task = _task(uow, env)
-    if task is not None and "can_resume" in env.data:
+    if task is None:
+        return
+    if "can_resume" in env.data:
         task.is_resumable = bool(env.data["can_resume"])
+    if env.event_type.startswith("job."):
+        task.is_persistent = True
 
 
 def on_job_paused(uow: UnitOfWork, env: Envelope) -> None:
@@ -79,12 +84,13 @@ def on_job_resumed(uow: UnitOfWork, env: Envelope) -> None:
     task.completed_at = None
     task.lost_deliveries = 0
     task.worker_name = None
-    if env.data.get("priority"):
-        task.priority = env.data["priority"]
-        task.priority_rank = st.PRIORITY_RANK.get(task.priority, task.priority_rank)
+    changed = {}
+    if env.data.get("priority") in st.PRIORITY_RANK:
+        task.priority = changed["priority"] = env.data["priority"]
+        task.priority_rank = st.PRIORITY_RANK[task.priority]
     resume = {k: env.data.get(k) for k in ("job_id", "checkpoint_id", "from_step", "restart")}
     dispatch(uow, task, now, resume=resume)
-    announce_status(uow, task, env.event_type.replace("job.", "job "))
+    announce_status(uow, task, env.event_type.replace("job.", "job "), **changed)
 
 
 def on_schedule_fired(registry: TaskTypeRegistry):  # type: ignore[no-untyped-def]

@@ -104,16 +104,16 @@ def transition(task: Task, target: str, reason: str, now: datetime | None = None
     task.updated_at = now
 
 
-def announce_status(uow: UnitOfWork, task: Task, reason: str) -> None:
+def announce_status(uow: UnitOfWork, task: Task, reason: str, **changed: Any) -> None:
     """A status change core made on its own (worker lost, job paused or resumed): the other
-    services' read models follow it through task.updated."""
+    services' read models follow it through task.updated (with any other field it changed)."""
     publish_task_event(
         uow,
         task,
         catalog.TaskUpdated(
             id=task.id,
             task_id=task.task_id,
-            changed={"status": task.status, "attempt": task.attempt},
+            changed={"status": task.status, "attempt": task.attempt, **changed},
             reason=reason,
         ),
     )
@@ -130,7 +130,10 @@ def get_task(uow: UnitOfWork, brand_id: int, pk: int, *, lock: bool = False) -> 
 
 
 def _fingerprint(fields: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+    """The request as the key remembers it: a field given as null and a field left out are the
+    same request (scheduling's run-now call and its schedule.fired event spell it both ways)."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    return hashlib.sha256(json.dumps(given, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------ creating
