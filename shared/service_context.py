@@ -15,6 +15,7 @@ from .background import Loop
 from .config import ConfigError, Settings, env_int
 from .db import make_engine, make_session_factory, messaging_tables
 from .events.bus import EventBus, FilteredBindings
+from .events.delivery_batches import DEFAULT_BATCH_LINGER_SECONDS
 from .events.inbox_consumer import BatchEventHandler, EventHandler, InboxConsumer
 from .events.inprocess_bus import InProcessBus
 from .events.outbox_relay import OutboxRelay
@@ -68,7 +69,14 @@ class ServiceContext:
         return UnitOfWork(self.session_factory, self.outbox, self.service, self.wakeups.set)
 
     def relay(self) -> OutboxRelay:
-        return OutboxRelay(self.engine, self.outbox, self.bus, self.service, self.wakeups.signal("outbox"))
+        return OutboxRelay(
+            self.engine,
+            self.outbox,
+            self.bus,
+            self.service,
+            self.wakeups.signal("outbox"),
+            linger=self.batch_linger / 2,
+        )
 
     def messaging_loops(self) -> list[Loop]:
         """The loops every background process runs: its outbox relay and its wake-up listener."""
@@ -98,7 +106,18 @@ class ServiceContext:
             batch_handlers=batch_handlers,
             filtered=filtered,
             batch_size=batch_size,
+            batch_linger=self.batch_linger,
         )
+
+    @property
+    def batch_linger(self) -> float:
+        """TASKHUB_BATCH_LINGER_MS: how long a consumer or relay waits for more before applying
+        or publishing a small batch (shared/events/delivery_batches.py)."""
+        default_ms = int(DEFAULT_BATCH_LINGER_SECONDS * 1000)
+        linger_ms = env_int(self.settings, "TASKHUB_BATCH_LINGER_MS", default_ms)
+        if linger_ms < 0:
+            raise ConfigError(f"TASKHUB_BATCH_LINGER_MS must be 0 or more, got {linger_ms}")
+        return linger_ms / 1000
 
     def database_ok(self) -> bool:
         try:

@@ -11,6 +11,7 @@ the lifeline, makes the child exit when the worker process itself dies (even by 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import json
@@ -62,7 +63,7 @@ class _Memory:
     VmHWM is this attempt's peak; elsewhere we keep the highest psutil sample we took."""
 
     def __init__(self) -> None:
-        self.process = psutil.Process()
+        self.process = _this_process()
         self.peak = 0
         try:
             with open("/proc/self/clear_refs", "w") as f:
@@ -91,7 +92,7 @@ class _Memory:
 def run_attempt(job: dict[str, Any], handlers: Registry, conn: Connection, stop: Any) -> dict[str, Any]:
     message = job["message"]
     memory = _Memory()
-    cpu_before, wall_before = psutil.Process().cpu_times(), time.monotonic()
+    cpu_before, wall_before = os.times(), time.monotonic()
 
     def report(kind: str, payload: dict[str, Any]) -> None:
         memory.sample()
@@ -135,7 +136,7 @@ def run_attempt(job: dict[str, Any], handlers: Registry, conn: Connection, stop:
     finally:
         if client is not None:
             client.close()
-    cpu_after = psutil.Process().cpu_times()
+    cpu_after = os.times()
     elapsed = max(time.monotonic() - wall_before, 1e-6)
     busy = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     outcome["metrics"] = {
@@ -146,10 +147,20 @@ def run_attempt(job: dict[str, Any], handlers: Registry, conn: Connection, stop:
     return outcome
 
 
+@functools.cache
+def _this_process() -> psutil.Process:
+    return psutil.Process()
+
+
+@functools.lru_cache(maxsize=256)
+def _signature(fn: Any) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
 def _bind(fn: Any, ctx: TaskContext, context_data: dict[str, Any]) -> inspect.BoundArguments:
     """context_data that the handler cannot take is the caller's mistake: retrying cannot fix it."""
     try:
-        return inspect.signature(fn).bind(ctx, **context_data)
+        return _signature(fn).bind(ctx, **context_data)
     except TypeError as error:
         raise NonRetryableError(f"context_data does not fit {fn.__name__}: {error}") from None
 

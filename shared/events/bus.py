@@ -161,14 +161,15 @@ class EventBus(ABC):
         exclusive: bool = False,
         batch_handler: BatchHandler | None = None,
         batch_size: int = 1,
+        batch_linger: float = 0.0,
     ) -> Subscription:
         """A durable queue named `queue`, bound to the events exchange with `bindings` (topic
         patterns such as `task.*`) and with `filtered` ones (a pattern and the headers an event
         needs, e.g. `{"task.*": {"periodic": "1"}}`: the broker drops the others). `exclusive`
         makes a private, auto-deleted queue (for broadcasts only live workers care about).
-        With `batch_handler`, up to `batch_size` deliveries already received (waiting a few
-        milliseconds at most for more) go to it at once and are acknowledged after it returns;
-        see shared/events/delivery_batches.py."""
+        With `batch_handler`, up to `batch_size` deliveries received (waiting `batch_linger`
+        seconds at most for more) go to it at once and are acknowledged after it returns; see
+        shared/events/delivery_batches.py."""
 
     @abstractmethod
     def worker_link(

@@ -19,9 +19,11 @@ from .bus import BatchHandler, Delivery, Handler, TransientFailure
 
 log = logging.getLogger(__name__)
 
-# How long a subscription holding fewer than a batch waits for more deliveries: short enough not
-# to be felt at low load, long enough to let a burst that is already on its way arrive.
-BATCH_WAIT_SECONDS = 0.005
+# How long a subscription holding fewer than a batch waits for more deliveries before applying
+# them (TASKHUB_BATCH_LINGER_MS). A transaction's fixed cost (its inbox insert, its reads and writes
+# of each table, its commit) is paid per batch: under a steady stream of tasks, lingering a few
+# tens of milliseconds turns one-event batches into ten-event ones, at that much more latency.
+DEFAULT_BATCH_LINGER_SECONDS = 0.025
 # How long a subscription waits before applying again what a transient failure stopped.
 TRANSIENT_FIRST_DELAY = 0.5
 TRANSIENT_MAX_DELAY = 15.0

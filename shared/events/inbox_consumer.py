@@ -55,6 +55,7 @@ class InboxConsumer:
         batch_handlers: Mapping[str, BatchEventHandler] | None = None,
         filtered: FilteredBindings | None = None,
         batch_size: int = 1,
+        batch_linger: float = 0.0,
     ) -> None:
         self.name, self.service = name, service
         self.uow_factory, self.inbox = uow_factory, inbox
@@ -65,7 +66,7 @@ class InboxConsumer:
             raise ValueError(f"events with two handlers: {sorted(overlap)}")
         # event type -> headers it must carry to be delivered (see EventBus.subscription)
         self.filtered = dict(filtered or {})
-        self.batch_size = batch_size
+        self.batch_size, self.batch_linger = batch_size, batch_linger
 
     @property
     def bindings(self) -> list[str]:
@@ -80,6 +81,7 @@ class InboxConsumer:
             filtered=self.filtered,
             batch_handler=self.apply_batch,
             batch_size=self.batch_size,
+            batch_linger=self.batch_linger,
             prefetch=max(20, 2 * self.batch_size),
         )
 

@@ -156,7 +156,9 @@ class InProcessBus(EventBus):
         exclusive: bool = False,
         batch_handler: BatchHandler | None = None,
         batch_size: int = 1,
+        batch_linger: float = 0.0,
     ) -> Subscription:
+        # in one process, publishers append whole batches at once: nothing to linger for
         queue_state = self._declare(self.prefix + queue, bindings, filtered or {}, max_deliveries)
         return _InProcessSubscription(self, queue_state, handler, batch_handler, max(1, batch_size))
 

@@ -41,10 +41,14 @@ class OutboxRelay:
         wakeup: Signal | None = None,
         *,
         batch_size: int = BATCH_SIZE,
+        linger: float = 0.0,
     ) -> None:
         self.engine, self.outbox, self.bus, self.service = engine, outbox, bus, service
         self.wakeup = wakeup or Signal()
         self.batch_size = batch_size
+        # woken, wait this long for other commits' rows: one pass (a transaction and a confirm
+        # wait) for several of them
+        self.linger = linger
 
     def publish_pending(self) -> int:
         """One pass: publish up to batch_size rows. Returns how many were published."""
@@ -110,3 +114,5 @@ class OutboxRelay:
             # nothing left: sleep until a commit writes to the outbox
             while not stop.is_set() and not self.wakeup.wait(STOP_CHECK_SECONDS):
                 pass
+            if self.linger:
+                stop.wait(self.linger)

@@ -67,7 +67,7 @@ from .bus import (
     TransientFailure,
     WorkerLink,
 )
-from .delivery_batches import BATCH_WAIT_SECONDS, apply_deliveries, transient_delay
+from .delivery_batches import apply_deliveries, transient_delay
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +291,7 @@ class RabbitMQBus(EventBus):
         exclusive: bool = False,
         batch_handler: BatchHandler | None = None,
         batch_size: int = 1,
+        batch_linger: float = 0.0,
     ) -> Subscription:
         if max_deliveries < 1:
             raise ValueError("max_deliveries must be at least 1")
@@ -305,6 +306,7 @@ class RabbitMQBus(EventBus):
             exclusive,
         )
         sub.batch_handler, sub.batch_size = batch_handler, max(1, batch_size)
+        sub.batch_linger = max(0.0, batch_linger)
         if not exclusive:
             # Declare now, so events published before run() starts are kept (as in-process).
             # An exclusive queue belongs to the connection that declares it: run() does that.
@@ -536,6 +538,7 @@ class _RabbitSubscription(Subscription):
         self.prefetch, self.max_deliveries, self.exclusive = prefetch, max_deliveries, exclusive
         self.batch_handler: BatchHandler | None = None
         self.batch_size = 1
+        self.batch_linger = 0.0
         # Classic (exclusive) queues do not count deliveries: count them here, per message.
         self._attempts: dict[str, int] = {}
         # Deliveries received and not yet applied: (attempts key, delivery).
@@ -616,8 +619,8 @@ class _RabbitSubscription(Subscription):
         self._held.append((key, to_delivery(message, self._attempts.get(key, 0))))
 
     def _fill_batch(self, connection: amqp.Connection) -> None:
-        """Take in what the broker has already sent, waiting a few ms at most, up to a batch."""
-        deadline = time.monotonic() + BATCH_WAIT_SECONDS
+        """Take in what the broker sends within the linger, up to a batch."""
+        deadline = time.monotonic() + self.batch_linger
         while len(self._held) < self.batch_size:
             left = deadline - time.monotonic()
             if left <= 0:
