@@ -332,15 +332,20 @@ class RabbitMQBus(EventBus):
         """Run `use` on a fresh channel of the shared admin connection (a channel error such as
         a passive declare's 404 closes the channel, so each call gets its own)."""
         with self._admin_lock:
-            channel = self._admin_channel()
-            try:
-                return use(channel)
-            except (amqp.exceptions.ConnectionError, OSError):
-                self._drop_admin()
-                raise
-            finally:
-                if channel.is_open:
-                    close_quietly(channel)
+            for last_try in (False, True):
+                channel = self._admin_channel()
+                try:
+                    return use(channel)
+                except (amqp.exceptions.ConnectionError, OSError):
+                    # the idle admin connection may have died since its last use: once more,
+                    # on a fresh one
+                    self._drop_admin()
+                    if last_try:
+                        raise
+                finally:
+                    if channel.is_open:
+                        close_quietly(channel)
+            raise AssertionError("unreachable")
 
     def _admin_channel(self) -> amqp.Channel:
         # Called with the lock held. The admin connection has no heartbeats (it idles between
