@@ -140,6 +140,8 @@ class AttemptReleased(AttemptReport, kw_only=True):
 
 
 class ActiveAttempt(msgspec.Struct, kw_only=True):
+    """An attempt a worker is running, as its heartbeat lists it."""
+
     id: int
     task_id: str
     attempt: int
@@ -179,6 +181,8 @@ class TaskEvent(Event, kw_only=True):
 
 
 class TaskMetricsSummary(msgspec.Struct, kw_only=True):
+    """The figures of a task's metrics that core shows with the task."""
+
     execution_time_ms: float | None = None
     memory_usage_mb: float | None = None
     cost_usd: float | None = None
@@ -241,6 +245,9 @@ class TaskStarted(TaskEvent, kw_only=True):
 
 
 class TaskProgress(TaskEvent, kw_only=True):
+    """The running attempt reported progress (never lower than what the task showed before; a
+    report of an older attempt is not passed on)."""
+
     event_type: ClassVar[str] = "task.progress"
     attempt: int
     progress_percentage: int
@@ -264,6 +271,8 @@ class TaskOutcome(TaskEvent, kw_only=True):
 
 
 class TaskCompleted(TaskOutcome, kw_only=True):
+    """An attempt succeeded: the task is `completed` with the handler's `result_data`."""
+
     event_type: ClassVar[str] = "task.completed"
     result_data: Json
 
@@ -280,6 +289,9 @@ class TaskFailed(TaskOutcome, kw_only=True):
 
 
 class TaskRetried(TaskEvent, kw_only=True):
+    """The task runs again: `reason` is `manual` (its owner asked) or `automatic` (a failed attempt
+    with retries left, sent after its task.failed; the next attempt starts in `delay_seconds`)."""
+
     event_type: ClassVar[str] = "task.retried"
     retry_count: int
     reason: str  # "manual" or "automatic"
@@ -287,6 +299,8 @@ class TaskRetried(TaskEvent, kw_only=True):
 
 
 class TaskCancelled(TaskEvent, kw_only=True):
+    """The task was cancelled from `previous_status`; a worker running `attempt` stops it."""
+
     event_type: ClassVar[str] = "task.cancelled"
     previous_status: str
     attempt: int | None = None
@@ -294,6 +308,8 @@ class TaskCancelled(TaskEvent, kw_only=True):
 
 
 class TaskDeleted(TaskEvent, kw_only=True):
+    """The task was deleted; workers drop or stop `attempt` if they hold it."""
+
     event_type: ClassVar[str] = "task.deleted"
     # the attempt that may still be queued or running: workers drop or stop it
     attempt: int | None = None
@@ -311,6 +327,8 @@ class TaskAttemptRevoked(TaskEvent, kw_only=True):
 
 
 class CheckpointSaved(Event, kw_only=True):
+    """A persistent job saved a checkpoint (`is_recovery_point`: the job can resume from it)."""
+
     event_type: ClassVar[str] = "checkpoint.saved"
     producer: ClassVar[str] = "persistence"
     job_id: int
@@ -336,22 +354,33 @@ class JobEvent(Event, kw_only=True):
 
 
 class JobCreated(JobEvent, kw_only=True):
+    """A persistent job was created for a task of a persistent type."""
+
     event_type: ClassVar[str] = "job.created"
 
 
 class JobUpdated(JobEvent, kw_only=True):
+    """A persistent job's status or `can_resume` changed."""
+
     event_type: ClassVar[str] = "job.updated"
 
 
 class JobPaused(JobEvent, kw_only=True):
+    """A persistent job was paused at checkpoint `checkpoint_id`: core pauses its task."""
+
     event_type: ClassVar[str] = "job.paused"
 
 
 class JobResumed(JobEvent, kw_only=True):
+    """A paused job resumes from `checkpoint_id` / `from_step`: core runs its task again with that
+    checkpoint in the work order's `resume`."""
+
     event_type: ClassVar[str] = "job.resumed"
 
 
 class JobRestarted(JobEvent, kw_only=True):
+    """A job starts over from its first step (`restart`): core runs its task again."""
+
     event_type: ClassVar[str] = "job.restarted"
 
 
@@ -381,6 +410,8 @@ class MetricsRecorded(Event, kw_only=True):
 
 
 class MetricsDeleted(Event, kw_only=True):
+    """A task's metrics record was deleted through monitoring's API."""
+
     event_type: ClassVar[str] = "metrics.deleted"
     producer: ClassVar[str] = "monitoring"
     base_task: int
@@ -388,6 +419,9 @@ class MetricsDeleted(Event, kw_only=True):
 
 
 class AlertTriggered(Event, kw_only=True):
+    """An alert rule fired: `value` of `metric_field` crossed `threshold` (`condition`) for
+    `task_ids`."""
+
     event_type: ClassVar[str] = "alert.triggered"
     producer: ClassVar[str] = "monitoring"
     rule_id: int
@@ -403,6 +437,9 @@ class AlertTriggered(Event, kw_only=True):
 
 
 class WorkerOffline(Event, kw_only=True):
+    """Monitoring stopped hearing a worker's heartbeats: core runs again (or parks) the tasks it
+    was running."""
+
     event_type: ClassVar[str] = "worker.offline"
     producer: ClassVar[str] = "monitoring"
     worker_name: str
