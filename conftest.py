@@ -1,6 +1,6 @@
 import pytest
 
-pytest_plugins = ["shared.testing.fixtures"]
+pytest_plugins = ["shared.testing.fixtures", "shared.testing.event_contract"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
