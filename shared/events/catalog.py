@@ -372,10 +372,12 @@ class JobPaused(JobEvent, kw_only=True):
 
 
 class JobResumed(JobEvent, kw_only=True):
-    """A paused job resumes from `checkpoint_id` / `from_step`: core runs its task again with that
-    checkpoint in the work order's `resume`."""
+    """A stopped job (paused, failed, interrupted) resumes from `checkpoint_id` / `from_step`: core
+    runs its task again with that checkpoint in the work order's `resume`."""
 
     event_type: ClassVar[str] = "job.resumed"
+    # persistence's auto-resume did it (a stopped job resumed without a person asking)
+    automatic: bool = False
 
 
 class JobRestarted(JobEvent, kw_only=True):
