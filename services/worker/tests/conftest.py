@@ -1,6 +1,7 @@
 """End-to-end fixtures: a real core (PostgreSQL, RabbitMQ, its background loops on threads, its API
 through the Flask test client) and real worker processes (`python -m services.worker`) on the
-test's own broker prefix. Tests assert what a user sees through core's API and the bus."""
+test's own broker prefix. Tests assert what a user sees through core's API and the bus, and every
+event seen on the bus is checked against the event contract (docs/events/)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from services.core.app import create_app
 from services.core.container import bootstrap
 from shared.background import start_loops
 from shared.config import REPO_ROOT
+from shared.events.bus import EVENTS_EXCHANGE
 from shared.events.envelope import Envelope
 from shared.events.rabbitmq_bus import RabbitMQBus
 from shared.testing.broker_cleanup import delete_prefixed
+from shared.testing.event_contract import problems
 from shared.testing.fixtures import (
     JWT_SECRET,
     Auth,
@@ -37,7 +40,8 @@ MAX_LOST_DELIVERIES = "2"
 
 
 class Platform:
-    """core in this process, workers as child processes, a spy on the events exchange."""
+    """core in this process, workers as child processes, a spy on the events exchange that checks
+    every event against the contract (the workers publish from their own processes)."""
 
     def __init__(self, database_url: str, amqp_url: str, prefix: str, auth: Any, logs: Path) -> None:
         self.amqp_url, self.prefix, self.auth, self.logs = amqp_url, prefix, auth, logs
@@ -53,14 +57,16 @@ class Platform:
         self.client = create_app(container=self.core).test_client()
         self.stop = threading.Event()
         self.events: list[Envelope] = []
+        self.off_contract: list[str] = []
         self.spy_bus = RabbitMQBus(amqp_url, prefix=prefix)
-        spy = self.spy_bus.subscription("test-spy", ["task.*", "worker.*"], self._record)
+        spy = self.spy_bus.subscription("test-spy", ["#"], self._record)
         self.threads = start_loops(self.core.background_loops(), self.stop)
         self.threads.append(threading.Thread(target=spy.run, args=(self.stop,), daemon=True))
         self.threads[-1].start()
         self.workers: list[subprocess.Popen[bytes]] = []
 
     def _record(self, delivery: Any) -> None:
+        self.off_contract += problems(EVENTS_EXCHANGE, delivery.routing_key, delivery.body, delivery.headers)
         self.events.append(Envelope.from_json(delivery.body))
 
     # ---- workers
@@ -150,6 +156,10 @@ class Platform:
             thread.join(5)
         self.spy_bus.close()
         self.core.ctx.dispose()
+        off_contract = sorted(set(self.off_contract))
+        assert not off_contract, "events on the bus off the contract (docs/events/):\n" + "\n".join(
+            off_contract[:30]
+        )
 
 
 @pytest.fixture

@@ -144,7 +144,8 @@ def test_a_second_delivery_of_a_running_attempt_is_revoked_where_it_lands(platfo
         "created_at": detail["created_at"],
         "resume": None,
     }
-    platform.spy_bus.publish([OutgoingMessage(WORK_EXCHANGE, "normal", json.dumps(body).encode(), "dup")])
+    again = OutgoingMessage(WORK_EXCHANGE, "normal", json.dumps(body).encode(), "dup", {"correlation_id": ""})
+    platform.spy_bus.publish([again])
     revoked = wait_until(
         lambda: [
             e for e in platform.events_of("task.attempt_revoked", task) if e.data["worker_name"] == "w-second"
