@@ -11,7 +11,7 @@ ROLE ?= admin
 export TEST_DATABASE_ADMIN_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 
-.PHONY: help install run token test test-unit console-test lint format clean up down status logs dead-letters
+.PHONY: help install run token test test-unit console-test lint format clean up down status logs dead-letters contract asyncapi-parser
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -49,7 +49,19 @@ dead-letters: install ## what consumers parked: make dead-letters [QUEUE=core.re
 token: install ## mint a development token: make token BRAND=9 ROLE=admin
 	@$(PY) -m shared.dev_token --brand $(BRAND) --role $(ROLE)
 
-test: install ## unit and integration tests (real PostgreSQL and RabbitMQ from the environment)
+# The official AsyncAPI parser (npm, pinned in tools/asyncapi/package-lock.json), where npm exists.
+ASYNCAPI_PARSER := tools/asyncapi/node_modules/.package-lock.json
+$(ASYNCAPI_PARSER): tools/asyncapi/package.json tools/asyncapi/package-lock.json
+	npm ci --prefix tools/asyncapi --ignore-scripts --no-audit --no-fund
+	touch $@
+
+asyncapi-parser: $(ASYNCAPI_PARSER) ## install the official AsyncAPI parser (npm ci in tools/asyncapi)
+
+contract: install $(ASYNCAPI_PARSER) ## regenerate docs/events/*.json and docs/asyncapi.yaml from shared/events/catalog.py, then parse the document
+	$(PY) -m shared.events.contract
+	node tools/asyncapi/validate.mjs docs/asyncapi.yaml
+
+test: install $(if $(shell command -v npm),$(ASYNCAPI_PARSER)) ## unit and integration tests (real PostgreSQL and RabbitMQ from the environment)
 	$(PY) -m pytest $(if $(filter true,$(CI)),,-m "not broker_outage")
 
 test-unit: install ## only what needs no server
