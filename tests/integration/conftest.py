@@ -113,10 +113,13 @@ class Topology:
         connection, channel = self.amqp_channel()
         try:
             while True:
-                method, _properties, body = channel.basic_get(self.collector, auto_ack=True)
+                method, properties, body = channel.basic_get(self.collector, auto_ack=True)
                 if method is None:
                     break
-                self.events.append({"routing_key": method.routing_key, "body": json.loads(body)})
+                headers = dict(properties.headers or {})
+                self.events.append(
+                    {"routing_key": method.routing_key, "body": json.loads(body), "headers": headers}
+                )
         finally:
             connection.close()
         return self.events
