@@ -447,7 +447,9 @@ def asyncapi_document(consumed: Mapping[str, list[Receiver]]) -> Json:
 
 def _received_by(receiver: Receiver) -> str:
     where = f"`{receiver.queue}`" + (
-        ", " + ", ".join(f"only `{k}: {v}`" for k, v in receiver.headers.items()) if receiver.headers else ""
+        ", " + ", ".join(f'only `{k}: "{v}"`' for k, v in receiver.headers.items())
+        if receiver.headers
+        else ""
     )
     return f"{receiver.application} ({where})"
 
