@@ -183,6 +183,10 @@ def _follow(uow: UnitOfWork, ref: TaskRef, *, reason: str | None = None, interru
     job = lc.job_for_task(uow, ref.id)
     if job is None:
         return
+    if job.status == lc.PENDING and 0 < job.attempt and ref.attempt <= job.attempt:
+        # resumed or restarted, the job waits for core's next attempt: late news of the attempt
+        # it ran before (its start, its pause) must not move it (nor pause the next one)
+        return
     status = lc.INTERRUPTED if interrupted else lc.TASK_TO_JOB.get(ref.status, job.status)
     if status == lc.PENDING and job.status == lc.INTERRUPTED:
         status = lc.INTERRUPTED  # still waiting to run again after losing its worker
@@ -216,9 +220,13 @@ def on_updated(uow: UnitOfWork, env: Envelope) -> None:
     if attempt < ref.attempt or (attempt == ref.attempt and _stage(status) <= _stage(ref.status)):
         return  # older news
     job = lc.job_for_task(uow, ref.id)
+    ref.status, ref.attempt = status, attempt
+    if job is not None and job.attempt > attempt:
+        # the job already runs a newer attempt (a resumed job's for-task call came first): news
+        # of an older one (its pause) must not stop it
+        return
     lost = status in (ts.PENDING, ts.RETRYING) and job is not None and job.status == lc.RUNNING
     lost = lost and job is not None and job.attempt < attempt
-    ref.status, ref.attempt = status, attempt
     _follow(uow, ref, reason=event.reason or "its worker was lost", interrupted=lost)
 
 
