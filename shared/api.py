@@ -111,6 +111,10 @@ class Blueprint(flask_smorest.Blueprint):
         kwargs.setdefault("error_status_code", 400)
         return super().arguments(harden_schema(schema), **kwargs)
 
+    def answers(self, schema: Any, status: int = 200, description: str = "OK") -> Any:
+        """Document the body a view builds itself (it is sent as built, not dumped again)."""
+        return self.alt_response(status, schema=schema, description=description, success=True)
+
     def error(self, status: int, description: str) -> Any:
         """Document an error status this view answers beyond the shared ones (409, 422...)."""
         return self.alt_response(status, schema=ErrorSchema, description=description)

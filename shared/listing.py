@@ -20,6 +20,9 @@ from .errors import not_found
 RANGE_SUFFIXES = ("gt", "gte", "lt", "lte")
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
+# The deepest row a page may start after: an OFFSET makes the database walk every row before it,
+# so deeper pages are reached by narrowing the list (e.g. `created_before`), docs/limits.md.
+MAX_OFFSET = 10_000
 
 
 class CommaList(ma.fields.Field):
@@ -89,7 +92,11 @@ class ListArgs(ma.Schema, metaclass=_ListArgsMeta):
 
     range_filters: Mapping[str, Callable[[], ma.fields.Field]] = {}
 
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
+    page = ma.fields.Integer(
+        load_default=1,
+        validate=ma.validate.Range(min=1, max=MAX_OFFSET + 1),
+        metadata={"description": f"From 1; (page - 1) × page_size may not exceed {MAX_OFFSET}."},
+    )
     page_size = ma.fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=ma.validate.Range(min=1, max=MAX_PAGE_SIZE)
     )
@@ -97,6 +104,16 @@ class ListArgs(ma.Schema, metaclass=_ListArgsMeta):
     created_before = ma.fields.AwareDateTime()
     updated_after = ma.fields.AwareDateTime()
     search = ma.fields.String(validate=ma.validate.Length(max=200))
+
+    @ma.validates_schema
+    def _bounded_offset(self, data: Mapping[str, Any], **kwargs: Any) -> None:
+        offset = (data.get("page", 1) - 1) * data.get("page_size", DEFAULT_PAGE_SIZE)
+        if offset > MAX_OFFSET:
+            raise ma.ValidationError(
+                f"Pages may start at most {MAX_OFFSET} rows deep; narrow the list with filters "
+                "(created_before, ranges) to reach older rows.",
+                "page",
+            )
 
 
 Filter = Callable[[Any], ColumnElement[bool]]

@@ -130,3 +130,18 @@ class AlertHistoryArgs(ListArgs):
     alert_rule = ma.fields.Integer()
     severity = CommaList(SEVERITIES)
     ordering = Ordering(["triggered_at", "value"])
+
+
+class _ActiveAlert(ReadSchema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+    triggered_at = ma.fields.String(allow_none=True)
+    current_value = ma.fields.Float(allow_none=True)
+    threshold_value = ma.fields.Float()
+    severity = ma.fields.String()
+    affected_tasks = ma.fields.List(ma.fields.Raw(), metadata={"description": "core task ids (newest first)"})
+
+
+class ActiveAlertsSchema(ReadSchema):
+    active_alerts = ma.fields.Integer()
+    alerts = ma.fields.List(ma.fields.Nested(_ActiveAlert))
