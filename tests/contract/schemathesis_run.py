@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,14 @@ def running_platform(database_urls: Mapping[str, str] | None = None) -> Iterator
     from shared.background import start_loops
     from shared.embedded import build_platform
 
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="taskhub-fuzz-") as data_dir:
-        env = {"JWT_SECRET": SECRET, "TASKHUB_DATA_DIR": data_dir, "LOG_LEVEL": "CRITICAL"}
+        env = {
+            "JWT_SECRET": SECRET,
+            "TASKHUB_DATA_DIR": data_dir,
+            "LOG_LEVEL": "CRITICAL",
+            "TASKHUB_CORE_URL": f"http://127.0.0.1:{port}",  # scheduling calls core: this platform's
+        }
         for service, url in (database_urls or {}).items():
             env[f"{service.upper()}_DATABASE_URL"] = url
         saved = {key: os.environ.get(key) for key in env}
@@ -71,7 +78,7 @@ def running_platform(database_urls: Mapping[str, str] | None = None) -> Iterator
                     os.environ[key] = value
         stop = threading.Event()
         start_loops(loops, stop)
-        server = make_server("127.0.0.1", 0, router, threaded=True)
+        server = make_server("127.0.0.1", port, router, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
@@ -79,6 +86,12 @@ def running_platform(database_urls: Mapping[str, str] | None = None) -> Iterator
         finally:
             server.shutdown()
             stop.set()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def fuzz(base_url: str, service: str, seconds: int, report_dir: Path | None = None) -> Outcome:
@@ -124,9 +137,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("services", nargs="*", default=list(SERVICES))
     parser.add_argument("--seconds", type=int, default=SECONDS_PER_SERVICE, help="time budget per service")
+    parser.add_argument(
+        "--postgres", action="store_true", help="fresh databases from TEST_DATABASE_ADMIN_URL, not SQLite"
+    )
     args = parser.parse_args(argv)
     failed = []
-    with running_platform() as base_url:
+    with ExitStack() as stack:
+        urls = None
+        if args.postgres:
+            from shared.testing.fixtures import fresh_postgres_database
+
+            urls = {name: stack.enter_context(fresh_postgres_database()) for name in SERVICES}
+        base_url = stack.enter_context(running_platform(urls))
         for service in args.services:
             outcome = fuzz(base_url, service, args.seconds)
             print(outcome.output)

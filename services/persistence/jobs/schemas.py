@@ -151,12 +151,12 @@ class AutoResumeSchema(Schema):
     priority_threshold = ma.fields.String(load_default="low", validate=ma.validate.OneOf(lc.PRIORITIES))
     min_progress_percentage = ma.fields.Float(load_default=0.0, validate=ma.validate.Range(0, 100))
     max_interruption_hours = ma.fields.Float(
-        load_default=24.0, validate=ma.validate.Range(min=0, min_inclusive=False)
+        load_default=24.0, validate=ma.validate.Range(min=0, min_inclusive=False, max=24 * 365 * 10)
     )
 
 
 class CleanupSchema(Schema):
-    days_old = ma.fields.Integer(load_default=30, validate=ma.validate.Range(min=0))
+    days_old = ma.fields.Integer(load_default=30, validate=ma.validate.Range(min=0, max=36_500))
     preserve_failed = ma.fields.Boolean(load_default=True)
     preserve_with_checkpoints = ma.fields.Boolean(load_default=False)
     dry_run = ma.fields.Boolean(load_default=False)
