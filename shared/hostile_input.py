@@ -108,11 +108,12 @@ def parse_json_body() -> None:
     """Parse (and cache) the body of a JSON request, or answer 400 saying why not."""
     try:
         request.get_json(cache=True)
-    except Exception as error:  # werkzeug's BadRequest wraps the decoder's reason
-        reason = error.__cause__ or error.__context__
-        if isinstance(reason, RejectedJson):
-            raise ApiError(400, "MALFORMED_JSON", str(reason)) from None
-        raise ApiError(400, "MALFORMED_JSON", "The request body is not valid JSON.") from None
+    except Exception as error:  # Flask's BadRequest wraps werkzeug's, which wraps the decoder's
+        reason: BaseException | None = error
+        while reason is not None and not isinstance(reason, RejectedJson):
+            reason = reason.__cause__ or reason.__context__
+        detail = str(reason) if reason is not None else "The request body is not valid JSON."
+        raise ApiError(400, "MALFORMED_JSON", detail) from None
 
 
 def check_query_string() -> None:
