@@ -139,6 +139,10 @@ def init_app(app: Flask) -> None:
     """Before any blueprint registers its routes (they bind the `int` converter)."""
     app.json = StrictJSONProvider(app)
     app.url_map.converters["int"] = Int64Converter
+    # `/tasks` is answered as `/tasks/` and `//tasks/` is a 404: werkzeug's redirects for these
+    # are HTML pages (with an http:// Location even behind TLS) that no error handler sees.
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
 
 
 # ---- request schemas: the same bounds on every field of every schema a route parses

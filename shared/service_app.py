@@ -51,7 +51,7 @@ def build_app(
 
     @app.before_request
     def _guard() -> None:
-        if request.path.startswith("/tasks/"):
+        if (request.path + "/").startswith("/tasks/"):  # `/tasks` is answered as `/tasks/`
             g.principal = authenticate_request(verifier)
             authorize_request(g.principal)
         hostile_input.check_query_string()
