@@ -17,7 +17,7 @@ from shared.machine_identity import SCHEDULE_RUN, SCHEDULING
 
 from ..container import core
 from ..models import Task
-from . import queries, service
+from . import queries, quota, service
 from .schemas import (
     CancelResultSchema,
     QueueStatsSchema,
@@ -46,6 +46,7 @@ class Tasks(MethodView):
             stmt = queries.task_list(current_principal().brand_id, args)
             return paginate(session, stmt, args)
 
+    @blp.error(429, "The brand's quota of unfinished tasks is reached (RATE_LIMITED, Retry-After).")
     @blp.arguments(TaskCreateSchema)
     @blp.response(201, TaskSchema)
     @blp.alt_response(200, schema=TaskSchema, description="An Idempotency-Key repeat: the first task.")
@@ -55,6 +56,7 @@ class Tasks(MethodView):
         key = request.headers.get("Idempotency-Key") or None
         origin = _schedule_origin(key)
         with container.uow() as uow:
+            quota.check_active_tasks(uow.session, container.ctx.settings, principal.brand_id, key)
             task, created = service.create_task(
                 uow,
                 service.Creator.of(principal),
