@@ -23,6 +23,7 @@ from typing import Any
 import marshmallow as ma
 from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter
 
 from .errors import ApiError
@@ -108,7 +109,8 @@ def parse_json_body() -> None:
     """Parse (and cache) the body of a JSON request, or answer 400 saying why not."""
     try:
         request.get_json(cache=True)
-    except Exception as error:  # Flask's BadRequest wraps werkzeug's, which wraps the decoder's
+    except BadRequest as error:  # Flask's BadRequest wraps werkzeug's, which wraps the decoder's
+        # (a body over the size limit is werkzeug's 413, which passes through)
         reason: BaseException | None = error
         while reason is not None and not isinstance(reason, RejectedJson):
             reason = reason.__cause__ or reason.__context__
