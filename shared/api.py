@@ -14,10 +14,12 @@ from typing import Any
 import flask_smorest
 import marshmallow as ma
 from apispec import BasePlugin
-from flask import Flask
+from flask import Flask, Request
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser, is_json_request
 
 from .errors import register_error_handlers
-from .hostile_input import INT64_MAX, INT64_MIN, harden_schema
+from .hostile_input import INT64_MAX, INT64_MIN, harden_schema, parse_json_body
 
 OPERATION_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
@@ -94,8 +96,21 @@ class Api(flask_smorest.Api):
         self.spec.plugins.append(plugin)
 
 
+class JsonOnceParser(FlaskParser):
+    """webargs reads the body Flask already parsed (once, with the strict provider of
+    shared.hostile_input) instead of parsing it again with the standard library's lenient json."""
+
+    def _raw_load_json(self, req: Request) -> Any:
+        if not is_json_request(req) or not req.get_data(cache=True):
+            return webargs_core.missing
+        parse_json_body()
+        return req.get_json(cache=True)
+
+
 class Blueprint(flask_smorest.Blueprint):
     """Every route under /tasks/ documents the brand header and the shared error responses."""
+
+    ARGUMENTS_PARSER = JsonOnceParser()
 
     def route(self, rule: str, *, parameters: list[Any] | None = None, **options: Any) -> Any:
         brand = {
