@@ -32,6 +32,8 @@ MAX_JSON_DEPTH = 32
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MIN_YEAR, MAX_YEAR = 1000, 9000
 
+# a number that may not fit: 19 digits or more, or a three-digit exponent
+_BIG_NUMBER = re.compile(r"[0-9]{19}|[eE][+-]?[0-9]{3}")
 # a \u escape of a surrogate half or of NUL: only then can the parsed body hold one
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
 
@@ -95,10 +97,10 @@ class StrictJSONProvider(DefaultJSONProvider):
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         text = s.decode("utf-8") if isinstance(s, bytes) else s
+        if _BIG_NUMBER.search(text):  # only then are the per-number checks worth their cost
+            kwargs.update(parse_float=_finite_float, parse_int=_int64)
         try:
-            value = json.loads(
-                text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_int64, **kwargs
-            )
+            value = json.loads(text, parse_constant=_refuse_constant, **kwargs)
         except RecursionError:
             raise RejectedJson(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.") from None
         check_parsed(text, value)
