@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import marshmallow as ma
 from flask import request
 from marshmallow.schema import SchemaMeta
-from sqlalchemy import ColumnElement, Select, func, or_, select, text
+from sqlalchemy import ColumnElement, Select, func, literal, or_, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -188,13 +188,15 @@ def public_url(page: int | None) -> str | None:
 
 
 # Counting (API.md §0: `count` is exact, or the page says `"count_is_exact": false`).
-# On PostgreSQL the planner's estimate decides first (an EXPLAIN, well under a millisecond): a
+# Up to SMALL rows one bounded count answers (the cost of every list before counts were exact).
+# Beyond, on PostgreSQL, the planner's estimate decides (an EXPLAIN, well under a millisecond): a
 # list it expects to hold at most TRY_EXACT_UP_TO rows is counted exactly within COUNT_BUDGET_MS
 # (statement_timeout on that one statement); a larger one, or one the database cannot count in
 # time, answers the estimate flagged as such. Counting 800,000 of a brand's rows exactly takes
 # ~50 ms even as a parallel index-only scan, more than a list call's whole budget (bench: p99 under
 # 30 ms at 1,000,000 rows); docs/limits.md has the figures. SQLite (one machine, small data)
 # always counts exactly.
+SMALL = 1_000
 TRY_EXACT_UP_TO = 150_000
 COUNT_BUDGET_MS = 15
 
@@ -202,6 +204,11 @@ COUNT_BUDGET_MS = 15
 def count_rows(session: Session, stmt: Select[Any]) -> tuple[int, bool]:
     """(count, exact) of the rows `stmt` selects."""
     base = stmt.order_by(None)
+    # most lists are small: one bounded count answers them, in one round trip
+    bounded = base.with_only_columns(literal(1)).limit(SMALL + 1).subquery()
+    counted = int(session.execute(select(func.count()).select_from(bounded)).scalar_one())
+    if counted <= SMALL:
+        return counted, True
     full = select(func.count()).select_from(base.subquery())
     if session.get_bind().dialect.name != "postgresql":
         return int(session.execute(full).scalar_one()), True
