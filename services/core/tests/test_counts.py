@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import create_engine, text
 
-from bench.scenarios.read_paths import LOAD_TASKS
+from bench.scenarios.read_paths import load_core
 from services.core.app import create_app
 from services.core.container import bootstrap
 from shared import listing
@@ -25,12 +25,9 @@ ROWS = 9_000
 def loaded(postgres_url: str) -> Iterator[tuple[Flask, Any]]:
     container = bootstrap(make_settings("core", postgres_url), bus=InProcessBus(prefix="t."))
     app = create_app(container=container)
-    engine = create_engine(
-        postgres_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with engine.connect() as conn:
-        conn.execute(text(LOAD_TASKS), {"n": ROWS})
-        conn.execute(text("ANALYZE tasks"))
+    url = postgres_url.replace("postgresql://", "postgresql+psycopg://")
+    load_core(url, ROWS)  # the benchmark's read scenario, at a small size
+    engine = create_engine(url)
     yield app, engine
     engine.dispose()
     container.ctx.dispose()
