@@ -245,6 +245,41 @@ def pdb(name: str, component_labels: dict[str, str], **budget: Any) -> dict[str,
     }
 
 
+# Who may open a connection to a service's HTTP port besides the gateway: the processes that call
+# it directly (deploy/k8s/base/config.yaml: TASKHUB_CORE_URL, TASKHUB_PERSISTENCE_URL).
+INTERNAL_CALLERS = {"core": ("scheduler",), "persistence": ("worker",)}
+# Prometheus scrapes /metrics from its own namespace (the label every namespace carries).
+METRICS_SCRAPER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+
+
+def network_policy(service: str) -> dict[str, Any]:
+    """Only the gateway (and the service's internal callers) reach a service's HTTP port, so
+    the gateway's limits and JSON errors cannot be bypassed; Prometheus reaches it for /metrics."""
+    callers = ("gateway", *INTERNAL_CALLERS.get(service, ()))
+    port = [{"protocol": "TCP", "port": "http"}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{service}-web", "labels": labels(service, "web")},
+        "spec": {
+            "podSelector": {"matchLabels": labels(service, "web")},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": c}}} for c in callers
+                    ],
+                    "ports": port,
+                },
+                {"from": [METRICS_SCRAPER], "ports": port},
+            ],
+        },
+    }
+
+
 def service_documents(service: str) -> list[dict[str, Any]]:
     web, background = labels(service, "web"), labels(service, "background")
     return [
@@ -254,6 +289,7 @@ def service_documents(service: str) -> list[dict[str, Any]]:
         pdb(f"{service}-web", web, minAvailable=1),
         background_deployment(service),
         pdb(f"{service}-background", background, maxUnavailable=1),
+        network_policy(service),
     ]
 
 

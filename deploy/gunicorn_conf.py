@@ -16,6 +16,11 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 keepalive = 75
 timeout = 60
 graceful_timeout = 20
+# The gateway refuses over-long request and header lines itself, in JSON (large_client_header_buffers
+# 8000 bytes < these): gunicorn's own 400 page is not JSON, so it must never be the one to refuse.
+limit_request_line = 8190
+limit_request_field_size = 8190
+limit_request_fields = 32768  # nginx counts bytes, not headers: let its byte limit decide
 # The app logs every request itself (JSON, with the request id); gunicorn's own lines go to stderr.
 accesslog = None
 errorlog = "-"

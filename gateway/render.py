@@ -33,12 +33,25 @@ GATEWAY_ERRORS: dict[int, tuple[str, str]] = {
     408: ("REQUEST_TIMEOUT", "The request was not received in time."),
     413: ("PAYLOAD_TOO_LARGE", "The request body is larger than the limit."),
     414: ("URI_TOO_LONG", "The request URI is too long."),
-    429: ("RATE_LIMITED", "Too many requests from this client; slow down."),
+    429: ("RATE_LIMITED", "Too many requests from this client or brand; slow down."),
+    # nginx's own: a header line or all headers over large_client_header_buffers (answered 400)
+    494: ("HEADERS_TOO_LARGE", "A request header, or all of them together, is too large."),
     500: ("INTERNAL_ERROR", "The gateway failed to handle the request."),
+    501: ("NOT_IMPLEMENTED", "This Transfer-Encoding or method is not supported."),
     502: ("SERVICE_UNAVAILABLE", "The service behind this path is not answering; try again shortly."),
     503: ("SERVICE_UNAVAILABLE", "The service behind this path is unavailable; try again shortly."),
     504: ("GATEWAY_TIMEOUT", "The service behind this path did not answer in time."),
+    505: ("HTTP_VERSION_NOT_SUPPORTED", "Use HTTP/1.0 or HTTP/1.1."),
 }
+# The gateway's error answers are internal locations reached by URI, not named ones: a request
+# whose request line could not be parsed (505) has no URI, and nginx cannot send it to a named one.
+ERROR_PATH = "/_taskhub_gateway_error/"
+# What the client sees for a status nginx uses internally only.
+ANSWERED_AS = {494: 400}
+# nginx's request line and header line limit. Below gunicorn's (deploy/gunicorn_conf.py:
+# limit_request_line 8190), so an over-long request is refused here, in JSON, and never reaches
+# gunicorn, whose own 400 is not JSON.
+HEADER_BUFFER = "4 8000"
 RETRY_AFTER = {429: 1, 502: 2, 503: 2}
 # Forwarded headers from these peers are believed (the ingress controller, in Kubernetes).
 PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
@@ -54,6 +67,9 @@ class GatewayConfig:
     prefix_dir: Path | None = None  # None: logs to stdout/stderr, temp files under /tmp (containers)
     rate: str = "100r/s"
     burst: int = 200
+    # per brand (the X-Brand-ID header), whichever client sends it: docs/limits.md
+    brand_rate: str = "300r/s"
+    brand_burst: int = 600
     max_body: str = "1m"
     read_timeout_s: int = 60
     worker_processes: str = "1"
@@ -73,13 +89,14 @@ def _error_location(status: int) -> str:
     code, detail = GATEWAY_ERRORS[status]
     body = json.dumps({"detail": detail, "error_code": code})
     lines = [
-        f"    location @error_{status} {{",
+        f"    location = {ERROR_PATH}{status} {{",
+        "        internal;",
         "        default_type application/json;",
         "        add_header X-Request-ID $taskhub_request_id always;",
     ]
     if status in RETRY_AFTER:
         lines.append(f"        add_header Retry-After {RETRY_AFTER[status]} always;")
-    lines += [f"        return {status} {_quoted(body)};", "    }"]
+    lines += [f"        return {ANSWERED_AS.get(status, status)} {_quoted(body)};", "    }"]
     return "\n".join(lines)
 
 
@@ -88,14 +105,19 @@ def _upstream_name(service: str) -> str:
 
 
 def _proxy_location(path: str, service: str, config: GatewayConfig) -> str:
+    # `= /tasks/monitoring` too: nginx would otherwise answer the path without its slash with its
+    # own HTML 301; the service answers it (or says 404) in JSON instead.
+    exact = path.rstrip("/")
     if service not in config.upstreams:
         # Declared in the route table but not running here: say so rather than fall through.
-        return f"    location {path} {{\n        return 503;\n    }}"
-    return (
-        f"    location {path} {{\n"
+        return "\n".join(f"    location {m} {{\n        return 503;\n    }}" for m in (path, f"= {exact}"))
+    return "\n".join(
+        f"    location {m} {{\n"
         f"        limit_req zone=per_client burst={config.burst} nodelay;\n"
+        f"        limit_req zone=per_brand burst={config.brand_burst} nodelay;\n"
         f"        proxy_pass http://{_upstream_name(service)};\n"
         "    }"
+        for m in (path, f"= {exact}")
     )
 
 
@@ -135,13 +157,26 @@ def _forwarded_maps(config: GatewayConfig) -> str:
             '    map $scheme $taskhub_forwarded_prefix { default ""; }\n'
         )
     trusted = "\n".join(f"    set_real_ip_from {network};" for network in config.trusted_networks)
+    peers = " ".join(f"{network} 1;" for network in config.trusted_networks)
+    # The X-Forwarded-* a client sends are believed only when the peer that connected (before
+    # real_ip rewrote $remote_addr) is one of the trusted proxies; anyone else's are replaced.
     return (
         f"{trusted}\n"
         "    real_ip_header X-Forwarded-For;\n"
         "    real_ip_recursive on;\n"
-        '    map $http_x_forwarded_proto $taskhub_forwarded_proto { "" $scheme; default $http_x_forwarded_proto; }\n'
-        '    map $http_x_forwarded_host $taskhub_forwarded_host { "" $http_host; default $http_x_forwarded_host; }\n'
-        "    map $http_x_forwarded_prefix $taskhub_forwarded_prefix { default $http_x_forwarded_prefix; }\n"
+        f"    geo $realip_remote_addr $taskhub_trusted_peer {{ default 0; {peers} }}\n"
+        '    map "$taskhub_trusted_peer:$http_x_forwarded_proto" $taskhub_forwarded_proto {\n'
+        '        "~^1:(?<fp>https?)$" $fp;\n'
+        "        default $scheme;\n"
+        "    }\n"
+        '    map "$taskhub_trusted_peer:$http_x_forwarded_host" $taskhub_forwarded_host {\n'
+        '        "~^1:(?<fh>[A-Za-z0-9.:\\[\\]-]+)$" $fh;\n'
+        "        default $http_host;\n"
+        "    }\n"
+        '    map "$taskhub_trusted_peer:$http_x_forwarded_prefix" $taskhub_forwarded_prefix {\n'
+        '        "~^1:(?<fx>/[A-Za-z0-9._/-]*)$" $fx;\n'
+        '        default "";\n'
+        "    }\n"
     )
 
 
@@ -149,10 +184,9 @@ def render(config: GatewayConfig) -> str:
     unknown = set(config.upstreams) - set(SERVICES)
     if unknown:
         raise ValueError(f"not in the route table: {sorted(unknown)}")
-    if not re.fullmatch(r"[1-9][0-9]*r/[sm]", config.rate) or config.burst < 0:
-        raise ValueError(
-            f"rate must look like 100r/s or 600r/m and burst be >= 0: {config.rate!r}, {config.burst}"
-        )
+    for rate, burst in ((config.rate, config.burst), (config.brand_rate, config.brand_burst)):
+        if not re.fullmatch(r"[1-9][0-9]*r/[sm]", rate) or burst < 0:
+            raise ValueError(f"rate must look like 100r/s or 600r/m and burst be >= 0: {rate!r}, {burst}")
     if config.prefix_dir is None:
         pid, error_log, access_log, temp = "/tmp/nginx.pid", "stderr", "/dev/stdout", Path("/tmp")
     else:
@@ -177,7 +211,7 @@ def render(config: GatewayConfig) -> str:
         + [_proxy_location(f"/docs/{service}/", service, config) for service in SERVICES]
         + [_static_location(site, config) for site in STATIC_SITES]
     )
-    error_pages = "\n".join(f"    error_page {status} = @error_{status};" for status in GATEWAY_ERRORS)
+    error_pages = "\n".join(f"    error_page {status} = {ERROR_PATH}{status};" for status in GATEWAY_ERRORS)
     error_locations = "\n".join(_error_location(status) for status in GATEWAY_ERRORS)
     return f"""# Generated by `python -m gateway.render` from shared/routes.py. Do not edit: re-render.
 worker_processes {config.worker_processes};
@@ -213,13 +247,23 @@ http {{
         '"upstream_status":"$upstream_status","upstream_s":"$upstream_response_time"}}';
     access_log {access_log} taskhub;
 
-    # Per-client leaky bucket (reliability.md §4): excess beyond the burst is 429, never 503.
+    # Leaky buckets (reliability.md §4, docs/limits.md), one per client address and one per brand
+    # (X-Brand-ID; requests without one are not counted there): beyond a burst, 429, never 503.
     limit_req_zone $binary_remote_addr zone=per_client:10m rate={config.rate};
+    limit_req_zone $taskhub_brand zone=per_brand:10m rate={config.brand_rate};
     limit_req_status 429;
     limit_req_log_level warn;
 
+    # The brand the request names, when it is a brand id at all (anything else is refused
+    # by the services with a 400 and need not fill the zone).
+    map $http_x_brand_id $taskhub_brand {{
+        "~^-?[0-9]{{1,18}}$" $http_x_brand_id;
+        default "";
+    }}
+
     # Short client timeouts against slow-client attacks; the body limit answers a JSON 413.
     client_max_body_size {config.max_body};
+    large_client_header_buffers {HEADER_BUFFER};
     client_header_timeout 10s;
     client_body_timeout 15s;
     send_timeout 30s;
@@ -330,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prefix-dir", type=Path, help="pid, temp files and logs (default: beside --out)")
     parser.add_argument("--rate", default="100r/s", help="per-client rate (limit_req_zone)")
     parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--brand-rate", default="300r/s", help="per-brand rate (X-Brand-ID)")
+    parser.add_argument("--brand-burst", type=int, default=600)
     parser.add_argument("--read-timeout", type=int, default=60, help="seconds (proxy_read_timeout)")
     args = parser.parse_args(argv)
     if args.k8s:
@@ -345,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 prefix_dir=prefix,
                 rate=args.rate,
                 burst=args.burst,
+                brand_rate=args.brand_rate,
+                brand_burst=args.brand_burst,
                 read_timeout_s=args.read_timeout,
             )
         )

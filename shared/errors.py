@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from flask import Flask, g, jsonify
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,21 @@ def from_http_exception(error: HTTPException) -> ApiError:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, error_response)
     app.register_error_handler(HTTPException, lambda e: error_response(from_http_exception(e)))
+    app.register_error_handler(OverflowError, _out_of_range)
+    app.register_error_handler(DataError, _out_of_range)
     app.register_error_handler(Exception, _unexpected)
+
+
+def _out_of_range(error: Exception) -> Any:
+    """A value the schemas let through but that does not fit: date arithmetic past year 9999, a
+    number over an INTEGER column, a string over a VARCHAR (the database's "data exception"
+    class). The client's input caused it, so it is a 400; the database's words never leave."""
+    log.warning(
+        "value out of range: %s", type(error).__name__, extra={"request_id": getattr(g, "request_id", None)}
+    )
+    return error_response(
+        ApiError(400, "VALIDATION_ERROR", "A value in the request is out of range for its field.")
+    )
 
 
 def _unexpected(error: Exception) -> Any:

@@ -1,6 +1,6 @@
 """The list machinery, declared once: query-argument schemas (choice lists, range suffixes, dates,
 search, whitelisted ordering), their translation into SQL, and the page envelope
-`{"count", "next", "previous", "results"}` with full links as the client sees them.
+`{"count", "count_is_exact", "next", "previous", "results"}` with full links as the client sees them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import marshmallow as ma
 from flask import request
 from marshmallow.schema import SchemaMeta
 from sqlalchemy import ColumnElement, Select, func, literal, or_, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from .errors import not_found
@@ -20,6 +21,9 @@ from .errors import not_found
 RANGE_SUFFIXES = ("gt", "gte", "lt", "lte")
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
+# The deepest row a page may start after: an OFFSET makes the database walk every row before it,
+# so deeper pages are reached by narrowing the list (e.g. `created_before`), docs/limits.md.
+MAX_OFFSET = 10_000
 
 
 class CommaList(ma.fields.Field):
@@ -89,7 +93,11 @@ class ListArgs(ma.Schema, metaclass=_ListArgsMeta):
 
     range_filters: Mapping[str, Callable[[], ma.fields.Field]] = {}
 
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
+    page = ma.fields.Integer(
+        load_default=1,
+        validate=ma.validate.Range(min=1, max=MAX_OFFSET + 1),
+        metadata={"description": f"From 1; (page - 1) × page_size may not exceed {MAX_OFFSET}."},
+    )
     page_size = ma.fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=ma.validate.Range(min=1, max=MAX_PAGE_SIZE)
     )
@@ -97,6 +105,16 @@ class ListArgs(ma.Schema, metaclass=_ListArgsMeta):
     created_before = ma.fields.AwareDateTime()
     updated_after = ma.fields.AwareDateTime()
     search = ma.fields.String(validate=ma.validate.Length(max=200))
+
+    @ma.validates_schema
+    def _bounded_offset(self, data: Mapping[str, Any], **kwargs: Any) -> None:
+        offset = (data.get("page", 1) - 1) * data.get("page_size", DEFAULT_PAGE_SIZE)
+        if offset > MAX_OFFSET:
+            raise ma.ValidationError(
+                f"Pages may start at most {MAX_OFFSET} rows deep; narrow the list with filters "
+                "(created_before, ranges) to reach older rows.",
+                "page",
+            )
 
 
 Filter = Callable[[Any], ColumnElement[bool]]
@@ -169,26 +187,66 @@ def public_url(page: int | None) -> str | None:
     return f"{proto}://{host}{prefix}{request.path}?{urlencode(params)}"
 
 
-EXACT_COUNT_LIMIT = 1_000
+# Counting (API.md §0: `count` is exact, or the page says `"count_is_exact": false`).
+# Up to SMALL rows one bounded count answers (the cost of every list before counts were exact).
+# Beyond, on PostgreSQL, the planner's estimate decides (an EXPLAIN, well under a millisecond): a
+# list it expects to hold at most TRY_EXACT_UP_TO rows is counted exactly within COUNT_BUDGET_MS
+# (statement_timeout on that one statement); a larger one, or one the database cannot count in
+# time, answers the estimate flagged as such. Counting 800,000 of a brand's rows exactly takes
+# ~50 ms even as a parallel index-only scan, more than a list call's whole budget (bench: p99 under
+# 30 ms at 1,000,000 rows); docs/limits.md has the figures. SQLite (one machine, small data)
+# always counts exactly.
+SMALL = 1_000
+TRY_EXACT_UP_TO = 150_000
+COUNT_BUDGET_MS = 15
 
 
-def count_rows(session: Session, stmt: Select[Any]) -> int:
-    """Exact up to EXACT_COUNT_LIMIT; above it PostgreSQL's planner estimate (never below the
-    limit). Counting a million rows exactly costs ~100 ms per list call; a client paging through
-    "about 800,000" results loses nothing from the estimate (docs/decisions.md)."""
-    bounded = stmt.order_by(None).with_only_columns(literal(1)).limit(EXACT_COUNT_LIMIT + 1).subquery()
-    exact = session.execute(select(func.count()).select_from(bounded)).scalar_one()
-    if exact <= EXACT_COUNT_LIMIT or session.get_bind().dialect.name != "postgresql":
-        if exact > EXACT_COUNT_LIMIT:
-            return int(
-                session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
-            )
-        return int(exact)
-    compiled = stmt.order_by(None).compile(
-        dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True}
+def count_rows(session: Session, stmt: Select[Any]) -> tuple[int, bool]:
+    """(count, exact) of the rows `stmt` selects."""
+    base = stmt.order_by(None)
+    # most lists are small: one bounded count answers them, in one round trip
+    bounded = base.with_only_columns(literal(1)).limit(SMALL + 1).subquery()
+    counted = int(session.execute(select(func.count()).select_from(bounded)).scalar_one())
+    if counted <= SMALL:
+        return counted, True
+    full = select(func.count()).select_from(base.subquery())
+    if session.get_bind().dialect.name != "postgresql":
+        return int(session.execute(full).scalar_one()), True
+    estimate = _planner_rows(session, base)
+    if estimate <= TRY_EXACT_UP_TO:
+        exact = _count_within_budget(session, full)
+        if exact is not None:
+            return exact, True
+    return estimate, False
+
+
+def _planner_rows(session: Session, stmt: Select[Any]) -> int:
+    # bound parameters, never literals pasted into the SQL (a value such as ":x" is not a
+    # parameter marker, and nothing a client sent is ever SQL text)
+    compiled = stmt.compile(dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True})
+    plan = (
+        session.connection()
+        .exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
+        .scalar_one()
     )
-    plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {compiled}")).scalar_one()
-    return max(EXACT_COUNT_LIMIT + 1, int(plan[0]["Plan"]["Plan Rows"]))
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def _count_within_budget(session: Session, count: Select[Any]) -> int | None:
+    """The exact count, or None when PostgreSQL needs more than COUNT_BUDGET_MS for it."""
+    savepoint = session.begin_nested()
+    try:
+        session.execute(
+            text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(COUNT_BUDGET_MS)}
+        )
+        value = int(session.execute(count).scalar_one())
+    except OperationalError as error:  # psycopg's QueryCanceled: the budget ran out
+        if getattr(error.orig, "sqlstate", None) != "57014":
+            raise
+        savepoint.rollback()  # also restores the transaction's statement_timeout
+        return None
+    savepoint.rollback()  # nothing to keep: it only read, and this restores statement_timeout
+    return value
 
 
 def paginate(
@@ -204,9 +262,13 @@ def paginate(
     rows = list(session.scalars(query) if scalars else session.execute(query))
     if page > 1 and not rows:
         raise not_found(what="Page")
-    count = count_rows(session, stmt) if page > 1 or len(rows) == size else len(rows)
+    seen = (page - 1) * size + len(rows)
+    count, exact = count_rows(session, stmt) if page > 1 or len(rows) == size else (seen, True)
+    if not exact:  # an estimate is never below what this very page shows
+        count = max(count, seen + (1 if len(rows) == size else 0))
     return {
         "count": count,
+        "count_is_exact": exact,
         "next": public_url(page + 1) if page * size < count else None,
         "previous": public_url(page - 1) if page > 1 else None,
         "results": rows,
@@ -219,7 +281,17 @@ def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
         name,
         (ma.Schema,),
         {
-            "count": ma.fields.Integer(),
+            "count": ma.fields.Integer(
+                metadata={
+                    "description": "The number of matching rows (exact unless count_is_exact is false)."
+                }
+            ),
+            "count_is_exact": ma.fields.Boolean(
+                metadata={
+                    "description": "false when the list is too large to count within the budget: "
+                    "`count` is then PostgreSQL's estimate (docs/limits.md)."
+                }
+            ),
             "next": ma.fields.String(allow_none=True),
             "previous": ma.fields.String(allow_none=True),
             "results": ma.fields.List(ma.fields.Nested(item_schema)),

@@ -9,7 +9,7 @@ from typing import Any
 import swagger_ui_bundle
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 
-from . import request_context
+from . import hostile_input, request_context
 from .api import Api, Blueprint
 from .auth import TokenVerifier, authenticate_request, authorize_request
 from .errors import ApiError
@@ -31,7 +31,7 @@ def build_app(
     settings = ctx.settings
     configure_logging(settings.log_level, settings.log_json)
     app = Flask(f"taskhub.{settings.service}")
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the schemas' field order
+    hostile_input.init_app(app)
     docs = f"/docs/{settings.service}"
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -51,14 +51,14 @@ def build_app(
 
     @app.before_request
     def _guard() -> None:
-        if request.path.startswith("/tasks/"):
+        if (request.path + "/").startswith("/tasks/"):  # `/tasks` is answered as `/tasks/`
             g.principal = authenticate_request(verifier)
             authorize_request(g.principal)
+        hostile_input.check_query_string()
         if request.method in JSON_METHODS and request.content_length:
             if not request.is_json:
                 raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json.")
-            if request.get_json(silent=True) is None:
-                raise ApiError(400, "MALFORMED_JSON", "The request body is not valid JSON.")
+            hostile_input.parse_json_body()
 
     api = Api(app)
     for blueprint in blueprints:

@@ -238,6 +238,8 @@ def render_gateway(layout: Layout, gateway_port: int, ports: Mapping[str, int]) 
         prefix_dir=layout.nginx,
         rate=os.environ.get("GATEWAY_RATE_LIMIT", "100r/s"),
         burst=int(os.environ.get("GATEWAY_RATE_BURST", "200")),
+        brand_rate=os.environ.get("GATEWAY_BRAND_RATE_LIMIT", "300r/s"),
+        brand_burst=int(os.environ.get("GATEWAY_BRAND_RATE_BURST", "600")),
         read_timeout_s=int(os.environ.get("GATEWAY_READ_TIMEOUT", "60")),
     )
     (layout.nginx / "nginx.conf").write_text(render(config))

@@ -12,6 +12,6 @@ from shared.listing import CommaList
 class IdList(CommaList):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[int]:
         items = super()._deserialize(value, attr, data, **kwargs)
-        if not all(item.isdigit() for item in items):
+        if not all(item.isascii() and item.isdigit() for item in items):
             raise ma.ValidationError("Give integer ids, separated by commas.")
         return [int(item) for item in items]

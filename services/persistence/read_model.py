@@ -183,7 +183,7 @@ def _follow(uow: UnitOfWork, ref: TaskRef, *, reason: str | None = None, interru
     job = lc.job_for_task(uow, ref.id)
     if job is None:
         return
-    if job.status == lc.PENDING and 0 < job.attempt and ref.attempt <= job.attempt:
+    if job.status == lc.PENDING and job.attempt > 0 and ref.attempt <= job.attempt:
         # resumed or restarted, the job waits for core's next attempt: late news of the attempt
         # it ran before (its start, its pause) must not move it (nor pause the next one)
         return

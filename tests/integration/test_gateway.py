@@ -141,3 +141,28 @@ def test_a_stopped_service_is_a_json_502_and_then_serves_again_with_nothing_lost
     back = wait_until(lambda: (r := topology.get(f"/tasks/{task['id']}/")).status_code == 200 and r, 20)
     assert back.json()["description"] == "kept"
     assert back.json()["task_id"] == task["task_id"]
+
+
+def test_a_long_request_line_reaches_the_service_and_gets_json(topology: Topology) -> None:
+    """Between gunicorn's old 4 KiB request-line limit and nginx's: gunicorn used to answer with
+    its own HTML 400; now the service answers (here: `search` is too long, a JSON 400)."""
+    response = topology.get("/tasks/?search=" + "x" * 6000)
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["field_errors"]["search"]
+
+
+def test_a_path_without_its_trailing_slash_is_answered_not_redirected(topology: Topology) -> None:
+    response = topology.session.get(
+        topology.gateway + "/tasks/monitoring/metrics",
+        headers=topology.headers(),
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["results"] == [] or "count" in response.json()
+    listed = topology.session.get(
+        topology.gateway + "/tasks", headers=topology.headers(), allow_redirects=False, timeout=5
+    )
+    assert listed.status_code == 200 and "results" in listed.json()
+    anonymous = topology.session.get(topology.gateway + "/tasks", allow_redirects=False, timeout=5)
+    assert_gateway_error(anonymous, 401, "AUTHENTICATION_FAILED")

@@ -19,9 +19,10 @@ from shared.machine_identity import SCHEDULE_RUN, SCHEDULING
 
 from ..container import core
 from ..models import Task
-from . import queries, service
+from . import queries, quota, service
 from .schemas import (
     CancelResultSchema,
+    QueueStatsSchema,
     RetryBodySchema,
     RetryResultSchema,
     TaskBulkCreateSchema,
@@ -31,7 +32,9 @@ from .schemas import (
     TaskListArgs,
     TaskPageSchema,
     TaskSchema,
+    TaskTypesSchema,
     TaskUpdateSchema,
+    TypeStatsSchema,
 )
 
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Tasks: create, follow, retry, cancel.")
@@ -47,6 +50,7 @@ class Tasks(MethodView):
             stmt = queries.task_list(current_principal().brand_id, args)
             return paginate(session, stmt, args)
 
+    @blp.error(429, "The brand's quota of unfinished tasks is reached (RATE_LIMITED, Retry-After).")
     @blp.arguments(TaskCreateSchema)
     @blp.response(201, TaskSchema)
     @blp.alt_response(200, schema=TaskSchema, description="An Idempotency-Key repeat: the first task.")
@@ -62,6 +66,7 @@ class Tasks(MethodView):
             origin=origin,
         )
         with container.uow() as uow:
+            quota.check_active_tasks(uow.session, container.ctx.settings, principal.brand_id, key)
             view, created = service.create_task(
                 uow,
                 service.Creator.of(principal),
@@ -87,6 +92,7 @@ class TasksInBulk(MethodView):
             for element in body["tasks"]
         ]
         with container.uow() as uow:
+            quota.check_active_tasks(uow.session, container.ctx.settings, principal.brand_id, None, len(news))
             results = service.create_tasks(
                 uow,
                 service.Creator.of(principal),
@@ -154,18 +160,30 @@ class TaskById(MethodView):
                 raise not_found("TASK_NOT_FOUND", "Task")
             return task
 
+    @blp.error(
+        409,
+        "The task is in a status that does not allow it (INVALID_STATUS_TRANSITION, with current_status).",
+    )
     @blp.arguments(TaskUpdateSchema)
     @blp.response(200, TaskDetailSchema)
     def put(self, fields: dict[str, Any], task_pk: int) -> dict[str, Any]:
         """Update a task's writable fields"""
         return _update(task_pk, fields)
 
+    @blp.error(
+        409,
+        "The task is in a status that does not allow it (INVALID_STATUS_TRANSITION, with current_status).",
+    )
     @blp.arguments(TaskUpdateSchema)
     @blp.response(200, TaskDetailSchema)
     def patch(self, fields: dict[str, Any], task_pk: int) -> dict[str, Any]:
         """Update some of a task's writable fields"""
         return _update(task_pk, fields)
 
+    @blp.error(
+        409,
+        "The task is in a status that does not allow it (INVALID_STATUS_TRANSITION, with current_status).",
+    )
     @blp.response(204)
     def delete(self, task_pk: int) -> None:
         """Delete a task that is not running"""
@@ -183,6 +201,9 @@ def _update(task_pk: int, fields: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/<int:task_pk>/retry/")
 class TaskRetry(MethodView):
+    @blp.error(
+        409, "Not retryable now (INVALID_STATUS_TRANSITION, TASK_ALREADY_COMPLETED, MAX_RETRIES_EXCEEDED)."
+    )
     @blp.arguments(RetryBodySchema, required=False)
     @blp.response(200, RetryResultSchema)
     def post(self, options: dict[str, Any], task_pk: int) -> dict[str, Any]:
@@ -195,6 +216,9 @@ class TaskRetry(MethodView):
 
 @blp.route("/<int:task_pk>/cancel/")
 class TaskCancel(MethodView):
+    @blp.error(
+        409, "Already finished (INVALID_STATUS_TRANSITION, TASK_ALREADY_COMPLETED, with allowed_statuses)."
+    )
     @blp.response(200, CancelResultSchema)
     def post(self, task_pk: int) -> dict[str, Any]:
         """Cancel a task (a running one is told to stop)"""
@@ -218,6 +242,7 @@ def _a_schedules_run(session: Any, task_pk: int) -> None:
 
 @blp.route("/queue-stats/")
 class QueueStats(MethodView):
+    @blp.answers(QueueStatsSchema)
     def get(self) -> dict[str, Any]:
         """Queue figures: the brand's tasks per queue and the broker's live figures"""
         container = core()
@@ -227,6 +252,7 @@ class QueueStats(MethodView):
 
 @blp.route("/type-stats/")
 class TypeStats(MethodView):
+    @blp.answers(TypeStatsSchema)
     def get(self) -> dict[str, Any]:
         """Per task type: totals, outcomes, average duration, success rate"""
         with core().session_factory() as session:
@@ -235,6 +261,7 @@ class TypeStats(MethodView):
 
 @blp.route("/types/")
 class TaskTypes(MethodView):
+    @blp.answers(TaskTypesSchema)
     def get(self) -> dict[str, Any]:
         """The task types the running workers can execute, with their defaults"""
         types = core().registry.live_types(max_age=0)

@@ -185,3 +185,51 @@ class CancelResultSchema(ReadSchema):
     task_id = ma.fields.String()
     previous_status = ma.fields.String()
     cancelled_at = ma.fields.String()
+
+
+# ---- responses of the statistics views (documentation: the views build these bodies)
+
+
+class _QueueFigures(ReadSchema):
+    pending = ma.fields.Integer()
+    running = ma.fields.Integer()
+    total_today = ma.fields.Integer()
+    broker_ready = ma.fields.Integer(allow_none=True, metadata={"description": "live broker figure"})
+    broker_unacked = ma.fields.Integer(allow_none=True)
+    consumers = ma.fields.Integer(allow_none=True)
+    workers = ma.fields.Integer()
+
+
+class QueueStatsSchema(ReadSchema):
+    total_tasks = ma.fields.Integer()
+    queues = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(_QueueFigures))
+    status_distribution = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
+    avg_processing_time_minutes = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Float())
+
+
+class _TypeFigures(ReadSchema):
+    total = ma.fields.Integer()
+    completed = ma.fields.Integer()
+    failed = ma.fields.Integer()
+    avg_duration_minutes = ma.fields.Float()
+    success_rate = ma.fields.Float(allow_none=True)
+
+
+class TypeStatsSchema(ReadSchema):
+    task_types = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(_TypeFigures))
+
+
+class _LiveType(ReadSchema):
+    task_type = ma.fields.String()
+    queue = ma.fields.String()
+    priority = ma.fields.String()
+    timeout_minutes = ma.fields.Integer(allow_none=True)
+    max_retries = ma.fields.Integer(allow_none=True)
+    persistent = ma.fields.Boolean()
+    workers = ma.fields.Integer(metadata={"description": "live workers serving the type"})
+
+
+class TaskTypesSchema(ReadSchema):
+    count = ma.fields.Integer()
+    task_types = ma.fields.List(ma.fields.Nested(_LiveType))
+    strict_mode = ma.fields.Boolean()

@@ -17,6 +17,7 @@ from ..container import monitoring
 from ..models import AlertEvent, AlertRule
 from . import service
 from .schemas import (
+    ActiveAlertsSchema,
     AlertEventPageSchema,
     AlertHistoryArgs,
     AlertRuleListArgs,
@@ -123,6 +124,7 @@ def _update(pk: int, fields: dict[str, Any]) -> AlertRule:
 
 @blp.route("/<int:pk>/test/")
 class AlertRuleTest(MethodView):
+    @blp.error(409, "The rule is within its cooldown (ALERT_COOLDOWN_ACTIVE).")
     @blp.arguments(AlertTestSchema)
     @blp.response(200, AlertTestResultSchema)
     def post(self, body: dict[str, Any], pk: int) -> dict[str, Any]:
@@ -142,6 +144,7 @@ class AlertRuleTest(MethodView):
 
 @blp.route("/active/")
 class ActiveAlerts(MethodView):
+    @blp.answers(ActiveAlertsSchema)
     def get(self) -> dict[str, Any]:
         """Rules that matched within their cooldown window"""
         with monitoring().session_factory() as session:

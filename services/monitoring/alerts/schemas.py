@@ -24,7 +24,7 @@ class AlertRuleSchema(Schema):
     description = ma.fields.String(load_default="", validate=ma.validate.Length(max=5000))
     metric_field = ma.fields.String(required=True, validate=ma.validate.Length(max=100))
     condition = ma.fields.String(required=True, validate=ma.validate.OneOf(list(CONDITIONS)))
-    # NaN and infinities get through parsing, to be refused with THRESHOLD_OUT_OF_RANGE
+    # NaN and infinities are not JSON: shared.hostile_input refuses them before this schema runs
     threshold_value = ma.fields.Float(required=True, allow_nan=True)
     task_types = ma.fields.List(TASK_TYPE, load_default=list, validate=ma.validate.Length(max=100))
     severity = ma.fields.String(load_default="medium", validate=ma.validate.OneOf(SEVERITIES))
@@ -130,3 +130,18 @@ class AlertHistoryArgs(ListArgs):
     alert_rule = ma.fields.Integer()
     severity = CommaList(SEVERITIES)
     ordering = Ordering(["triggered_at", "value"])
+
+
+class _ActiveAlert(ReadSchema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+    triggered_at = ma.fields.String(allow_none=True)
+    current_value = ma.fields.Float(allow_none=True)
+    threshold_value = ma.fields.Float()
+    severity = ma.fields.String()
+    affected_tasks = ma.fields.List(ma.fields.Raw(), metadata={"description": "core task ids (newest first)"})
+
+
+class ActiveAlertsSchema(ReadSchema):
+    active_alerts = ma.fields.Integer()
+    alerts = ma.fields.List(ma.fields.Nested(_ActiveAlert))

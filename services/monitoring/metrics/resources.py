@@ -16,16 +16,21 @@ from ..models import MetricsRecord as M
 from . import analytics, service
 from .fields import NUMERIC
 from .schemas import (
+    AnomaliesSchema,
     AnomalyArgs,
     DashboardArgs,
+    DashboardSchema,
     MetricsCreateSchema,
     MetricsListArgs,
     MetricsPageSchema,
     MetricsSchema,
     MetricsUpdateSchema,
     PerformanceArgs,
+    PerformanceByTypeSchema,
     RecommendationArgs,
+    RecommendationsSchema,
     TrendArgs,
+    TrendsSchema,
 )
 
 blp = Blueprint(
@@ -112,6 +117,7 @@ def _update(pk: int, fields: dict[str, Any]) -> M:
 
 @blp.route("/dashboard/")
 class Dashboard(MethodView):
+    @blp.answers(DashboardSchema)
     @blp.arguments(DashboardArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Summary, daily trends, most expensive types and speed per priority"""
@@ -123,6 +129,7 @@ class Dashboard(MethodView):
 
 @blp.route("/trends/")
 class Trends(MethodView):
+    @blp.answers(TrendsSchema)
     @blp.arguments(TrendArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Daily values of chosen metrics, with the direction they take"""
@@ -134,6 +141,7 @@ class Trends(MethodView):
 
 @blp.route("/performance-by-type/")
 class PerformanceByType(MethodView):
+    @blp.answers(PerformanceByTypeSchema)
     @blp.arguments(PerformanceArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Per task type: volume, speed (with a true p95), memory, cost, success rate, trend"""
@@ -145,6 +153,7 @@ class PerformanceByType(MethodView):
 
 @blp.route("/anomalies/")
 class Anomalies(MethodView):
+    @blp.answers(AnomaliesSchema)
     @blp.arguments(AnomalyArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Runs far from their task type's median (robust z-score over median and MAD)"""
@@ -156,6 +165,7 @@ class Anomalies(MethodView):
 
 @blp.route("/recommendations/")
 class Recommendations(MethodView):
+    @blp.answers(RecommendationsSchema)
     @blp.arguments(RecommendationArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Advice derived from measured queue waits, error rates, costs and memory"""

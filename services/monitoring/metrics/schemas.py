@@ -102,3 +102,107 @@ class RecommendationArgs(ma.Schema):
         unknown = ma.EXCLUDE
 
     days = ma.fields.Integer(load_default=7, validate=ma.validate.Range(1, 365))
+
+
+# ---- responses of the analytics views (documentation: the views build these bodies)
+
+Num = ma.fields.Float
+Int = ma.fields.Integer
+
+
+class _DashboardSummary(ReadSchema):
+    total_tasks = Int()
+    avg_execution_time_ms = Num()
+    avg_memory_usage_mb = Num()
+    avg_cpu_usage_percent = Num()
+    total_cost_usd = Num()
+    total_tokens_used = Int()
+    total_api_calls = Int()
+    error_rate_percent = Num()
+
+
+class _DashboardTrends(ReadSchema):
+    execution_time = ma.fields.List(ma.fields.Dict(), metadata={"description": "[{date, avg_ms}]"})
+    cost = ma.fields.List(ma.fields.Dict(), metadata={"description": "[{date, total_usd}]"})
+    memory_usage = ma.fields.List(ma.fields.Dict(), metadata={"description": "[{date, avg_mb}]"})
+
+
+class _ExpensiveType(ReadSchema):
+    task_type = ma.fields.String()
+    total_cost_usd = Num()
+    avg_cost_per_task = Num()
+    task_count = Int()
+
+
+class _PrioritySpeed(ReadSchema):
+    avg_ms = Num()
+    count = Int()
+
+
+class DashboardSchema(ReadSchema):
+    period = ma.fields.String(metadata={"example": "last_7_days"})
+    summary = ma.fields.Nested(_DashboardSummary)
+    trends = ma.fields.Nested(_DashboardTrends)
+    top_expensive_tasks = ma.fields.List(ma.fields.Nested(_ExpensiveType))
+    performance_by_priority = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(_PrioritySpeed))
+
+
+class _DatedValue(ReadSchema):
+    date = ma.fields.String()
+    value = Num()
+
+
+class _MetricTrend(ReadSchema):
+    trend = ma.fields.String(metadata={"description": "increasing, decreasing or stable"})
+    change_percent = Num(allow_none=True)
+    data_points = ma.fields.List(ma.fields.Nested(_DatedValue))
+
+
+class TrendsSchema(ReadSchema):
+    period = Int(metadata={"description": "Days in the window."})
+    metrics = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(_MetricTrend))
+
+
+class _TypePerformance(ReadSchema):
+    total_executions = Int()
+    avg_execution_time_ms = Num()
+    min_execution_time_ms = Num()
+    max_execution_time_ms = Num()
+    p95_execution_time_ms = Num()
+    avg_memory_usage_mb = Num()
+    avg_cost_usd = Num()
+    success_rate = Num()
+    trend = ma.fields.String()
+
+
+class PerformanceByTypeSchema(ReadSchema):
+    task_types = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(_TypePerformance))
+
+
+class RecommendationSchema(ReadSchema):
+    type = ma.fields.String()
+    priority = ma.fields.String()
+    description = ma.fields.String()
+    impact = ma.fields.String()
+    implementation = ma.fields.String()
+
+
+class _Anomaly(ReadSchema):
+    task_id = ma.fields.Raw(metadata={"description": "core's task id"})
+    task_type = ma.fields.String()
+    metric = ma.fields.String()
+    value = Num()
+    expected_range = ma.fields.List(Num())
+    severity = ma.fields.String()
+    detected_at = ma.fields.String(allow_none=True)
+    description = ma.fields.String()
+
+
+class AnomaliesSchema(ReadSchema):
+    anomalies_detected = Int()
+    anomalies = ma.fields.List(ma.fields.Nested(_Anomaly))
+    recommendations = ma.fields.List(ma.fields.Nested(RecommendationSchema))
+
+
+class RecommendationsSchema(ReadSchema):
+    recommendations = ma.fields.List(ma.fields.Nested(RecommendationSchema))

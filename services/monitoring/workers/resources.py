@@ -21,6 +21,7 @@ from .schemas import (
     WorkerListArgs,
     WorkerPageSchema,
     WorkerSchema,
+    WorkersOverviewSchema,
     WorkerUpdateSchema,
     WorkerWriteSchema,
 )
@@ -75,6 +76,7 @@ class Workers(MethodView):
 
 @blp.route("/overview/")
 class WorkersOverview(MethodView):
+    @blp.answers(WorkersOverviewSchema)
     def get(self) -> dict[str, Any]:
         """Workers online, per queue, and the fleet's health"""
         container = monitoring()

@@ -116,3 +116,24 @@ class WorkerListArgs(ListArgs):
             "created_at",
         ]
     )
+
+
+class _QueueLoad(ReadSchema):
+    workers = ma.fields.Integer()
+    active_tasks = ma.fields.Integer()
+    avg_load = ma.fields.Float()
+
+
+class _FleetHealth(ReadSchema):
+    overall_status = ma.fields.String(metadata={"description": "healthy, degraded or unavailable"})
+    avg_cpu_percent = ma.fields.Float()
+    avg_memory_percent = ma.fields.Float()
+    total_active_tasks = ma.fields.Integer()
+    avg_load_average = ma.fields.Float()
+
+
+class WorkersOverviewSchema(ReadSchema):
+    total_workers = ma.fields.Integer()
+    online_workers = ma.fields.Integer()
+    queues = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(_QueueLoad))
+    system_health = ma.fields.Nested(_FleetHealth)

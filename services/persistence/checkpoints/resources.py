@@ -21,6 +21,7 @@ from .schemas import (
     CheckpointPageSchema,
     CheckpointSchema,
     CheckpointUpdateSchema,
+    OptimizeStorageResultSchema,
     OptimizeStorageSchema,
     SavedCheckpointSchema,
 )
@@ -124,6 +125,7 @@ def _update(checkpoint_pk: int, fields: dict[str, Any]) -> Checkpoint:
 
 @blp.route("/optimize-storage/")
 class OptimizeStorage(MethodView):
+    @blp.answers(OptimizeStorageResultSchema)
     @blp.arguments(OptimizeStorageSchema, required=False)
     def post(self, options: dict[str, Any]) -> dict[str, Any]:
         """Compress old checkpoint data and prune each job beyond a limit (admin)"""

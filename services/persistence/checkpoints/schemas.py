@@ -88,3 +88,14 @@ class OptimizeStorageSchema(Schema):
     max_checkpoints_per_job = ma.fields.Integer(
         load_default=None, allow_none=True, validate=ma.validate.Range(min=1)
     )
+
+
+class _OptimizationResults(ReadSchema):
+    checkpoints_compressed = ma.fields.Integer()
+    storage_saved_mb = ma.fields.Float()
+    old_checkpoints_archived = ma.fields.Integer()
+    total_checkpoints_processed = ma.fields.Integer()
+
+
+class OptimizeStorageResultSchema(ReadSchema):
+    optimization_results = ma.fields.Nested(_OptimizationResults)

@@ -13,23 +13,28 @@ from shared.listing import paginate
 from ..container import persistence
 from . import queries, runs, service
 from .schemas import (
+    AutoResumeResultSchema,
     AutoResumeSchema,
+    CleanupResultSchema,
     CleanupSchema,
     JobCreateSchema,
     JobDetailSchema,
     JobListArgs,
     JobPageSchema,
     JobSchema,
+    JobStatsSchema,
     JobUpdateSchema,
     PauseResultSchema,
     RestartResultSchema,
     RestartSchema,
     ResumableArgs,
+    ResumableListSchema,
     ResumeResultSchema,
     ResumeSchema,
     StartRunResultSchema,
     StartRunSchema,
     StatsArgs,
+    ValidateConfigResultSchema,
     ValidateConfigSchema,
 )
 
@@ -81,6 +86,7 @@ class JobById(MethodView):
         """Update some of a job's writable fields"""
         return _update(job_pk, fields)
 
+    @blp.error(409, "A running job cannot be deleted (INVALID_JOB_STATE).")
     @blp.response(204)
     def delete(self, job_pk: int) -> None:
         """Delete a job with its checkpoints and state (not while it runs)"""
@@ -106,6 +112,9 @@ def _update(job_pk: int, fields: dict[str, Any]) -> Any:
 
 @blp.route("/<int:job_pk>/resume/")
 class JobResume(MethodView):
+    @blp.error(
+        409, "Not resumable (JOB_NOT_RESUMABLE) or its checkpoint fails its checksum (CHECKPOINT_CORRUPTED)."
+    )
     @blp.arguments(ResumeSchema, required=False)
     @blp.response(200, ResumeResultSchema)
     def post(self, options: dict[str, Any], job_pk: int) -> dict[str, Any]:
@@ -118,6 +127,7 @@ class JobResume(MethodView):
 
 @blp.route("/<int:job_pk>/pause/")
 class JobPause(MethodView):
+    @blp.error(409, "The job is not running (INVALID_JOB_STATE).")
     @blp.response(200, PauseResultSchema)
     def post(self, job_pk: int) -> dict[str, Any]:
         """Ask a running job to stop at its next checkpoint"""
@@ -129,6 +139,10 @@ class JobPause(MethodView):
 
 @blp.route("/<int:job_pk>/restart/")
 class JobRestart(MethodView):
+    @blp.error(
+        409,
+        "The job is still running (INVALID_JOB_STATE) or its checkpoint is corrupted (CHECKPOINT_CORRUPTED).",
+    )
     @blp.arguments(RestartSchema, required=False)
     @blp.response(200, RestartResultSchema)
     def post(self, options: dict[str, Any], job_pk: int) -> dict[str, Any]:
@@ -142,6 +156,7 @@ class JobRestart(MethodView):
 
 @blp.route("/resumable/")
 class Resumable(MethodView):
+    @blp.answers(ResumableListSchema)
     @blp.arguments(ResumableArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Jobs that can continue from a checkpoint, best candidates first (at most 100)"""
@@ -151,6 +166,7 @@ class Resumable(MethodView):
 
 @blp.route("/auto-resume/")
 class AutoResume(MethodView):
+    @blp.answers(AutoResumeResultSchema)
     @blp.arguments(AutoResumeSchema, required=False)
     def post(self, options: dict[str, Any]) -> dict[str, Any]:
         """Resume the best failed or interrupted jobs now"""
@@ -165,6 +181,7 @@ class AutoResume(MethodView):
 
 @blp.route("/cleanup-old/")
 class CleanupOld(MethodView):
+    @blp.answers(CleanupResultSchema)
     @blp.arguments(CleanupSchema, required=False)
     def post(self, options: dict[str, Any]) -> dict[str, Any]:
         """Delete old finished jobs and their checkpoints (admin; dry_run only counts)"""
@@ -178,6 +195,7 @@ class CleanupOld(MethodView):
 
 @blp.route("/validate-config/")
 class ValidateConfig(MethodView):
+    @blp.answers(ValidateConfigResultSchema)
     @blp.arguments(ValidateConfigSchema)
     def post(self, options: dict[str, Any]) -> dict[str, Any]:
         """Check a job's checkpointing plan and estimate its checkpoints and storage"""
@@ -186,6 +204,7 @@ class ValidateConfig(MethodView):
 
 @blp.route("/stats/")
 class Stats(MethodView):
+    @blp.answers(JobStatsSchema)
     @blp.arguments(StatsArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Job, resume, checkpoint and failure figures over the last `days`"""
@@ -195,6 +214,7 @@ class Stats(MethodView):
 
 @blp.route("/for-task/")
 class StartRun(MethodView):
+    @blp.error(409, "The checkpoint to resume from fails its checksum (CHECKPOINT_CORRUPTED).")
     @blp.arguments(StartRunSchema)
     @blp.response(200, StartRunResultSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -151,12 +151,12 @@ class AutoResumeSchema(Schema):
     priority_threshold = ma.fields.String(load_default="low", validate=ma.validate.OneOf(lc.PRIORITIES))
     min_progress_percentage = ma.fields.Float(load_default=0.0, validate=ma.validate.Range(0, 100))
     max_interruption_hours = ma.fields.Float(
-        load_default=24.0, validate=ma.validate.Range(min=0, min_inclusive=False)
+        load_default=24.0, validate=ma.validate.Range(min=0, min_inclusive=False, max=24 * 365 * 10)
     )
 
 
 class CleanupSchema(Schema):
-    days_old = ma.fields.Integer(load_default=30, validate=ma.validate.Range(min=0))
+    days_old = ma.fields.Integer(load_default=30, validate=ma.validate.Range(min=0, max=36_500))
     preserve_failed = ma.fields.Boolean(load_default=True)
     preserve_with_checkpoints = ma.fields.Boolean(load_default=False)
     dry_run = ma.fields.Boolean(load_default=False)
@@ -202,3 +202,139 @@ class StartRunResultSchema(ReadSchema):
     status = ma.fields.String()
     control = ma.fields.String()
     resume_from = ma.fields.Dict(allow_none=True)
+
+
+# ---- responses of the views that build their bodies themselves (documentation)
+
+
+class _TaskRefView(ReadSchema):
+    id = ma.fields.Integer()
+    task_id = ma.fields.String(allow_none=True)
+    task_type = ma.fields.String(allow_none=True)
+    status = ma.fields.String(allow_none=True)
+    priority = ma.fields.String(allow_none=True)
+
+
+class _LastCheckpoint(ReadSchema):
+    id = ma.fields.Integer()
+    step_name = ma.fields.String(allow_none=True)
+    created_at = ma.fields.String(allow_none=True)
+    checkpoint_data = ma.fields.Raw(allow_none=True, metadata={"description": "null when corrupted"})
+    is_valid = ma.fields.Boolean()
+
+
+class _ResumableJob(ReadSchema):
+    id = ma.fields.Integer()
+    base_task = ma.fields.Nested(_TaskRefView)
+    status = ma.fields.String()
+    progress_percentage = ma.fields.Float()
+    last_checkpoint = ma.fields.Nested(_LastCheckpoint, allow_none=True)
+    interruption_reason = ma.fields.String(allow_none=True)
+    interrupted_at = ma.fields.String(allow_none=True)
+    estimated_resume_time_minutes = ma.fields.Float(allow_none=True)
+    priority = ma.fields.String(allow_none=True)
+
+
+class ResumableListSchema(ReadSchema):
+    resumable_jobs = ma.fields.Integer()
+    jobs = ma.fields.List(ma.fields.Nested(_ResumableJob))
+    recommendations = ma.fields.List(ma.fields.String())
+
+
+class _ResumeOutcome(ReadSchema):
+    job_id = ma.fields.Integer()
+    status = ma.fields.String(metadata={"description": "resumed or skipped"})
+    reason = ma.fields.String()
+    message = ma.fields.String()
+
+
+class AutoResumeResultSchema(ReadSchema):
+    resumed_jobs = ma.fields.Integer()
+    skipped_jobs = ma.fields.Integer()
+    results = ma.fields.List(ma.fields.Nested(_ResumeOutcome))
+
+
+class _CleanupSummary(ReadSchema):
+    jobs_reviewed = ma.fields.Integer()
+    jobs_deleted = ma.fields.Integer()
+    jobs_preserved = ma.fields.Integer()
+    checkpoints_deleted = ma.fields.Integer()
+    storage_freed_mb = ma.fields.Float()
+
+
+class CleanupResultSchema(ReadSchema):
+    cleanup_summary = ma.fields.Nested(_CleanupSummary)
+    preserved_reasons = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
+    deleted_job_types = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
+    dry_run = ma.fields.Boolean()
+
+
+class ValidateConfigResultSchema(ReadSchema):
+    valid = ma.fields.Boolean()
+    recommendations = ma.fields.List(ma.fields.String())
+    warnings = ma.fields.List(ma.fields.String())
+    estimated_checkpoints = ma.fields.Integer()
+    estimated_storage_mb = ma.fields.Float()
+
+
+class _StatsPeriod(ReadSchema):
+    days = ma.fields.Integer()
+    start = ma.fields.String()
+    end = ma.fields.String()
+
+
+class _StatsTotals(ReadSchema):
+    jobs = ma.fields.Integer()
+    by_status = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
+    resumable = ma.fields.Integer()
+    avg_progress_percentage = ma.fields.Float()
+
+
+class _ResumeStats(ReadSchema):
+    resumes = ma.fields.Integer()
+    automatic_resumes = ma.fields.Integer()
+    restarts = ma.fields.Integer()
+    jobs_resumed = ma.fields.Integer()
+    resumed_then_completed = ma.fields.Integer()
+    resume_success_rate = ma.fields.Float(allow_none=True)
+
+
+class _CheckpointStats(ReadSchema):
+    total = ma.fields.Integer()
+    recovery_points = ma.fields.Integer()
+    compressed = ma.fields.Integer()
+    large = ma.fields.Integer()
+    data_size_mb = ma.fields.Float()
+    stored_size_mb = ma.fields.Float()
+    avg_size_kb = ma.fields.Float()
+    avg_per_job = ma.fields.Float()
+
+
+class _FailureReason(ReadSchema):
+    reason = ma.fields.String()
+    jobs = ma.fields.Integer()
+
+
+class _FailureAnalysis(ReadSchema):
+    failed = ma.fields.Integer()
+    interrupted = ma.fields.Integer()
+    cancelled = ma.fields.Integer()
+    interruptions = ma.fields.Integer()
+    failure_rate = ma.fields.Float(allow_none=True)
+    top_reasons = ma.fields.List(ma.fields.Nested(_FailureReason))
+
+
+class _DayTrend(ReadSchema):
+    date = ma.fields.String()
+    created = ma.fields.Integer()
+    completed = ma.fields.Integer()
+    failed = ma.fields.Integer()
+
+
+class JobStatsSchema(ReadSchema):
+    period = ma.fields.Nested(_StatsPeriod)
+    totals = ma.fields.Nested(_StatsTotals)
+    resume_stats = ma.fields.Nested(_ResumeStats)
+    checkpoint_stats = ma.fields.Nested(_CheckpointStats)
+    failure_analysis = ma.fields.Nested(_FailureAnalysis)
+    trends = ma.fields.List(ma.fields.Nested(_DayTrend), metadata={"description": "with include_trends"})

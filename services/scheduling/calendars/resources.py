@@ -19,6 +19,7 @@ from .schemas import (
     AttachmentSchema,
     AttachmentViewSchema,
     CalendarCreateSchema,
+    CalendarEventsSchema,
     CalendarListArgs,
     CalendarPageSchema,
     CalendarSchema,
@@ -138,6 +139,7 @@ class Attachment(MethodView):
 
 @blp.route("/<int:pk>/events/")
 class Events(MethodView):
+    @blp.answers(CalendarEventsSchema)
     @blp.arguments(EventWindowArgs, location="query")
     def get(self, args: dict[str, Any], pk: int) -> dict[str, Any]:
         """The runs planned in a window (default: the next 7 days), with time zones and exclusions"""

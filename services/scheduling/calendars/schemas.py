@@ -79,3 +79,23 @@ class EventWindowArgs(ma.Schema):
 
     start = ma.fields.String()
     end = ma.fields.String()
+
+
+class _Event(ReadSchema):
+    periodic_task_id = ma.fields.Integer()
+    task_type = ma.fields.String()
+    description = ma.fields.String(allow_none=True)
+    scheduled_at = ma.fields.String()
+
+
+class _EventPeriod(ReadSchema):
+    start = ma.fields.String()
+    end = ma.fields.String()
+
+
+class CalendarEventsSchema(ReadSchema):
+    calendar_id = ma.fields.Integer()
+    calendar_name = ma.fields.String()
+    period = ma.fields.Nested(_EventPeriod)
+    events = ma.fields.List(ma.fields.Nested(_Event))
+    total_events = ma.fields.Integer()

@@ -14,7 +14,7 @@ from shared.listing import apply_filters, apply_ordering, paginate, search_claus
 from ..container import scheduling
 from ..models import CRON_JOB, CronJob
 from ..periodic_tasks.resources import caller_headers
-from ..periodic_tasks.schemas import RunListArgs, RunPageSchema
+from ..periodic_tasks.schemas import RunListArgs, RunNowSchema, RunPageSchema
 from ..run_views import run_history
 from . import service
 from .schemas import (
@@ -115,6 +115,7 @@ def _update(pk: int, fields: dict[str, Any]) -> Any:
 
 @blp.route("/<int:pk>/execute/")
 class Execute(MethodView):
+    @blp.answers(RunNowSchema)
     def post(self, pk: int) -> Any:
         """Run the job now, without moving its schedule; answers with core's task"""
         return service.execute(scheduling(), current_principal(), pk, caller_headers())

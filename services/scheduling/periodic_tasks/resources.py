@@ -22,15 +22,24 @@ from ..zones import accepted_zones, check_zone, server_zone, zone_info
 from . import optimizer, queries, service
 from .schemas import (
     AnalysisArgs,
+    CronCheckSchema,
+    CronTemplatesSchema,
+    ExecuteReadySchema,
+    OptimizeResultSchema,
     OptimizeSchema,
+    PerformanceAnalysisSchema,
     PeriodicTaskCreateSchema,
     PeriodicTaskListArgs,
     PeriodicTaskPageSchema,
     PeriodicTaskSchema,
     PeriodicTaskUpdateSchema,
+    ReadyForExecutionSchema,
     RunListArgs,
+    RunNowSchema,
     RunPageSchema,
+    ScheduleStatsSchema,
     TimezoneArgs,
+    TimezoneInfoSchema,
     ValidateCronSchema,
 )
 from .templates import cron_templates
@@ -118,6 +127,7 @@ class Toggle(MethodView):
 
 @blp.route("/<int:pk>/execute-now/")
 class ExecuteNow(MethodView):
+    @blp.answers(RunNowSchema)
     def post(self, pk: int) -> Any:
         """Start a run now, without moving the schedule; answers with core's task"""
         return service.execute_now(scheduling(), current_principal(), pk, caller_headers())
@@ -137,6 +147,7 @@ class Runs(MethodView):
 
 @blp.route("/ready-for-execution/")
 class ReadyForExecution(MethodView):
+    @blp.answers(ReadyForExecutionSchema)
     def get(self) -> dict[str, Any]:
         """Active schedules whose next_run_at has passed"""
         found = service.ready_for_execution(scheduling(), current_principal().brand_id)
@@ -145,6 +156,7 @@ class ReadyForExecution(MethodView):
 
 @blp.route("/execute-ready/")
 class ExecuteReady(MethodView):
+    @blp.answers(ExecuteReadySchema)
     def post(self) -> dict[str, Any]:
         """Fire every due schedule of the brand now (a slot fires once, whoever gets to it)"""
         return service.execute_ready(scheduling(), current_principal(), caller_headers())
@@ -152,6 +164,7 @@ class ExecuteReady(MethodView):
 
 @blp.route("/validate-cron/")
 class ValidateCron(MethodView):
+    @blp.answers(CronCheckSchema)
     @blp.arguments(ValidateCronSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Check an expression: plain-English description and the next executions"""
@@ -172,6 +185,7 @@ class ValidateCron(MethodView):
 
 @blp.route("/cron-templates/")
 class CronTemplates(MethodView):
+    @blp.answers(CronTemplatesSchema)
     def get(self) -> dict[str, Any]:
         """Common cron expressions with names and descriptions"""
         return cron_templates()
@@ -179,6 +193,7 @@ class CronTemplates(MethodView):
 
 @blp.route("/stats/")
 class Stats(MethodView):
+    @blp.answers(ScheduleStatsSchema)
     def get(self) -> dict[str, Any]:
         """Schedules active/inactive, runs and success rates over 24 h and 7 days, due soon"""
         container = scheduling()
@@ -188,6 +203,7 @@ class Stats(MethodView):
 
 @blp.route("/performance-analysis/")
 class PerformanceAnalysis(MethodView):
+    @blp.answers(PerformanceAnalysisSchema)
     @blp.arguments(AnalysisArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Per schedule: runs, success rate, duration, start delay average and p95, overlaps"""
@@ -200,6 +216,7 @@ class PerformanceAnalysis(MethodView):
 
 @blp.route("/timezone-info/")
 class TimezoneInfo(MethodView):
+    @blp.answers(TimezoneInfoSchema)
     @blp.arguments(TimezoneArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """The server's zone, the accepted zones, and a zone's offset and next DST change"""
@@ -214,6 +231,7 @@ class TimezoneInfo(MethodView):
 
 @blp.route("/optimize-schedules/")
 class OptimizeSchedules(MethodView):
+    @blp.answers(OptimizeResultSchema)
     @blp.arguments(OptimizeSchema, required=False)
     def post(self, options: dict[str, Any]) -> dict[str, Any]:
         """Propose staggered expressions for crowded minutes; apply them when dry_run is false (admin)"""

@@ -140,3 +140,159 @@ class AnalysisArgs(ma.Schema):
         unknown = ma.EXCLUDE
 
     days = ma.fields.Integer(load_default=7, validate=ma.validate.Range(1, 90))
+
+
+# ---- responses of the views that build their bodies themselves (documentation)
+
+
+class RunNowSchema(ReadSchema):
+    """execute-now (periodic tasks) and execute (cron jobs)."""
+
+    message = ma.fields.String()
+    periodic_task_id = ma.fields.Integer(metadata={"description": "execute-now only"})
+    cron_job_id = ma.fields.Integer(metadata={"description": "execute only"})
+    run_id = ma.fields.Integer()
+    idempotency_key = ma.fields.String()
+    task = ma.fields.Dict(
+        allow_none=True,
+        metadata={"description": "core's task as core answered; null when core did not answer"},
+    )
+
+
+class ReadyForExecutionSchema(ReadSchema):
+    count = ma.fields.Integer()
+    tasks = ma.fields.List(ma.fields.Nested(PeriodicTaskSchema))
+
+
+class _Executed(ReadSchema):
+    periodic_task_id = ma.fields.Integer()
+    execution_task_id = ma.fields.Integer(allow_none=True)
+    executed_at = ma.fields.String(allow_none=True)
+
+
+class _NotExecuted(ReadSchema):
+    periodic_task_id = ma.fields.Integer()
+    idempotency_key = ma.fields.String()
+    error = ma.fields.String()
+
+
+class ExecuteReadySchema(ReadSchema):
+    executed = ma.fields.List(ma.fields.Nested(_Executed))
+    failed = ma.fields.List(ma.fields.Nested(_NotExecuted))
+    total = ma.fields.Integer()
+
+
+class CronCheckSchema(ReadSchema):
+    is_valid = ma.fields.Boolean()
+    cron_expression = ma.fields.String()
+    timezone = ma.fields.String()
+    description = ma.fields.String()
+    next_executions = ma.fields.List(ma.fields.String())
+    error = ma.fields.String(metadata={"description": "when is_valid is false"})
+    error_code = ma.fields.String(metadata={"description": "INVALID_CRON_EXPRESSION when is_valid is false"})
+
+
+class _CronTemplate(ReadSchema):
+    key = ma.fields.String()
+    name = ma.fields.String()
+    cron_expression = ma.fields.String()
+    description = ma.fields.String()
+
+
+class CronTemplatesSchema(ReadSchema):
+    count = ma.fields.Integer()
+    templates = ma.fields.List(ma.fields.Nested(_CronTemplate))
+
+
+class _RunFigures(ReadSchema):
+    runs = ma.fields.Integer()
+    successful = ma.fields.Integer()
+    failed = ma.fields.Integer()
+    skipped = ma.fields.Integer()
+    success_rate = ma.fields.Float(allow_none=True)
+
+
+class ScheduleStatsSchema(ReadSchema):
+    total_schedules = ma.fields.Integer()
+    active_schedules = ma.fields.Integer()
+    inactive_schedules = ma.fields.Integer()
+    due_within_next_hour = ma.fields.Integer()
+    overdue = ma.fields.Integer()
+    missed_runs_total = ma.fields.Integer()
+    last_24h = ma.fields.Nested(_RunFigures)
+    last_7d = ma.fields.Nested(_RunFigures)
+    generated_at = ma.fields.String()
+
+
+class _Window(ReadSchema):
+    start = ma.fields.String()
+    end = ma.fields.String()
+    days = ma.fields.Integer()
+
+
+class _SchedulePerformance(ReadSchema):
+    periodic_task_id = ma.fields.Integer()
+    task_type = ma.fields.String(allow_none=True)
+    runs = ma.fields.Integer()
+    successful = ma.fields.Integer()
+    failed = ma.fields.Integer()
+    success_rate = ma.fields.Float(allow_none=True)
+    avg_duration_seconds = ma.fields.Float(allow_none=True)
+    start_delay_avg_seconds = ma.fields.Float(allow_none=True)
+    start_delay_p95_seconds = ma.fields.Float(allow_none=True)
+    fire_delay_avg_seconds = ma.fields.Float(allow_none=True)
+    fire_delay_p95_seconds = ma.fields.Float(allow_none=True)
+    overlaps_seen = ma.fields.Integer()
+    skipped_for_overlap = ma.fields.Integer()
+
+
+class PerformanceAnalysisSchema(ReadSchema):
+    period = ma.fields.Nested(_Window)
+    schedules = ma.fields.List(ma.fields.Nested(_SchedulePerformance))
+
+
+class _DstChange(ReadSchema):
+    at = ma.fields.String()
+    local_time_before = ma.fields.String()
+    local_time_after = ma.fields.String()
+    offset_before = ma.fields.String()
+    offset_after = ma.fields.String()
+
+
+class _ZoneInfo(ReadSchema):
+    timezone = ma.fields.String()
+    current_time = ma.fields.String()
+    utc_offset = ma.fields.String()
+    abbreviation = ma.fields.String(allow_none=True)
+    is_dst = ma.fields.Boolean()
+    next_dst_change = ma.fields.Nested(_DstChange, allow_none=True)
+
+
+class TimezoneInfoSchema(ReadSchema):
+    server_timezone = ma.fields.String()
+    accepted_timezones = ma.fields.List(ma.fields.String())
+    timezone_info = ma.fields.Nested(_ZoneInfo, metadata={"description": "with ?timezone="})
+
+
+class _CrowdedMinute(ReadSchema):
+    at = ma.fields.String()
+    schedules = ma.fields.Integer()
+
+
+class _Proposal(ReadSchema):
+    periodic_task_id = ma.fields.Integer()
+    task_type = ma.fields.String()
+    current_cron = ma.fields.String()
+    proposed_cron = ma.fields.String()
+    shift_minutes = ma.fields.Integer()
+
+
+class OptimizeResultSchema(ReadSchema):
+    dry_run = ma.fields.Boolean()
+    applied = ma.fields.Boolean()
+    max_per_minute = ma.fields.Integer()
+    horizon_hours = ma.fields.Integer()
+    schedules_analyzed = ma.fields.Integer()
+    crowded_minutes = ma.fields.List(ma.fields.Nested(_CrowdedMinute))
+    peak_per_minute_before = ma.fields.Integer()
+    proposals = ma.fields.List(ma.fields.Nested(_Proposal))
