@@ -146,6 +146,14 @@ class Platform:
     def events_of(self, event_type: str, task: dict[str, Any]) -> list[Envelope]:
         return [e for e in list(self.events) if e.event_type == event_type and e.data.get("id") == task["id"]]
 
+    def wait_events(self, event_type: str, task: dict[str, Any], count: int = 1) -> list[Envelope]:
+        """The task's events of a type once `count` have arrived (an event leaves core's outbox
+        just after the commit the API already shows)."""
+        return wait_until(
+            lambda: (lambda found: found if len(found) >= count else None)(self.events_of(event_type, task)),
+            message=f"{count} {event_type} of {task['task_id']}",
+        )
+
     def close(self) -> None:
         for process in self.workers:
             if process.poll() is None:

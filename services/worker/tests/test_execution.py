@@ -61,7 +61,7 @@ def test_tasks_run_with_progress_results_metrics_and_types(served):
     assert [h["to_status"] for h in platform.history(sleep)] == ["pending", "running", "completed"]
 
     platform.wait_status(metered, "completed")
-    (completed,) = platform.events_of("task.completed", metered)
+    (completed,) = platform.wait_events("task.completed", metered)
     metrics = completed.data["metrics"]
     assert set(metrics) >= METRIC_FIELDS
     assert (metrics["tokens_used"], metrics["cost_usd"], metrics["api_calls_count"]) == (120, 0.25, 3)
@@ -91,7 +91,7 @@ def test_flaky_completes_after_retries_with_backoff_delays(served):
         delay = float(re.search(r"retry in ([\d.]+)s", retrying["reason"]).group(1))
         waited = (parse_iso(next_run["at"]) - parse_iso(retrying["at"])).total_seconds()
         assert waited >= delay - 0.1, (delay, waited)
-    failures = platform.events_of("task.failed", flaky)
+    failures = platform.wait_events("task.failed", flaky, count=2)
     assert [f.data["will_retry"] for f in failures] == [True, True]
     assert all(0 <= f.data["retry_delay_seconds"] <= 2 ** f.data["metrics"]["retry_count"] for f in failures)
 
@@ -114,7 +114,7 @@ def test_a_timeout_stops_the_attempt_for_real_and_the_retry_runs(served):
     done = platform.wait_status(task, "completed", "failed", timeout=30)
     assert done["status"] == "completed", done
     assert done["result_data"]["retry_count"] == 1
-    (failure,) = platform.events_of("task.failed", task)
+    (failure,) = platform.wait_events("task.failed", task)
     assert failure.data["error_message"].startswith("Timed out")
     assert failure.data["will_retry"] is True
     assert 1000 <= failure.data["metrics"]["execution_time_ms"] < 5000  # killed, not waited for
