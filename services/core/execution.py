@@ -143,7 +143,10 @@ class _Batch:
         if self.released_leases:
             session.execute(delete(LEASES).where(LEASES.c.task_pk.in_(sorted(self.released_leases))))
         if self.leases:
-            insert = upsert(session.get_bind(), LEASES).values(list(self.leases.values()))
+            # rows in key order, as the heartbeats' upsert takes them: two transactions locking
+            # the same leases never wait on each other in a cycle
+            rows = [self.leases[pk] for pk in sorted(self.leases)]
+            insert = upsert(session.get_bind(), LEASES).values(rows)
             session.execute(
                 insert.on_conflict_do_update(
                     index_elements=[LEASES.c.task_pk],
@@ -427,9 +430,12 @@ def _renew(uow: UnitOfWork, beat: catalog.WorkerHeartbeat, expires_at: datetime)
     report of its start is still on its way (only a lease of a newer attempt is kept)."""
     if not beat.active_tasks:
         return
+    newest: dict[int, int] = {}  # one row per task (a revoked copy may run beside a newer attempt)
+    for active in beat.active_tasks:
+        newest[active.id] = max(active.attempt, newest.get(active.id, 0))
     rows = [
-        {"task_pk": a.id, "attempt": a.attempt, "worker_name": beat.worker_name, "expires_at": expires_at}
-        for a in beat.active_tasks
+        {"task_pk": pk, "attempt": newest[pk], "worker_name": beat.worker_name, "expires_at": expires_at}
+        for pk in sorted(newest)
     ]
     insert = upsert(uow.session.get_bind(), LEASES).values(rows)
     uow.session.execute(
