@@ -335,3 +335,15 @@ def test_a_task_waits_for_a_worker_of_its_type_then_is_dispatched_when_one_appea
         assert session.get(Task, task["id"]).attempt == 1
     figures = container.bus.queue_figures(container.bus.work_queue_name("normal"))
     assert figures is None or figures.ready == 0  # still in the outbox until the relay runs
+
+
+@pytest.mark.usefixtures("noop_worker")
+def test_a_heartbeat_naming_two_attempts_of_one_task_keeps_the_newest_lease(make_task, container, live_worker):
+    task = make_task()
+    active = [
+        catalog.ActiveAttempt(id=task["id"], task_id=task["task_id"], attempt=2),
+        catalog.ActiveAttempt(id=task["id"], task_id=task["task_id"], attempt=1),  # a revoked copy
+    ]
+    live_worker("example.noop", active=active)
+    with container.session_factory() as session:
+        assert session.get(TaskLease, task["id"]).attempt == 2
