@@ -6,17 +6,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, Table, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from .background import Loop
+from .background import Loop, when_due
 from .config import ConfigError, Settings, env_int
 from .db import make_engine, make_session_factory, messaging_tables
 from .events.bus import EventBus, FilteredBindings
 from .events.delivery_batches import DEFAULT_BATCH_LINGER_SECONDS
 from .events.inbox_consumer import BatchEventHandler, EventHandler, InboxConsumer
+from .events.inbox_purge import InboxPurge
 from .events.inprocess_bus import InProcessBus
 from .events.outbox_relay import OutboxRelay
 from .unit_of_work import UnitOfWork
@@ -79,10 +81,24 @@ class ServiceContext:
         )
 
     def messaging_loops(self) -> list[Loop]:
-        """The loops every background process runs: its outbox relay and its wake-up listener."""
-        loops = [Loop(f"{self.service}.relay", self.relay().run)]
+        """The loops every background process runs: its outbox relay, its inbox's purge and its
+        wake-up listener."""
+        purge = InboxPurge(self.engine, self.inbox, self.inbox_retention)
+        loops = [
+            Loop(f"{self.service}.relay", self.relay().run),
+            when_due(f"{self.service}.inbox-purge", self.wakeups.signal("inbox-purge"), purge.run_once),
+        ]
         listener = self.wakeups.listener()
         return loops + ([listener] if listener else [])
+
+    @property
+    def inbox_retention(self) -> timedelta:
+        """TASKHUB_INBOX_RETENTION_HOURS: how long an applied event's id is remembered. A
+        redelivery older than that (far past any broker's redelivery) would be applied again."""
+        hours = env_int(self.settings, "TASKHUB_INBOX_RETENTION_HOURS", 7 * 24)
+        if hours < 1:
+            raise ConfigError(f"TASKHUB_INBOX_RETENTION_HOURS must be at least 1, got {hours}")
+        return timedelta(hours=hours)
 
     def inbox_consumer(
         self,

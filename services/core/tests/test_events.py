@@ -338,7 +338,9 @@ def test_a_task_waits_for_a_worker_of_its_type_then_is_dispatched_when_one_appea
 
 
 @pytest.mark.usefixtures("noop_worker")
-def test_a_heartbeat_naming_two_attempts_of_one_task_keeps_the_newest_lease(make_task, container, live_worker):
+def test_a_heartbeat_naming_two_attempts_of_one_task_keeps_the_newest_lease(
+    make_task, container, live_worker
+):
     task = make_task()
     active = [
         catalog.ActiveAttempt(id=task["id"], task_id=task["task_id"], attempt=2),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
+
+from sqlalchemy import select
 
 from shared.events.outbox_relay import OutboxRelay
 from shared.testing.fixtures import OTHER_BRAND
@@ -63,6 +66,18 @@ class TestCreate:
         again = client.post("/tasks/", json={"task_type": "x"}, headers=headers)
         assert first.status_code == 201 and again.status_code == 200
         assert again.json["id"] == first.json["id"]
+        assert client.get("/tasks/", headers=auth.headers()).json["count"] == 1
+
+    def test_an_idempotency_key_reused_with_another_body_is_422(self, client, auth):
+        headers = auth.headers(**{"Idempotency-Key": "abc-2"})
+        first = client.post("/tasks/", json={"task_type": "x", "max_retries": None}, headers=headers)
+        same = client.post("/tasks/", json={"task_type": "x"}, headers=headers)  # null == left out
+        other = client.post("/tasks/", json={"task_type": "x", "description": "else"}, headers=headers)
+        assert (first.status_code, same.status_code) == (201, 200) and same.json["id"] == first.json["id"]
+        assert (other.status_code, other.json["error_code"]) == (422, "IDEMPOTENCY_KEY_REUSED")
+        too_long = auth.headers(**{"Idempotency-Key": "k" * 256})
+        refused = client.post("/tasks/", json={"task_type": "x"}, headers=too_long)
+        assert (refused.status_code, refused.json["error_code"]) == (400, "VALIDATION_ERROR")
         assert client.get("/tasks/", headers=auth.headers()).json["count"] == 1
 
     def test_malformed_and_non_json_bodies(self, client, auth):
@@ -147,6 +162,57 @@ class TestDispatch:
         make_task(task_type="example.noop", priority="high")
         OutboxRelay(container.ctx.engine, container.ctx.outbox, container.bus, "core").publish_pending()
         assert container.bus.queue_figures(container.bus.work_queue_name("high")).ready == 1
+
+
+class TestQueuedTaskChanges:
+    """Issue 13, finding 6: a queued task's run inputs changed, or the task deleted, before a worker
+    took it: the worker runs the new values, or nothing."""
+
+    def orders(self, container):
+        outbox = container.ctx.outbox
+        with container.session_factory() as session:
+            rows = session.execute(
+                select(outbox.c.routing_key, outbox.c.body)
+                .where(outbox.c.exchange == "work")
+                .order_by(outbox.c.id)
+            ).all()
+        return [json.loads(body) for _, body in rows]
+
+    def control(self, container, event_type):
+        outbox = container.ctx.outbox
+        with container.session_factory() as session:
+            bodies = session.scalars(select(outbox.c.body).where(outbox.c.routing_key == event_type)).all()
+        return [json.loads(body)["data"] for body in bodies]
+
+    def test_new_inputs_of_a_queued_task_go_out_as_a_new_attempt_and_the_old_one_is_revoked(
+        self, client, auth, make_task, container, live_worker
+    ):
+        live_worker("example.noop")
+        task = make_task(task_type="example.noop", context_data={"url": "a"}, timeout_minutes=5)
+        changed = client.patch(
+            f"/tasks/{task['id']}/",
+            json={"context_data": {"url": "b"}, "timeout_minutes": 9},
+            headers=auth.headers(),
+        )
+        assert changed.status_code == 200
+        orders = self.orders(container)
+        assert [(o["attempt"], o["context_data"], o["timeout_minutes"]) for o in orders] == [
+            (1, {"url": "a"}, 5),
+            (2, {"url": "b"}, 9),
+        ]
+        assert [(c["task_id"], c["attempt"]) for c in self.control(container, "task.attempt_revoked")] == [
+            (task["task_id"], 1)
+        ]
+
+    def test_a_deleted_queued_task_tells_the_workers_which_attempt_to_drop(
+        self, client, auth, make_task, container, live_worker
+    ):
+        live_worker("example.noop")
+        task = make_task(task_type="example.noop")
+        assert client.delete(f"/tasks/{task['id']}/", headers=auth.headers()).status_code == 204
+        assert [(d["task_id"], d["attempt"]) for d in self.control(container, "task.deleted")] == [
+            (task["task_id"], 1)
+        ]
 
 
 class TestLifecycle:

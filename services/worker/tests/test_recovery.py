@@ -171,3 +171,23 @@ def test_a_second_delivery_of_a_running_attempt_is_revoked_where_it_lands(platfo
     assert done["worker_name"] == "w-first"
     assert [c.data["worker_name"] for c in platform.wait_events("task.completed", task)] == ["w-first"]
     assert platform.heartbeats("w-second")[-1]["processed_tasks"] == 0
+
+
+def test_a_task_deleted_while_it_waits_for_a_slot_is_never_run(platform):
+    """Issue 13, finding 6: the worker holding a deleted task's order drops it."""
+    platform.start_worker("w-one", concurrency=1)
+    platform.wait_for_worker("w-one")
+    busy = platform.create("example.sleep", context_data={"seconds": 3, "steps": 3})
+    platform.wait_status(busy, "running")
+    doomed = platform.create("example.noop")  # waits behind the busy slot
+    deleted = platform.client.delete(f"/tasks/{doomed['id']}/", headers=platform.auth.headers())
+    assert deleted.status_code == 204
+    sentinel = platform.create("example.noop")  # queued after it: once it ran, the other was seen
+    platform.wait_status(sentinel, "completed")
+
+    def settled_heartbeat():
+        beats = [b for b in platform.heartbeats("w-one") if not b["active_task_ids"]]
+        return beats[-1] if beats and beats[-1]["processed_tasks"] >= 2 else None
+
+    beat = wait_until(settled_heartbeat, message="w-one idle after its tasks")
+    assert beat["processed_tasks"] == 2  # the busy task and the sentinel: the deleted one never ran
