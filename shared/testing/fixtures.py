@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from shared.auth import mint_token
 from shared.config import Settings, load_settings
@@ -64,10 +65,11 @@ def wait_until(
 
 @contextmanager
 def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped on exit."""
+    """A new, empty PostgreSQL database, dropped on exit. The admin connection is not pooled: a
+    database that outlives a PostgreSQL restart (the restart test) is still dropped."""
     admin_url = normalize_url(require_service("TEST_DATABASE_ADMIN_URL"))
     name = f"taskhub_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     base = admin_url.rsplit("/", 1)[0]

@@ -24,6 +24,7 @@ import pika
 import pytest
 import requests
 from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from deploy.local.topology import has_scheduler, has_worker
 from shared.config import REPO_ROOT
@@ -165,7 +166,7 @@ def _remove_broker_objects(topology: Topology) -> None:
 
 
 def _drop_databases(admin_url: str, names: list[str]) -> None:
-    admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with admin.connect() as conn:
             for name in names:

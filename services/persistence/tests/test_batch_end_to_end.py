@@ -10,14 +10,12 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pika
 import pytest
-from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
 from services.core.app import create_app as create_core
@@ -26,11 +24,15 @@ from services.persistence.app import create_app as create_persistence
 from services.persistence.container import bootstrap as bootstrap_persistence
 from shared.background import start_loops
 from shared.config import REPO_ROOT
-from shared.db import normalize_url
 from shared.events.bus import EVENTS_EXCHANGE, PRIORITIES, WORK_EXCHANGE
 from shared.events.envelope import Envelope
 from shared.events.rabbitmq_bus import DEAD_EXCHANGE, RabbitMQBus
-from shared.testing.fixtures import JWT_SECRET, make_settings, require_service, wait_until
+from shared.testing.fixtures import (
+    JWT_SECRET,
+    fresh_postgres_database,
+    make_settings,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 JOBS = "/tasks/persistent-jobs/persistent-jobs"
@@ -40,15 +42,8 @@ ITEMS, BATCH = 40, 2  # 20 batches, 20 checkpoints when no batch is done twice
 @pytest.fixture
 def second_postgres_url() -> Iterator[str]:
     """persistence's own database (core has `postgres_url`): one database per service."""
-    admin_url = normalize_url(require_service("TEST_DATABASE_ADMIN_URL"))
-    name = f"taskhub_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database() as url:
+        yield url
 
 
 class Platform:

@@ -4,7 +4,6 @@ and on real PostgreSQL. Time is a FakeClock the tests move: no test waits for a 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from services.scheduling.app import create_app
@@ -20,7 +19,7 @@ from services.scheduling.container import SchedulingContainer, bootstrap
 from services.scheduling.models import Base
 from services.scheduling.scheduler import Scheduler
 from shared.background import Loop, start_loops
-from shared.db import make_engine, normalize_url
+from shared.db import make_engine
 from shared.events.catalog import (
     AttemptMetrics,
     Event,
@@ -36,7 +35,7 @@ from shared.events.catalog import (
 from shared.events.envelope import Envelope
 from shared.events.inprocess_bus import InProcessBus
 from shared.migrations import upgrade
-from shared.testing.fixtures import make_settings, require_service
+from shared.testing.fixtures import fresh_postgres_database, make_settings
 
 # a port nothing listens on: calls to core fail at once unless a test starts core
 NO_CORE = "http://127.0.0.1:9"
@@ -81,19 +80,11 @@ def clock() -> FakeClock:
 def migrated_postgres_url() -> Iterator[str]:
     """One migrated PostgreSQL database for the session; each test starts from empty tables
     (TRUNCATE is milliseconds, CREATE/DROP DATABASE seconds on a busy shared server)."""
-    admin_url = normalize_url(require_service("TEST_DATABASE_ADMIN_URL"))
-    name = f"taskhub_sched_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    engine = make_engine(url)
-    upgrade("scheduling", engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database() as url:
+        engine = make_engine(url)
+        upgrade("scheduling", engine)
+        engine.dispose()
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
