@@ -11,7 +11,7 @@ ROLE ?= admin
 export TEST_DATABASE_ADMIN_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 
-.PHONY: help install run token test test-unit console-test lint format clean up down status logs dead-letters contract asyncapi-parser
+.PHONY: help install run token test test-unit console-test lint format clean up down status logs dead-letters contract asyncapi-parser k8s
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,6 +42,9 @@ status: ## which processes of `make up` run and answer /readyz
 
 logs: ## follow the logs of `make up` (run/logs/)
 	$(PY) -m deploy.local.topology logs --follow
+
+k8s: install ## render every Kubernetes overlay with the pinned kustomize (kubectl kustomize) and validate each object
+	$(PY) -m deploy.k8s.validate deploy/k8s/overlays/*/
 
 dead-letters: install ## what consumers parked: make dead-letters [QUEUE=core.reports] [REPLAY=1]
 	@$(PY) -m shared.dead_letters $(if $(REPLAY),replay $(QUEUE),list $(QUEUE))

@@ -1,5 +1,5 @@
-"""The deployment files: generated ones are current, every Kubernetes overlay renders and validates
-against the Kubernetes schemas, the gateway configuration passes `nginx -t`, and compose and the
+"""The deployment files: generated ones are current, every Kubernetes overlay renders with real
+kustomize (the pinned `kubectl kustomize`) and validates against the Kubernetes schemas, the gateway configuration passes `nginx -t`, and compose and the
 Dockerfiles cover every service of the route table. No server needed."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 
 from deploy.generate import HERE as DEPLOY
 from deploy.generate import dockerfiles, generated_files
-from deploy.k8s.render import EXTERNAL_SECRETS, build, validate
+from deploy.k8s.validate import EXTERNAL_SECRETS, KustomizeError, build, validate
 from gateway.render import GatewayConfig, container_config, k8s_config, render
 from shared.routes import ROUTES, SERVICES
 
@@ -48,6 +48,17 @@ def test_every_overlay_renders_and_validates(overlay: Path) -> None:
         ("Ingress", "taskhub"),
     } <= names
     assert all(d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace")
+
+
+def test_kustomize_refusals_and_invalid_objects_are_reported(tmp_path: Path) -> None:
+    """The checks can fail: kustomize's own refusal surfaces, and so does a field Kubernetes lacks."""
+    (tmp_path / "kustomization.yaml").write_text("resources: [missing.yaml]\n")
+    with pytest.raises(KustomizeError, match="missing.yaml"):
+        build(tmp_path)
+    (tmp_path / "kustomization.yaml").write_text("namespace: t\nresources: [cm.yaml]\n")
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndataa: {}\n")
+    errors = validate(build(tmp_path), set())
+    assert errors and all("ConfigMap/x" in error for error in errors), errors
 
 
 def test_the_gateway_config_covers_the_route_table_and_never_replays_a_post() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from deploy.k8s.render import build
+from deploy.k8s.validate import build
 from shared.routes import SERVICES
 
 OVERLAYS = sorted((Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "overlays").iterdir())
