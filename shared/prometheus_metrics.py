@@ -1,4 +1,5 @@
-"""The Prometheus figures every service exports on /metrics (one definition, labelled by service)."""
+"""The Prometheus figures every service exports on /metrics (one definition, labelled by service),
+and the /metrics listener of the processes that have no web app (worker, scheduler, background)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
+
+from .config import ConfigError, Settings, env_int
 
 HTTP_REQUESTS = Counter(
     "taskhub_http_requests_total", "HTTP requests", ["service", "method", "route", "status"]
@@ -46,10 +51,30 @@ PUBLISH_FAILURES = Counter(
 )
 
 
-def render() -> tuple[bytes, str]:
-    """The text exposition; aggregates gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set."""
+def registry() -> CollectorRegistry:
+    """This process's figures; with PROMETHEUS_MULTIPROC_DIR, those of every process writing that
+    folder (a service's gunicorn workers and its background process), summed."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        aggregated = CollectorRegistry()
+        multiprocess.MultiProcessCollector(aggregated)
+        return aggregated
+    return REGISTRY
+
+
+def render() -> tuple[bytes, str]:
+    """The text exposition of `registry()`, for a web app's /metrics route."""
+    return generate_latest(registry()), CONTENT_TYPE_LATEST
+
+
+def serve_metrics(settings: Settings) -> int | None:
+    """/metrics on TASKHUB_METRICS_PORT (bound to TASKHUB_METRICS_HOST, all interfaces by default:
+    Prometheus scrapes the pod's address), served by a daemon thread, for a process with no web app
+    of its own. Unset or 0: no listener (`make run` serves every figure on its one port). Returns
+    the port it listens on."""
+    port = env_int(settings, "TASKHUB_METRICS_PORT", 0)
+    if not port:
+        return None
+    if not 0 < port < 65536:
+        raise ConfigError(f"TASKHUB_METRICS_PORT must be a port number, got {port}")
+    start_http_server(port, addr=settings.get("TASKHUB_METRICS_HOST") or "0.0.0.0", registry=registry())
+    return port

@@ -15,6 +15,7 @@ import logging
 from .background import run_until_signalled
 from .config import load_settings
 from .logs import configure_logging
+from .prometheus_metrics import serve_metrics
 from .routes import SERVICES
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 def run_background(service: str) -> None:
     settings = load_settings(service)
     configure_logging(settings.log_level, settings.log_json)
+    # Kubernetes: a background pod shares no metrics folder with the web pods, so it serves its own
+    # /metrics (TASKHUB_METRICS_PORT); `make up` leaves it unset, the web process shows its figures
+    serve_metrics(settings)
     container = importlib.import_module(f"services.{service}.container").bootstrap(settings)
     loops = container.background_loops()
     log.info("background process started", extra={"service": service, "loops": [x.name for x in loops]})

@@ -11,8 +11,11 @@ configured by gateway.render from the same route table. Each service has its own
 PostgreSQL when `TASKHUB_UP_POSTGRES_URL` (an admin URL; databases `taskhub_<service>` are
 created when missing) or `<SERVICE>_DATABASE_URL` is given, else a SQLite file under run/data.
 
-This is a launcher, not a babysitter: processes run detached in their own sessions (pid files,
-state and logs under run/), `status` shows which died, `down` stops every one of them.
+The processes run under supervisord (deploy/local/supervision.py, its configuration written to
+run/supervisord.conf from the plan below): it restarts whatever dies (with a back-off when a process
+keeps failing to start), writes each one's output to run/logs/<name>.log, and `down` has it stop
+them in order (gateway first) before it exits itself. The worker(s) and the scheduler serve their
+/metrics on ports of their own (`make status` lists them; TASKHUB_METRICS_PORT).
 """
 
 from __future__ import annotations
@@ -30,18 +33,23 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import xmlrpc.client as xmlrpc_client
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from shared.config import REPO_ROOT
 from shared.routes import SERVICES, route_of
 
+from . import supervision
+
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 READY_TIMEOUT_S = 90.0
-STOP_GRACE_S = 20.0
-# Stopped first to last: the door closes before the rooms.
-STOP_ORDER = ("gateway", "scheduler", "worker", "background", "web")
+# supervisord stops the programs one priority after another, each within its stopwaitsecs
+SHUTDOWN_TIMEOUT_S = 180.0
+# /metrics of the processes without a web app: the scheduler on the base port, worker-N on base + N
+METRICS_BASE_PORT = 9100
 
 
 @dataclass
@@ -51,8 +59,7 @@ class Proc:
     argv: list[str]
     env: dict[str, str]  # on top of the environment `up` ran in
     ready_url: str | None = None
-    pid: int | None = None
-    started: str | None = None  # /proc start time: a reused pid is not ours
+    pid: int | None = None  # as supervisord last reported it (a restarted process has a new one)
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,10 +152,6 @@ class Layout:
         return self.run_dir / "logs"
 
     @property
-    def pids(self) -> Path:
-        return self.run_dir / "pids"
-
-    @property
     def nginx(self) -> Path:
         return self.run_dir / "nginx"
 
@@ -177,8 +180,31 @@ def shared_env(layout: Layout, urls: Mapping[str, str], ports: Mapping[str, int]
     return env
 
 
-def plan(layout: Layout, gateway_port: int, ports: Mapping[str, int], env: Mapping[str, str]) -> list[Proc]:
+def metrics_ports(workers: int, free_ports: bool) -> dict[str, int]:
+    """The /metrics port of each process that has no web app (the services' figures are on their
+    web port, background processes included: they share its metrics folder)."""
+    names = [f"worker-{index}" for index in range(1, workers + 1)] if has_worker() else []
+    names += ["scheduler"] if has_scheduler() else []
+    if free_ports:
+        return {name: free_port() for name in names}
+    return {name: METRICS_BASE_PORT + (int(name.split("-")[1]) if "-" in name else 0) for name in names}
+
+
+def _with_metrics(env: Mapping[str, str], name: str, ports: Mapping[str, int]) -> dict[str, str]:
+    if name not in ports:
+        return dict(env)
+    return {**env, "TASKHUB_METRICS_PORT": str(ports[name]), "TASKHUB_METRICS_HOST": "127.0.0.1"}
+
+
+def plan(
+    layout: Layout,
+    gateway_port: int,
+    ports: Mapping[str, int],
+    env: Mapping[str, str],
+    metrics: Mapping[str, int] | None = None,
+) -> list[Proc]:
     python = sys.executable
+    metrics = metrics or {}
     procs: list[Proc] = []
     for service, port in ports.items():
         metrics_dir = layout.run_dir / "prometheus" / service
@@ -203,10 +229,14 @@ def plan(layout: Layout, gateway_port: int, ports: Mapping[str, int], env: Mappi
         )
     if has_worker():
         for index in range(1, int(env.get("TASKHUB_UP_WORKERS", "1")) + 1):
-            procs.append(Proc(f"worker-{index}", "worker", [python, "-m", "services.worker"], dict(env)))
+            name = f"worker-{index}"
+            procs.append(
+                Proc(name, "worker", [python, "-m", "services.worker"], _with_metrics(env, name, metrics))
+            )
     if has_scheduler():
+        scheduler_env = _with_metrics(env, "scheduler", metrics)
         procs.append(
-            Proc("scheduler", "scheduler", [python, "-m", "services.scheduling.scheduler"], dict(env))
+            Proc("scheduler", "scheduler", [python, "-m", "services.scheduling.scheduler"], scheduler_env)
         )
     procs.append(
         Proc(
@@ -246,7 +276,7 @@ def render_gateway(layout: Layout, gateway_port: int, ports: Mapping[str, int]) 
 
 
 # --------------------------------------------------------------------------------------------
-# Processes
+# Processes: supervisord and what it reports
 
 
 def _start_time(pid: int) -> str | None:
@@ -259,48 +289,76 @@ def _start_time(pid: int) -> str | None:
     return None if fields[0] == "Z" else fields[19]
 
 
-def alive(proc: Proc) -> bool:
-    return proc.pid is not None and proc.started is not None and _start_time(proc.pid) == proc.started
+def supervisor_alive(meta: Mapping[str, Any]) -> bool:
+    """The supervisord of this state file still runs (a reused pid is not ours: its start time)."""
+    daemon = meta.get("supervisord") or {}
+    return bool(daemon.get("pid")) and _start_time(daemon["pid"]) == daemon.get("started")
 
 
-def spawn(layout: Layout, proc: Proc) -> None:
-    layout.logs.mkdir(parents=True, exist_ok=True)
-    layout.pids.mkdir(parents=True, exist_ok=True)
-    with open(layout.log(proc.name), "ab") as log:
-        child = subprocess.Popen(
-            proc.argv,
-            env={**os.environ, **proc.env},
+def start_supervisor(layout: Layout, procs: list[Proc], env: Mapping[str, str]) -> dict[str, Any]:
+    """Write run/supervisord.conf from the plan and start supervisord, detached in its own session
+    (so that every process it runs is in that session too: `down` checks nothing is left there)."""
+    programs = [
+        Proc(p.name, p.kind, p.argv, {k: v for k, v in p.env.items() if env.get(k) != v}) for p in procs
+    ]
+    conf = layout.run_dir / "supervisord.conf"
+    conf.write_text(supervision.config(layout.run_dir, programs))
+    supervision.socket_path(layout.run_dir).unlink(missing_ok=True)
+    with open(layout.log("supervisord-console"), "ab") as console:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
+            env={**os.environ, **env},  # every program's shared environment, secret included
             cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=console,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: `down` signals it and its children
+            start_new_session=True,
         )
-    proc.pid = child.pid
-    proc.started = _start_time(child.pid)
-    (layout.pids / f"{proc.name}.pid").write_text(f"{child.pid}\n")
+    return {"pid": daemon.pid, "started": _start_time(daemon.pid)}
 
 
-def terminate(layout: Layout, procs: list[Proc]) -> None:
-    """SIGTERM each process group, wait for the leaders, then SIGKILL whatever is left."""
+def supervised(layout: Layout) -> dict[str, dict[str, Any]]:
+    """supervisord's view of every program, {} while its socket does not answer."""
+    try:
+        return supervision.processes(layout.run_dir)
+    except (OSError, xmlrpc_client.Fault, xmlrpc_client.ProtocolError):
+        return {}
+
+
+def refresh_pids(layout: Layout, procs: list[Proc]) -> None:
+    states = supervised(layout)
     for proc in procs:
-        if alive(proc):
-            _signal_group(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline and any(alive(p) for p in procs):
-        time.sleep(0.1)
-    for proc in procs:
-        if proc.pid is not None:
-            _signal_group(proc.pid, signal.SIGKILL)  # stragglers in the group, if any
-        (layout.pids / f"{proc.name}.pid").unlink(missing_ok=True)
-        proc.pid = proc.started = None
+        proc.pid = (states.get(proc.name) or {}).get("pid") or None
 
 
-def _signal_group(pid: int | None, sig: signal.Signals) -> None:
-    if pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+def stop_supervisor(layout: Layout, meta: Mapping[str, Any]) -> None:
+    """supervisord stops every program (gateway first, web last) and exits; then anything left in
+    its session (a child that escaped its process group) is killed."""
+    daemon = meta.get("supervisord") or {}
+    if supervisor_alive(meta):
+        with contextlib.suppress(OSError, xmlrpc_client.Fault, xmlrpc_client.ProtocolError):
+            supervision.control(layout.run_dir).shutdown()
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
+        while time.monotonic() < deadline and supervisor_alive(meta):
+            time.sleep(0.2)
+    if daemon.get("pid"):
+        for pid in session_members(daemon["pid"]):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def session_members(session: int) -> list[int]:
+    """Live processes of a session (zombies excluded: they are gone, waiting to be reaped)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == session and _start_time(int(entry.name)):
+                members.append(int(entry.name))
+        except (ProcessLookupError, PermissionError):
+            continue
+    return members
 
 
 def readiness_detail(url: str) -> str:
@@ -323,18 +381,27 @@ def http_ok(url: str) -> bool:
 
 
 def wait_ready(layout: Layout, procs: list[Proc], timeout: float = READY_TIMEOUT_S) -> None:
+    """Until supervisord runs every process and each that has a readiness URL answers it; a process
+    that cannot start (FATAL after its retries) or a supervisord that died fails at once."""
     deadline = time.monotonic() + timeout
+    meta, _ = load(layout)
     pending = [p for p in procs if p.ready_url]
-    while pending:
-        dead = [p for p in procs if not alive(p)]
-        if dead:
-            raise RuntimeError(f"{dead[0].name} exited during start-up:\n{tail(layout.log(dead[0].name))}")
+    while True:
+        if not supervisor_alive(meta):
+            raise RuntimeError(f"supervisord exited:\n{tail(layout.log('supervisord'))}")
+        states = supervised(layout)
+        failed = [p for p in procs if (states.get(p.name) or {}).get("statename") in ("FATAL", "EXITED")]
+        if failed:
+            raise RuntimeError(f"{failed[0].name} could not start:\n{tail(layout.log(failed[0].name))}")
+        running = states and all((states.get(p.name) or {}).get("statename") == "RUNNING" for p in procs)
+        pending = [p for p in pending if not http_ok(p.ready_url or "")]
+        if running and not pending:
+            return
         if time.monotonic() > deadline:
             details = "\n".join(f"  {p.name}: {readiness_detail(p.ready_url or '')}" for p in pending)
-            raise RuntimeError(f"not ready within {timeout:.0f}s:\n{details}")
-        pending = [p for p in pending if not http_ok(p.ready_url or "")]
-        if pending:
-            time.sleep(0.2)
+            starting = [n for n, info in states.items() if info.get("statename") != "RUNNING"]
+            raise RuntimeError(f"not ready within {timeout:.0f}s (not running: {starting}):\n{details}")
+        time.sleep(0.2)
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -380,7 +447,7 @@ def preflight(amqp_url: str) -> None:
 
 def up(layout: Layout, gateway_port: int, free_ports: bool) -> None:
     meta, procs = load(layout)
-    if any(alive(p) for p in procs):
+    if supervisor_alive(meta):
         raise SystemExit(f"already up (gateway on port {meta.get('gateway_port')}); `make down` first")
     preflight(os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL)
     services = present_services(only=os.environ.get("TASKHUB_UP_SERVICES"))
@@ -398,19 +465,21 @@ def up(layout: Layout, gateway_port: int, free_ports: bool) -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
     render_gateway(layout, gateway_port, ports)
-    procs = plan(layout, gateway_port, ports, env)
-    meta = {"gateway_port": gateway_port, "ports": ports, "databases": urls}
+    metrics = metrics_ports(int(env.get("TASKHUB_UP_WORKERS", "1")), free_ports)
+    procs = plan(layout, gateway_port, ports, env, metrics)
+    meta = {"gateway_port": gateway_port, "ports": ports, "metrics_ports": metrics, "databases": urls}
     try:
-        for proc in procs:
-            spawn(layout, proc)
+        meta["supervisord"] = start_supervisor(layout, procs, env)
         save(layout, meta, procs)
         wait_ready(layout, procs)
     except (RuntimeError, OSError) as error:
-        terminate(layout, procs)
+        stop_supervisor(layout, meta)
         layout.state.unlink(missing_ok=True)
         raise SystemExit(f"make up failed: {error}") from None
+    refresh_pids(layout, procs)
+    save(layout, meta, procs)
     print(f"taskhub is up: http://127.0.0.1:{gateway_port}/tasks/  ({', '.join(p.name for p in procs)})")
-    print(f"logs: {layout.logs}/   token: make token   stop: make down")
+    print(f"supervised by supervisord; logs: {layout.logs}/   token: make token   stop: make down")
 
 
 def migrate(layout: Layout, services: list[str], env: dict[str, str]) -> None:
@@ -435,46 +504,57 @@ def migrate(layout: Layout, services: list[str], env: dict[str, str]) -> None:
 
 
 def down(layout: Layout) -> None:
-    _, procs = load(layout)
-    if not procs:
+    meta, procs = load(layout)
+    if not meta:
         print("nothing is up")
         return
-    for kind in STOP_ORDER:
-        terminate(layout, [p for p in procs if p.kind == kind])
+    stop_supervisor(layout, meta)
     layout.state.unlink(missing_ok=True)
-    print(f"stopped {len(procs)} processes")
+    print(f"stopped {len(procs)} processes and supervisord")
 
 
 def status(layout: Layout) -> int:
     meta, procs = load(layout)
-    if not procs:
+    if not meta:
         print("nothing is up")
         return 1
-    print(f"gateway: http://127.0.0.1:{meta.get('gateway_port')}/")
+    if not supervisor_alive(meta):
+        print("supervisord is not running: `make down`, then `make up`")
+        return 1
+    print(
+        f"gateway: http://127.0.0.1:{meta.get('gateway_port')}/   supervisord pid {meta['supervisord']['pid']}"
+    )
+    states = supervised(layout)
+    metrics = meta.get("metrics_ports") or {}
     healthy = True
     for proc in procs:
-        state = "running" if alive(proc) else "DEAD"
-        if proc.ready_url and alive(proc):
+        info = states.get(proc.name) or {}
+        state = str(info.get("statename", "UNKNOWN"))
+        if state == "RUNNING" and proc.ready_url:
             state += ", ready" if http_ok(proc.ready_url) else ", NOT READY"
-        healthy = healthy and state in ("running", "running, ready")
-        print(f"  {proc.name:24} pid {proc.pid or '-':>7}  {state}")
+        healthy = healthy and state in ("RUNNING", "RUNNING, ready")
+        extra = f"  /metrics on {metrics[proc.name]}" if proc.name in metrics else ""
+        print(f"  {proc.name:24} pid {info.get('pid') or '-':>7}  {state}{extra}")
     return 0 if healthy else 1
 
 
 def stop_one(layout: Layout, name: str) -> None:
+    """Stop one process (supervisord will not restart it until `start`)."""
     meta, procs = load(layout)
-    proc = _named(procs, name)
-    terminate(layout, [proc])
+    _named(procs, name)
+    supervision.control(layout.run_dir).stopProcess(name, True)
+    refresh_pids(layout, procs)
     save(layout, meta, procs)
 
 
 def start_one(layout: Layout, name: str) -> None:
     meta, procs = load(layout)
     proc = _named(procs, name)
-    if not alive(proc):
-        spawn(layout, proc)
-        save(layout, meta, procs)
+    if (supervised(layout).get(name) or {}).get("statename") != "RUNNING":
+        supervision.control(layout.run_dir).startProcess(name, True)
     wait_ready(layout, [proc])
+    refresh_pids(layout, procs)
+    save(layout, meta, procs)
 
 
 def _named(procs: list[Proc], name: str) -> Proc:

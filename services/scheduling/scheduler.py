@@ -29,6 +29,7 @@ from shared.background import Loop, run_until_signalled, when_due
 from shared.config import load_settings
 from shared.logs import configure_logging
 from shared.migrations import upgrade
+from shared.prometheus_metrics import serve_metrics
 
 from .container import Clock, SchedulingContainer, bootstrap
 from .core_client import CoreUnavailable
@@ -203,6 +204,7 @@ def embedded_loops() -> list[Loop]:
 def main() -> None:
     settings = load_settings("scheduling")
     configure_logging(settings.log_level, settings.log_json)
+    serve_metrics(settings)  # TASKHUB_METRICS_PORT: /metrics for Prometheus
     container = bootstrap(settings)
     if settings.get("TASKHUB_AUTO_MIGRATE", "true") != "false":
         upgrade("scheduling", container.ctx.engine)

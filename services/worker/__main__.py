@@ -1,6 +1,6 @@
 """`python -m services.worker --queues critical,high,normal,low --concurrency 4 --name w1`
 
-Runs until SIGTERM/SIGINT, then stops taking work, lets running attempts finish within
+Serves /metrics on TASKHUB_METRICS_PORT when set. Runs until SIGTERM/SIGINT, then stops taking work, lets running attempts finish within
 TASKHUB_SHUTDOWN_GRACE_SECONDS, hands back the rest and exits 0 (a Kubernetes rolling update)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from threading import Event as StopSignal
 
 from shared.config import ConfigError, load_settings
 from shared.logs import configure_logging
+from shared.prometheus_metrics import serve_metrics
 from shared.service_context import make_bus
 
 from .config import worker_config
@@ -27,10 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings("worker")
         config = worker_config(settings, name=args.name, queues=args.queues, concurrency=args.concurrency)
+        configure_logging(settings.log_level, settings.log_json)
+        serve_metrics(settings)  # TASKHUB_METRICS_PORT: /metrics for Prometheus
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_json)
     stop = StopSignal()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
