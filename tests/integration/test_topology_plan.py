@@ -54,3 +54,29 @@ def test_every_process_shares_the_secret_and_broker_and_reaches_services_directl
     assert "127.0.0.1:9101" in web.argv and web.ready_url == "http://127.0.0.1:9101/readyz"
     # web and background of a service write one metrics folder, scraped once
     assert web.env["PROMETHEUS_MULTIPROC_DIR"] == procs[1].env["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def test_supervisord_runs_the_plan_stops_the_gateway_first_and_never_sees_the_secret(tmp_path: Path) -> None:
+    from deploy.local.supervision import config
+    from deploy.local.topology import Proc
+
+    procs = [
+        Proc("core-web", "web", ["python", "-m", "gunicorn", "--bind", "127.0.0.1:1"], {"A": "50%"}),
+        Proc("worker-1", "worker", ["python", "-m", "services.worker"], {"TASKHUB_METRICS_PORT": "9101"}),
+        Proc("gateway", "gateway", ["nginx", "-c", "/x y/nginx.conf"], {}),
+    ]
+    text = config(tmp_path, procs)
+    sections = {
+        block.split("]", 1)[0]: dict(
+            line.split("=", 1) for line in block.split("\n")[1:] if "=" in line and not line.startswith(";")
+        )
+        for block in text.split("\n[")[1:]
+    }
+    web, worker, gateway = (sections[f"program:{p.name}"] for p in procs)
+    assert web["environment"] == 'A="50%%"'  # supervisord would expand a bare %
+    assert gateway["command"] == "nginx -c '/x y/nginx.conf'" and "environment" not in gateway
+    assert int(gateway["priority"]) > int(worker["priority"]) > int(web["priority"])  # stopped first
+    assert all(s["autorestart"] == "true" and s["stopasgroup"] == "true" for s in (web, worker, gateway))
+    assert int(worker["stopwaitsecs"]) > 25  # the worker's shutdown grace fits before SIGKILL
+    assert worker["stdout_logfile"] == f"{tmp_path}/logs/worker-1.log"
+    assert "JWT_SECRET" not in text
