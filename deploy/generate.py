@@ -171,6 +171,12 @@ def web_deployment(service: str) -> dict[str, Any]:
     }
 
 
+# /metrics of the processes without a web app (a service's background process, the worker, the
+# scheduler: TASKHUB_METRICS_PORT, shared/prometheus_metrics.py); base/worker.yaml and
+# base/scheduler.yaml use the same port, base/network-policies.yaml lets Prometheus reach it.
+METRICS_PORT = 9100
+
+
 def background_deployment(service: str) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
@@ -181,7 +187,10 @@ def background_deployment(service: str) -> dict[str, Any]:
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": labels(service, "background")},
             "template": {
-                "metadata": {"labels": labels(service, "background")},
+                "metadata": {
+                    "labels": labels(service, "background"),
+                    "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT)},
+                },
                 "spec": {
                     "securityContext": pod_security(),
                     # in-flight deliveries finish (and are acked after commit) or go back to the queue
@@ -191,7 +200,11 @@ def background_deployment(service: str) -> dict[str, Any]:
                             "name": "background",
                             "image": f"taskhub/{service}:latest",
                             "command": ["python", "-m", "shared.run_service", service, "background"],
-                            "env": service_env(service),
+                            "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+                            "env": [
+                                *service_env(service),
+                                {"name": "TASKHUB_METRICS_PORT", "value": str(METRICS_PORT)},
+                            ],
                             "envFrom": [{"configMapRef": {"name": "taskhub-config"}}],
                             "resources": resources("50m", "160Mi", "500m", "384Mi"),
                             "securityContext": container_security(),

@@ -123,3 +123,25 @@ def test_every_image_is_pinned_and_runs_as_non_root() -> None:
         assert re.search(r":\d+\.\d+\.\d+", base) and "latest" not in base, base
         user = re.findall(r"^USER (\S+)", text, re.M)
         assert user and user[-1] not in ("root", "0"), name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=[o.name for o in OVERLAYS])
+def test_every_process_without_a_web_app_serves_metrics_prometheus_scrapes(overlay: Path) -> None:
+    """The background processes, the worker and the scheduler listen on TASKHUB_METRICS_PORT, the
+    container declares that port, and the pod's scrape annotation names it."""
+    docs = build(overlay)
+    pods = {
+        d["metadata"]["name"]: d["spec"]["template"]
+        for d in docs
+        if d["kind"] == "Deployment"
+        and d["metadata"]["name"].endswith(("-background", "worker", "scheduler"))
+    }
+    assert {"worker", "scheduler", *(f"{s}-background" for s in SERVICES)} <= set(pods)
+    for name, pod in pods.items():
+        (container,) = pod["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        assert env.get("TASKHUB_METRICS_PORT") == str(ports.get("metrics")), name
+        annotations = pod["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/scrape") == "true", name
+        assert annotations.get("prometheus.io/port") == str(ports["metrics"]), name

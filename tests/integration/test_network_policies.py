@@ -46,3 +46,16 @@ def test_ingress_is_denied_unless_a_policy_allows_it(overlay: Path) -> None:
     assert peers(from_ingress) == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
     ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=[o.name for o in OVERLAYS])
+def test_prometheus_alone_reaches_the_metrics_port_of_every_process_without_a_web_app(overlay: Path) -> None:
+    spec = policies(overlay)["metrics"]
+    (selector,) = spec["podSelector"]["matchExpressions"]
+    assert selector["key"] == "app.kubernetes.io/component" and selector["operator"] == "In"
+    assert set(selector["values"]) == {"background", "worker", "scheduler"}
+    (rule,) = spec["ingress"]
+    (prometheus,) = peers(rule)
+    assert prometheus["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert prometheus["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    assert rule["ports"] == [{"protocol": "TCP", "port": "metrics"}]
