@@ -25,9 +25,26 @@ import shutil
 import subprocess
 import sys
 
+from .background import Loop, every
 from .events.bus import BusUnavailable, EventBus
+from .prometheus_metrics import DEAD_LETTERS
 
 SHOWN_BYTES = 300
+GAUGE_SECONDS = 30.0
+
+
+def gauge_loop(service: str, bus: EventBus, queues: list[str]) -> Loop:
+    """A background process's loop that keeps `taskhub_dead_letters` current for its consumers'
+    queues (names without the prefix), so that an alert fires when anything is parked."""
+
+    def count() -> None:
+        for queue in queues:
+            try:
+                DEAD_LETTERS.labels(service, queue).set(bus.dead_letters(bus.prefix + queue))
+            except BusUnavailable:
+                continue  # unknown is not zero: the last figure stays
+
+    return every(f"{service}.dead-letter-gauge", GAUGE_SECONDS, count)
 
 
 def parked_queues(bus: EventBus) -> dict[str, int]:

@@ -46,6 +46,12 @@ OUTBOX_BACKLOG = Gauge(
     ["service"],
     multiprocess_mode="max",
 )
+DEAD_LETTERS = Gauge(
+    "taskhub_dead_letters",
+    "Events a consumer parked in its queue's dead-letter queue (make dead-letters)",
+    ["service", "queue"],
+    multiprocess_mode="mostrecent",
+)
 PUBLISH_FAILURES = Counter(
     "taskhub_outbox_publish_failures_total", "Relay batches the broker refused", ["service"]
 )

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 
+from . import dead_letters
 from .background import run_until_signalled
 from .config import load_settings
 from .logs import configure_logging
@@ -28,7 +29,8 @@ def run_background(service: str) -> None:
     # /metrics (TASKHUB_METRICS_PORT); `make up` leaves it unset, the web process shows its figures
     serve_metrics(settings)
     container = importlib.import_module(f"services.{service}.container").bootstrap(settings)
-    loops = container.background_loops()
+    queues = [f"{service}.{consumer.name}" for consumer in container.consumers()]
+    loops = [*container.background_loops(), dead_letters.gauge_loop(service, container.ctx.bus, queues)]
     log.info("background process started", extra={"service": service, "loops": [x.name for x in loops]})
     try:
         run_until_signalled(loops)

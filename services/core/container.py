@@ -13,7 +13,7 @@ from shared.events.bus import EventBus
 from shared.events.inbox_consumer import InboxConsumer
 from shared.service_context import ServiceContext, make_bus
 
-from . import attempt_credentials, execution
+from . import attempt_credentials, execution, operations_gauges
 from .models import Base
 from .read_model import read_model_handlers
 from .task_types import TaskTypeRegistry
@@ -69,6 +69,9 @@ class CoreContainer:
         loops.append(when_due("core.dispatcher", self.ctx.wakeups.signal(DUE_SIGNAL), self._dispatch_due))
         loops.append(
             when_due("core.lease-reaper", self.ctx.wakeups.signal(execution.LEASE_SIGNAL), self._reap)
+        )
+        loops.append(
+            operations_gauges.refresh_loop(self.uow, self.bus, self.registry.online_window.total_seconds())
         )
         return loops + self.loops_extra
 

@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 ATTEMPTS = Counter("taskhub_worker_attempts_total", "Attempts the worker finished", ["outcome"])
 BUSY_SLOTS = Gauge("taskhub_worker_busy_slots", "Child processes running an attempt")
 UNCONFIRMED = Gauge("taskhub_worker_unconfirmed_reports", "Reports the broker has not confirmed yet")
+LAST_HEARTBEAT = Gauge(
+    "taskhub_worker_last_heartbeat_timestamp_seconds", "When the worker last sent a heartbeat"
+)
 
 CONTROL_EVENTS = ("task.cancelled", "task.attempt_revoked", "task.deleted")
 # A cancel/revoke is remembered this long, so a message for that task that is still queued is
@@ -483,6 +486,7 @@ class Worker:
             self._progress_sent[task_id] = now
         if now >= self._next_heartbeat:
             messages.append(outgoing(self._heartbeat()))
+            LAST_HEARTBEAT.set_to_current_time()
             busy = any(s.running for s in self.pool.slots)
             every = self.config.heartbeat_seconds if busy else self.config.idle_heartbeat_seconds
             self._next_heartbeat = now + every

@@ -78,3 +78,22 @@ def test_the_worker_and_the_scheduler_serve_their_metrics(topology: Topology) ->
         assert "# TYPE taskhub_db_statements_total counter" in scheduler
     if not (topology.has_worker or topology.has_scheduler):
         pytest.skip("neither a worker nor a scheduler in this tree")
+
+
+def test_core_exports_queue_worker_and_dead_letter_figures(topology: Topology) -> None:
+    """core's background process refreshes them; its web process serves them (one metrics folder)."""
+    core = topology.state["ports"]["core"]
+
+    def refreshed() -> str | None:
+        text = scrape(core)
+        return text if "taskhub_dead_letters{" in text and "taskhub_workers_live " in text else None
+
+    text = wait_until(refreshed, 45, 0.5, "core's background figures on core's /metrics")
+    assert sample(text, "taskhub_dead_letters", queue="core.reports", service="core") == 0
+    for queue in ("low", "normal", "high", "critical"):
+        assert sample(text, "taskhub_work_queue_ready_messages", queue=queue) is not None
+        assert sample(text, "taskhub_tasks_awaiting_dispatch", queue=queue) is not None
+    if topology.has_worker:
+        assert wait_until(lambda: sample(scrape(core), "taskhub_workers_live"), 45, 0.5) >= 1
+        worker = scrape(topology.state["metrics_ports"]["worker-1"])
+        assert sample(worker, "taskhub_worker_last_heartbeat_timestamp_seconds") > 0
