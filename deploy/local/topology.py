@@ -49,6 +49,7 @@ READY_TIMEOUT_S = 90.0
 # supervisord stops the programs one priority after another, each within its stopwaitsecs
 SHUTDOWN_TIMEOUT_S = 180.0
 # /metrics of the processes without a web app: the scheduler on the base port, worker-N on base + N
+# (TASKHUB_UP_METRICS_PORT moves them all, e.g. away from a node exporter's 9100)
 METRICS_BASE_PORT = 9100
 
 
@@ -180,14 +181,14 @@ def shared_env(layout: Layout, urls: Mapping[str, str], ports: Mapping[str, int]
     return env
 
 
-def metrics_ports(workers: int, free_ports: bool) -> dict[str, int]:
+def metrics_ports(workers: int, free_ports: bool, base: int = METRICS_BASE_PORT) -> dict[str, int]:
     """The /metrics port of each process that has no web app (the services' figures are on their
     web port, background processes included: they share its metrics folder)."""
     names = [f"worker-{index}" for index in range(1, workers + 1)] if has_worker() else []
     names += ["scheduler"] if has_scheduler() else []
     if free_ports:
         return {name: free_port() for name in names}
-    return {name: METRICS_BASE_PORT + (int(name.split("-")[1]) if "-" in name else 0) for name in names}
+    return {name: base + (int(name.split("-")[1]) if "-" in name else 0) for name in names}
 
 
 def _with_metrics(env: Mapping[str, str], name: str, ports: Mapping[str, int]) -> dict[str, str]:
@@ -465,7 +466,11 @@ def up(layout: Layout, gateway_port: int, free_ports: bool) -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
     render_gateway(layout, gateway_port, ports)
-    metrics = metrics_ports(int(env.get("TASKHUB_UP_WORKERS", "1")), free_ports)
+    # plan() reads the worker count from the environment it is given (the shared one lacked it, so
+    # TASKHUB_UP_WORKERS was ignored and one worker ran)
+    env["TASKHUB_UP_WORKERS"] = os.environ.get("TASKHUB_UP_WORKERS", "1")
+    base = int(os.environ.get("TASKHUB_UP_METRICS_PORT", str(METRICS_BASE_PORT)))
+    metrics = metrics_ports(int(env["TASKHUB_UP_WORKERS"]), free_ports, base)
     procs = plan(layout, gateway_port, ports, env, metrics)
     meta = {"gateway_port": gateway_port, "ports": ports, "metrics_ports": metrics, "databases": urls}
     try:

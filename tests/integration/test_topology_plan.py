@@ -80,3 +80,22 @@ def test_supervisord_runs_the_plan_stops_the_gateway_first_and_never_sees_the_se
     assert int(worker["stopwaitsecs"]) > 25  # the worker's shutdown grace fits before SIGKILL
     assert worker["stdout_logfile"] == f"{tmp_path}/logs/worker-1.log"
     assert "JWT_SECRET" not in text
+
+
+def test_the_worker_and_the_scheduler_get_their_own_metrics_port(tmp_path: Path, monkeypatch) -> None:
+    from deploy.local.topology import has_scheduler, has_worker, metrics_ports
+
+    monkeypatch.setenv("JWT_SECRET", "s" * 40)
+    ports = metrics_ports(2, free_ports=False, base=9300)
+    assert ports == {
+        **({"worker-1": 9301, "worker-2": 9302} if has_worker() else {}),
+        **({"scheduler": 9300} if has_scheduler() else {}),
+    }
+    layout = Layout(tmp_path)
+    env = {**shared_env(layout, {"core": "sqlite:///c.db"}, {"core": 9101}), "WEB_CONCURRENCY": "1"}
+    env["TASKHUB_UP_WORKERS"] = "2"
+    procs = {p.name: p for p in plan(layout, 9000, {"core": 9101}, env, ports)}
+    for name, port in ports.items():
+        assert procs[name].env["TASKHUB_METRICS_PORT"] == str(port)
+        assert procs[name].env["TASKHUB_METRICS_HOST"] == "127.0.0.1"  # this machine only
+    assert "TASKHUB_METRICS_PORT" not in procs["core-web"].env  # its figures are on its web port
