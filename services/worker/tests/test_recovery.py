@@ -70,8 +70,13 @@ def test_a_task_that_kills_its_worker_every_time_is_dead_lettered(platform):
     final = platform.wait_status(poison, "failed", timeout=20)
     assert "dead-lettered" in final["error_message"]
     assert deaths == int(MAX_LOST_DELIVERIES)
-    parked = platform.spy_bus.queue_figures(platform.spy_bus.work_queue_name("dead"))
-    assert parked is not None and parked.ready == 1
+
+    # the worker parks the order and reports the failure independently: wait for the parked copy
+    def parked() -> bool:
+        figures = platform.spy_bus.queue_figures(platform.spy_bus.work_queue_name("dead"))
+        return figures is not None and figures.ready == 1
+
+    wait_until(parked, timeout=10, message="the poisoned order parked in the dead queue")
     # never looped: nothing of it is left to run
     assert platform.spy_bus.queue_figures(platform.spy_bus.work_queue_name("low")).ready == 0
     failed = platform.wait_events("task.failed", poison)
