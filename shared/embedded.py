@@ -1,9 +1,9 @@
-"""`make run`: the whole platform in one process (the embedded default of DESIGN.md).
+"""`make run`: the whole platform in one process.
 
-Every service app that exists, behind one port with the route table of API.md §0 (longest
-prefix wins, no path rewriting), SQLite files in the data folder, the in-process bus, and every
-service's background loops (relays, consumers, dispatcher), the worker and the scheduler on
-threads. Services register themselves in EMBEDDED_SERVICES as they are built.
+Every service's app behind one port with the route table (shared/routes.py: longest prefix wins,
+no path rewriting), SQLite files in the data folder, the in-process bus, and every service's
+background loops (relays, consumers, dispatcher), the worker and the scheduler on threads. Each
+service is built from the `SERVICE` its `app.py` declares (shared.service_app.build_embedded).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from .background import Loop, start_loops
 from .config import load_settings
 from .embedded_secret import dev_secret
 from .errors import ApiError
-from .routes import ROUTES, SERVICES, STATIC_SITES
+from .routes import SERVICES, STATIC_SITES, service_for_path
+from .service_app import build_embedded
 
 log = logging.getLogger(__name__)
 
@@ -35,43 +36,37 @@ class EmbeddedService:
 
 
 class PrefixRouter:
-    """A WSGI app that hands each request to the service owning the longest matching prefix."""
+    """A WSGI app that hands each request to the service the route table gives its path, or to
+    the service whose docs or the static site it names."""
 
     def __init__(
         self, apps: dict[str, Flask], fallback: Flask, sites: dict[str, Flask] | None = None
     ) -> None:
         self.apps, self.fallback = apps, fallback
         # a static site also answers its bare prefix (/console), to redirect it to /console/
-        self.table = sorted(
-            [(r.prefix, apps[r.service]) for r in ROUTES if r.service in apps]
-            + [(f"/docs/{name}/", app) for name, app in apps.items()]
-            + [(s.prefix.rstrip("/"), site) for s in STATIC_SITES if (site := (sites or {}).get(s.name))],
-            key=lambda item: -len(item[0]),
-        )
+        self.others = [(f"/docs/{name}/", app) for name, app in apps.items()] + [
+            (s.prefix.rstrip("/"), site) for s in STATIC_SITES if (site := (sites or {}).get(s.name))
+        ]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        for prefix, app in self.table:
+        service = service_for_path(path)
+        if service in self.apps:
+            return self.apps[service](environ, start_response)
+        for prefix, app in self.others:
             if path.startswith(prefix):
                 return app(environ, start_response)
         return self.fallback(environ, start_response)
 
 
-def load_service(name: str) -> EmbeddedService | None:
-    """A service that is not built yet (no services/<name>/embedded.py) is skipped."""
-    try:
-        module = importlib.import_module(f"services.{name}.embedded")
-    except ModuleNotFoundError as error:
-        if error.name and error.name.startswith(f"services.{name}"):
-            return None
-        raise
-    app, loops = module.build(load_settings(name))
+def load_service(name: str) -> EmbeddedService:
+    app, loops = build_embedded(importlib.import_module(f"services.{name}.app").SERVICE, load_settings(name))
     return EmbeddedService(name, app, loops)
 
 
 def build_platform(extra_loops: Iterable[Callable[[], list[Loop]]] = ()) -> tuple[PrefixRouter, list[Loop]]:
     os.environ.setdefault("JWT_SECRET", dev_secret())
-    services = [s for s in (load_service(name) for name in SERVICES) if s is not None]
+    services = [load_service(name) for name in SERVICES]
     apps = {s.name: s.app for s in services}
     router = PrefixRouter(apps, _fallback_app(apps), _static_sites())
     loops = [loop for s in services for loop in s.loops]
@@ -122,26 +117,11 @@ def _fallback_app(apps: dict[str, Flask]) -> Flask:
     return app
 
 
-def optional_loops(module_name: str) -> Callable[[], list[Loop]]:
-    """The worker and the scheduler, when their packages exist."""
-
-    def factory() -> list[Loop]:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            return []
-        return module.embedded_loops()
-
-    return factory
-
-
 def main() -> None:
     from werkzeug.serving import run_simple
 
     port = int(os.environ.get("PORT", "8080"))
-    router, loops = build_platform(
-        [optional_loops("services.worker.embedded"), optional_loops("services.scheduling.scheduler")]
-    )
+    router, loops = build_platform([importlib.import_module("services.worker.embedded").embedded_loops])
     stop = StopSignal()
     start_loops(loops, stop)
     log.info("taskhub embedded platform on port %s", port)

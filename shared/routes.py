@@ -1,5 +1,7 @@
 """The one route table: URL prefix -> service. The nginx config, the Kubernetes ingress and the
-single-process router are all generated from it; no other file spells these prefixes."""
+single-process router are all generated from it, blueprints are mounted under their service's
+prefix (`service_path`) and the clients between services derive their URLs from it: no other file
+spells these prefixes."""
 
 from __future__ import annotations
 
@@ -48,3 +50,9 @@ def service_for_path(path: str) -> str | None:
 
 def route_of(service: str) -> Route:
     return next(r for r in ROUTES if r.service == service)
+
+
+def service_path(service: str, relative: str | None = "") -> str:
+    """The public path of `relative` in `service`'s API: a blueprint declared at "/cron-jobs" is
+    mounted at service_path("scheduling", "/cron-jobs") == "/tasks/scheduled/cron-jobs"."""
+    return route_of(service).prefix.rstrip("/") + (relative or "")

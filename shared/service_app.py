@@ -1,10 +1,14 @@
-"""The app factory every service's `create_app` delegates to: one Flask app per service with the
-same auth, errors, request ids, health/readiness/metrics endpoints and offline OpenAPI docs."""
+"""The scaffolding every service configures: a `ServiceApp` names the service, its composition
+root and its blueprints; `create_service_app` builds its Flask app (the same auth, errors, request
+ids, health/readiness/metrics endpoints and offline OpenAPI docs for all), and `build_embedded` its
+app and background loops for `make run`. A service's `app.py` is its `ServiceApp` and a two-line
+`create_app`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import swagger_ui_bundle
 from flask import Flask, Response, g, jsonify, request, send_from_directory
@@ -12,27 +16,84 @@ from flask import Flask, Response, g, jsonify, request, send_from_directory
 from . import hostile_input, request_context
 from .api import Api, Blueprint
 from .auth import TokenVerifier, authenticate_request, authorize_request
+from .background import Loop
+from .config import Settings, env_bool, load_settings
 from .errors import ApiError
 from .logs import configure_logging
+from .migrations import upgrade
 from .prometheus_metrics import render
+from .routes import service_path
 from .service_context import ServiceContext, readiness
 
 JSON_METHODS = {"POST", "PUT", "PATCH"}
 
 
-def build_app(
-    ctx: ServiceContext,
-    blueprints: Iterable[Blueprint],
-    *,
-    title: str,
-    description: str = "",
-    extensions: Iterable[Callable[[Flask], None]] = (),
+class Container(Protocol):
+    """What the scaffolding needs of a service's composition root (shared.service_container)."""
+
+    ctx: ServiceContext
+
+    def background_loops(self) -> list[Loop]: ...
+
+
+@dataclass(frozen=True)
+class ServiceApp:
+    """One service, as its `app.py` declares it."""
+
+    name: str  # as in the route table (shared/routes.py) and the settings' <NAME>_DATABASE_URL
+    bootstrap: Callable[[Settings], Any]  # settings -> the service's composition root
+    blueprints: tuple[Blueprint, ...]  # their url_prefix is relative to the service's route
+    title: str
+    description: str
+    # init_app(app) hooks run once the container is in app.extensions[name]
+    extensions: tuple[Callable[[Flask], None], ...] = ()
+    # loops `make run` hosts beside the container's background loops, on the same container
+    embedded_loops: Callable[[Any], list[Loop]] | None = None
+
+
+def auto_migrate(settings: Settings) -> bool:
+    """TASKHUB_AUTO_MIGRATE (default true): whether a process migrates its database on start.
+    `make up` and Kubernetes turn it off and migrate once, before any process starts."""
+    return env_bool(settings, "TASKHUB_AUTO_MIGRATE", True)
+
+
+def create_service_app(
+    service: ServiceApp, config: dict[str, Any] | None = None, container: Container | None = None
 ) -> Flask:
+    """`config` overrides Settings fields; `container` injects a prepared composition root."""
+    if container is None:
+        container = service.bootstrap(load_settings(service.name, **(config or {})))
+    if auto_migrate(container.ctx.settings):
+        upgrade(service.name, container.ctx.engine)
+    app = _base_app(container.ctx, title=service.title, description=service.description)
+    app.extensions[service.name] = container
+    api = Api(app)
+    for blueprint in service.blueprints:
+        api.register_blueprint(blueprint, url_prefix=service_path(service.name, blueprint.url_prefix))
+    for extension in service.extensions:
+        extension(app)
+    _operational_routes(app, container.ctx)
+    return app
+
+
+def build_embedded(service: ServiceApp, settings: Settings) -> tuple[Flask, list[Loop]]:
+    """The service inside `make run`: its app and its background loops on one composition root
+    (so that a change made through the app wakes the loops in the process: SQLite has no NOTIFY)."""
+    container = service.bootstrap(settings)
+    extra = service.embedded_loops(container) if service.embedded_loops else []
+    return create_service_app(service, container=container), [*container.background_loops(), *extra]
+
+
+def _docs_prefix(ctx: ServiceContext) -> str:
+    return f"/docs/{ctx.service}"
+
+
+def _base_app(ctx: ServiceContext, *, title: str, description: str) -> Flask:
     settings = ctx.settings
     configure_logging(settings.log_level, settings.log_json)
     app = Flask(f"taskhub.{settings.service}")
     hostile_input.init_app(app)
-    docs = f"/docs/{settings.service}"
+    docs = _docs_prefix(ctx)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         API_TITLE=title,
@@ -60,16 +121,12 @@ def build_app(
                 raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json.")
             hostile_input.parse_json_body()
 
-    api = Api(app)
-    for blueprint in blueprints:
-        api.register_blueprint(blueprint)
-    for extension in extensions:
-        extension(app)
-    _operational_routes(app, ctx, docs)
     return app
 
 
-def _operational_routes(app: Flask, ctx: ServiceContext, docs: str) -> None:
+def _operational_routes(app: Flask, ctx: ServiceContext) -> None:
+    docs = _docs_prefix(ctx)
+
     @app.get("/healthz")
     def healthz() -> Any:
         return {"status": "ok", "service": ctx.service}

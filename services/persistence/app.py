@@ -6,29 +6,22 @@ from typing import Any
 
 from flask import Flask
 
-from shared.config import load_settings
-from shared.migrations import upgrade
-from shared.service_app import build_app
+from shared.service_app import ServiceApp, create_service_app
 
 from .checkpoints.resources import blp as checkpoints_blp
 from .container import PersistenceContainer, bootstrap
 from .job_states.resources import blp as job_states_blp
 from .jobs.resources import blp as jobs_blp
 
-BLUEPRINTS = (jobs_blp, checkpoints_blp, job_states_blp)
+SERVICE = ServiceApp(
+    name="persistence",
+    bootstrap=bootstrap,
+    blueprints=(jobs_blp, checkpoints_blp, job_states_blp),
+    title="taskhub persistence",
+    description="Persistent jobs: checkpoints, pause, resume, restart, job states.",
+)
 
 
 def create_app(config: dict[str, Any] | None = None, container: PersistenceContainer | None = None) -> Flask:
     """`config` overrides Settings fields; `container` injects a prepared composition root."""
-    if container is None:
-        container = bootstrap(load_settings("persistence", **(config or {})))
-    if container.ctx.settings.get("TASKHUB_AUTO_MIGRATE", "true") != "false":
-        upgrade("persistence", container.ctx.engine)
-    app = build_app(
-        container.ctx,
-        BLUEPRINTS,
-        title="taskhub persistence",
-        description="Persistent jobs: checkpoints, pause, resume, restart, job states.",
-    )
-    app.extensions["persistence"] = container
-    return app
+    return create_service_app(SERVICE, config, container)

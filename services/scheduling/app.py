@@ -6,29 +6,32 @@ from typing import Any
 
 from flask import Flask
 
-from shared.config import load_settings
-from shared.migrations import upgrade
-from shared.service_app import build_app
+from shared.background import Loop
+from shared.service_app import ServiceApp, create_service_app
 
 from .calendars.resources import blp as calendars_blp
 from .container import SchedulingContainer, bootstrap
 from .cron_jobs.resources import blp as cron_jobs_blp
 from .periodic_tasks.resources import blp as periodic_tasks_blp
+from .scheduler import Scheduler
 
-BLUEPRINTS = (periodic_tasks_blp, cron_jobs_blp, calendars_blp)
+
+def hosted_scheduler(container: SchedulingContainer) -> list[Loop]:
+    """`make run` hosts the scheduler on the app's own composition root, so that a schedule
+    changed through the app wakes it in the process (SQLite has no NOTIFY)."""
+    return [Loop("scheduling.scheduler", Scheduler(container).run)]
+
+
+SERVICE = ServiceApp(
+    name="scheduling",
+    bootstrap=bootstrap,
+    blueprints=(periodic_tasks_blp, cron_jobs_blp, calendars_blp),
+    title="taskhub scheduling",
+    description="Periodic tasks, cron jobs and calendars; the scheduler fires each slot once.",
+    embedded_loops=hosted_scheduler,
+)
 
 
 def create_app(config: dict[str, Any] | None = None, container: SchedulingContainer | None = None) -> Flask:
     """`config` overrides Settings fields; `container` injects a prepared composition root."""
-    if container is None:
-        container = bootstrap(load_settings("scheduling", **(config or {})))
-    if container.ctx.settings.get("TASKHUB_AUTO_MIGRATE", "true") != "false":
-        upgrade("scheduling", container.ctx.engine)
-    app = build_app(
-        container.ctx,
-        BLUEPRINTS,
-        title="taskhub scheduling",
-        description="Periodic tasks, cron jobs and calendars; the scheduler fires each slot once.",
-    )
-    app.extensions["scheduling"] = container
-    return app
+    return create_service_app(SERVICE, config, container)

@@ -19,7 +19,11 @@ from typing import Any
 
 import requests
 
+from shared.routes import service_path
+
 log = logging.getLogger(__name__)
+
+TASKS = service_path("core", "/")  # core's tasks, "/tasks/"
 
 FORWARDED = ("Authorization", "X-Brand-ID", "X-Request-ID")
 
@@ -53,14 +57,14 @@ class CoreClient:
         headers = {**_forward(caller), "Idempotency-Key": key, "Content-Type": "application/json"}
         if origin_token:  # scheduling's signed word that this is a schedule's run
             headers["X-Schedule-Origin"] = origin_token
-        response = self._call("POST", "/tasks/", headers, json=body)
+        response = self._call("POST", TASKS, headers, json=body)
         if response.status_code not in (200, 201):
             raise CoreUnavailable(f"core refused the task: {response.status_code} {response.text[:300]}")
         return response.json()
 
     def get_task(self, caller: dict[str, str], pk: int) -> dict[str, Any] | None:
         """The task as core shows the caller, or None (missing or another brand's: the same 404)."""
-        response = self._call("GET", f"/tasks/{pk}/", _forward(caller))
+        response = self._call("GET", f"{TASKS}{pk}/", _forward(caller))
         if response.status_code == 200:
             return response.json()
         if response.status_code in (400, 403, 404):
@@ -70,7 +74,7 @@ class CoreClient:
     def cancel_task(self, token: str, brand_id: int, pk: int) -> int:
         """Returns core's status code: 200 cancelled, 409 already final, 404 gone."""
         headers = {"Authorization": f"Bearer {token}", "X-Brand-ID": str(brand_id)}
-        return self._call("POST", f"/tasks/{pk}/cancel/", headers).status_code
+        return self._call("POST", f"{TASKS}{pk}/cancel/", headers).status_code
 
 
 def _forward(caller: dict[str, str]) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """The scheduler: fires due slots. Its own process (`python -m services.scheduling.scheduler`, its
 own Deployment, any number of replicas); `make run` hosts it on a thread beside scheduling's app
-(services/scheduling/embedded.py).
+(`hosted_scheduler` in services/scheduling/app.py).
 
 It sleeps until the next slot it knows is due, computed from the database (the smallest
 `next_run_at` of the active schedules, less the lookahead for those that may fire early), or until
@@ -30,6 +30,7 @@ from shared.config import load_settings
 from shared.logs import configure_logging
 from shared.migrations import upgrade
 from shared.prometheus_metrics import serve_metrics
+from shared.service_app import auto_migrate
 
 from .container import Clock, SchedulingContainer, bootstrap
 from .core_client import CoreUnavailable
@@ -195,18 +196,12 @@ def scheduler_loops(container: SchedulingContainer, clock: Clock | None = None) 
     return loops + ([listener] if listener else [])
 
 
-def embedded_loops() -> list[Loop]:
-    """`make run` hosts the scheduler with scheduling's app (services/scheduling/embedded.py),
-    on the same composition root, so that the app's changes wake it in the process."""
-    return []
-
-
 def main() -> None:
     settings = load_settings("scheduling")
     configure_logging(settings.log_level, settings.log_json)
     serve_metrics(settings)  # TASKHUB_METRICS_PORT: /metrics for Prometheus
     container = bootstrap(settings)
-    if settings.get("TASKHUB_AUTO_MIGRATE", "true") != "false":
+    if auto_migrate(settings):
         upgrade("scheduling", container.ctx.engine)
     run_until_signalled(scheduler_loops(container))
 

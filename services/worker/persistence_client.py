@@ -13,10 +13,12 @@ from typing import Any
 
 import requests
 
+from shared.routes import service_path
+
 from .context import NonRetryableError
 
-JOB_PATH = "/tasks/persistent-jobs/persistent-jobs/for-task/"
-CHECKPOINT_PATH = "/tasks/persistent-jobs/checkpoints/"
+JOB_PATH = service_path("persistence", "/persistent-jobs/for-task/")
+CHECKPOINT_PATH = service_path("persistence", "/checkpoints/")
 
 
 class PersistenceUnavailable(RuntimeError):

@@ -65,10 +65,11 @@ def test_the_old_import_is_the_same_sdk() -> None:
 def test_a_handler_package_runs_in_the_worker(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, auth: object
 ) -> None:
-    from services.core.embedded import build
+    from services.core.app import SERVICE as CORE
     from services.worker.embedded import embedded_loops
     from shared.background import start_loops
     from shared.config import load_settings
+    from shared.service_app import build_embedded
 
     monkeypatch.syspath_prepend(str(EXAMPLE))  # as `pip install examples/acme-reports` would
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(EXAMPLE), os.environ.get("PYTHONPATH", "")]))
@@ -79,7 +80,7 @@ def test_a_handler_package_runs_in_the_worker(
     monkeypatch.setenv("CORE_DATABASE_URL", f"sqlite:///{tmp_path / 'core.db'}")
     monkeypatch.setenv("TASKHUB_WORKER_CONCURRENCY", "1")
     monkeypatch.setenv("TASKHUB_HEARTBEAT_SECONDS", "0.5")
-    app, loops = build(load_settings("core"))
+    app, loops = build_embedded(CORE, load_settings("core"))
     stop = threading.Event()
     threads = start_loops([*loops, *embedded_loops()], stop)
     client = app.test_client()

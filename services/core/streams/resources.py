@@ -21,9 +21,7 @@ from .feed import Feed, FeedSettings, brand_head, brand_query, task_query
 from .positions import Position
 from .schemas import StreamArgs
 
-blp = Blueprint(
-    "task_streams", __name__, url_prefix="/tasks", description="Live task changes (server-sent events)."
-)
+blp = Blueprint("task_streams", __name__, description="Live task changes (server-sent events).")
 
 SSE_DOC = {
     "responses": {

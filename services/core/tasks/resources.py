@@ -37,7 +37,7 @@ from .schemas import (
     TypeStatsSchema,
 )
 
-blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Tasks: create, follow, retry, cancel.")
+blp = Blueprint("tasks", __name__, description="Tasks: create, follow, retry, cancel.")
 
 
 @blp.route("/")

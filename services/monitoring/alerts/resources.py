@@ -32,7 +32,7 @@ from .schemas import (
 blp = Blueprint(
     "alerts",
     __name__,
-    url_prefix="/tasks/monitoring/alerts",
+    url_prefix="/alerts",
     description="Alert rules over metrics, their test, active alerts and history.",
 )
 

@@ -36,7 +36,7 @@ from .schemas import (
 blp = Blueprint(
     "metrics",
     __name__,
-    url_prefix="/tasks/monitoring/metrics",
+    url_prefix="/metrics",
     description="Execution metrics of tasks, and analytics over them.",
 )
 

@@ -26,9 +26,7 @@ from .schemas import (
     WorkerWriteSchema,
 )
 
-blp = Blueprint(
-    "workers", __name__, url_prefix="/tasks/monitoring/workers", description="Workers, from their heartbeats."
-)
+blp = Blueprint("workers", __name__, url_prefix="/workers", description="Workers, from their heartbeats.")
 
 COLUMNS = {
     name: getattr(Worker, name)

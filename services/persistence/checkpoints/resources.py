@@ -29,7 +29,7 @@ from .schemas import (
 blp = Blueprint(
     "checkpoints",
     __name__,
-    url_prefix="/tasks/persistent-jobs/checkpoints",
+    url_prefix="/checkpoints",
     description="Checkpoints: the saved steps a job resumes from.",
 )
 

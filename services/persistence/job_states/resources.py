@@ -25,7 +25,7 @@ from .schemas import (
 blp = Blueprint(
     "job_states",
     __name__,
-    url_prefix="/tasks/persistent-jobs/job-states",
+    url_prefix="/job-states",
     description="The detailed state handlers keep for their jobs.",
 )
 

@@ -41,7 +41,7 @@ from .schemas import (
 blp = Blueprint(
     "persistent_jobs",
     __name__,
-    url_prefix="/tasks/persistent-jobs/persistent-jobs",
+    url_prefix="/persistent-jobs",
     description="Persistent jobs: long tasks that checkpoint, pause, resume and restart.",
 )
 

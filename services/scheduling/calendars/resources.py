@@ -30,7 +30,7 @@ from .schemas import (
 blp = Blueprint(
     "calendars",
     __name__,
-    url_prefix="/tasks/scheduled/calendars",
+    url_prefix="/calendars",
     description="Calendars: excluded dates that suppress the runs of the schedules attached to them.",
 )
 

@@ -28,7 +28,7 @@ from .schemas import (
 blp = Blueprint(
     "cron_jobs",
     __name__,
-    url_prefix="/tasks/scheduled/cron-jobs",
+    url_prefix="/cron-jobs",
     description="Named recurring jobs on a frequency preset or a custom expression.",
 )
 

@@ -47,7 +47,7 @@ from .templates import cron_templates
 blp = Blueprint(
     "periodic_tasks",
     __name__,
-    url_prefix="/tasks/scheduled/periodic-tasks",
+    url_prefix="/periodic-tasks",
     description="Periodic tasks: cron schedules in their own time zone, with misfire and overlap policies.",
 )
 

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from services.scheduling.app import create_app
-from services.scheduling.embedded import build
+from services.scheduling.app import SERVICE, create_app
 from services.scheduling.models import CoreTask, CronJob, PeriodicTask, ScheduleRun
 from services.scheduling.scheduler import Scheduler, scheduler_loops
 from shared.background import Loop, start_loops
@@ -30,6 +29,7 @@ from shared.events.catalog import (
 )
 from shared.events.envelope import Envelope
 from shared.events.rabbitmq_bus import RabbitMQBus
+from shared.service_app import build_embedded
 from shared.testing.fixtures import make_settings, wait_until
 from shared.testing.statements import statements_of
 
@@ -222,7 +222,7 @@ class TestTheSchedulerSleeps:
     def topology(self, request, sqlite_url, clock):
         """`processes`: the API and the scheduler as separate processes have them (a composition
         root each) on PostgreSQL, the scheduler's process as `scheduler_loops` builds it;
-        `embedded`: make run's wiring on SQLite (services/scheduling/embedded.py)."""
+        `embedded`: make run's wiring on SQLite (scheduling's SERVICE, shared.service_app.build_embedded)."""
         if request.param == "processes":
             url = emptied(request.getfixturevalue("migrated_postgres_url"))
             api, side = build_container(url, clock), build_container(url, clock)
@@ -230,8 +230,8 @@ class TestTheSchedulerSleeps:
             client = create_app(container=api).test_client()
         else:
             url = None
-            app, loops = build(
-                make_settings("scheduling", sqlite_url("scheduling"), TASKHUB_CORE_URL=NO_CORE)
+            app, loops = build_embedded(
+                SERVICE, make_settings("scheduling", sqlite_url("scheduling"), TASKHUB_CORE_URL=NO_CORE)
             )
             api = side = app.extensions["scheduling"]
             client = app.test_client()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import threading
 
-from services.core.embedded import build
+from services.core.app import SERVICE as CORE
 from services.worker.embedded import embedded_loops
 from shared.background import start_loops
 from shared.config import load_settings
+from shared.service_app import build_embedded
 from shared.testing.fixtures import JWT_SECRET, wait_until
 
 
@@ -19,7 +20,7 @@ def test_the_embedded_worker_runs_tasks_on_the_in_process_bus(monkeypatch, tmp_p
     monkeypatch.setenv("CORE_DATABASE_URL", f"sqlite:///{tmp_path / 'core.db'}")
     monkeypatch.setenv("TASKHUB_WORKER_CONCURRENCY", "1")
     monkeypatch.setenv("TASKHUB_HEARTBEAT_SECONDS", "0.5")
-    app, loops = build(load_settings("core"))
+    app, loops = build_embedded(CORE, load_settings("core"))
     stop = threading.Event()
     threads = start_loops([*loops, *embedded_loops()], stop)
     client = app.test_client()
