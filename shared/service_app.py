@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import swagger_ui_bundle
 from flask import Flask, Response, g, jsonify, request, send_from_directory
@@ -23,17 +23,10 @@ from .logs import configure_logging
 from .migrations import upgrade
 from .prometheus_metrics import render
 from .routes import service_path
+from .service_container import ServiceContainer
 from .service_context import ServiceContext, readiness
 
 JSON_METHODS = {"POST", "PUT", "PATCH"}
-
-
-class Container(Protocol):
-    """What the scaffolding needs of a service's composition root (shared.service_container)."""
-
-    ctx: ServiceContext
-
-    def background_loops(self) -> list[Loop]: ...
 
 
 @dataclass(frozen=True)
@@ -41,14 +34,14 @@ class ServiceApp:
     """One service, as its `app.py` declares it."""
 
     name: str  # as in the route table (shared/routes.py) and the settings' <NAME>_DATABASE_URL
-    bootstrap: Callable[[Settings], Any]  # settings -> the service's composition root
+    bootstrap: Callable[[Settings], ServiceContainer]  # the service's composition root
     blueprints: tuple[Blueprint, ...]  # their url_prefix is relative to the service's route
     title: str
     description: str
     # init_app(app) hooks run once the container is in app.extensions[name]
     extensions: tuple[Callable[[Flask], None], ...] = ()
     # loops `make run` hosts beside the container's background loops, on the same container
-    embedded_loops: Callable[[Any], list[Loop]] | None = None
+    embedded_loops: Callable[[Any], list[Loop]] | None = None  # given the container
 
 
 def auto_migrate(settings: Settings) -> bool:
@@ -58,7 +51,7 @@ def auto_migrate(settings: Settings) -> bool:
 
 
 def create_service_app(
-    service: ServiceApp, config: dict[str, Any] | None = None, container: Container | None = None
+    service: ServiceApp, config: dict[str, Any] | None = None, container: ServiceContainer | None = None
 ) -> Flask:
     """`config` overrides Settings fields; `container` injects a prepared composition root."""
     if container is None:

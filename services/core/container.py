@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
@@ -11,6 +11,7 @@ from shared.background import Loop, when_due
 from shared.config import Settings, env_bool, env_float, env_int
 from shared.events.bus import EventBus
 from shared.events.inbox_consumer import InboxConsumer
+from shared.service_container import ServiceContainer
 from shared.service_context import ServiceContext, make_bus
 
 from . import attempt_credentials, execution, operations_gauges
@@ -21,24 +22,11 @@ from .tasks.service import DUE_SIGNAL
 
 
 @dataclass
-class CoreContainer:
-    ctx: ServiceContext
+class CoreContainer(ServiceContainer):
     registry: TaskTypeRegistry
     policy: execution.ExecutionPolicy
     strict_types: bool
-    consumer_threads: int = 1
-    loops_extra: list[Loop] = field(default_factory=list)
-
-    @property
-    def bus(self) -> EventBus:
-        return self.ctx.bus
-
-    @property
-    def session_factory(self):  # type: ignore[no-untyped-def]
-        return self.ctx.session_factory
-
-    def uow(self):  # type: ignore[no-untyped-def]
-        return self.ctx.uow()
+    reports_threads: int = 1  # TASKHUB_CONSUMER_THREADS
 
     def consumers(self) -> list[InboxConsumer]:
         """Two queues: the attempt reports and the other services' events, and the heartbeats on
@@ -56,24 +44,20 @@ class CoreContainer:
         )
         return [reports, heartbeats]
 
-    def background_loops(self) -> list[Loop]:
-        loops = self.ctx.messaging_loops()
+    def consumer_threads(self, consumer: InboxConsumer) -> int:
         # competing consumers on PostgreSQL are possible (a batch locks its tasks in id order and
         # checks each report's attempt), but one thread applying batches usually outruns them
         # (SQLite: one writer)
-        threads = 1 if self.ctx.engine.dialect.name == "sqlite" else self.consumer_threads
-        for consumer in self.consumers():
-            for index in range(threads if consumer.name == "reports" else 1):
-                subscription = consumer.subscription(self.bus, f"core.{consumer.name}")
-                loops.append(Loop(f"core.consumer.{consumer.name}.{index}", subscription.run))
-        loops.append(when_due("core.dispatcher", self.ctx.wakeups.signal(DUE_SIGNAL), self._dispatch_due))
-        loops.append(
-            when_due("core.lease-reaper", self.ctx.wakeups.signal(execution.LEASE_SIGNAL), self._reap)
-        )
-        loops.append(
-            operations_gauges.refresh_loop(self.uow, self.bus, self.registry.online_window.total_seconds())
-        )
-        return loops + self.loops_extra
+        if consumer.name != "reports" or self.ctx.engine.dialect.name == "sqlite":
+            return 1
+        return self.reports_threads
+
+    def service_loops(self) -> list[Loop]:
+        return [
+            when_due("core.dispatcher", self.ctx.wakeups.signal(DUE_SIGNAL), self._dispatch_due),
+            when_due("core.lease-reaper", self.ctx.wakeups.signal(execution.LEASE_SIGNAL), self._reap),
+            operations_gauges.refresh_loop(self.uow, self.bus, self.registry.online_window.total_seconds()),
+        ]
 
     def _dispatch_due(self) -> datetime | None:
         """Dispatch what is due; returns when the next task becomes due."""
@@ -106,7 +90,7 @@ def bootstrap(settings: Settings, bus: EventBus | None = None) -> CoreContainer:
             max_lost_deliveries=env_int(settings, "TASKHUB_MAX_LOST_DELIVERIES", 3),
         ),
         strict_types=env_bool(settings, "TASKHUB_STRICT_TASK_TYPES", False),
-        consumer_threads=env_int(settings, "TASKHUB_CONSUMER_THREADS", 1),
+        reports_threads=env_int(settings, "TASKHUB_CONSUMER_THREADS", 1),
     )
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy.orm import Session, sessionmaker
 
 from shared.background import Loop
 from shared.config import Settings, env_float, env_int
 from shared.events.bus import EventBus
 from shared.events.inbox_consumer import InboxConsumer
+from shared.service_container import ServiceContainer
 from shared.service_context import ServiceContext, make_bus
-from shared.unit_of_work import UnitOfWork
 
 from .alerts.channels import SmtpSettings, WebhookSettings
 from .alerts.notifier import NOTIFIER_WAKEUP, Notifier
@@ -23,37 +22,18 @@ from .workers.watch import WorkerWatch
 
 
 @dataclass
-class MonitoringContainer:
-    ctx: ServiceContext
+class MonitoringContainer(ServiceContainer):
     offline_seconds: float
     notifier: Notifier
     worker_watch: WorkerWatch
     test_sends_per_minute: int = 5
 
-    @property
-    def bus(self) -> EventBus:
-        return self.ctx.bus
-
-    @property
-    def session_factory(self) -> sessionmaker[Session]:
-        return self.ctx.session_factory
-
-    def uow(self) -> UnitOfWork:
-        return self.ctx.uow()
-
     def consumers(self) -> list[InboxConsumer]:
         return [self.ctx.inbox_consumer("monitoring", {}, batch_handlers=batch_handlers())]
 
-    def background_loops(self) -> list[Loop]:
-        """The relay and the wake-up listener, the consumer, and the two loops that sleep until
-        woken or until something they know of is due: the worker watch and the notifier."""
-        loops = self.ctx.messaging_loops()
-        for consumer in self.consumers():
-            subscription = consumer.subscription(self.bus, f"monitoring.{consumer.name}")
-            loops.append(Loop(f"monitoring.consumer.{consumer.name}", subscription.run))
-        loops.append(self.worker_watch.loop())
-        loops.append(self.notifier.loop())
-        return loops
+    def service_loops(self) -> list[Loop]:
+        """Two loops that sleep until woken or until something they know of is due."""
+        return [self.worker_watch.loop(), self.notifier.loop()]
 
 
 def bootstrap(settings: Settings, bus: EventBus | None = None) -> MonitoringContainer:

@@ -8,14 +8,13 @@ from functools import cached_property
 from typing import Any
 
 from flask import current_app
-from sqlalchemy.orm import Session, sessionmaker
 
 from shared.background import Loop
 from shared.config import Settings, env_float, env_int
 from shared.events.bus import EventBus
 from shared.events.inbox_consumer import InboxConsumer
+from shared.service_container import ServiceContainer
 from shared.service_context import ServiceContext, make_bus
-from shared.unit_of_work import UnitOfWork
 
 from . import read_model
 from .jobs.auto_resume_loop import AutoResumeLoop
@@ -24,21 +23,9 @@ from .models import Base
 
 
 @dataclass
-class PersistenceContainer:
-    ctx: ServiceContext
+class PersistenceContainer(ServiceContainer):
     auto_resume_seconds: float  # how long a job stays stopped by accident before it is resumed; 0: never
     auto_resume_max_per_job: int
-
-    @property
-    def bus(self) -> EventBus:
-        return self.ctx.bus
-
-    @property
-    def session_factory(self) -> sessionmaker[Session]:
-        return self.ctx.session_factory
-
-    def uow(self) -> UnitOfWork:
-        return self.ctx.uow()
 
     def consumers(self) -> list[InboxConsumer]:
         """core's task events: task.created and task.deleted of every task, a batch at a time;
@@ -61,15 +48,10 @@ class PersistenceContainer:
             self.auto_resume_max_per_job,
         )
 
-    def background_loops(self) -> list[Loop]:
-        """The relay and the wake-up listener, the consumer, and the auto-resume loop."""
-        loops = self.ctx.messaging_loops()
-        for consumer in self.consumers():
-            subscription = consumer.subscription(self.bus, f"persistence.{consumer.name}")
-            loops.append(Loop(f"persistence.consumer.{consumer.name}", subscription.run))
+    def service_loops(self) -> list[Loop]:
         if self.auto_resume_seconds > 0:
-            loops.append(Loop("persistence.auto-resume", self.auto_resumer.run))
-        return loops
+            return [Loop("persistence.auto-resume", self.auto_resumer.run)]
+        return []
 
     def auto_resume(self, now: datetime | None = None) -> dict[str, Any]:
         """One pass of the auto-resume loop: every brand, the jobs due at `now`."""

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 
-from shared.background import Loop
 from shared.config import Settings, env_float, env_int
 from shared.events.bus import EventBus
 from shared.events.envelope import utcnow
 from shared.events.inbox_consumer import InboxConsumer
 from shared.machine_identity import CANCEL_RUN, SCHEDULE_RUN, SCHEDULING, MachineIssuer, machine_issuer
+from shared.service_container import ServiceContainer
 from shared.service_context import ServiceContext, make_bus
 
 from . import read_model
@@ -28,24 +28,14 @@ Clock = Callable[[], datetime]
 
 
 @dataclass
-class SchedulingContainer:
-    ctx: ServiceContext
+class SchedulingContainer(ServiceContainer):
+    """Its background process is the messaging loops and the consumer; the scheduler is a
+    process of its own (scheduler.py)."""
+
     core: CoreClient
     policy: FiringPolicy
     clock: Clock = utcnow
     issuer: MachineIssuer | None = None
-    loops_extra: list[Loop] = field(default_factory=list)
-
-    @property
-    def bus(self) -> EventBus:
-        return self.ctx.bus
-
-    @property
-    def session_factory(self):  # type: ignore[no-untyped-def]
-        return self.ctx.session_factory
-
-    def uow(self):  # type: ignore[no-untyped-def]
-        return self.ctx.uow()
 
     def now(self) -> datetime:
         return self.clock()
@@ -70,15 +60,6 @@ class SchedulingContainer:
             "scheduling", {}, batch_handlers=read_model.batch_handlers(), filtered=read_model.FILTERED
         )
         return [consumer]
-
-    def background_loops(self) -> list[Loop]:
-        """The service's own background: its relay (which also publishes what the scheduler
-        process fires), the wake-up listener, and its consumer of core's task events."""
-        loops = self.ctx.messaging_loops()
-        for consumer in self.consumers():
-            subscription = consumer.subscription(self.bus, f"scheduling.{consumer.name}")
-            loops.append(Loop(f"scheduling.consumer.{consumer.name}", subscription.run))
-        return loops + self.loops_extra
 
 
 def core_url(settings: Settings) -> str:

@@ -1,0 +1,64 @@
+"""The base of every service's composition root (`services/<name>/container.py`).
+
+A service subclasses `ServiceContainer` (a dataclass whose first field is the `ServiceContext`),
+adds its own fields, and supplies what only it knows: its inbox consumers (`consumers()`, each
+`ctx.inbox_consumer(name, handlers)`) and its own loops (`service_loops()`: dispatchers, watches,
+notifiers). The plumbing every service shares lives here once: the bus / session / unit-of-work
+accessors, and the assembly of the background process (the outbox relay, the inbox purge and the
+wake-up listener, one loop per consumer subscription, then the service's loops).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from .background import Loop
+from .events.bus import EventBus
+from .events.inbox_consumer import InboxConsumer
+from .service_context import ServiceContext
+from .unit_of_work import UnitOfWork
+
+
+@dataclass
+class ServiceContainer:
+    ctx: ServiceContext
+    # loops a test or `make run` adds to the background process (kw_only: subclasses' own fields
+    # need no defaults)
+    loops_extra: list[Loop] = field(default_factory=list, kw_only=True)
+
+    @property
+    def bus(self) -> EventBus:
+        return self.ctx.bus
+
+    @property
+    def session_factory(self) -> sessionmaker[Session]:
+        return self.ctx.session_factory
+
+    def uow(self) -> UnitOfWork:
+        return self.ctx.uow()
+
+    def consumers(self) -> list[InboxConsumer]:
+        """The service's event consumers; each gets the queue `<service>.<consumer name>`."""
+        return []
+
+    def consumer_threads(self, consumer: InboxConsumer) -> int:
+        """How many competing loops apply `consumer`'s queue (one unless a service says more)."""
+        return 1
+
+    def service_loops(self) -> list[Loop]:
+        """The service's own loops (periodic jobs, watches), after the messaging loops."""
+        return []
+
+    def background_loops(self) -> list[Loop]:
+        """Everything the service's background process runs (shared/run_service.py)."""
+        service = self.ctx.service
+        loops = self.ctx.messaging_loops()
+        for consumer in self.consumers():
+            threads = self.consumer_threads(consumer)
+            for index in range(threads):
+                subscription = consumer.subscription(self.bus, f"{service}.{consumer.name}")
+                suffix = f".{index}" if threads > 1 else ""
+                loops.append(Loop(f"{service}.consumer.{consumer.name}{suffix}", subscription.run))
+        return loops + self.service_loops() + self.loops_extra
