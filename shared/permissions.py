@@ -22,6 +22,7 @@ from flask import current_app, request
 
 from .errors import ApiError
 from .machine_identity import ATTEMPT, CANCEL_RUN
+from .routes import service_path
 
 ROLES = ("viewer", "operator", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -104,7 +105,8 @@ def current_action() -> tuple[str, str] | None:
     if request.url_rule is None or request.blueprint is None:
         return None
     blueprint = current_app.blueprints.get(request.blueprint)
-    prefix = getattr(blueprint, "url_prefix", None) or ""
+    # a blueprint's url_prefix is relative to its service's route (shared.service_app)
+    prefix = service_path(current_app.extensions["taskhub"].service, getattr(blueprint, "url_prefix", None))
     return request.blueprint, action_of(request.url_rule.rule, prefix, request.method)
 
 

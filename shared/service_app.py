@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import swagger_ui_bundle
 from flask import Flask, Response, g, jsonify, request, send_from_directory
@@ -19,6 +19,7 @@ from .auth import TokenVerifier, authenticate_request, authorize_request
 from .background import Loop
 from .config import Settings, env_bool, load_settings
 from .errors import ApiError
+from .events.bus import EventBus
 from .logs import configure_logging
 from .migrations import upgrade
 from .prometheus_metrics import render
@@ -29,12 +30,19 @@ from .service_context import ServiceContext, readiness
 JSON_METHODS = {"POST", "PUT", "PATCH"}
 
 
+class Bootstrap(Protocol):
+    """A service's `container.bootstrap`: its composition root from settings (and a bus, shared
+    by `make run`'s services or a test's own)."""
+
+    def __call__(self, settings: Settings, bus: EventBus | None = None) -> ServiceContainer: ...
+
+
 @dataclass(frozen=True)
 class ServiceApp:
     """One service, as its `app.py` declares it."""
 
     name: str  # as in the route table (shared/routes.py) and the settings' <NAME>_DATABASE_URL
-    bootstrap: Callable[[Settings], ServiceContainer]  # the service's composition root
+    bootstrap: Bootstrap
     blueprints: tuple[Blueprint, ...]  # their url_prefix is relative to the service's route
     title: str
     description: str

@@ -10,6 +10,7 @@ import pytest
 
 from shared.events.inprocess_bus import InProcessBus
 from shared.permissions import ROLE_MATRIX, action_of, rule_for
+from shared.routes import service_path
 from shared.testing.fixtures import make_settings
 
 SERVICES = ("core", "monitoring", "persistence", "scheduling")
@@ -30,7 +31,7 @@ def test_every_route_has_its_row(service, tmp_path):
         if not rule.rule.startswith("/tasks/"):
             continue
         blueprint = rule.endpoint.split(".")[0]
-        prefix = app.blueprints[blueprint].url_prefix or ""
+        prefix = service_path(service, app.blueprints[blueprint].url_prefix)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             action = action_of(rule.rule, prefix, method)
             if rule_for(blueprint, action) is None:

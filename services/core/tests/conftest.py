@@ -3,42 +3,18 @@ on SQLite (embedded mode) and on real PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from services.core.app import create_app
-from services.core.container import CoreContainer, bootstrap
+from services.core.app import SERVICE
+from services.core.container import CoreContainer
 from shared.events import catalog
 from shared.events.envelope import Envelope
-from shared.events.inprocess_bus import InProcessBus
-from shared.testing.fixtures import make_settings
+from shared.testing.service_fixtures import service_fixtures
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, sqlite_url: Any) -> str:
-    if request.param == "sqlite":
-        return sqlite_url("core")
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def container(database_url: str) -> Iterator[CoreContainer]:
-    built = bootstrap(make_settings("core", database_url), bus=InProcessBus(prefix="t."))
-    yield built
-    built.ctx.dispose()
-
-
-@pytest.fixture
-def app(container: CoreContainer) -> Flask:
-    return create_app(container=container)
-
-
-@pytest.fixture
-def client(app: Flask) -> Any:
-    return app.test_client()
+database_url, container, app, client = service_fixtures(SERVICE)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ real PostgreSQL; events are applied through the service's own consumer (inbox in
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -14,27 +13,12 @@ from flask import Flask
 from sqlalchemy import select
 
 from services.monitoring.alerts.egress import EgressPolicy
-from services.monitoring.app import create_app
-from services.monitoring.container import MonitoringContainer, bootstrap
+from services.monitoring.app import SERVICE
+from services.monitoring.container import MonitoringContainer
 from shared.events.catalog import AttemptMetrics, Event, TaskCompleted, TaskCreated, TaskFailed
 from shared.events.envelope import Envelope, iso, utcnow
-from shared.events.inprocess_bus import InProcessBus
-from shared.testing.fixtures import DEFAULT_BRAND, make_settings
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, sqlite_url: Any) -> str:
-    if request.param == "sqlite":
-        return sqlite_url("monitoring")
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def container(database_url: str) -> Iterator[MonitoringContainer]:
-    built = bootstrap(make_settings("monitoring", database_url), bus=InProcessBus(prefix="t."))
-    allow_test_receivers(built)
-    yield built
-    built.ctx.dispose()
+from shared.testing.fixtures import DEFAULT_BRAND
+from shared.testing.service_fixtures import service_fixtures
 
 
 def allow_test_receivers(container: MonitoringContainer) -> None:
@@ -43,14 +27,7 @@ def allow_test_receivers(container: MonitoringContainer) -> None:
     container.notifier.webhook = replace(webhook, egress=EgressPolicy(allow_loopback=True))
 
 
-@pytest.fixture
-def app(container: MonitoringContainer) -> Flask:
-    return create_app(container=container)
-
-
-@pytest.fixture
-def client(app: Flask) -> Any:
-    return app.test_client()
+database_url, container, app, client = service_fixtures(SERVICE, prepare=allow_test_receivers)
 
 
 class Feed:

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
 
-from services.persistence.app import create_app
-from services.persistence.container import PersistenceContainer, bootstrap
+from services.persistence.app import SERVICE
+from services.persistence.container import PersistenceContainer
 from shared.events.catalog import (
     AttemptMetrics,
     Event,
@@ -26,10 +25,10 @@ from shared.events.catalog import (
     to_data,
 )
 from shared.events.envelope import Envelope
-from shared.events.inprocess_bus import InProcessBus
 from shared.events.outbox_relay import OutboxRelay
 from shared.machine_identity import ATTEMPT, CORE, machine_issuer
 from shared.testing.fixtures import DEFAULT_BRAND, make_settings, wait_until
+from shared.testing.service_fixtures import service_fixtures
 from tests.integration.event_schemas import validator
 
 _task_ids = itertools.count(1000)
@@ -37,28 +36,7 @@ _task_ids = itertools.count(1000)
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, sqlite_url: Any) -> str:
-    if request.param == "sqlite":
-        return sqlite_url("persistence")
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def container(database_url: str) -> Iterator[PersistenceContainer]:
-    built = bootstrap(make_settings("persistence", database_url), bus=InProcessBus(prefix="t."))
-    yield built
-    built.ctx.dispose()
-
-
-@pytest.fixture
-def app(container: PersistenceContainer) -> Flask:
-    return create_app(container=container)
-
-
-@pytest.fixture
-def client(app: Flask) -> Any:
-    return app.test_client()
+database_url, container, app, client = service_fixtures(SERVICE)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy import text
 from werkzeug.serving import make_server
 
-from services.scheduling.app import create_app
+from services.scheduling.app import SERVICE, create_app
 from services.scheduling.container import SchedulingContainer, bootstrap
 from services.scheduling.models import Base
 from services.scheduling.scheduler import Scheduler
@@ -36,6 +36,7 @@ from shared.events.envelope import Envelope
 from shared.events.inprocess_bus import InProcessBus
 from shared.migrations import upgrade
 from shared.testing.fixtures import fresh_postgres_database, make_settings
+from shared.testing.service_fixtures import service_fixtures
 
 # a port nothing listens on: calls to core fail at once unless a test starts core
 NO_CORE = "http://127.0.0.1:9"
@@ -120,14 +121,9 @@ def container(database_url: str, clock: FakeClock) -> Iterator[SchedulingContain
     built.ctx.dispose()
 
 
-@pytest.fixture
-def app(container: SchedulingContainer) -> Flask:
-    return create_app(container=container)
-
-
-@pytest.fixture
-def client(app: Flask) -> Any:
-    return app.test_client()
+# database_url and container are this suite's own (a migrated database shared by the session, a
+# FakeClock)
+app, client = service_fixtures(SERVICE)[2:]
 
 
 @pytest.fixture
