@@ -120,6 +120,35 @@ class ListArgs(ma.Schema, metaclass=_ListArgsMeta):
 Filter = Callable[[Any], ColumnElement[bool]]
 
 
+def timestamp_filters(created: Any, updated: Any | None = None) -> dict[str, Filter]:
+    """ListArgs's own `created_after` / `created_before` / `updated_after` on a model's columns;
+    a row that is never updated (an alert event) passes its creation time for both."""
+    updated = created if updated is None else updated
+    return {
+        "created_after": lambda v: created >= v,
+        "created_before": lambda v: created <= v,
+        "updated_after": lambda v: updated >= v,
+    }
+
+
+def choice_filters(*columns: Any) -> dict[str, Filter]:
+    """A `CommaList` filter per column, named as the column: `?task_type=a,b` -> IN ('a', 'b')."""
+    return {column.key: _in(column) for column in columns}
+
+
+def flag_filters(*columns: Any) -> dict[str, Filter]:
+    """A boolean filter per column, named as the column: `?is_active=true` -> IS true."""
+    return {column.key: _is(column) for column in columns}
+
+
+def _in(column: Any) -> Filter:
+    return lambda v: column.in_(v)
+
+
+def _is(column: Any) -> Filter:
+    return lambda v: column.is_(v)
+
+
 def range_filters(column: Any) -> dict[str, Filter]:
     return {
         "gt": lambda v: column > v,
@@ -315,7 +344,10 @@ __all__ = [
     "Ordering",
     "apply_filters",
     "apply_ordering",
+    "choice_filters",
+    "flag_filters",
     "paginate",
     "page_schema",
     "search_clause",
+    "timestamp_filters",
 ]

@@ -13,7 +13,7 @@ from shared import task_states as st
 from shared.db import seconds_between
 from shared.events.bus import EventBus
 from shared.events.envelope import utcnow
-from shared.listing import apply_filters, apply_ordering
+from shared.listing import apply_filters, apply_ordering, choice_filters, timestamp_filters
 
 from ..models import Task, WorkerPresence
 
@@ -21,15 +21,12 @@ FILTERS: dict[str, Any] = {
     "status": lambda v: Task.status.in_(_expand_status(v)),
     # the rank column, so that the (brand, rank, created) index serves filter and ordering at once
     "priority": lambda v: Task.priority_rank.in_([st.PRIORITY_RANK[p] for p in v]),
-    "task_type": lambda v: Task.task_type.in_(v),
     "task_type__startswith": lambda v: Task.task_type.startswith(v, autoescape=True),
-    "queue_name": lambda v: Task.queue_name.in_(v),
     "has_metrics": lambda v: Task.has_metrics == v,
     "is_resumable": lambda v: Task.is_resumable == v,
     "is_periodic": lambda v: Task.is_periodic == v,
-    "created_after": lambda v: Task.created_at >= v,
-    "created_before": lambda v: Task.created_at <= v,
-    "updated_after": lambda v: Task.updated_at >= v,
+    **choice_filters(Task.task_type, Task.queue_name),
+    **timestamp_filters(Task.created_at, Task.updated_at),
 }
 RANGES = {
     "execution_time": Task.execution_time_ms,

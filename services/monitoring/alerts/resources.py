@@ -11,7 +11,15 @@ from sqlalchemy import select
 from shared.api import Blueprint
 from shared.auth import current_principal
 from shared.events.envelope import utcnow
-from shared.listing import apply_filters, apply_ordering, paginate, search_clause
+from shared.listing import (
+    apply_filters,
+    apply_ordering,
+    choice_filters,
+    flag_filters,
+    paginate,
+    search_clause,
+    timestamp_filters,
+)
 
 from ..container import monitoring
 from ..models import AlertEvent, AlertRule
@@ -37,14 +45,10 @@ blp = Blueprint(
 )
 
 RULE_FILTERS: dict[str, Any] = {
-    "is_active": lambda v: AlertRule.is_active.is_(v),
-    "metric_field": lambda v: AlertRule.metric_field.in_(v),
-    "condition": lambda v: AlertRule.condition.in_(v),
-    "severity": lambda v: AlertRule.severity.in_(v),
     "last_triggered_after": lambda v: AlertRule.last_triggered_at >= v,
-    "created_after": lambda v: AlertRule.created_at >= v,
-    "created_before": lambda v: AlertRule.created_at <= v,
-    "updated_after": lambda v: AlertRule.updated_at >= v,
+    **choice_filters(AlertRule.metric_field, AlertRule.condition, AlertRule.severity),
+    **flag_filters(AlertRule.is_active),
+    **timestamp_filters(AlertRule.created_at, AlertRule.updated_at),
 }
 RULE_COLUMNS = {
     name: getattr(AlertRule, name)
@@ -53,10 +57,8 @@ RULE_COLUMNS = {
 EVENT_FILTERS: dict[str, Any] = {
     "days": lambda v: AlertEvent.triggered_at >= utcnow() - timedelta(days=v),
     "alert_rule": lambda v: AlertEvent.rule_id == v,
-    "severity": lambda v: AlertEvent.severity.in_(v),
-    "created_after": lambda v: AlertEvent.triggered_at >= v,
-    "created_before": lambda v: AlertEvent.triggered_at <= v,
-    "updated_after": lambda v: AlertEvent.triggered_at >= v,
+    **choice_filters(AlertEvent.severity),
+    **timestamp_filters(AlertEvent.triggered_at),  # an alert event is never updated
 }
 EVENT_COLUMNS = {"triggered_at": AlertEvent.triggered_at, "value": AlertEvent.value}
 

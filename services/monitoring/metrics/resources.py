@@ -9,7 +9,14 @@ from sqlalchemy import select
 
 from shared.api import Blueprint
 from shared.auth import current_principal
-from shared.listing import apply_filters, apply_ordering, paginate, search_clause
+from shared.listing import (
+    apply_filters,
+    apply_ordering,
+    choice_filters,
+    paginate,
+    search_clause,
+    timestamp_filters,
+)
 
 from ..container import monitoring
 from ..models import MetricsRecord as M
@@ -42,11 +49,8 @@ blp = Blueprint(
 
 FILTERS: dict[str, Any] = {
     "base_task": lambda v: M.base_task == v,
-    "task_type": lambda v: M.task_type.in_(v),
-    "worker_name": lambda v: M.worker_name.in_(v),
-    "created_after": lambda v: M.created_at >= v,
-    "created_before": lambda v: M.created_at <= v,
-    "updated_after": lambda v: M.updated_at >= v,
+    **choice_filters(M.task_type, M.worker_name),
+    **timestamp_filters(M.created_at, M.updated_at),
 }
 COLUMNS = {name: getattr(M, name) for name in (*NUMERIC, "created_at", "updated_at")}
 

@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 
 from shared.api import Blueprint
 from shared.auth import current_principal
-from shared.listing import apply_filters, apply_ordering, paginate, search_clause
+from shared.listing import apply_filters, apply_ordering, paginate, search_clause, timestamp_filters
 
 from ..container import monitoring
 from ..models import Worker
@@ -41,9 +41,7 @@ def _filters() -> dict[str, Any]:
     return {
         "is_online": lambda v: (service.online_clause if v else service.offline_clause)(offline_seconds),
         "queue_name": lambda v: or_(*(Worker.queues_text.contains(f",{q},", autoescape=True) for q in v)),
-        "created_after": lambda v: Worker.created_at >= v,
-        "created_before": lambda v: Worker.created_at <= v,
-        "updated_after": lambda v: Worker.updated_at >= v,
+        **timestamp_filters(Worker.created_at, Worker.updated_at),
     }
 
 

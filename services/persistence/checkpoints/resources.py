@@ -9,7 +9,14 @@ from sqlalchemy import select
 
 from shared.api import Blueprint
 from shared.auth import current_principal
-from shared.listing import apply_filters, apply_ordering, paginate, search_clause
+from shared.listing import (
+    apply_filters,
+    apply_ordering,
+    flag_filters,
+    paginate,
+    search_clause,
+    timestamp_filters,
+)
 
 from ..container import persistence
 from ..models import Checkpoint
@@ -41,11 +48,8 @@ FILTERS: dict[str, Any] = {
         if v
         else (Checkpoint.data_size_bytes <= LARGE_DATA_BYTES)
     ),
-    "is_recovery_point": lambda v: Checkpoint.is_recovery_point.is_(v),
-    "is_compressed": lambda v: Checkpoint.is_compressed.is_(v),
-    "created_after": lambda v: Checkpoint.created_at >= v,
-    "created_before": lambda v: Checkpoint.created_at <= v,
-    "updated_after": lambda v: Checkpoint.updated_at >= v,
+    **flag_filters(Checkpoint.is_recovery_point, Checkpoint.is_compressed),
+    **timestamp_filters(Checkpoint.created_at, Checkpoint.updated_at),
 }
 RANGES = {"data_size_bytes": Checkpoint.data_size_bytes}
 ORDERING = {

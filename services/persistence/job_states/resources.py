@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from shared.api import Blueprint
 from shared.auth import current_principal
-from shared.listing import apply_filters, apply_ordering, paginate
+from shared.listing import apply_filters, apply_ordering, paginate, timestamp_filters
 
 from ..container import persistence
 from ..models import JobState
@@ -34,9 +34,7 @@ FILTERS: dict[str, Any] = {
     "can_retry": lambda v: (
         (JobState.retry_count < JobState.max_retries) if v else (JobState.retry_count >= JobState.max_retries)
     ),
-    "created_after": lambda v: JobState.created_at >= v,
-    "created_before": lambda v: JobState.created_at <= v,
-    "updated_after": lambda v: JobState.updated_at >= v,
+    **timestamp_filters(JobState.created_at, JobState.updated_at),
 }
 ORDERING = {"created_at": JobState.created_at, "updated_at": JobState.updated_at}
 

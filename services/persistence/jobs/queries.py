@@ -10,7 +10,7 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from shared.events.envelope import iso, utcnow
-from shared.listing import apply_filters, apply_ordering, search_clause
+from shared.listing import apply_filters, apply_ordering, search_clause, timestamp_filters
 
 from ..checkpoints import codec
 from ..models import Checkpoint, PersistentJob, TaskRef
@@ -26,9 +26,7 @@ FILTERS: dict[str, Any] = {
     "has_checkpoints": lambda v: (
         PersistentJob.checkpoints_count > 0 if v else PersistentJob.checkpoints_count == 0
     ),
-    "created_after": lambda v: PersistentJob.created_at >= v,
-    "created_before": lambda v: PersistentJob.created_at <= v,
-    "updated_after": lambda v: PersistentJob.updated_at >= v,
+    **timestamp_filters(PersistentJob.created_at, PersistentJob.updated_at),
 }
 RANGES = {"progress_percentage": PersistentJob.progress_percentage}
 ORDERING = {

@@ -10,7 +10,14 @@ from sqlalchemy.orm import selectinload
 
 from shared.api import Blueprint
 from shared.auth import current_principal
-from shared.listing import apply_filters, apply_ordering, paginate, search_clause
+from shared.listing import (
+    apply_filters,
+    apply_ordering,
+    flag_filters,
+    paginate,
+    search_clause,
+    timestamp_filters,
+)
 
 from ..container import scheduling
 from ..models import Calendar, CalendarAttachment, PeriodicTask
@@ -40,12 +47,10 @@ _has_active_task = exists().where(
     PeriodicTask.is_active.is_(True),
 )
 FILTERS: dict[str, Any] = {
-    "is_active": lambda v: Calendar.is_active.is_(v),
     # has_events: the calendar has at least one active schedule attached (so it shows events)
     "has_events": lambda v: _has_active_task if v else ~_has_active_task,
-    "created_after": lambda v: Calendar.created_at >= v,
-    "created_before": lambda v: Calendar.created_at <= v,
-    "updated_after": lambda v: Calendar.updated_at >= v,
+    **flag_filters(Calendar.is_active),
+    **timestamp_filters(Calendar.created_at, Calendar.updated_at),
 }
 ORDERING = {"created_at": Calendar.created_at, "updated_at": Calendar.updated_at, "name": Calendar.name}
 

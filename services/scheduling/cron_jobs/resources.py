@@ -9,7 +9,15 @@ from sqlalchemy import select
 
 from shared.api import Blueprint
 from shared.auth import current_principal
-from shared.listing import apply_filters, apply_ordering, paginate, search_clause
+from shared.listing import (
+    apply_filters,
+    apply_ordering,
+    choice_filters,
+    flag_filters,
+    paginate,
+    search_clause,
+    timestamp_filters,
+)
 
 from ..container import scheduling
 from ..models import CRON_JOB, CronJob
@@ -33,12 +41,9 @@ blp = Blueprint(
 )
 
 FILTERS: dict[str, Any] = {
-    "frequency": lambda v: CronJob.frequency.in_(v),
-    "task_type": lambda v: CronJob.task_type.in_(v),
-    "is_active": lambda v: CronJob.is_active.is_(v),
-    "created_after": lambda v: CronJob.created_at >= v,
-    "created_before": lambda v: CronJob.created_at <= v,
-    "updated_after": lambda v: CronJob.updated_at >= v,
+    **choice_filters(CronJob.frequency, CronJob.task_type),
+    **flag_filters(CronJob.is_active),
+    **timestamp_filters(CronJob.created_at, CronJob.updated_at),
 }
 ORDERING = {
     "created_at": CronJob.created_at,

@@ -12,20 +12,23 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from shared.events.envelope import iso
-from shared.listing import apply_filters, apply_ordering, search_clause
+from shared.listing import (
+    apply_filters,
+    apply_ordering,
+    choice_filters,
+    flag_filters,
+    search_clause,
+    timestamp_filters,
+)
 
 from ..models import PERIODIC, PeriodicTask, ScheduleRun
 
 FILTERS: dict[str, Any] = {
-    "is_active": lambda v: PeriodicTask.is_active.is_(v),
     "cron_expression": lambda v: PeriodicTask.cron_expression == " ".join(v.split()),
-    "timezone": lambda v: PeriodicTask.timezone.in_(v),
     "next_run_before": lambda v: PeriodicTask.next_run_at < v,
-    "last_run_status": lambda v: PeriodicTask.last_run_status.in_(v),
-    "task_type": lambda v: PeriodicTask.task_type.in_(v),
-    "created_after": lambda v: PeriodicTask.created_at >= v,
-    "created_before": lambda v: PeriodicTask.created_at <= v,
-    "updated_after": lambda v: PeriodicTask.updated_at >= v,
+    **choice_filters(PeriodicTask.timezone, PeriodicTask.last_run_status, PeriodicTask.task_type),
+    **flag_filters(PeriodicTask.is_active),
+    **timestamp_filters(PeriodicTask.created_at, PeriodicTask.updated_at),
 }
 ORDERING = {
     "created_at": PeriodicTask.created_at,
