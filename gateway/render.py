@@ -22,26 +22,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.config import REPO_ROOT
+from shared.errors import HTTP_CODES
 from shared.routes import ROUTES, SERVICES, STATIC_SITES, StaticSite
 
-# Gateway-made errors, in the platform's shape (API.md §0). 502 and 503 both mean "the service
-# behind this prefix cannot answer now, try again": one code for clients to handle.
+# Gateway-made errors, in the platform's shape: the error codes are shared/errors.py's, the
+# statuses only nginx answers add theirs. 502 and 503 both mean "the service behind this prefix
+# cannot answer now, try again": one code for clients to handle.
+NGINX_ONLY_CODES = {
+    408: "REQUEST_TIMEOUT",
+    414: "URI_TOO_LONG",
+    494: "HEADERS_TOO_LARGE",  # a header line or all headers over large_client_header_buffers
+    501: "NOT_IMPLEMENTED",
+    505: "HTTP_VERSION_NOT_SUPPORTED",
+}
+ERROR_CODES = {**HTTP_CODES, **NGINX_ONLY_CODES, 502: HTTP_CODES[503]}
+GATEWAY_DETAILS: dict[int, str] = {
+    400: "The request could not be parsed.",
+    404: "No service serves this path.",
+    405: "This method is not allowed here.",
+    408: "The request was not received in time.",
+    413: "The request body is larger than the limit.",
+    414: "The request URI is too long.",
+    429: "Too many requests from this client or brand; slow down.",
+    494: "A request header, or all of them together, is too large.",  # nginx answers it as 400
+    500: "The gateway failed to handle the request.",
+    501: "This Transfer-Encoding or method is not supported.",
+    502: "The service behind this path is not answering; try again shortly.",
+    503: "The service behind this path is unavailable; try again shortly.",
+    504: "The service behind this path did not answer in time.",
+    505: "Use HTTP/1.0 or HTTP/1.1.",
+}
 GATEWAY_ERRORS: dict[int, tuple[str, str]] = {
-    400: ("BAD_REQUEST", "The request could not be parsed."),
-    404: ("NOT_FOUND", "No service serves this path."),
-    405: ("METHOD_NOT_ALLOWED", "This method is not allowed here."),
-    408: ("REQUEST_TIMEOUT", "The request was not received in time."),
-    413: ("PAYLOAD_TOO_LARGE", "The request body is larger than the limit."),
-    414: ("URI_TOO_LONG", "The request URI is too long."),
-    429: ("RATE_LIMITED", "Too many requests from this client or brand; slow down."),
-    # nginx's own: a header line or all headers over large_client_header_buffers (answered 400)
-    494: ("HEADERS_TOO_LARGE", "A request header, or all of them together, is too large."),
-    500: ("INTERNAL_ERROR", "The gateway failed to handle the request."),
-    501: ("NOT_IMPLEMENTED", "This Transfer-Encoding or method is not supported."),
-    502: ("SERVICE_UNAVAILABLE", "The service behind this path is not answering; try again shortly."),
-    503: ("SERVICE_UNAVAILABLE", "The service behind this path is unavailable; try again shortly."),
-    504: ("GATEWAY_TIMEOUT", "The service behind this path did not answer in time."),
-    505: ("HTTP_VERSION_NOT_SUPPORTED", "Use HTTP/1.0 or HTTP/1.1."),
+    status: (ERROR_CODES[status], detail) for status, detail in GATEWAY_DETAILS.items()
 }
 # The gateway's error answers are internal locations reached by URI, not named ones: a request
 # whose request line could not be parsed (505) has no URI, and nginx cannot send it to a named one.
