@@ -7,6 +7,7 @@ AMQP cannot list queues, so this goes through `rabbitmqctl eval`, in batches."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -21,12 +22,19 @@ length(Qs).
 """
 
 
+def rabbitmqctl(*args: str, node: str | None = None) -> list[str]:
+    """The command for the test broker's node (`node`, else TEST_RABBITMQ_NODE when it is not
+    the default one)."""
+    node = node or os.environ.get("TEST_RABBITMQ_NODE")
+    return ["rabbitmqctl", *(["-n", node] if node else []), *args]
+
+
 def delete_prefixed(prefixes: list[str], node: str | None = None) -> None:
     """Best effort: a cleanup failure must not fail the test that used the broker."""
     if not prefixes or shutil.which("rabbitmqctl") is None:
         return
     quoted = ", ".join('<<"' + p.replace('"', "") + '">>' for p in prefixes)
-    command = ["rabbitmqctl"] + (["-n", node] if node else []) + ["eval", _ERLANG.format(prefixes=quoted)]
+    command = rabbitmqctl("eval", _ERLANG.format(prefixes=quoted), node=node)
     subprocess.run(command, capture_output=True, timeout=120, check=False)
 
 
@@ -44,7 +52,7 @@ def delete_stale() -> None:
     """What earlier test runs left behind (test prefixes only: `t<hex8>.`, `it<hex8>.`, `bench<n>.`)."""
     if shutil.which("rabbitmqctl") is not None:
         result = subprocess.run(
-            ["rabbitmqctl", "eval", _STALE], capture_output=True, text=True, timeout=300, check=False
+            rabbitmqctl("eval", _STALE), capture_output=True, text=True, timeout=300, check=False
         )
         print("stale test queues/exchanges deleted:", result.stdout.strip() or result.stderr.strip())
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,26 +9,13 @@ from collections.abc import Callable, Iterator
 import amqp
 import pytest
 
-from shared.events.amqp_link import BROKER_ERRORS, BrokerAddress, connect
+from shared.events.amqp_link import BrokerAddress, connect
 from shared.events.bus import PRIORITIES, EventBus, Subscription
 from shared.events.inprocess_bus import InProcessBus
 from shared.events.rabbitmq_bus import DEAD_EXCHANGE, RabbitMQBus
 
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-
-
-@pytest.fixture(scope="session")
-def amqp_url() -> str:
-    """The broker for the rabbitmq tests; skipped locally without one, a failure in CI."""
-    url = os.environ.get("TEST_AMQP_URL") or DEFAULT_AMQP_URL
-    try:
-        connect(BrokerAddress.from_url(url), "tests probe", 0).close()
-    except BROKER_ERRORS as exc:
-        message = f"RabbitMQ unreachable at {url}: {exc!r}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
+# `amqp_url` (the test broker; skipped locally without one, a failure in CI) is
+# shared.testing.fixtures's, as for every suite.
 
 
 def _delete_topology(url: str, bus: RabbitMQBus) -> None:

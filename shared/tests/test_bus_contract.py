@@ -27,6 +27,7 @@ from shared.events.bus import (
     WorkerLink,
 )
 from shared.events.rabbitmq_bus import RabbitMQBus
+from shared.testing.fixtures import wait_until
 
 from .conftest import Runner
 
@@ -34,14 +35,6 @@ from .conftest import Runner
 pytestmark = [pytest.mark.timeout(60), pytest.mark.unchecked_events]
 
 DEADLINE = 15.0
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def event(event_type: str, **data: object) -> OutgoingMessage:
@@ -96,7 +89,7 @@ def test_topic_pattern_selects_event_types(bus: EventBus, runner: Runner) -> Non
     )
     bus.publish([created, saved, sentinel])
 
-    wait_until(lambda: recorder.of(sentinel), "the sentinel event")
+    wait_until(lambda: recorder.of(sentinel), DEADLINE, message="the sentinel event")
     assert recorder.keys() == ["task.created", "task.updated"]
     delivery = recorder.of(created)[0]
     assert delivery.body == created.body
@@ -111,7 +104,7 @@ def test_every_subscribed_queue_gets_a_broadcast(bus: EventBus, runner: Runner) 
     message = event("task.completed", task_id=1)
     bus.publish([message])
 
-    wait_until(lambda: first.of(message) and second.of(message), "both queues to get it")
+    wait_until(lambda: first.of(message) and second.of(message), DEADLINE, message="both queues to get it")
 
 
 def test_failing_handler_is_redelivered_then_parked(bus: EventBus, runner: Runner) -> None:
@@ -120,9 +113,11 @@ def test_failing_handler_is_redelivered_then_parked(bus: EventBus, runner: Runne
     runner.start(bus.subscription("poison", ["task.*"], recorder, max_deliveries=3))
     bus.publish([poison])
 
-    wait_until(lambda: bus.dead_letters(bus.prefix + "poison") == 1, "the poison to be parked")
+    wait_until(
+        lambda: bus.dead_letters(bus.prefix + "poison") == 1, DEADLINE, message="the poison to be parked"
+    )
     bus.publish([sentinel])
-    wait_until(lambda: recorder.of(sentinel), "the sentinel after the poison was parked")
+    wait_until(lambda: recorder.of(sentinel), DEADLINE, message="the sentinel after the poison was parked")
     attempts = recorder.of(poison)
     assert [d.delivery_count for d in attempts] == [1, 2, 3]
     assert [d.redelivered for d in attempts] == [False, True, True]
@@ -134,9 +129,9 @@ def test_acknowledged_message_is_not_redelivered(bus: EventBus, runner: Runner) 
     stop = runner.start(bus.subscription("acked", ["task.*"], recorder))
     message, sentinel = event("task.started"), event("task.progress")
     bus.publish([message])
-    wait_until(lambda: recorder.of(message), "the message")
+    wait_until(lambda: recorder.of(message), DEADLINE, message="the message")
     bus.publish([sentinel])
-    wait_until(lambda: recorder.of(sentinel), "the sentinel")
+    wait_until(lambda: recorder.of(sentinel), DEADLINE, message="the sentinel")
     assert stop(5.0)
 
     # Had the ack been lost, closing the consumer would have put the message back.
@@ -153,7 +148,7 @@ def test_messages_wait_in_the_queue_while_no_consumer_runs(bus: EventBus, runner
     stop = runner.start(subscription)
     first = event("task.created")
     bus.publish([first])
-    wait_until(lambda: recorder.of(first), "the first message")
+    wait_until(lambda: recorder.of(first), DEADLINE, message="the first message")
     assert stop(5.0)
 
     second = event("task.deleted")
@@ -161,17 +156,17 @@ def test_messages_wait_in_the_queue_while_no_consumer_runs(bus: EventBus, runner
     figures = bus.queue_figures(bus.prefix + "durable")
     assert figures is not None and (figures.ready, figures.consumers) == (1, 0)
     runner.start(subscription)
-    wait_until(lambda: recorder.of(second), "the message published while stopped")
+    wait_until(lambda: recorder.of(second), DEADLINE, message="the message published while stopped")
 
 
 def test_stop_ends_run_within_two_seconds(bus: EventBus, runner: Runner) -> None:
     stop = runner.start(bus.subscription("stoppable", ["task.*"], Recorder()))
     queue = bus.prefix + "stoppable"
-    wait_until(lambda: consumers_of(bus, queue) == 1, "the consumer to be running")
+    wait_until(lambda: consumers_of(bus, queue) == 1, DEADLINE, message="the consumer to be running")
     started = time.monotonic()
     assert stop(2.0), "run() did not return within 2 s of stop"
     assert time.monotonic() - started < 2.0
-    wait_until(lambda: consumers_of(bus, queue) == 0, "the consumer to be gone")
+    wait_until(lambda: consumers_of(bus, queue) == 0, DEADLINE, message="the consumer to be gone")
 
 
 def test_exclusive_subscription_receives_and_parks_poison(bus: EventBus, runner: Runner) -> None:
@@ -186,7 +181,9 @@ def test_exclusive_subscription_receives_and_parks_poison(bus: EventBus, runner:
         bus.publish([event("task.warmup")])
         time.sleep(0.1)
     bus.publish([poison])
-    wait_until(lambda: bus.dead_letters(bus.prefix + "cancel.w1") == 1, "the poison to be parked")
+    wait_until(
+        lambda: bus.dead_letters(bus.prefix + "cancel.w1") == 1, DEADLINE, message="the poison to be parked"
+    )
     assert [d.delivery_count for d in recorder.of(poison)] == [1, 2]
 
 
@@ -204,7 +201,7 @@ def test_filtered_binding_delivers_only_events_with_the_headers(bus: EventBus, r
     )
     bus.publish([created, plain, periodic])
 
-    wait_until(lambda: recorder.of(periodic), "the periodic event")
+    wait_until(lambda: recorder.of(periodic), DEADLINE, message="the periodic event")
     assert recorder.of(created) and not recorder.of(plain)
     assert len(recorder.of(created)) == 1  # matched by both bindings, delivered once
 
@@ -232,7 +229,7 @@ def test_a_transient_failure_is_retried_without_counting_towards_the_dead_letter
     message = event("task.created")
     bus.publish([message])
 
-    wait_until(lambda: handler.applied, "the event applied once the database is back")
+    wait_until(lambda: handler.applied, DEADLINE, message="the event applied once the database is back")
     assert handler.applied[0].message_id == message.message_id
     assert handler.applied[0].delivery_count == 1
     assert bus.dead_letters(bus.prefix + "transient") == 0
@@ -244,7 +241,7 @@ def test_dead_letters_are_listed_and_replayed(bus: EventBus, runner: Runner) -> 
     queue = bus.prefix + "replayed"
     runner.start(bus.subscription("replayed", ["task.*"], recorder, max_deliveries=1))
     bus.publish([first, second])
-    wait_until(lambda: bus.dead_letters(queue) == 2, "both to be parked")
+    wait_until(lambda: bus.dead_letters(queue) == 2, DEADLINE, message="both to be parked")
 
     parked = bus.dead_lettered(queue)
     assert sorted(p.message_id or "" for p in parked) == sorted([first.message_id, second.message_id])
@@ -253,8 +250,8 @@ def test_dead_letters_are_listed_and_replayed(bus: EventBus, runner: Runner) -> 
 
     recorder.failing.clear()  # the fault is fixed: replay one of them
     assert bus.replay_dead_letters(queue, [second.message_id]) == 1
-    wait_until(lambda: len(recorder.of(second)) == 2, "the replayed event applied")
-    wait_until(lambda: bus.dead_letters(queue) == 1, "only the other one left parked")
+    wait_until(lambda: len(recorder.of(second)) == 2, DEADLINE, message="the replayed event applied")
+    wait_until(lambda: bus.dead_letters(queue) == 1, DEADLINE, message="only the other one left parked")
     assert [p.message_id for p in bus.dead_lettered(queue)] == [first.message_id]
 
 
@@ -304,7 +301,11 @@ def test_work_is_pushed_to_a_worker_link(bus: EventBus, links: Callable[..., Wor
     assert (delivery.routing_key, delivery.headers) == ("high", {"task": "7"})
     assert (delivery.delivery_count, delivery.redelivered) == (1, False)
     link.ack(delivery)
-    wait_until(lambda: getattr(bus.queue_figures(bus.work_queue_name("high")), "ready", None) == 0, "empty")
+    wait_until(
+        lambda: getattr(bus.queue_figures(bus.work_queue_name("high")), "ready", None) == 0,
+        DEADLINE,
+        message="empty",
+    )
     assert not link.poll(0.2).work
 
 
@@ -332,7 +333,7 @@ def test_a_worker_link_rejects_to_requeue_or_park(bus: EventBus, links: Callable
     assert again.message_id == first.message_id
     assert (again.delivery_count, again.redelivered) == (2, True)
     link.reject(again, requeue=False)
-    wait_until(lambda: bus.dead_letters(queue) == 1, "the rejected work to be parked")
+    wait_until(lambda: bus.dead_letters(queue) == 1, DEADLINE, message="the rejected work to be parked")
 
 
 def test_a_worker_link_hears_its_control_broadcasts(bus: EventBus, links: Callable[..., WorkerLink]) -> None:
@@ -359,7 +360,7 @@ def test_a_worker_link_publishes_and_later_confirms(
 
     news = poll_until(link, "the confirms", lambda n: len(n.confirmed) == 3)
     assert sorted(news.confirmed) == sorted(r.message_id for r in reports)
-    wait_until(lambda: all(recorder.of(r) for r in reports), "the reports delivered")
+    wait_until(lambda: all(recorder.of(r) for r in reports), DEADLINE, message="the reports delivered")
 
 
 def test_queue_figures_count_ready_messages(bus: EventBus, links: Callable[..., WorkerLink]) -> None:
@@ -369,10 +370,10 @@ def test_queue_figures_count_ready_messages(bus: EventBus, links: Callable[..., 
     assert figures is not None and (figures.ready, figures.consumers) == (0, 0)
 
     bus.publish([work("normal", n) for n in range(3)])
-    wait_until(lambda: getattr(bus.queue_figures(queue), "ready", None) == 3, "3 ready")
+    wait_until(lambda: getattr(bus.queue_figures(queue), "ready", None) == 3, DEADLINE, message="3 ready")
     link = links(["normal"], prefetch=1)
     taken = poll_until(link, "one taken", lambda n: bool(n.work)).work[0]
-    wait_until(lambda: getattr(bus.queue_figures(queue), "ready", None) == 2, "2 ready")
+    wait_until(lambda: getattr(bus.queue_figures(queue), "ready", None) == 2, DEADLINE, message="2 ready")
     figures = bus.queue_figures(queue)
     assert figures is not None and figures.unacked in (None, 1)
     link.ack(taken)
@@ -418,11 +419,11 @@ def test_subscription_reconnects_after_its_connection_is_cut(
     runner.start(subscription)
     first, second = event("task.created"), event("task.updated")
     rabbitmq_bus.publish([first])
-    wait_until(lambda: recorder.of(first), "the first message")
+    wait_until(lambda: recorder.of(first), DEADLINE, message="the first message")
 
     _cut(subscription._connection)  # type: ignore[attr-defined]
     rabbitmq_bus.publish([second])
-    wait_until(lambda: recorder.of(second), "a message after the reconnect")
+    wait_until(lambda: recorder.of(second), DEADLINE, message="a message after the reconnect")
 
 
 def test_a_worker_link_reconnects_and_drops_stale_deliveries(rabbitmq_bus: RabbitMQBus) -> None:
@@ -439,7 +440,11 @@ def test_a_worker_link_reconnects_and_drops_stale_deliveries(rabbitmq_bus: Rabbi
         link.ack(held)  # stale: dropped quietly, nothing breaks
         link.ack(again)
         queue = rabbitmq_bus.work_queue_name("critical")
-        wait_until(lambda: getattr(rabbitmq_bus.queue_figures(queue), "ready", None) == 0, "settled")
+        wait_until(
+            lambda: getattr(rabbitmq_bus.queue_figures(queue), "ready", None) == 0,
+            DEADLINE,
+            message="settled",
+        )
         assert not link.poll(0.3).work
     finally:
         link.close()
@@ -454,7 +459,9 @@ def test_an_operator_lists_and_replays_dead_letters_from_the_command_line(
     recorder = Recorder(failing={poison.message_id})
     runner.start(rabbitmq_bus.subscription("operated", ["task.*"], recorder, max_deliveries=1))
     rabbitmq_bus.publish([poison])
-    wait_until(lambda: rabbitmq_bus.dead_letters(rabbitmq_bus.prefix + "operated") == 1, "parked")
+    wait_until(
+        lambda: rabbitmq_bus.dead_letters(rabbitmq_bus.prefix + "operated") == 1, DEADLINE, message="parked"
+    )
 
     assert main(["list"], bus=rabbitmq_bus) == 0
     assert json.loads(capsys.readouterr().out) == {"operated": 1}
@@ -465,5 +472,5 @@ def test_an_operator_lists_and_replays_dead_letters_from_the_command_line(
     recorder.failing.clear()
     assert main(["replay", "operated"], bus=rabbitmq_bus) == 0
     assert json.loads(capsys.readouterr().out) == {"queue": "operated", "replayed": 1}
-    wait_until(lambda: len(recorder.of(poison)) == 2, "applied once it is back")
+    wait_until(lambda: len(recorder.of(poison)) == 2, DEADLINE, message="applied once it is back")
     assert rabbitmq_bus.dead_letters(rabbitmq_bus.prefix + "operated") == 0

@@ -30,6 +30,7 @@ from deploy.local.topology import has_scheduler, has_worker
 from shared.config import REPO_ROOT
 from shared.db import normalize_url
 from shared.routes import SERVICES
+from shared.testing.broker_cleanup import rabbitmqctl
 from shared.testing.fixtures import DEFAULT_BRAND, JWT_SECRET, Auth, require_service
 
 # The rate limit of the test gateway: low enough that a burst trips it in a fraction of a
@@ -138,12 +139,6 @@ def _declare_collector(topology: Topology) -> None:
         channel.queue_bind(topology.collector, topology.prefix + "events", routing_key="#")
     finally:
         connection.close()
-
-
-def rabbitmqctl(*args: str) -> list[str]:
-    """The command for the test broker's node (TEST_RABBITMQ_NODE when it is not the default one)."""
-    node = os.environ.get("TEST_RABBITMQ_NODE")
-    return ["rabbitmqctl", *(["-n", node] if node else []), *args]
 
 
 def _remove_broker_objects(topology: Topology) -> None:

@@ -16,13 +16,10 @@ from shared.background import start_loops
 from shared.events.envelope import Envelope
 from shared.events.rabbitmq_bus import RabbitMQBus
 from shared.prometheus_metrics import PUBLISH_FAILURES
+from shared.testing.broker_cleanup import rabbitmqctl
 from shared.testing.fixtures import make_settings, wait_until
 
 WRITES = 150
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.mark.broker_outage
@@ -48,9 +45,9 @@ def test_no_event_is_lost_while_rabbitmq_restarts(postgres_url, amqp_url, bus_pr
     try:
         for i in range(WRITES):
             if i == WRITES // 3:
-                rabbitmqctl("stop_app")
+                subprocess.run(rabbitmqctl("stop_app"), check=True, capture_output=True, timeout=60)
             if i == 2 * WRITES // 3:
-                rabbitmqctl("start_app")
+                subprocess.run(rabbitmqctl("start_app"), check=True, capture_output=True, timeout=60)
             response = client.post("/tasks/", json={"task_type": "example.noop"}, headers=auth.headers())
             assert response.status_code == 201  # the outbox absorbs writes while the broker is down
             created.append(response.json["task_id"])
@@ -59,7 +56,7 @@ def test_no_event_is_lost_while_rabbitmq_restarts(postgres_url, amqp_url, bus_pr
         # the relay really met a dead broker (and retried) rather than publishing before the stop
         assert PUBLISH_FAILURES.labels("core")._value.get() > failures_before
     finally:
-        subprocess.run(["rabbitmqctl", "start_app"], capture_output=True, timeout=60)
+        subprocess.run(rabbitmqctl("start_app"), capture_output=True, timeout=60)
         stop.set()
         for thread in threads:
             thread.join(5)
