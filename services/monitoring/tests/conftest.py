@@ -15,8 +15,9 @@ from sqlalchemy import select
 from services.monitoring.alerts.egress import EgressPolicy
 from services.monitoring.app import SERVICE
 from services.monitoring.container import MonitoringContainer
-from shared.events.catalog import AttemptMetrics, Event, TaskCompleted, TaskCreated, TaskFailed
+from shared.events.catalog import AttemptMetrics, Event, TaskCompleted, TaskFailed
 from shared.events.envelope import Envelope, iso, utcnow
+from shared.testing.core_events import task_created
 from shared.testing.fixtures import DEFAULT_BRAND
 from shared.testing.service_fixtures import service_fixtures
 
@@ -59,24 +60,9 @@ class Feed:
         """Core's task.created for a new task (not applied)."""
         self.next_id += 1
         now = iso(utcnow())
-        created = TaskCreated(
-            **{
-                "id": self.next_id,
-                "task_id": f"task_{self.next_id:012x}",
-                "task_type": task_type,
-                "status": "pending",
-                "priority": "normal",
-                "queue_name": "normal",
-                "brand": {"id": brand["id"], "name": brand["name"]},
-                "created_by": {"id": "1", "username": "martin"},
-                "created_at": now,
-                "updated_at": now,
-                "context_data": {},
-                "max_retries": 3,
-                "timeout_minutes": 60,
-                **fields,
-            }
-        )
+        brand_ref = {"id": brand["id"], "name": brand["name"]}
+        defaults = {"task_type": task_type, "brand": brand_ref, "created_at": now, "updated_at": now}
+        created = task_created(self.next_id, **(defaults | fields))
         return self.envelope(created, brand["id"])
 
     def task(self, task_type: str = "seo.analysis", brand: dict = DEFAULT_BRAND, **fields: Any) -> dict:

@@ -16,9 +16,7 @@ import pytest
 from services.persistence.app import SERVICE
 from services.persistence.container import PersistenceContainer
 from shared.events.catalog import (
-    AttemptMetrics,
     Event,
-    TaskCompleted,
     TaskCreated,
     TaskEvent,
     TaskOutcome,
@@ -27,6 +25,7 @@ from shared.events.catalog import (
 from shared.events.envelope import Envelope
 from shared.events.outbox_relay import OutboxRelay
 from shared.machine_identity import ATTEMPT, CORE, machine_issuer
+from shared.testing import core_events
 from shared.testing.fixtures import DEFAULT_BRAND, make_settings, wait_until
 from shared.testing.service_fixtures import service_fixtures
 from tests.integration.event_schemas import validator
@@ -45,25 +44,8 @@ def consumer(container: PersistenceContainer) -> Any:
 
 
 def task_created(pk: int, **fields: Any) -> TaskCreated:
-    """core's task.created of a task as a test needs it (what the test does not care about is
-    filled in)."""
-    values: dict[str, Any] = {
-        "id": pk,
-        "task_id": f"task_{pk:012x}",
-        "task_type": "example.batch",
-        "status": "pending",
-        "priority": "normal",
-        "queue_name": "normal",
-        "brand": DEFAULT_BRAND,
-        "created_by": {"id": "1", "username": "martin"},
-        "created_at": "2026-06-01T12:00:00.000Z",
-        "updated_at": "2026-06-01T12:00:00.000Z",
-        "context_data": {},
-        "max_retries": 3,
-        "timeout_minutes": 60,
-        "persistent": True,
-    }
-    return TaskCreated(**(values | fields))
+    """core's task.created of a persistent task (what the test does not care about is filled in)."""
+    return core_events.task_created(pk, **({"task_type": "example.batch", "persistent": True} | fields))
 
 
 class Events:
@@ -95,18 +77,15 @@ class Events:
         self, event_type: type[TaskEvent], task: dict, brand: dict = DEFAULT_BRAND, **fields: Any
     ) -> Envelope:
         """core's event `event_type` about `task` (an outcome gets the task's summary)."""
-        values: dict[str, Any] = {"id": task["id"], "task_id": task["task_id"]}
-        if issubclass(event_type, TaskOutcome):
-            values |= {
-                "task_type": task.get("task_type", "example.batch"),
-                "priority": task.get("priority", "normal"),
-                "retry_count": 0,
-                "max_retries": 3,
-                "metrics": AttemptMetrics(),
-            }
-        if event_type is TaskCompleted:
-            values["result_data"] = {}
-        return self.send(event_type(**(values | fields)), brand)
+        summary = {
+            "task_type": task.get("task_type", "example.batch"),
+            "priority": task.get("priority", "normal"),
+        }
+        if not issubclass(event_type, TaskOutcome):
+            summary = {}
+        return self.send(
+            core_events.task_event(event_type, task["id"], task["task_id"], **(summary | fields)), brand
+        )
 
     def published(self, event_type: str | None = None) -> list[Envelope]:
         """Every event published so far (each checked against its schema in docs/events/)."""

@@ -21,20 +21,14 @@ from services.scheduling.scheduler import Scheduler
 from shared.background import Loop, start_loops
 from shared.db import make_engine
 from shared.events.catalog import (
-    AttemptMetrics,
     Event,
-    TaskCancelled,
-    TaskCompleted,
     TaskCreated,
     TaskEvent,
-    TaskFailed,
-    TaskOutcome,
-    TaskRetried,
-    TaskStarted,
 )
 from shared.events.envelope import Envelope
 from shared.events.inprocess_bus import InProcessBus
 from shared.migrations import upgrade
+from shared.testing import core_events
 from shared.testing.fixtures import fresh_postgres_database, make_settings
 from shared.testing.service_fixtures import service_fixtures
 
@@ -186,40 +180,14 @@ def platform(database_url: str, sqlite_url: Any, clock: FakeClock) -> Iterator[P
 def task_created(pk: int, key: str | None = None, **fields: Any) -> TaskCreated:
     """core's task.created (what the test does not care about is filled in); `key`: the slot
     key of the run that created it."""
-    values: dict[str, Any] = {
-        "id": pk,
-        "task_id": f"task_{pk}",
-        "task_type": "example.noop",
-        "status": "pending",
-        "priority": "normal",
-        "queue_name": "normal",
-        "brand": {"id": 9, "name": "Humari"},
-        "created_by": {"id": "1", "username": "martin"},
-        "created_at": "2026-06-01T12:00:00.000Z",
-        "updated_at": "2026-06-01T12:00:00.000Z",
-        "context_data": {},
-        "max_retries": 3,
-        "timeout_minutes": 60,
-        "is_periodic": key is not None,
-        "origin": {"idempotency_key": key} if key else None,
-    }
-    return TaskCreated(**(values | fields))
+    origin = {"idempotency_key": key} if key else None
+    run = {"task_id": f"task_{pk}", "is_periodic": key is not None, "origin": origin}
+    return core_events.task_created(pk, **(run | fields))
 
 
 def core_event(event_type: type[TaskEvent], pk: int, **fields: Any) -> TaskEvent:
     """core's event `event_type` about task `pk`, its required fields filled in."""
-    values: dict[str, Any] = {"id": pk, "task_id": f"task_{pk}"}
-    if issubclass(event_type, TaskOutcome):
-        values |= {"attempt": 1, "task_type": "example.noop", "priority": "normal", "retry_count": 0,
-                   "max_retries": 3, "metrics": AttemptMetrics()}  # fmt: skip
-    defaults: dict[type, dict[str, Any]] = {
-        TaskStarted: {"attempt": 1, "worker_name": "w1", "started_at": "2026-06-01T12:01:00.000Z"},
-        TaskCompleted: {"result_data": {}},
-        TaskFailed: {"error_message": "boom", "will_retry": False},
-        TaskCancelled: {"previous_status": "running"},
-        TaskRetried: {"retry_count": 1, "reason": "manual"},
-    }
-    return event_type(**(values | defaults.get(event_type, {}) | fields))
+    return core_events.task_event(event_type, pk, f"task_{pk}", **fields)
 
 
 def deliver(container: SchedulingContainer, *events: Event, brand_id: int = 9) -> list[Envelope]:
