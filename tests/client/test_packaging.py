@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from shared.config import REPO_ROOT
-from shared.testing.fixtures import JWT_SECRET, wait_until
+from shared.testing.fixtures import wait_until
 
 EXAMPLE = REPO_ROOT / "examples" / "acme-reports"
 
@@ -65,27 +64,13 @@ def test_the_old_import_is_the_same_sdk() -> None:
 def test_a_handler_package_runs_in_the_worker(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, auth: object
 ) -> None:
-    from services.core.app import SERVICE as CORE
-    from services.worker.embedded import embedded_loops
-    from shared.background import start_loops
-    from shared.config import load_settings
-    from shared.service_app import build_embedded
+    from shared.testing.embedded_platform import embedded_core_and_worker
 
     monkeypatch.syspath_prepend(str(EXAMPLE))  # as `pip install examples/acme-reports` would
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(EXAMPLE), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("TASKHUB_HANDLER_MODULES", "acme_reports.handlers")
-    monkeypatch.delenv("AMQP_URL", raising=False)
-    monkeypatch.setenv("JWT_SECRET", JWT_SECRET)
-    monkeypatch.setenv("AMQP_PREFIX", f"acme-{tmp_path.name}.")
-    monkeypatch.setenv("CORE_DATABASE_URL", f"sqlite:///{tmp_path / 'core.db'}")
-    monkeypatch.setenv("TASKHUB_WORKER_CONCURRENCY", "1")
-    monkeypatch.setenv("TASKHUB_HEARTBEAT_SECONDS", "0.5")
-    app, loops = build_embedded(CORE, load_settings("core"))
-    stop = threading.Event()
-    threads = start_loops([*loops, *embedded_loops()], stop)
-    client = app.test_client()
     headers = auth.headers()  # type: ignore[attr-defined]
-    try:
+    with embedded_core_and_worker(monkeypatch, tmp_path) as client:
 
         def announced() -> dict[str, dict]:
             listed = client.get("/tasks/types/", headers=headers).json["task_types"]
@@ -105,7 +90,3 @@ def test_a_handler_package_runs_in_the_worker(
             message="acme.report completed",
         )
         assert done["result_data"]["rows"] == 250 and done["queue_name"] == "high"
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(10)
