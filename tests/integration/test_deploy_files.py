@@ -5,7 +5,6 @@ Dockerfiles cover every service of the route table. No server needed."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +17,8 @@ from deploy.generate import dockerfiles, generated_files
 from deploy.k8s.validate import EXTERNAL_SECRETS, KustomizeError, build, validate
 from gateway.render import GatewayConfig, container_config, k8s_config, render
 from shared.routes import ROUTES, SERVICES
+
+from .nginx_gateway import nginx_command, requires_nginx
 
 OVERLAYS = sorted((DEPLOY / "k8s" / "overlays").iterdir())
 
@@ -83,25 +84,13 @@ def _variants(tmp_path: Path) -> dict[str, GatewayConfig]:
     }
 
 
-@pytest.mark.skipif(
-    not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()), reason="nginx not installed"
-)
+@requires_nginx
 @pytest.mark.parametrize("variant", ["make up", "kubernetes", "compose"])
 def test_nginx_accepts_the_generated_config(tmp_path: Path, variant: str) -> None:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     (tmp_path / "temp").mkdir()
     (tmp_path / "nginx.conf").write_text(render(_variants(tmp_path)[variant]))
     checked = subprocess.run(
-        [
-            nginx,
-            "-t",
-            "-p",
-            str(tmp_path),
-            "-c",
-            str(tmp_path / "nginx.conf"),
-            "-e",
-            str(tmp_path / "error.log"),
-        ],
+        nginx_command(tmp_path, "-t"),
         capture_output=True,
         text=True,
     )

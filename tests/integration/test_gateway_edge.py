@@ -6,24 +6,17 @@ the brand whatever the client address. Needs nginx only."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 
-from deploy.local.topology import free_port
-from gateway.render import GatewayConfig, render
-from shared.testing.fixtures import wait_until
+from .nginx_gateway import LocalGateways, requires_nginx
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx not installed")
+pytestmark = requires_nginx
 StartGateway = Callable[..., str]
 
 
@@ -64,38 +57,9 @@ def echo() -> Iterator[Echo]:
 
 @pytest.fixture
 def gateway(tmp_path: Path, echo: Echo) -> Iterator[StartGateway]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(**options: Any) -> str:
-        port = free_port()
-        (tmp_path / "temp").mkdir(exist_ok=True)
-        config = GatewayConfig(f"127.0.0.1:{port}", {"core": [echo.address]}, prefix_dir=tmp_path, **options)
-        (tmp_path / "nginx.conf").write_text(render(config))
-        command = [
-            NGINX,
-            "-p",
-            str(tmp_path),
-            "-c",
-            str(tmp_path / "nginx.conf"),
-            "-e",
-            str(tmp_path / "error.log"),
-        ]
-        started.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        url = f"http://127.0.0.1:{port}"
-
-        def answers() -> bool:
-            try:
-                return requests.get(url + "/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_until(answers, 10, 0.05, "nginx is listening")
-        return url
-
-    yield start
-    for process in started:
-        process.terminate()
-        process.wait(10)
+    gateways = LocalGateways(tmp_path)
+    yield lambda **options: gateways.start({"core": [echo.address]}, **options)
+    gateways.close()
 
 
 def raw(url: str, request: bytes, source: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:

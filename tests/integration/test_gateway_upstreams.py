@@ -5,9 +5,7 @@ reached a server is never replayed on another one. Needs nginx only."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -18,12 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.local.topology import free_port
-from gateway.render import GatewayConfig, render
-from shared.testing.fixtures import wait_until
+from .nginx_gateway import LocalGateways, requires_nginx
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx not installed")
+pytestmark = requires_nginx
 StartGateway = Callable[..., str]
 
 
@@ -74,40 +69,13 @@ def closed_address() -> str:
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[StartGateway]:
-    started: list[subprocess.Popen[bytes]] = []
+    gateways = LocalGateways(tmp_path)
 
     def start(servers: list[str], read_timeout_s: int = 60) -> str:
-        port = free_port()
-        (tmp_path / "temp").mkdir(exist_ok=True)
-        config = GatewayConfig(
-            f"127.0.0.1:{port}", {"core": servers}, prefix_dir=tmp_path, read_timeout_s=read_timeout_s
-        )
-        (tmp_path / "nginx.conf").write_text(render(config))
-        command = [
-            NGINX,
-            "-p",
-            str(tmp_path),
-            "-c",
-            str(tmp_path / "nginx.conf"),
-            "-e",
-            str(tmp_path / "error.log"),
-        ]
-        started.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        url = f"http://127.0.0.1:{port}"
-
-        def answers() -> bool:
-            try:
-                return requests.get(url + "/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_until(answers, 10, 0.05, "nginx is listening")
-        return url
+        return gateways.start({"core": servers}, read_timeout_s=read_timeout_s)
 
     yield start
-    for process in started:
-        process.terminate()
-        process.wait(10)
+    gateways.close()
 
 
 def test_a_slow_service_is_a_json_504_within_the_read_timeout(gateway: StartGateway) -> None:
