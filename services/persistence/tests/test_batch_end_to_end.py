@@ -5,10 +5,8 @@ checkpoint per batch: no batch was ever done again."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,16 +21,15 @@ from services.core.container import bootstrap as bootstrap_core
 from services.persistence.app import create_app as create_persistence
 from services.persistence.container import bootstrap as bootstrap_persistence
 from shared.background import start_loops
-from shared.config import REPO_ROOT
 from shared.events.bus import EVENTS_EXCHANGE, PRIORITIES, WORK_EXCHANGE
 from shared.events.envelope import Envelope
 from shared.events.rabbitmq_bus import DEAD_EXCHANGE, RabbitMQBus
 from shared.testing.fixtures import (
-    JWT_SECRET,
     fresh_postgres_database,
     make_settings,
     wait_until,
 )
+from shared.testing.worker_process import start_worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 JOBS = "/tasks/persistent-jobs/persistent-jobs"
@@ -76,23 +73,13 @@ class Platform:
         self.events.append(Envelope.from_json(delivery.body))
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO_ROOT),
-            "JWT_SECRET": JWT_SECRET,
-            "AMQP_URL": self.amqp_url,
-            "AMQP_PREFIX": self.prefix,
-            "LOG_FORMAT": "console",
-            "TASKHUB_HEARTBEAT_SECONDS": "0.5",
-            "TASKHUB_PERSISTENCE_URL": f"http://127.0.0.1:{self.server.server_port}",
-        }
-        log = open(self.logs / f"worker-{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.worker", "--name", name, "--concurrency", "2"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
+        process = start_worker_process(
+            name,
+            self.amqp_url,
+            self.prefix,
+            self.logs / f"worker-{name}.log",
+            ["--concurrency", "2"],
+            TASKHUB_PERSISTENCE_URL=f"http://127.0.0.1:{self.server.server_port}",
         )
         self.workers.append(process)
         # core learns from heartbeats that example.batch is persistent (task.created says so)

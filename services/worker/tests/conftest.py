@@ -5,10 +5,8 @@ event seen on the bus is checked against the event contract (docs/events/)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,20 +18,19 @@ import pytest
 from services.core.app import create_app
 from services.core.container import bootstrap
 from shared.background import start_loops
-from shared.config import REPO_ROOT
 from shared.events.bus import EVENTS_EXCHANGE
 from shared.events.envelope import Envelope
 from shared.events.rabbitmq_bus import RabbitMQBus
 from shared.testing.broker_cleanup import delete_prefixed
 from shared.testing.event_contract import problems
 from shared.testing.fixtures import (
-    JWT_SECRET,
     Auth,
     fresh_postgres_database,
     make_settings,
     require_service,
     wait_until,
 )
+from shared.testing.worker_process import start_worker_process
 
 LEASE_SECONDS = "2"
 MAX_LOST_DELIVERIES = "2"
@@ -74,37 +71,17 @@ class Platform:
     def start_worker(
         self, name: str, concurrency: int = 4, queues: str = "critical,high,normal", **env: str
     ) -> subprocess.Popen[bytes]:
-        environment = {
-            **os.environ,
-            "PYTHONPATH": str(REPO_ROOT),
-            "JWT_SECRET": JWT_SECRET,
-            "AMQP_URL": self.amqp_url,
-            "AMQP_PREFIX": self.prefix,
-            "LOG_FORMAT": "console",
-            "TASKHUB_HEARTBEAT_SECONDS": "0.5",
-            "TASKHUB_IDLE_HEARTBEAT_SECONDS": "0.5",
-            "TASKHUB_TIMEOUT_SCALE": "0.02",  # a timeout minute lasts 1.2 s
-            "TASKHUB_CANCEL_GRACE_SECONDS": "2",
-            "TASKHUB_HANDLER_MODULES": "services.worker.tests.handlers",
+        process = start_worker_process(
+            name,
+            self.amqp_url,
+            self.prefix,
+            self.logs / f"worker-{name}.log",
+            ["--queues", queues, "--concurrency", str(concurrency)],
+            TASKHUB_IDLE_HEARTBEAT_SECONDS="0.5",
+            TASKHUB_TIMEOUT_SCALE="0.02",  # a timeout minute lasts 1.2 s
+            TASKHUB_CANCEL_GRACE_SECONDS="2",
+            TASKHUB_HANDLER_MODULES="services.worker.tests.handlers",
             **env,
-        }
-        log = open(self.logs / f"worker-{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "services.worker",
-                "--name",
-                name,
-                "--queues",
-                queues,
-                "--concurrency",
-                str(concurrency),
-            ],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
         )
         self.workers.append(process)
         return process
