@@ -16,10 +16,11 @@ from shared.events.bus import EVENTS_EXCHANGE, Delivery, EventBus, OutgoingMessa
 from shared.events.envelope import Envelope
 from shared.events.inbox_consumer import InboxConsumer
 from shared.prometheus_metrics import EVENTS_CONSUMED, EVENTS_DUPLICATE
+from shared.testing.fixtures import wait_until
 from shared.unit_of_work import UnitOfWork
 
 from .conftest import Runner
-from .test_bus_contract import wait_until
+from .test_bus_contract import DEADLINE
 
 # the inbox's mechanics, with an event type of its own rather than the catalog's
 pytestmark = [pytest.mark.timeout(60), pytest.mark.unchecked_events]
@@ -132,14 +133,18 @@ def test_a_backlog_is_applied_in_batches_once_each_in_order(
     consumed = counter(EVENTS_CONSUMED, "tests", service.consumer.name, "thing.happened")
     runner.start(subscription)
 
-    wait_until(lambda: len(service.applied()) == 120, "every event applied")
+    wait_until(lambda: len(service.applied()) == 120, DEADLINE, message="every event applied")
     assert service.applied() == [(m.message_id, n) for n, m in enumerate(messages)]
     assert service.inbox_rows() == 120
     assert max(service.batches) > 1, "a backlog should be taken in batches"
     assert max(service.batches) <= 50
     assert counter(EVENTS_CONSUMED, "tests", service.consumer.name, "thing.happened") == consumed + 120
     figures = bus.queue_figures(bus.prefix + "batched")
-    wait_until(lambda: getattr(bus.queue_figures(bus.prefix + "batched"), "ready", 1) == 0, "all acked")
+    wait_until(
+        lambda: getattr(bus.queue_figures(bus.prefix + "batched"), "ready", 1) == 0,
+        DEADLINE,
+        message="all acked",
+    )
     assert figures is not None and figures.unacked in (None, 0)
 
 
@@ -153,14 +158,16 @@ def test_a_poison_event_in_a_batch_is_dead_lettered_alone(
     bus.publish(messages)
     runner.start(subscription)
 
-    wait_until(lambda: bus.dead_letters(bus.prefix + "poisoned") == 1, "the poison to be parked")
+    wait_until(
+        lambda: bus.dead_letters(bus.prefix + "poisoned") == 1, DEADLINE, message="the poison to be parked"
+    )
     good = [(m.message_id, n) for n, m in enumerate(messages) if m is not poison]
-    wait_until(lambda: service.applied() == good, "the others applied, in order")
+    wait_until(lambda: service.applied() == good, DEADLINE, message="the others applied, in order")
     # the bounded deliveries of the queue (5 by default), not more: batches do not add any
     assert service.calls_of(poison.message_id) == 5 + 1  # + its failed first batch
     sentinel = events(1)[0]
     bus.publish([sentinel])
-    wait_until(lambda: len(service.applied()) == 10, "a later event")
+    wait_until(lambda: len(service.applied()) == 10, DEADLINE, message="a later event")
     assert all(service.calls_of(m.message_id) <= 2 for m in messages if m is not poison)
     assert service.inbox_rows() == 10
 
