@@ -152,7 +152,3 @@ def _operational_routes(app: Flask, ctx: ServiceContext) -> None:
     @app.get(f"{docs}/static/<path:filename>")
     def swagger_assets(filename: str) -> Any:
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
-
-
-def service_context(app: Flask) -> ServiceContext:
-    return app.extensions["taskhub"]
