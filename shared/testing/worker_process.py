@@ -4,6 +4,7 @@ broker prefix, its output in a log file the test names."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,11 @@ def start_worker_process(
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
         )
+
+
+def kill_worker_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL (a test ends; nothing to drain) the workers still running, and reap them."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from shared.testing.local_http import LocalHttpServer, QuietHandler
 
 from .nginx_gateway import LocalGateways, requires_nginx
 
@@ -20,32 +20,15 @@ pytestmark = requires_nginx
 StartGateway = Callable[..., str]
 
 
-class Echo:
+class Echo(LocalHttpServer):
     """Answers 200 with the request headers it received, as JSON."""
 
     def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
-                body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_json(json.dumps({k.lower(): v for k, v in self.headers.items()}).encode())
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture

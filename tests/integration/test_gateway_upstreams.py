@@ -6,15 +6,15 @@ reached a server is never replayed on another one. Needs nginx only."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
+
+from shared.testing.local_http import LocalHttpServer, QuietHandler
 
 from .nginx_gateway import LocalGateways, requires_nginx
 
@@ -22,7 +22,7 @@ pytestmark = requires_nginx
 StartGateway = Callable[..., str]
 
 
-class Upstream:
+class Upstream(LocalHttpServer):
     """An HTTP server answering 200 JSON, or sleeping first when `slow` is set; counts requests."""
 
     def __init__(self) -> None:
@@ -30,34 +30,17 @@ class Upstream:
         self.slow = 0.0
         upstream = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 upstream.hits[self.command] += 1
                 time.sleep(upstream.slow)
-                body = b'{"ok": true}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_json(b'{"ok": true}')
 
             do_GET = do_POST = _answer  # noqa: N815 - the names http.server dispatches to
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def closed_address() -> str:

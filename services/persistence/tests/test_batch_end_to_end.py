@@ -29,7 +29,7 @@ from shared.testing.fixtures import (
     make_settings,
     wait_until,
 )
-from shared.testing.worker_process import start_worker_process
+from shared.testing.worker_process import kill_worker_processes, start_worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 JOBS = "/tasks/persistent-jobs/persistent-jobs"
@@ -117,10 +117,7 @@ class Platform:
         return wait_until(lambda: (lambda j: j if j and predicate(j) else None)(self.job(task)), timeout)
 
     def close(self) -> None:
-        for process in self.workers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                process.wait(10)
+        kill_worker_processes(self.workers)
         self.stop.set()
         self.server.shutdown()
         for thread in self.threads:

@@ -5,7 +5,6 @@ event seen on the bus is checked against the event contract (docs/events/)."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import threading
 import uuid
@@ -30,7 +29,7 @@ from shared.testing.fixtures import (
     require_service,
     wait_until,
 )
-from shared.testing.worker_process import start_worker_process
+from shared.testing.worker_process import kill_worker_processes, start_worker_process
 
 LEASE_SECONDS = "2"
 MAX_LOST_DELIVERIES = "2"
@@ -132,10 +131,7 @@ class Platform:
         )
 
     def close(self) -> None:
-        for process in self.workers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                process.wait(10)
+        kill_worker_processes(self.workers)
         self.stop.set()
         for thread in self.threads:
             thread.join(5)
