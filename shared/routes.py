@@ -22,7 +22,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/tasks/", "core", 8101),
 )
 
-SERVICES: tuple[str, ...] = ("core", "monitoring", "persistence", "scheduling")
+SERVICES: tuple[str, ...] = tuple(sorted(route.service for route in ROUTES))
 
 
 @dataclass(frozen=True)
