@@ -13,6 +13,7 @@ import marshmallow as ma
 from flask import request
 from marshmallow.schema import SchemaMeta
 from sqlalchemy import ColumnElement, Select, func, literal, or_, select, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -131,14 +132,21 @@ def timestamp_filters(created: Any, updated: Any | None = None) -> dict[str, Fil
     }
 
 
-def choice_filters(*columns: Any) -> dict[str, Filter]:
-    """A `CommaList` filter per column, named as the column: `?task_type=a,b` -> IN ('a', 'b')."""
-    return {column.key: _in(column) for column in columns}
-
-
-def flag_filters(*columns: Any) -> dict[str, Filter]:
-    """A boolean filter per column, named as the column: `?is_active=true` -> IS true."""
-    return {column.key: _is(column) for column in columns}
+def column_filters(args: type[ma.Schema], model: Any) -> dict[str, Filter]:
+    """The filters a list's argument schema declares on the model's own columns, each named as
+    its column, so that a filter is declared once (in the schema): a `CommaList` selects IN the
+    values, a boolean IS the value. Filters of any other shape are written after these in the
+    same map (where one has a derived filter's name, it replaces it)."""
+    columns = sa_inspect(model).column_attrs.keys()
+    filters: dict[str, Filter] = {}
+    for name, field in args._declared_fields.items():  # type: ignore[attr-defined]
+        if name not in columns:
+            continue
+        if isinstance(field, CommaList):
+            filters[name] = _in(getattr(model, name))
+        elif isinstance(field, ma.fields.Boolean):
+            filters[name] = _is(getattr(model, name))
+    return filters
 
 
 def _in(column: Any) -> Filter:
@@ -344,8 +352,7 @@ __all__ = [
     "Ordering",
     "apply_filters",
     "apply_ordering",
-    "choice_filters",
-    "flag_filters",
+    "column_filters",
     "paginate",
     "page_schema",
     "search_clause",

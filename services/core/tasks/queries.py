@@ -13,11 +13,15 @@ from shared import task_states as st
 from shared.db import seconds_between
 from shared.events.bus import EventBus
 from shared.events.envelope import utcnow
-from shared.listing import apply_filters, apply_ordering, choice_filters, timestamp_filters
+from shared.listing import apply_filters, apply_ordering, column_filters, timestamp_filters
 
 from ..models import Task, WorkerPresence
+from .schemas import TaskListArgs
 
 FILTERS: dict[str, Any] = {
+    # status, priority and the flags are written out: they replace the derived ones (status
+    # expands `active`, priority filters the rank column; `= true` is what the indexes serve)
+    **column_filters(TaskListArgs, Task),
     "status": lambda v: Task.status.in_(_expand_status(v)),
     # the rank column, so that the (brand, rank, created) index serves filter and ordering at once
     "priority": lambda v: Task.priority_rank.in_([st.PRIORITY_RANK[p] for p in v]),
@@ -25,7 +29,6 @@ FILTERS: dict[str, Any] = {
     "has_metrics": lambda v: Task.has_metrics == v,
     "is_resumable": lambda v: Task.is_resumable == v,
     "is_periodic": lambda v: Task.is_periodic == v,
-    **choice_filters(Task.task_type, Task.queue_name),
     **timestamp_filters(Task.created_at, Task.updated_at),
 }
 RANGES = {

@@ -14,8 +14,7 @@ from shared.events.envelope import utcnow
 from shared.listing import (
     apply_filters,
     apply_ordering,
-    choice_filters,
-    flag_filters,
+    column_filters,
     paginate,
     search_clause,
     timestamp_filters,
@@ -45,9 +44,8 @@ blp = Blueprint(
 )
 
 RULE_FILTERS: dict[str, Any] = {
+    **column_filters(AlertRuleListArgs, AlertRule),
     "last_triggered_after": lambda v: AlertRule.last_triggered_at >= v,
-    **choice_filters(AlertRule.metric_field, AlertRule.condition, AlertRule.severity),
-    **flag_filters(AlertRule.is_active),
     **timestamp_filters(AlertRule.created_at, AlertRule.updated_at),
 }
 RULE_COLUMNS = {
@@ -55,9 +53,9 @@ RULE_COLUMNS = {
     for name in ("name", "created_at", "updated_at", "last_triggered_at", "trigger_count", "threshold_value")
 }
 EVENT_FILTERS: dict[str, Any] = {
+    **column_filters(AlertHistoryArgs, AlertEvent),
     "days": lambda v: AlertEvent.triggered_at >= utcnow() - timedelta(days=v),
     "alert_rule": lambda v: AlertEvent.rule_id == v,
-    **choice_filters(AlertEvent.severity),
     **timestamp_filters(AlertEvent.triggered_at),  # an alert event is never updated
 }
 EVENT_COLUMNS = {"triggered_at": AlertEvent.triggered_at, "value": AlertEvent.value}

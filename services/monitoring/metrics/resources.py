@@ -12,7 +12,7 @@ from shared.auth import current_principal
 from shared.listing import (
     apply_filters,
     apply_ordering,
-    choice_filters,
+    column_filters,
     paginate,
     search_clause,
     timestamp_filters,
@@ -48,8 +48,8 @@ blp = Blueprint(
 )
 
 FILTERS: dict[str, Any] = {
+    **column_filters(MetricsListArgs, M),
     "base_task": lambda v: M.base_task == v,
-    **choice_filters(M.task_type, M.worker_name),
     **timestamp_filters(M.created_at, M.updated_at),
 }
 COLUMNS = {name: getattr(M, name) for name in (*NUMERIC, "created_at", "updated_at")}

@@ -12,7 +12,7 @@ from shared.auth import current_principal
 from shared.listing import (
     apply_filters,
     apply_ordering,
-    flag_filters,
+    column_filters,
     paginate,
     search_clause,
     timestamp_filters,
@@ -41,14 +41,13 @@ blp = Blueprint(
 )
 
 FILTERS: dict[str, Any] = {
+    **column_filters(CheckpointListArgs, Checkpoint),
     "persistent_job": lambda v: Checkpoint.job_id.in_(v),
-    "step_name": lambda v: Checkpoint.step_name.in_(v),
     "has_large_data": lambda v: (
         (Checkpoint.data_size_bytes > LARGE_DATA_BYTES)
         if v
         else (Checkpoint.data_size_bytes <= LARGE_DATA_BYTES)
     ),
-    **flag_filters(Checkpoint.is_recovery_point, Checkpoint.is_compressed),
     **timestamp_filters(Checkpoint.created_at, Checkpoint.updated_at),
 }
 RANGES = {"data_size_bytes": Checkpoint.data_size_bytes}

@@ -13,7 +13,7 @@ from shared.auth import current_principal
 from shared.listing import (
     apply_filters,
     apply_ordering,
-    flag_filters,
+    column_filters,
     paginate,
     search_clause,
     timestamp_filters,
@@ -47,9 +47,9 @@ _has_active_task = exists().where(
     PeriodicTask.is_active.is_(True),
 )
 FILTERS: dict[str, Any] = {
+    **column_filters(CalendarListArgs, Calendar),
     # has_events: the calendar has at least one active schedule attached (so it shows events)
     "has_events": lambda v: _has_active_task if v else ~_has_active_task,
-    **flag_filters(Calendar.is_active),
     **timestamp_filters(Calendar.created_at, Calendar.updated_at),
 }
 ORDERING = {"created_at": Calendar.created_at, "updated_at": Calendar.updated_at, "name": Calendar.name}

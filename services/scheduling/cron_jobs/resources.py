@@ -12,8 +12,7 @@ from shared.auth import current_principal
 from shared.listing import (
     apply_filters,
     apply_ordering,
-    choice_filters,
-    flag_filters,
+    column_filters,
     paginate,
     search_clause,
     timestamp_filters,
@@ -41,8 +40,7 @@ blp = Blueprint(
 )
 
 FILTERS: dict[str, Any] = {
-    **choice_filters(CronJob.frequency, CronJob.task_type),
-    **flag_filters(CronJob.is_active),
+    **column_filters(CronJobListArgs, CronJob),
     **timestamp_filters(CronJob.created_at, CronJob.updated_at),
 }
 ORDERING = {

@@ -15,19 +15,18 @@ from shared.events.envelope import iso
 from shared.listing import (
     apply_filters,
     apply_ordering,
-    choice_filters,
-    flag_filters,
+    column_filters,
     search_clause,
     timestamp_filters,
 )
 
 from ..models import PERIODIC, PeriodicTask, ScheduleRun
+from .schemas import PeriodicTaskListArgs
 
 FILTERS: dict[str, Any] = {
+    **column_filters(PeriodicTaskListArgs, PeriodicTask),
     "cron_expression": lambda v: PeriodicTask.cron_expression == " ".join(v.split()),
     "next_run_before": lambda v: PeriodicTask.next_run_at < v,
-    **choice_filters(PeriodicTask.timezone, PeriodicTask.last_run_status, PeriodicTask.task_type),
-    **flag_filters(PeriodicTask.is_active),
     **timestamp_filters(PeriodicTask.created_at, PeriodicTask.updated_at),
 }
 ORDERING = {
