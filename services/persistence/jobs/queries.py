@@ -10,17 +10,16 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from shared.events.envelope import iso, utcnow
-from shared.listing import apply_filters, apply_ordering, search_clause, timestamp_filters
+from shared.listing import apply_filters, apply_ordering, column_filters, search_clause, timestamp_filters
 
 from ..checkpoints import codec
 from ..models import Checkpoint, PersistentJob, TaskRef
 from . import lifecycle as lc
+from .schemas import JobListArgs
 
 FILTERS: dict[str, Any] = {
+    **column_filters(JobListArgs, PersistentJob),
     "base_task": lambda v: PersistentJob.base_task_id.in_(v),
-    "can_resume": lambda v: PersistentJob.can_resume.is_(v),
-    "status": lambda v: PersistentJob.status.in_(v),
-    "current_step": lambda v: PersistentJob.current_step.in_(v),
     "progress_gte": lambda v: PersistentJob.progress_percentage >= v,
     "progress_lte": lambda v: PersistentJob.progress_percentage <= v,
     "has_checkpoints": lambda v: (
