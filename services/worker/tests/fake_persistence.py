@@ -15,6 +15,7 @@ from typing import Any
 from services.worker.persistence_client import CHECKPOINT_PATH, JOB_PATH
 from shared.machine_identity import ATTEMPT, CORE, MachineTokenError, MachineVerifier
 from shared.testing.fixtures import make_settings
+from shared.testing.local_http import QuietHandler
 
 
 class FakePersistence:
@@ -103,19 +104,11 @@ class FakePersistence:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 status, answer = fake.answer(self.path, dict(self.headers), body)
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: Any) -> None:
-                pass
+                self.send_json(json.dumps(answer).encode(), status)
 
         return Handler
