@@ -13,13 +13,13 @@ from .calendars.resources import blp as calendars_blp
 from .container import SchedulingContainer, bootstrap
 from .cron_jobs.resources import blp as cron_jobs_blp
 from .periodic_tasks.resources import blp as periodic_tasks_blp
-from .scheduler import Scheduler
+from .scheduler import scheduler_loop
 
 
 def hosted_scheduler(container: SchedulingContainer) -> list[Loop]:
     """`make run` hosts the scheduler on the app's own composition root, so that a schedule
     changed through the app wakes it in the process (SQLite has no NOTIFY)."""
-    return [Loop("scheduling.scheduler", Scheduler(container).run)]
+    return [scheduler_loop(container)]
 
 
 SERVICE = ServiceApp(

@@ -189,11 +189,14 @@ def _next_fire_time(session: Session, model: type[Schedule], lookahead: timedelt
     return min(first.next_run_at, early - lookahead)
 
 
+def scheduler_loop(container: SchedulingContainer, clock: Clock | None = None) -> Loop:
+    return Loop("scheduling.scheduler", Scheduler(container, clock).run)
+
+
 def scheduler_loops(container: SchedulingContainer, clock: Clock | None = None) -> list[Loop]:
     """A scheduler process: the scheduler and the wake-up listener that feeds it."""
-    loops = [Loop("scheduling.scheduler", Scheduler(container, clock).run)]
     listener = container.ctx.wakeups.listener()
-    return loops + ([listener] if listener else [])
+    return [scheduler_loop(container, clock)] + ([listener] if listener else [])
 
 
 def main() -> None:
