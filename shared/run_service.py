@@ -29,7 +29,7 @@ def run_background(service: str) -> None:
     # /metrics (TASKHUB_METRICS_PORT); `make up` leaves it unset, the web process shows its figures
     serve_metrics(settings)
     container = importlib.import_module(f"services.{service}.container").bootstrap(settings)
-    queues = [f"{service}.{consumer.name}" for consumer in container.consumers()]
+    queues = [container.queue_of(consumer) for consumer in container.consumers()]
     loops = [*container.background_loops(), dead_letters.gauge_loop(service, container.ctx.bus, queues)]
     log.info("background process started", extra={"service": service, "loops": [x.name for x in loops]})
     try:

@@ -40,8 +40,11 @@ class ServiceContainer:
         return self.ctx.uow()
 
     def consumers(self) -> list[InboxConsumer]:
-        """The service's event consumers; each gets the queue `<service>.<consumer name>`."""
+        """The service's event consumers, each on its own queue (`queue_of`)."""
         return []
+
+    def queue_of(self, consumer: InboxConsumer) -> str:
+        return f"{self.ctx.service}.{consumer.name}"
 
     def consumer_threads(self, consumer: InboxConsumer) -> int:
         """How many competing loops apply `consumer`'s queue (one unless a service says more)."""
@@ -58,7 +61,7 @@ class ServiceContainer:
         for consumer in self.consumers():
             threads = self.consumer_threads(consumer)
             for index in range(threads):
-                subscription = consumer.subscription(self.bus, f"{service}.{consumer.name}")
+                subscription = consumer.subscription(self.bus, self.queue_of(consumer))
                 suffix = f".{index}" if threads > 1 else ""
                 loops.append(Loop(f"{service}.consumer.{consumer.name}{suffix}", subscription.run))
         return loops + self.service_loops() + self.loops_extra
