@@ -1,8 +1,9 @@
 """The one error format of the platform: {"detail", "error_code", "field_errors"?, ...}.
 
-Every error leaves through `error_response`: our own ApiErrors, the framework's 404/405/413/415,
-webargs validation errors and unexpected exceptions (logged with the request id, answered as a
-500 without internals).
+Every error leaves through `error_response`: what the domain refuses (shared.domain_errors, given
+its HTTP status here, in `STATUS_OF`), the HTTP layer's own ApiErrors (authentication, brand,
+body format), the framework's 404/405/413/415, webargs validation errors and unexpected
+exceptions (logged with the request id, answered as a 500 without internals).
 """
 
 from __future__ import annotations
@@ -13,6 +14,18 @@ from typing import Any
 from flask import Flask, g, jsonify
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
+
+from .domain_errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    IdempotencyKeyReused,
+    InvalidField,
+    NotFound,
+    QuotaExceeded,
+    Unavailable,
+    ValidationFailed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +47,24 @@ HTTP_CODES = {
 }
 
 
+# What the domain refuses -> the status a client reads; a subclass answers as its nearest mapped
+# ancestor (InvalidTransition is a Conflict). The service layers never see these numbers.
+STATUS_OF: dict[type[DomainError], int] = {
+    DomainError: 400,
+    InvalidField: 400,
+    ValidationFailed: 400,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    IdempotencyKeyReused: 422,
+    QuotaExceeded: 429,
+    Unavailable: 503,
+}
+
+
 class ApiError(Exception):
-    """An error a client sees. `extra` keys join the body (current_status, allowed_statuses...)."""
+    """An error of the HTTP layer itself (a token, a brand header, a body's format), with its
+    status. `extra` keys join the body (current_status, allowed_statuses...)."""
 
     def __init__(
         self,
@@ -58,21 +87,25 @@ class ApiError(Exception):
         return payload
 
 
-def validation_error(field_errors: dict[str, Any], code: str = "VALIDATION_ERROR") -> ApiError:
-    return ApiError(400, code, "Validation failed.", field_errors=flatten_messages(field_errors))
+def validation_error(field_errors: dict[str, Any]) -> ValidationFailed:
+    """marshmallow's or webargs' messages, as the domain's refusal of several fields."""
+    return ValidationFailed(flatten_messages(field_errors))
 
 
-def field_error(field: str, message: str, code: str = "VALIDATION_ERROR") -> ApiError:
-    return ApiError(400, code, message, field_errors={field: [message]})
+def status_of(error: DomainError) -> int:
+    return next(STATUS_OF[cls] for cls in type(error).__mro__ if cls in STATUS_OF)
 
 
-def not_found(code: str = "NOT_FOUND", what: str = "Object") -> ApiError:
-    # the same body for "missing" and "another brand's": existence must not leak
-    return ApiError(404, code, f"{what} not found or access denied")
-
-
-def conflict(code: str, detail: str, **extra: Any) -> ApiError:
-    return ApiError(409, code, detail, **extra)
+def from_domain(error: DomainError) -> ApiError:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return ApiError(
+        status_of(error),
+        error.error_code,
+        error.detail,
+        field_errors=error.field_errors,
+        headers=headers,
+        **error.extra,
+    )
 
 
 def flatten_messages(messages: Any) -> dict[str, list[str]]:
@@ -113,7 +146,7 @@ def from_http_exception(error: HTTPException) -> ApiError:
         for location_errors in messages.values():
             if isinstance(location_errors, dict):
                 merged.update(location_errors)
-        return validation_error(merged)
+        return from_domain(validation_error(merged))
     detail = {
         404: "The requested URL was not found.",
         405: "Method not allowed on this URL.",
@@ -128,6 +161,7 @@ def from_http_exception(error: HTTPException) -> ApiError:
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, error_response)
+    app.register_error_handler(DomainError, lambda e: error_response(from_domain(e)))
     app.register_error_handler(HTTPException, lambda e: error_response(from_http_exception(e)))
     app.register_error_handler(OverflowError, _out_of_range)
     app.register_error_handler(DataError, _out_of_range)

@@ -17,7 +17,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from .errors import not_found
+from .domain_errors import NotFound
 
 RANGE_SUFFIXES = ("gt", "gte", "lt", "lte")
 DEFAULT_PAGE_SIZE = 25
@@ -298,7 +298,7 @@ def paginate(
     query = stmt.limit(size).offset((page - 1) * size)
     rows = list(session.scalars(query) if scalars else session.execute(query))
     if page > 1 and not rows:
-        raise not_found(what="Page")
+        raise NotFound("Page")
     seen = (page - 1) * size + len(rows)
     count, exact = count_rows(session, stmt) if page > 1 or len(rows) == size else (seen, True)
     if not exact:  # an estimate is never below what this very page shows

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from shared import task_states as st
-from shared.errors import ApiError
+from shared.domain_errors import DomainError
 from shared.events.envelope import Envelope, parse_iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -134,7 +134,7 @@ def on_schedule_fired(registry: TaskTypeRegistry):  # type: ignore[no-untyped-de
         )
         try:
             create_task(uow, creator, new, registry)
-        except ApiError as error:
+        except DomainError as error:
             # a slot whose template no longer validates (say, scheduled_for in the past): the
             # schedule's run shows nothing was created; never a poison event
             log.warning(

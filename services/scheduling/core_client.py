@@ -7,8 +7,9 @@
 - `GET /tasks/{id}/` to read a `base_task` that the task.created read model has not seen yet.
 - `POST /tasks/{id}/cancel/` with a `cancel-run` grant for that task (overlap policy cancel_previous).
 
-The caller's `Authorization` and `X-Brand-ID` are forwarded, so core applies the caller's own
-scope: scheduling never sees a task its caller could not see.
+The caller's `Authorization` and `X-Brand-ID` are forwarded (a `Caller`, built by the HTTP layer
+from the request), so core applies the caller's own scope: scheduling never sees a task its
+caller could not see.
 """
 
 from __future__ import annotations
@@ -25,7 +26,22 @@ log = logging.getLogger(__name__)
 
 TASKS = service_path("core", "/")  # core's tasks, "/tasks/"
 
-FORWARDED = ("Authorization", "X-Brand-ID", "X-Request-ID")
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asked scheduling, as core must see them: their own credentials and request id."""
+
+    authorization: str = ""
+    brand_id: str = ""
+    request_id: str = ""
+
+    def headers(self) -> dict[str, str]:
+        given = {
+            "Authorization": self.authorization,
+            "X-Brand-ID": self.brand_id,
+            "X-Request-ID": self.request_id,
+        }
+        return {k: v for k, v in given.items() if v}
 
 
 class CoreUnavailable(RuntimeError):
@@ -52,9 +68,9 @@ class CoreClient:
         return response
 
     def create_task(
-        self, caller: dict[str, str], key: str, body: dict[str, Any], origin_token: str | None
+        self, caller: Caller, key: str, body: dict[str, Any], origin_token: str | None
     ) -> dict[str, Any]:
-        headers = {**_forward(caller), "Idempotency-Key": key, "Content-Type": "application/json"}
+        headers = {**caller.headers(), "Idempotency-Key": key, "Content-Type": "application/json"}
         if origin_token:  # scheduling's signed word that this is a schedule's run
             headers["X-Schedule-Origin"] = origin_token
         response = self._call("POST", TASKS, headers, json=body)
@@ -62,9 +78,9 @@ class CoreClient:
             raise CoreUnavailable(f"core refused the task: {response.status_code} {response.text[:300]}")
         return response.json()
 
-    def get_task(self, caller: dict[str, str], pk: int) -> dict[str, Any] | None:
+    def get_task(self, caller: Caller, pk: int) -> dict[str, Any] | None:
         """The task as core shows the caller, or None (missing or another brand's: the same 404)."""
-        response = self._call("GET", f"{TASKS}{pk}/", _forward(caller))
+        response = self._call("GET", f"{TASKS}{pk}/", caller.headers())
         if response.status_code == 200:
             return response.json()
         if response.status_code in (400, 403, 404):
@@ -75,7 +91,3 @@ class CoreClient:
         """Returns core's status code: 200 cancelled, 409 already final, 404 gone."""
         headers = {"Authorization": f"Bearer {token}", "X-Brand-ID": str(brand_id)}
         return self._call("POST", f"{TASKS}{pk}/cancel/", headers).status_code
-
-
-def _forward(caller: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in caller.items() if k in FORWARDED and v}

@@ -108,9 +108,9 @@ def slots(expression: str, tz_name: str, after: datetime) -> Iterator[datetime]:
 
 def check_cron(expression: object, field: str = "cron_expression") -> str:
     """The 5-field form, or 400 INVALID_CRON_EXPRESSION naming the field."""
-    from shared.errors import field_error
+    from shared.domain_errors import InvalidField
 
     try:
         return normalize(str(expression))
     except InvalidCron as error:
-        raise field_error(field, str(error), "INVALID_CRON_EXPRESSION") from None
+        raise InvalidField(field, str(error), "INVALID_CRON_EXPRESSION") from None

@@ -41,6 +41,7 @@ FREQUENCIES = {
     "weekly": "0 0 * * 0",
     "monthly": "0 0 1 * *",
 }
+FREQUENCY_CHOICES = (*FREQUENCIES, "custom")  # a cron job's frequency: a named one, or its custom_cron
 ACTIVE_RUN = ("pending", "running")
 Schedule = PeriodicTask | CronJob
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
-from shared.errors import field_error
+from shared.domain_errors import InvalidField
 from shared.events.envelope import iso
 
 
@@ -21,7 +21,7 @@ def check_zone(name: Any, field: str = "timezone") -> str:
     """The zone name if it is an IANA zone this server knows, else 400 TIMEZONE_INVALID."""
     if isinstance(name, str) and name in accepted_zones():
         return name
-    raise field_error(field, f"{name!r} is not an IANA time zone (e.g. Europe/Paris).", "TIMEZONE_INVALID")
+    raise InvalidField(field, f"{name!r} is not an IANA time zone (e.g. Europe/Paris).", "TIMEZONE_INVALID")
 
 
 def server_zone() -> str:

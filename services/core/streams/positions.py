@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.errors import ApiError
+from shared.domain_errors import InvalidField
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FORMAT = re.compile(r"(\d{1,19})-(\d{1,19})")
@@ -26,11 +26,10 @@ class Position:
     def decode(cls, text: str) -> Position:
         match = _FORMAT.fullmatch(text.strip())
         if not match:
-            raise ApiError(
-                400,
-                "VALIDATION_ERROR",
-                "Last-Event-ID is not a position this stream gave.",
-                field_errors={"Last-Event-ID": ["Expected <microseconds>-<task id>, as sent in `id:`."]},
+            raise InvalidField(
+                "Last-Event-ID",
+                "Expected <microseconds>-<task id>, as sent in `id:`.",
+                detail="Last-Event-ID is not a position this stream gave.",
             )
         micros, task_pk = (int(group) for group in match.groups())
         return cls(_EPOCH + timedelta(microseconds=micros), task_pk)

@@ -13,7 +13,8 @@ from flask.views import MethodView
 from shared.api import Blueprint
 from shared.auth import current_principal
 from shared.config import env_float, env_int
-from shared.errors import ApiError, not_found
+from shared.domain_errors import NotFound
+from shared.errors import ApiError
 
 from ..container import core
 from .changes import StreamSlots, TaskChanges
@@ -123,7 +124,7 @@ class OneTaskStream(MethodView):
         query = task_query(current_principal().brand_id, task_pk)
         feed = Feed(container.session_factory, state.changes, query, None, state.settings, until_final=True)
         if feed.head() is None:
-            raise not_found("TASK_NOT_FOUND", "Task")
+            raise NotFound("Task", "TASK_NOT_FOUND")
         position = _position(args)
         feed.position = position
         return _respond(feed, state)

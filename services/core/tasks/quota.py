@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from shared import task_states as st
 from shared.config import Settings, env_int
-from shared.errors import ApiError
+from shared.domain_errors import QuotaExceeded
 
 from ..models import Task
 
@@ -36,11 +36,9 @@ def check_active_tasks(
     if idempotency_key and _repeat(session, brand_id, idempotency_key):
         return  # a repeat creates nothing: it answers with the first task
     seconds = env_int(settings, RETRY_AFTER_SETTING, 30)
-    raise ApiError(
-        429,
-        "RATE_LIMITED",
+    raise QuotaExceeded(
         f"This brand already has {limit} unfinished tasks, its quota; retry when some have finished.",
-        headers={"Retry-After": str(seconds)},
+        retry_after=seconds,
         active_tasks_limit=limit,
     )
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
-from flask import g
 
 from shared.api import ReadSchema, Schema, Timestamp
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
@@ -119,8 +120,15 @@ HISTORY_SHOWN = 50
 
 
 class TaskDetailSchema(TaskSchema):
+    """`show_traceback`: whether this reader sees error_traceback, decided by the HTTP layer
+    (which knows the reader); hidden unless told."""
+
     status_history = ma.fields.Method("newest_history")
-    error_traceback = ma.fields.Method("traceback_for_admins")
+    error_traceback = ma.fields.Method("traceback_if_shown")
+
+    def __init__(self, *, show_traceback: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.show_traceback = show_traceback
 
     def newest_history(self, task: object) -> list:
         """The 50 newest status changes; a task's creation is not stored as a row (one insert
@@ -131,10 +139,8 @@ class TaskDetailSchema(TaskSchema):
             changes.append(StatusChangeSchema().dump({**created, "at": getattr(task, "created_at", None)}))
         return changes
 
-    def traceback_for_admins(self, task: object) -> str | None:
-        # kept for the admins of the task's own brand (the query already scoped the brand)
-        principal = g.get("principal")
-        return getattr(task, "error_traceback", None) if principal and principal.can("admin") else None
+    def traceback_if_shown(self, task: object) -> str | None:
+        return getattr(task, "error_traceback", None) if self.show_traceback else None
 
 
 TaskPageSchema = page_schema(TaskSchema, "TaskPage")

@@ -18,11 +18,18 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import object_session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
 from shared import task_states as st
 from shared.auth import Principal
-from shared.errors import ApiError, conflict, field_error, not_found, validation_error
+from shared.domain_errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    InvalidField,
+    InvalidTransition,
+    NotFound,
+    ValidationFailed,
+)
 from shared.events import catalog
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
@@ -83,8 +90,7 @@ def transition(task: Task, target: str, reason: str, now: datetime | None = None
     """Every status change of an ORM-loaded task: checks the table, records the history.
     (Worker reports are applied in batches by services/core/attempts.py with the same table.)"""
     if not st.can_move(task.status, target):
-        raise conflict(
-            "INVALID_STATUS_TRANSITION",
+        raise InvalidTransition(
             f"A {task.status} task cannot become {target}.",
             current_status=task.status,
             allowed_statuses=sorted(st.TRANSITIONS[task.status]),
@@ -119,13 +125,14 @@ def announce_status(uow: UnitOfWork, task: Task, reason: str, **changed: Any) ->
     )
 
 
-def get_task(uow: UnitOfWork, brand_id: int, pk: int, *, lock: bool = False) -> Task:
+def get_task(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> Task:
+    """The brand's task with its history (another brand's is the same 404 as a missing one)."""
     stmt = select(Task).where(Task.id == pk, Task.brand_id == brand_id).options(selectinload(Task.history))
     if lock:
         stmt = stmt.with_for_update()
-    task = uow.session.scalars(stmt).first()
+    task = session.scalars(stmt).first()
     if task is None:
-        raise not_found("TASK_NOT_FOUND", "Task")
+        raise NotFound("Task", "TASK_NOT_FOUND")
     return task
 
 
@@ -174,13 +181,12 @@ def create_tasks(
             continue
         try:
             rows.append(_new_row(creator, new, registry, now, strict_types))
-        except ApiError as error:
+        except InvalidField as error:
             if len(news) == 1:
                 raise  # a single create keeps its precise error code (SCHEDULE_IN_PAST...)
-            for field, messages in (error.field_errors or {}).items():
-                errors[prefix(index) + field] = messages
+            errors[prefix(index) + error.field] = [error.message]
     if errors:
-        raise validation_error(errors)
+        raise ValidationFailed(errors)
     if rows and any(row["idempotency_key"] for row in rows) and not second_try:
         try:
             # a savepoint only where a concurrent request may take the same key first
@@ -218,10 +224,10 @@ def _new_row(
     task_type = fields["task_type"]
     defaults = registry.defaults(task_type)
     if strict_types and defaults is None:
-        raise field_error("task_type", f"No worker serves {task_type!r}.", "UNKNOWN_TASK_TYPE")
+        raise InvalidField("task_type", f"No worker serves {task_type!r}.", "UNKNOWN_TASK_TYPE")
     scheduled_for = fields.get("scheduled_for")
     if scheduled_for is not None and scheduled_for <= now:
-        raise field_error("scheduled_for", "scheduled_for must be in the future.", "SCHEDULE_IN_PAST")
+        raise InvalidField("scheduled_for", "scheduled_for must be in the future.", "SCHEDULE_IN_PAST")
     priority = fields.get("priority") or (defaults or {}).get("priority") or "normal"
     # dispatched in this transaction when it may run now and a live worker serves its type;
     # otherwise it waits in the database for its time (or its worker): the dispatcher sends it
@@ -315,7 +321,7 @@ def _answered_by_key(
         return {}
     for key in keys:
         if len(key) > IDEMPOTENCY_KEY_MAX:
-            raise field_error("Idempotency-Key", f"At most {IDEMPOTENCY_KEY_MAX} characters.")
+            raise InvalidField("Idempotency-Key", f"At most {IDEMPOTENCY_KEY_MAX} characters.")
     tasks = {
         t.idempotency_key: t
         for t in uow.session.scalars(
@@ -338,12 +344,7 @@ def _answered_by_key(
             continue
         answered[index] = view_of(task)
     if reused:
-        raise ApiError(
-            422,
-            "IDEMPOTENCY_KEY_REUSED",
-            "An Idempotency-Key was reused with a different request body.",
-            field_errors=reused,
-        )
+        raise IdempotencyKeyReused(reused)
     uow.session.flush()
     return answered
 
@@ -447,29 +448,26 @@ RUN_INPUTS = ("context_data", "timeout_minutes", "task_type")
 
 
 def update_task(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) -> Task:
-    task = get_task(uow, brand_id, pk, lock=True)
+    task = get_task(uow.session, brand_id, pk, lock=True)
     now = utcnow()
     changing = {k: v for k, v in fields.items() if getattr(task, k, None) != v}
     if "task_type" in changing:
-        raise field_error("task_type", "task_type cannot be changed; create a new task.")
+        raise InvalidField("task_type", "task_type cannot be changed; create a new task.")
     if task.status == st.RUNNING and any(k in RUN_INPUTS for k in changing):
-        raise conflict(
-            "INVALID_STATUS_TRANSITION",
+        raise InvalidTransition(
             "A running task's inputs cannot change; cancel it first.",
             current_status=task.status,
         )
     if task.status in st.FINAL and changing:
-        raise conflict(
-            "INVALID_STATUS_TRANSITION",
+        raise InvalidTransition(
             f"A {task.status} task cannot be changed.",
             current_status=task.status,
         )
     if "scheduled_for" in changing and changing["scheduled_for"] is not None:
         if changing["scheduled_for"] <= now:
-            raise field_error("scheduled_for", "scheduled_for must be in the future.", "SCHEDULE_IN_PAST")
+            raise InvalidField("scheduled_for", "scheduled_for must be in the future.", "SCHEDULE_IN_PAST")
         if task.status not in (st.PENDING, st.RETRYING) or task.dispatch_due_at is None:
-            raise conflict(
-                "INVALID_STATUS_TRANSITION",
+            raise InvalidTransition(
                 "Only a task still waiting for its time can be rescheduled.",
                 current_status=task.status,
             )
@@ -502,10 +500,9 @@ def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_task(uow: UnitOfWork, brand_id: int, pk: int) -> None:
-    task = get_task(uow, brand_id, pk, lock=True)
+    task = get_task(uow.session, brand_id, pk, lock=True)
     if task.status == st.RUNNING:
-        raise conflict(
-            "INVALID_STATUS_TRANSITION",
+        raise InvalidTransition(
             "A running task cannot be deleted; cancel it first.",
             current_status=task.status,
         )
@@ -516,16 +513,15 @@ def delete_task(uow: UnitOfWork, brand_id: int, pk: int) -> None:
 
 
 def retry_task(uow: UnitOfWork, brand_id: int, pk: int, options: dict[str, Any]) -> dict[str, Any]:
-    task = get_task(uow, brand_id, pk, lock=True)
+    task = get_task(uow.session, brand_id, pk, lock=True)
     if task.status not in st.RETRYABLE_FROM:
-        raise conflict(
-            "INVALID_STATUS_TRANSITION",
+        raise InvalidTransition(
             f"Only {' or '.join(st.RETRYABLE_FROM)} tasks can be retried.",
             current_status=task.status,
             allowed_statuses=list(st.RETRYABLE_FROM),
         )
     if task.retry_count >= task.max_retries:
-        raise conflict(
+        raise Conflict(
             "MAX_RETRIES_EXCEEDED",
             f"This task was already retried {task.retry_count} times (max_retries {task.max_retries}).",
             retry_count=task.retry_count,
@@ -562,14 +558,13 @@ def retry_task(uow: UnitOfWork, brand_id: int, pk: int, options: dict[str, Any])
 
 
 def cancel_task(uow: UnitOfWork, brand_id: int, pk: int, reason: str = "cancelled by user") -> dict[str, Any]:
-    task = get_task(uow, brand_id, pk, lock=True)
+    task = get_task(uow.session, brand_id, pk, lock=True)
     if task.status == st.COMPLETED:
-        raise conflict(
+        raise Conflict(
             "TASK_ALREADY_COMPLETED", "A completed task cannot be cancelled.", current_status=task.status
         )
     if task.status not in st.CANCELLABLE_FROM:
-        raise conflict(
-            "INVALID_STATUS_TRANSITION",
+        raise InvalidTransition(
             f"A {task.status} task cannot be cancelled.",
             current_status=task.status,
             allowed_statuses=list(st.CANCELLABLE_FROM),

@@ -7,7 +7,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from shared.errors import field_error
+from shared.domain_errors import InvalidField
 
 from ..metrics.fields import RANGES
 
@@ -35,14 +35,14 @@ SEVERITIES = ("low", "medium", "high", "critical")
 def check_rule(metric_field: str, threshold: Any) -> None:
     """400 METRIC_FIELD_INVALID / THRESHOLD_OUT_OF_RANGE, naming the field."""
     if metric_field not in METRIC_FIELDS:
-        raise field_error(
+        raise InvalidField(
             "metric_field",
             f"{metric_field!r} cannot be watched; use one of {list(METRIC_FIELDS)}.",
             "METRIC_FIELD_INVALID",
         )
     low, high = RANGES[metric_field]
     if not isinstance(threshold, int | float) or not math.isfinite(threshold) or not low <= threshold <= high:
-        raise field_error(
+        raise InvalidField(
             "threshold_value",
             f"threshold_value for {metric_field} must be a finite number from {low:g} to {high:g}.",
             "THRESHOLD_OUT_OF_RANGE",

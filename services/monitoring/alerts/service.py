@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.auth import Principal
-from shared.errors import ApiError, conflict, field_error, not_found
+from shared.domain_errors import Conflict, InvalidField, NotFound, QuotaExceeded
 from shared.events.catalog import AlertTriggered
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
@@ -32,7 +32,7 @@ def get_rule(session: Session, brand_id: int, pk: int, *, lock: bool = False) ->
     stmt = select(AlertRule).where(AlertRule.id == pk, AlertRule.brand_id == brand_id)
     rule = session.scalars(stmt.with_for_update() if lock else stmt).first()
     if rule is None:
-        raise not_found("NOT_FOUND", "Alert rule")
+        raise NotFound("Alert rule")
     return rule
 
 
@@ -47,17 +47,17 @@ def _save(uow: UnitOfWork, rule: AlertRule, egress: EgressPolicy) -> AlertRule:
         try:
             check_url(rule.webhook_url, egress)
         except UnsafeWebhook as error:
-            raise field_error("webhook_url", f"Webhook URL refused: {error}.") from None
+            raise InvalidField("webhook_url", f"Webhook URL refused: {error}.") from None
         if not rule.webhook_secret:
             # every webhook is signed, with a key of the rule's own (never one shared by brands)
             rule.webhook_secret = rule.generated_secret = secrets.token_urlsafe(32)  # type: ignore[attr-defined]
     if _name_taken(uow, rule.brand_id, rule.name, rule.id):
-        raise field_error("name", "An alert rule of this brand already has this name.")
+        raise InvalidField("name", "An alert rule of this brand already has this name.")
     uow.session.add(rule)
     try:
         uow.session.flush()
     except IntegrityError:  # the same name committed concurrently
-        raise field_error("name", "An alert rule of this brand already has this name.") from None
+        raise InvalidField("name", "An alert rule of this brand already has this name.") from None
     return rule
 
 
@@ -242,7 +242,7 @@ def test_rule(
     if send:
         until = cooling_down_until(rule, utcnow())
         if until is not None:
-            raise conflict(
+            raise Conflict(
                 "ALERT_COOLDOWN_ACTIVE",
                 f"This rule notified less than {rule.cooldown_minutes} minutes ago.",
                 cooldown_ends_at=iso(until),
@@ -273,11 +273,9 @@ def _check_test_rate(uow: UnitOfWork, brand_id: int, per_minute: int) -> None:
     ).all()
     if len(recent) >= per_minute:
         wait = max(1, int((recent[0] - since).total_seconds()) + 1)
-        raise ApiError(
-            429,
-            "RATE_LIMITED",
+        raise QuotaExceeded(
             f"At most {per_minute} test notifications a minute per brand; try again in {wait} s.",
-            headers={"Retry-After": str(wait)},
+            retry_after=wait,
         )
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from shared import task_states as st
 from shared.auth import Principal
-from shared.errors import field_error, not_found
+from shared.domain_errors import InvalidField, NotFound
 from shared.events.catalog import MetricsDeleted
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
@@ -30,7 +30,7 @@ def get_record(session: Session, brand_id: int, pk: int, *, lock: bool = False) 
     stmt = select(MetricsRecord).where(MetricsRecord.id == pk, MetricsRecord.brand_id == brand_id)
     record = session.scalars(stmt.with_for_update() if lock else stmt).first()
     if record is None:
-        raise not_found("NOT_FOUND", "Metrics record")
+        raise NotFound("Metrics record")
     return record
 
 
@@ -47,9 +47,9 @@ def create_record(uow: UnitOfWork, principal: Principal, fields: dict[str, Any])
     # one answer for unknown and other-brand tasks: existence must not leak
     view = uow.session.get(TaskView, fields["base_task"], with_for_update=True)
     if view is None or view.brand_id != principal.brand_id or view.status == read_model.DELETED:
-        raise field_error("base_task", "No task of this brand has this id.")
+        raise InvalidField("base_task", "No task of this brand has this id.")
     if uow.session.scalars(select(MetricsRecord.id).where(MetricsRecord.base_task == view.id)).first():
-        raise field_error("base_task", "This task already has a metrics record; update it instead.")
+        raise InvalidField("base_task", "This task already has a metrics record; update it instead.")
     now = utcnow()
     record = MetricsRecord(
         brand_id=view.brand_id,

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.db import upsert
-from shared.errors import ApiError, field_error, not_found
+from shared.domain_errors import Forbidden, InvalidField, NotFound
 from shared.events.catalog import WorkerHeartbeat, WorkerOffline, read, to_data
 from shared.events.envelope import Envelope, parse_iso, utcnow
 from shared.unit_of_work import UnitOfWork
@@ -146,16 +146,14 @@ def get_worker(session: Session, pk: int, brand_id: int, *, lock: bool = False) 
     stmt = select(Worker).where(Worker.id == pk, visible_to(brand_id))
     worker = session.scalars(stmt.with_for_update() if lock else stmt).first()
     if worker is None:
-        raise not_found("NOT_FOUND", "Worker")
+        raise NotFound("Worker")
     return worker
 
 
 def _own_record(uow: UnitOfWork, pk: int, brand_id: int) -> Worker:
     worker = get_worker(uow.session, pk, brand_id, lock=True)
     if worker.brand_id is None:
-        raise ApiError(
-            403,
-            "PERMISSION_DENIED",
+        raise Forbidden(
             "This worker is shared infrastructure kept by its heartbeats; no brand can change it.",
         )
     return worker
@@ -174,14 +172,14 @@ def _save(uow: UnitOfWork, worker: Worker) -> Worker:
     try:
         uow.session.flush()
     except IntegrityError:
-        raise field_error("worker_name", "A worker with this name already exists.") from None
+        raise InvalidField("worker_name", "A worker with this name already exists.") from None
     return worker
 
 
 def create_worker(uow: UnitOfWork, brand_id: int, fields: dict[str, Any]) -> Worker:
     """A manual record of the caller's brand (a heartbeat of that name makes it live and shared)."""
     if uow.session.scalars(select(Worker.id).where(Worker.worker_name == fields["worker_name"])).first():
-        raise field_error("worker_name", "A worker with this name already exists.")
+        raise InvalidField("worker_name", "A worker with this name already exists.")
     now = utcnow()
     worker = Worker(
         brand_id=brand_id,

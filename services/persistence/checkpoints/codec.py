@@ -9,7 +9,7 @@ import json
 import zlib
 from typing import Any
 
-from shared.errors import conflict
+from shared.domain_errors import Conflict
 
 
 class CorruptedCheckpoint(ValueError):
@@ -55,7 +55,7 @@ def verified(payload: bytes, is_compressed: bool, expected: str) -> Any:
 
 
 def corrupted_error(checkpoint_id: int) -> Exception:
-    return conflict(
+    return Conflict(
         "CHECKPOINT_CORRUPTED",
         "This checkpoint's stored data does not match its checksum; choose another checkpoint "
         "(from_checkpoint) or restart the job.",

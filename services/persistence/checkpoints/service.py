@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.errors import field_error, not_found
+from shared.domain_errors import InvalidField, NotFound
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -25,7 +25,7 @@ def get_checkpoint(session: Session, brand_id: int, pk: int, *, lock: bool = Fal
     stmt = select(Checkpoint).where(Checkpoint.id == pk, Checkpoint.brand_id == brand_id)
     checkpoint = session.scalars(stmt.with_for_update(of=Checkpoint) if lock else stmt).first()
     if checkpoint is None:
-        raise not_found(what="Checkpoint")
+        raise NotFound("Checkpoint")
     return checkpoint
 
 
@@ -45,7 +45,7 @@ def save_checkpoint(
     grant names one task, and only that task's job takes its checkpoints."""
     job = job_in_brand(uow, brand_id, fields["persistent_job"], "persistent_job")
     if only_task is not None and job.base_task_id != only_task:
-        raise field_error("persistent_job", "Unknown persistent job.")
+        raise InvalidField("persistent_job", "Unknown persistent job.")
     now = utcnow()
     checkpoint = Checkpoint(
         brand_id=brand_id,

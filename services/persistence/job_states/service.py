@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.errors import field_error, not_found
+from shared.domain_errors import InvalidField, NotFound
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -28,7 +28,7 @@ def get_state(session: Session, brand_id: int, pk: int, *, lock: bool = False) -
     stmt = select(JobState).where(JobState.id == pk, JobState.brand_id == brand_id)
     state = session.scalars(stmt.with_for_update(of=JobState) if lock else stmt).first()
     if state is None:
-        raise not_found(what="Job state")
+        raise NotFound("Job state")
     return state
 
 
@@ -39,7 +39,7 @@ def upsert_state(
     The job row is locked first, so concurrent first writes of one job serialize."""
     job = job_in_brand(uow, brand_id, fields.pop("persistent_job"), "persistent_job")
     if only_task is not None and job.base_task_id != only_task:  # a worker's grant: its own job only
-        raise field_error("persistent_job", "Unknown persistent job.")
+        raise InvalidField("persistent_job", "Unknown persistent job.")
     state = uow.session.scalars(select(JobState).where(JobState.job_id == job.id)).first()
     created = state is None
     now = utcnow()

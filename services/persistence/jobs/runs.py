@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from shared import task_states as ts
-from shared.errors import field_error
+from shared.domain_errors import InvalidField
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -36,7 +36,7 @@ def _task_ref(uow: UnitOfWork, brand_id: int, body: dict[str, Any]) -> TaskRef:
         select(TaskRef).where(TaskRef.id == body["base_task"]).with_for_update()
     ).first()
     if ref is not None and ref.brand_id != brand_id:
-        raise field_error("base_task", "Unknown task.")
+        raise InvalidField("base_task", "Unknown task.")
     if ref is None:  # the worker started before task.created reached this service
         ref = TaskRef(
             id=body["base_task"],
@@ -135,5 +135,5 @@ def job_in_brand(uow: UnitOfWork, brand_id: int, job_id: int, field: str) -> Per
         .with_for_update(of=PersistentJob)
     ).first()
     if job is None:
-        raise field_error(field, "Unknown persistent job.")
+        raise InvalidField(field, "Unknown persistent job.")
     return job

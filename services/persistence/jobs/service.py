@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from shared.errors import ApiError, conflict, field_error, not_found
+from shared.domain_errors import Conflict, DomainError, InvalidField, NotFound
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -29,7 +29,7 @@ def get_job(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> 
     stmt = select(PersistentJob).where(PersistentJob.id == pk, PersistentJob.brand_id == brand_id)
     job = session.scalars(stmt.with_for_update(of=PersistentJob) if lock else stmt).first()
     if job is None:
-        raise not_found(what="Persistent job")
+        raise NotFound("Persistent job")
     return job
 
 
@@ -38,9 +38,9 @@ def create_job(uow: UnitOfWork, brand_id: int, fields: dict[str, Any]) -> Persis
         select(TaskRef).where(TaskRef.id == fields["base_task"], TaskRef.brand_id == brand_id)
     ).first()
     if ref is None:
-        raise field_error("base_task", "Unknown task.")
+        raise InvalidField("base_task", "Unknown task.")
     if lc.job_for_task(uow, ref.id, lock=False) is not None:
-        raise field_error("base_task", "This task already has a persistent job.")
+        raise InvalidField("base_task", "This task already has a persistent job.")
     return lc.create_job(uow, ref, fields)
 
 
@@ -60,7 +60,7 @@ def update_job(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) 
 def delete_job(uow: UnitOfWork, brand_id: int, pk: int) -> None:
     job = get_job(uow.session, brand_id, pk, lock=True)
     if job.status == lc.RUNNING:
-        raise conflict(
+        raise Conflict(
             "INVALID_JOB_STATE",
             "A running job cannot be deleted; pause it or cancel its task first.",
             current_status=job.status,
@@ -68,8 +68,8 @@ def delete_job(uow: UnitOfWork, brand_id: int, pk: int) -> None:
     lc.delete_job(uow, job)
 
 
-def _not_resumable(job: PersistentJob, detail: str) -> ApiError:
-    return conflict(
+def _not_resumable(job: PersistentJob, detail: str) -> Conflict:
+    return Conflict(
         "JOB_NOT_RESUMABLE",
         detail,
         current_status=job.status,
@@ -81,7 +81,7 @@ def _not_resumable(job: PersistentJob, detail: str) -> ApiError:
 def _checkpoint_of(uow: UnitOfWork, job: PersistentJob, checkpoint_id: int, field: str) -> Checkpoint:
     checkpoint = uow.session.get(Checkpoint, checkpoint_id)
     if checkpoint is None or checkpoint.job_id != job.id:
-        raise field_error(field, "No such checkpoint for this job.")
+        raise InvalidField(field, "No such checkpoint for this job.")
     return checkpoint
 
 
@@ -148,7 +148,7 @@ def resume_job(
 def pause_job(uow: UnitOfWork, brand_id: int, pk: int) -> dict[str, Any]:
     job = get_job(uow.session, brand_id, pk, lock=True)
     if job.status != lc.RUNNING:
-        raise conflict(
+        raise Conflict(
             "INVALID_JOB_STATE",
             f"Only a running job can be paused; this one is {job.status}.",
             current_status=job.status,
@@ -171,7 +171,7 @@ def pause_job(uow: UnitOfWork, brand_id: int, pk: int) -> dict[str, Any]:
 def restart_job(uow: UnitOfWork, brand_id: int, pk: int, options: dict[str, Any]) -> dict[str, Any]:
     job = get_job(uow.session, brand_id, pk, lock=True)
     if not lc.is_stopped(job):
-        raise conflict(
+        raise Conflict(
             "INVALID_JOB_STATE",
             f"A {job.status} job cannot be restarted (pause it, or wait until it stops).",
             current_status=job.status,
@@ -279,7 +279,7 @@ def auto_resume(
             with uow_factory() as uow:
                 resume_job(uow, job_brand, job_id, {}, auto=True)
                 uow.commit()
-        except ApiError as error:
+        except DomainError as error:
             results.append({"job_id": job_id, "status": "skipped", "reason": error.detail})
             if refused is not None and stopped_at is not None:
                 refused[job_id] = stopped_at

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from shared.errors import field_error, not_found
+from shared.domain_errors import InvalidField, NotFound
 from shared.events.envelope import iso
 from shared.unit_of_work import UnitOfWork
 
@@ -33,7 +33,7 @@ def get_calendar(session: Session, brand_id: int, pk: int, *, lock: bool = False
     )
     calendar = session.scalars(stmt.with_for_update() if lock else stmt).first()
     if calendar is None:
-        raise not_found("NOT_FOUND", "Calendar")
+        raise NotFound("Calendar")
     return calendar
 
 
@@ -42,7 +42,7 @@ def _flush(uow: UnitOfWork) -> None:
         uow.session.flush()
     except IntegrityError:
         uow.rollback()
-        raise field_error("name", "A calendar with this name already exists.") from None
+        raise InvalidField("name", "A calendar with this name already exists.") from None
 
 
 def _name_taken(uow: UnitOfWork, brand_id: int, name: str, own_id: int | None) -> bool:
@@ -76,7 +76,7 @@ def create_calendar(
     if "default_timezone" in fields:
         check_zone(fields["default_timezone"], "default_timezone")
     if _name_taken(uow, brand_id, fields["name"], None):
-        raise field_error("name", "A calendar with this name already exists.")
+        raise InvalidField("name", "A calendar with this name already exists.")
     now = container.now()
     calendar = Calendar(
         brand_id=brand_id,
@@ -103,7 +103,7 @@ def update_calendar(
     if "default_timezone" in fields:
         check_zone(fields["default_timezone"], "default_timezone")
     if "name" in fields and _name_taken(uow, brand_id, fields["name"], calendar.id):
-        raise field_error("name", "A calendar with this name already exists.")
+        raise InvalidField("name", "A calendar with this name already exists.")
     for key, value in fields.items():
         setattr(calendar, key, value)
     calendar.updated_at = container.now()
@@ -129,9 +129,9 @@ def attach(
         )
     ).first()
     if task is None:
-        raise field_error("periodic_task", "Periodic task not found or access denied.")
+        raise InvalidField("periodic_task", "Periodic task not found or access denied.")
     if any(a.periodic_task_id == task.id for a in calendar.attachments):
-        raise field_error("periodic_task", "This periodic task is already in this calendar.")
+        raise InvalidField("periodic_task", "This periodic task is already in this calendar.")
     if body.get("custom_cron"):
         body["custom_cron"] = " ".join(body["custom_cron"].split())
         check_cron(body["custom_cron"], "custom_cron")
@@ -150,7 +150,7 @@ def detach(container: SchedulingContainer, uow: UnitOfWork, brand_id: int, pk: i
     calendar = get_calendar(uow.session, brand_id, pk, lock=True)
     attachment = next((a for a in calendar.attachments if a.periodic_task_id == task_id), None)
     if attachment is None:
-        raise not_found("NOT_FOUND", "Attached periodic task")
+        raise NotFound("Attached periodic task")
     calendar.attachments.remove(attachment)
     calendar.updated_at = container.now()
     _replan(uow, _attached(calendar) | {task_id}, calendar.updated_at)
@@ -165,7 +165,7 @@ def _bound(raw: str | None, name: str, default: datetime, end_of_day: bool = Fal
             return datetime.combine(day, time(0), tzinfo=UTC)
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise field_error(name, "Give a date (YYYY-MM-DD) or an ISO 8601 date-time.") from None
+        raise InvalidField(name, "Give a date (YYYY-MM-DD) or an ISO 8601 date-time.") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -179,9 +179,9 @@ def events(
     start = _bound(args.get("start"), "start", now)
     end = _bound(args.get("end"), "end", start + DEFAULT_WINDOW, end_of_day=True)
     if end <= start:
-        raise field_error("end", "end must be after start.")
+        raise InvalidField("end", "end must be after start.")
     if end - start > MAX_WINDOW:
-        raise field_error("end", "The window is at most 366 days.")
+        raise InvalidField("end", "The window is at most 366 days.")
     ids = [a.periodic_task_id for a in calendar.attachments]
     tasks = list(
         uow.session.scalars(
@@ -209,7 +209,7 @@ def events(
                 }
             )
             if len(found) > MAX_EVENTS:
-                raise field_error("end", f"The window holds more than {MAX_EVENTS} events; narrow it.")
+                raise InvalidField("end", f"The window holds more than {MAX_EVENTS} events; narrow it.")
             moment = slot
     found.sort(key=lambda e: (e["scheduled_at"], e["periodic_task_id"]))
     return {

@@ -20,7 +20,7 @@ from shared.listing import (
 
 from ..container import scheduling
 from ..models import CRON_JOB, CronJob
-from ..periodic_tasks.resources import caller_headers
+from ..periodic_tasks.resources import current_caller
 from ..periodic_tasks.schemas import RunListArgs, RunNowSchema, RunPageSchema
 from ..run_views import run_history
 from . import service
@@ -121,7 +121,7 @@ class Execute(MethodView):
     @blp.answers(RunNowSchema)
     def post(self, pk: int) -> Any:
         """Run the job now, without moving its schedule; answers with core's task"""
-        return service.execute(scheduling(), current_principal(), pk, caller_headers())
+        return service.execute(scheduling(), current_principal(), pk, current_caller())
 
 
 @blp.route("/<int:pk>/runs/")

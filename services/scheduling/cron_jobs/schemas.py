@@ -7,11 +7,9 @@ import marshmallow as ma
 from shared.api import ReadSchema, Schema, Timestamp
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
 
-from ..firing import FREQUENCIES
+from ..firing import FREQUENCY_CHOICES
 from ..periodic_tasks.schemas import TASK_TYPE_PATTERN
 from ..run_views import brand_of, creator_of
-
-FREQUENCY_CHOICES = (*FREQUENCIES, "custom")
 
 
 class _CronJobFields(Schema):

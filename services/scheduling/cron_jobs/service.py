@@ -10,39 +10,40 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.auth import Principal
-from shared.errors import field_error, not_found
+from shared.domain_errors import InvalidField, NotFound
 from shared.unit_of_work import UnitOfWork
 
 from ..container import SchedulingContainer
+from ..core_client import Caller
 from ..cron import check_cron
+from ..firing import FREQUENCY_CHOICES
 from ..models import CRON_JOB, CronJob
 from ..periodic_tasks.service import forget_runs, run_now
 from ..planning import replan
 from ..zones import check_zone
-from .schemas import FREQUENCY_CHOICES
 
 
 def get_cron_job(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> CronJob:
     stmt = select(CronJob).where(CronJob.id == pk, CronJob.brand_id == brand_id)
     job = session.scalars(stmt.with_for_update() if lock else stmt).first()
     if job is None:
-        raise not_found("NOT_FOUND", "Cron job")
+        raise NotFound("Cron job")
     return job
 
 
 def _check(fields: dict[str, Any], frequency: str, custom_cron: str | None) -> None:
     if frequency not in FREQUENCY_CHOICES:
-        raise field_error(
+        raise InvalidField(
             "frequency",
             f"{frequency!r} is not supported; use one of {', '.join(FREQUENCY_CHOICES)}.",
             "FREQUENCY_NOT_SUPPORTED",
         )
     if frequency == "custom":
         if not custom_cron:
-            raise field_error("custom_cron", "custom_cron is required when frequency is custom.")
+            raise InvalidField("custom_cron", "custom_cron is required when frequency is custom.")
         check_cron(custom_cron, "custom_cron")
     elif fields.get("custom_cron"):
-        raise field_error("custom_cron", "custom_cron is only used with frequency custom.")
+        raise InvalidField("custom_cron", "custom_cron is only used with frequency custom.")
     if "timezone" in fields:
         check_zone(fields["timezone"])
 
@@ -59,7 +60,7 @@ def _flush(uow: UnitOfWork) -> None:
         uow.session.flush()
     except IntegrityError:
         uow.rollback()
-        raise field_error("name", "A cron job with this name already exists.") from None
+        raise InvalidField("name", "A cron job with this name already exists.") from None
 
 
 def create_cron_job(
@@ -68,7 +69,7 @@ def create_cron_job(
     now = container.now()
     _check(fields, fields["frequency"], fields.get("custom_cron"))
     if _name_taken(uow, principal.brand_id, fields["name"], None):
-        raise field_error("name", "A cron job with this name already exists.")
+        raise InvalidField("name", "A cron job with this name already exists.")
     job = CronJob(
         brand_id=principal.brand_id,
         brand_name=principal.brand_name,
@@ -105,7 +106,7 @@ def update_cron_job(
     custom = fields.get("custom_cron", job.custom_cron if frequency == "custom" else None)
     _check(fields, frequency, custom)
     if "name" in fields and _name_taken(uow, brand_id, fields["name"], job.id):
-        raise field_error("name", "A cron job with this name already exists.")
+        raise InvalidField("name", "A cron job with this name already exists.")
     for key, value in fields.items():
         setattr(job, key, value)
     if frequency != "custom":
@@ -121,7 +122,5 @@ def delete_cron_job(uow: UnitOfWork, brand_id: int, pk: int) -> None:
     forget_runs(uow, CRON_JOB, pk)
 
 
-def execute(
-    container: SchedulingContainer, principal: Principal, pk: int, caller: dict[str, str]
-) -> dict[str, Any]:
+def execute(container: SchedulingContainer, principal: Principal, pk: int, caller: Caller) -> dict[str, Any]:
     return run_now(container, principal, get_cron_job, pk, caller, "cron_job_id")

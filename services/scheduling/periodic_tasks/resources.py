@@ -14,6 +14,7 @@ from shared.events.envelope import iso
 from shared.listing import paginate
 
 from ..container import scheduling
+from ..core_client import Caller
 from ..cron import InvalidCron, normalize, slots
 from ..cron_description import describe
 from ..models import PERIODIC
@@ -52,9 +53,14 @@ blp = Blueprint(
 )
 
 
-def caller_headers() -> dict[str, str]:
+def current_caller() -> Caller:
     """The caller's credentials, forwarded to core so that it applies the caller's own scope."""
-    return {k: request.headers.get(k, "") for k in ("Authorization", "X-Brand-ID", "X-Request-ID")}
+    headers = request.headers
+    return Caller(
+        authorization=headers.get("Authorization", ""),
+        brand_id=headers.get("X-Brand-ID", ""),
+        request_id=headers.get("X-Request-ID", ""),
+    )
 
 
 @blp.route("/")
@@ -72,7 +78,7 @@ class PeriodicTasks(MethodView):
         """Create a periodic task from a base_task template or a task_type"""
         container = scheduling()
         with container.uow() as uow:
-            task = service.create_periodic_task(container, uow, current_principal(), fields, caller_headers())
+            task = service.create_periodic_task(container, uow, current_principal(), fields, current_caller())
             uow.commit()
             return task
 
@@ -130,7 +136,7 @@ class ExecuteNow(MethodView):
     @blp.answers(RunNowSchema)
     def post(self, pk: int) -> Any:
         """Start a run now, without moving the schedule; answers with core's task"""
-        return service.execute_now(scheduling(), current_principal(), pk, caller_headers())
+        return service.execute_now(scheduling(), current_principal(), pk, current_caller())
 
 
 @blp.route("/<int:pk>/runs/")
@@ -159,7 +165,7 @@ class ExecuteReady(MethodView):
     @blp.answers(ExecuteReadySchema)
     def post(self) -> dict[str, Any]:
         """Fire every due schedule of the brand now (a slot fires once, whoever gets to it)"""
-        return service.execute_ready(scheduling(), current_principal(), caller_headers())
+        return service.execute_ready(scheduling(), current_principal(), current_caller())
 
 
 @blp.route("/validate-cron/")

@@ -11,12 +11,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from shared.auth import Principal
-from shared.errors import ApiError, field_error, not_found
+from shared.domain_errors import InvalidField, NotFound, Unavailable
 from shared.events.envelope import iso
 from shared.unit_of_work import UnitOfWork
 
 from ..container import SchedulingContainer
-from ..core_client import CoreUnavailable
+from ..core_client import Caller, CoreUnavailable
 from ..cron import check_cron
 from ..firing import fire_due, fire_manual
 from ..models import PERIODIC, Calendar, CalendarAttachment, CoreTask, PeriodicTask, ScheduleRun
@@ -40,12 +40,12 @@ def get_periodic_task(session: Session, brand_id: int, pk: int, *, lock: bool = 
         stmt = stmt.with_for_update()
     task = session.scalars(stmt).first()
     if task is None:
-        raise not_found("NOT_FOUND", "Periodic task")
+        raise NotFound("Periodic task")
     return task
 
 
 def template_of(
-    container: SchedulingContainer, uow: UnitOfWork, brand_id: int, pk: int, caller: dict[str, str]
+    container: SchedulingContainer, uow: UnitOfWork, brand_id: int, pk: int, caller: Caller
 ) -> dict[str, Any]:
     """A core task used as a template: from the task.created read model, or, when that event has
     not arrived yet, from core itself with the caller's own credentials."""
@@ -56,10 +56,10 @@ def template_of(
         try:
             task = container.core.get_task(caller, pk)
         except CoreUnavailable:
-            raise ApiError(503, "SERVICE_UNAVAILABLE", "core is unavailable; try again shortly.") from None
+            raise Unavailable("core is unavailable; try again shortly.") from None
         if task is not None and task.get("brand", {}).get("id") == brand_id:
             return {k: task.get(k) for k in TEMPLATE_FIELDS}
-    raise field_error("base_task", "Task not found or access denied.")
+    raise InvalidField("base_task", "Task not found or access denied.")
 
 
 def _check(fields: dict[str, Any], current: PeriodicTask | None, now: datetime) -> None:
@@ -71,9 +71,9 @@ def _check(fields: dict[str, Any], current: PeriodicTask | None, now: datetime) 
     start = fields.get("start_date", current.start_date if current else None)
     end = fields.get("end_date", current.end_date if current else None)
     if fields.get("end_date") is not None and fields["end_date"] <= now:
-        raise field_error("end_date", "end_date must be in the future.", "SCHEDULE_IN_PAST")
+        raise InvalidField("end_date", "end_date must be in the future.", "SCHEDULE_IN_PAST")
     if start is not None and end is not None and end <= start:
-        raise field_error("end_date", "end_date must be after start_date.")
+        raise InvalidField("end_date", "end_date must be after start_date.")
 
 
 def _set_calendars(uow: UnitOfWork, task: PeriodicTask, calendar_ids: list[int]) -> None:
@@ -85,7 +85,7 @@ def _set_calendars(uow: UnitOfWork, task: PeriodicTask, calendar_ids: list[int])
     )
     missing = [c for c in wanted if c not in found]
     if missing:
-        raise field_error("calendars", f"Calendar(s) not found or access denied: {missing}.")
+        raise InvalidField("calendars", f"Calendar(s) not found or access denied: {missing}.")
     kept = [a for a in task.attachments if a.calendar_id in found]
     have = {a.calendar_id for a in kept}
     task.attachments[:] = kept + [CalendarAttachment(calendar_id=c) for c in wanted if c not in have]
@@ -96,7 +96,7 @@ def create_periodic_task(
     uow: UnitOfWork,
     principal: Principal,
     fields: dict[str, Any],
-    caller: dict[str, str],
+    caller: Caller,
 ) -> PeriodicTask:
     now = container.now()
     fields = dict(fields)
@@ -106,7 +106,7 @@ def create_periodic_task(
     if base_task is not None:
         template = template_of(container, uow, principal.brand_id, base_task, caller)
     elif not fields.get("task_type"):
-        raise field_error("task_type", "Give a task_type, or a base_task to copy it from.")
+        raise InvalidField("task_type", "Give a task_type, or a base_task to copy it from.")
     calendars = fields.pop("calendars", [])
     values = {k: v for k, v in template.items() if v is not None}
     values.update({k: v for k, v in fields.items() if v is not None or k not in TEMPLATE_FIELDS})
@@ -191,7 +191,7 @@ def core_body(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def deliver_to_core(
-    container: SchedulingContainer, run: ScheduleRun, request: dict[str, Any], caller: dict[str, str]
+    container: SchedulingContainer, run: ScheduleRun, request: dict[str, Any], caller: Caller
 ) -> dict[str, Any] | None:
     """Ask core for the run's task now, with the run's key (the event carries the same key, so
     core creates one task whichever comes first). Links the run to it. None if core is down:
@@ -222,7 +222,7 @@ def run_now(
     principal: Principal,
     load: Callable[..., Any],
     pk: int,
-    caller: dict[str, str],
+    caller: Caller,
     id_field: str,
 ) -> dict[str, Any]:
     """Fire one manual run of a schedule (its own slot key, the schedule does not move) and answer
@@ -243,7 +243,7 @@ def run_now(
 
 
 def execute_now(
-    container: SchedulingContainer, principal: Principal, pk: int, caller: dict[str, str]
+    container: SchedulingContainer, principal: Principal, pk: int, caller: Caller
 ) -> dict[str, Any]:
     return run_now(container, principal, get_periodic_task, pk, caller, "periodic_task_id")
 
@@ -266,9 +266,7 @@ def ready_for_execution(container: SchedulingContainer, brand_id: int) -> dict[s
     return {"count": len(tasks), "tasks": tasks}
 
 
-def execute_ready(
-    container: SchedulingContainer, principal: Principal, caller: dict[str, str]
-) -> dict[str, Any]:
+def execute_ready(container: SchedulingContainer, principal: Principal, caller: Caller) -> dict[str, Any]:
     """Fire the caller's due schedules now, exactly as the scheduler would (the same claim and
     the same slot keys, so a slot the scheduler already fired is not fired again)."""
     with container.uow() as uow:
