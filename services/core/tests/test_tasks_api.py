@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlparse
 
 from sqlalchemy import select
 
+from services.core.models import Task
 from shared.events.outbox_relay import OutboxRelay
 from shared.testing.fixtures import OTHER_BRAND
 
@@ -260,6 +261,20 @@ class TestLifecycle:
         assert client.delete(f"/tasks/{task['id']}/", headers=h).status_code == 204
         gone = client.get(f"/tasks/{task['id']}/", headers=h)
         assert gone.status_code == 404 and gone.json["error_code"] == "TASK_NOT_FOUND"
+
+    def test_the_traceback_is_shown_to_the_brands_admins_only(self, client, auth, make_task, container):
+        task = make_task(description="d")
+        with container.uow() as uow:
+            uow.session.get(Task, task["id"]).error_traceback = "Traceback: boom"
+            uow.commit()
+        url = f"/tasks/{task['id']}/"
+        for role, shown in (("admin", "Traceback: boom"), ("operator", None), ("viewer", None)):
+            assert client.get(url, headers=auth.headers(role)).json["error_traceback"] == shown, role
+        for role, shown in (("admin", "Traceback: boom"), ("operator", None)):
+            updated = client.patch(url, json={"description": "e"}, headers=auth.headers(role))
+            assert (updated.status_code, updated.json["error_traceback"]) == (200, shown), role
+        listed = client.get("/tasks/", headers=auth.headers()).json["results"][0]
+        assert "error_traceback" not in listed  # the list never carries it
 
     def test_stats(self, client, auth, make_task, container, live_worker):
         live_worker("a")
