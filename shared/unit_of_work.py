@@ -110,27 +110,6 @@ class UnitOfWork:
         self._add(EVENTS_EXCHANGE, event.event_type, envelope.event_id, envelope.to_json(), headers or {})
         return envelope
 
-    def emit(
-        self,
-        event_type: str,
-        brand_id: int | None,
-        data: dict[str, Any],
-        headers: dict[str, str] | None = None,
-    ) -> Envelope:
-        """Record a domain event given as a plain dict (its class in the catalog describes it)."""
-        envelope = Envelope(
-            event_type=event_type,
-            producer=self.producer,
-            brand_id=brand_id,
-            data=data,
-            correlation_id=correlation_id.get(),
-        )
-        self._add(EVENTS_EXCHANGE, event_type, envelope.event_id, envelope.to_json(), headers or {})
-        return envelope
-
-    def emit_many(self, events: Iterable[tuple[str, int | None, dict[str, Any]]]) -> list[Envelope]:
-        return [self.emit(t, b, d) for t, b, d in events]
-
     def send_work(self, order: WorkOrder, message_id: str) -> None:
         """Queue a work order for the workers of its priority, in this transaction."""
         headers = {"correlation_id": correlation_id.get() or ""}

@@ -26,6 +26,7 @@ from shared.db import upsert
 from shared.events.bus import FilteredBindings
 from shared.events.catalog import (
     PERSISTENT_HEADER,
+    JobCreated,
     TaskCancelled,
     TaskCompleted,
     TaskCreated,
@@ -123,8 +124,10 @@ def _create_jobs(uow: UnitOfWork, tasks: dict[int, dict[str, Any]], refs: Sequen
     created = sorted(uow.session.execute(statement, rows).all(), key=lambda job: job.id)
     for job in created:
         task = tasks[job.base_task_id]
-        data = lc.job_event(job.id, job.base_task_id, task["task_id"], job.status, False)
-        uow.emit("job.created", task["brand_id"], data)
+        created = JobCreated(
+            job_id=job.id, base_task=job.base_task_id, task_id=task["task_id"], status=job.status
+        )
+        uow.publish(created, task["brand_id"])
 
 
 def apply_deleted(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:

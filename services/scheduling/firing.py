@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.db import is_postgres
+from shared.events import catalog
 from shared.events.envelope import iso
 from shared.unit_of_work import UnitOfWork
 
@@ -228,16 +229,16 @@ def create_request(schedule: Schedule, plan: Plan | None, creator: dict[str, str
     }
 
 
-def _fired_event(schedule: Schedule, run: ScheduleRun, request: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "periodic_task_id": schedule.id if schedule.kind == PERIODIC else None,
-        "cron_job_id": schedule.id if schedule.kind == CRON_JOB else None,
-        "planned_time": iso(run.planned_time),
-        "fired_at": iso(run.fired_at),
-        "trigger": run.trigger,
-        "idempotency_key": run.idempotency_key,
-        "create_task": request,
-    }
+def _fired_event(schedule: Schedule, run: ScheduleRun, request: dict[str, Any]) -> catalog.ScheduleFired:
+    return catalog.ScheduleFired(
+        periodic_task_id=schedule.id if schedule.kind == PERIODIC else None,
+        cron_job_id=schedule.id if schedule.kind == CRON_JOB else None,
+        planned_time=iso(run.planned_time),
+        fired_at=iso(run.fired_at),
+        trigger=run.trigger,
+        idempotency_key=run.idempotency_key,
+        create_task=request,
+    )
 
 
 def _new_run(schedule: Schedule, planned: datetime, now: datetime, trigger: str, key: str) -> ScheduleRun:
@@ -382,10 +383,8 @@ def fire_due(
         .values({c: bindparam(c) for c in _ADVANCED}),
         [{"schedule_id": s.id, **{c: getattr(s, c) for c in _ADVANCED}} for s in schedules],
     )
-    uow.emit_many(
-        ("schedule.fired", schedule.brand_id, _fired_event(schedule, run, request))
-        for schedule, run, request in fired
-    )
+    for schedule, run, request in fired:
+        uow.publish(_fired_event(schedule, run, request), schedule.brand_id)
     return Batch(len(schedules), [run for _, run, _ in fired], {r.idempotency_key: q for _, r, q in fired})
 
 
@@ -472,7 +471,7 @@ def fire_manual(
     request = create_request(schedule, plan, creator)
     uow.session.add(run)
     uow.session.flush()
-    uow.emit("schedule.fired", schedule.brand_id, _fired_event(schedule, run, request))
+    uow.publish(_fired_event(schedule, run, request), schedule.brand_id)
     schedule.executions_count += 1
     schedule.last_run_at, schedule.last_run_status, schedule.updated_at = now, "running", now
     return run, request

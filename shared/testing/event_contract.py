@@ -4,8 +4,8 @@ that checks every message the code publishes in the test process against it.
 The contract is what `make contract` generated from shared/events/catalog.py: docs/events/<type>.json
 for the bodies, docs/asyncapi.yaml for the AMQP headers. A published message must match its class
 exactly: besides the schema (which, being public, lets consumers ignore fields they do not know), no
-field its class does not declare, so a producer that sends a dict (`uow.emit`) cannot drift from
-its class unnoticed. Each test fails (at teardown) if a message published while it ran does not
+field its class does not declare, so a message built outside its class cannot drift from it
+unnoticed. Each test fails (at teardown) if a message published while it ran does not
 match; a test that publishes off-contract messages on purpose (the bus's own mechanics) says so
 with `@pytest.mark.unchecked_events`.
 

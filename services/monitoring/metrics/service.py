@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from shared import task_states as st
 from shared.auth import Principal
 from shared.domain_errors import InvalidField, NotFound
-from shared.events.catalog import MetricsDeleted
+from shared.events.catalog import MetricsDeleted, MetricsRecorded
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -37,10 +37,15 @@ def get_record(session: Session, brand_id: int, pk: int, *, lock: bool = False) 
 def _announce(uow: UnitOfWork, record: MetricsRecord) -> None:
     # every figure of the record: MetricsRecorded names those core reads, outside consumers
     # may read the others
-    data: dict[str, Any] = {"base_task": record.base_task, "task_id": record.task_id}
-    data.update({name: getattr(record, name) for name in MEASURED})
-    data.update(performance_score=record.performance_score, worker_name=record.worker_name)
-    uow.emit("metrics.recorded", record.brand_id, data)
+    measured = {name: getattr(record, name) for name in MEASURED}
+    event = MetricsRecorded(
+        base_task=record.base_task,
+        task_id=record.task_id,
+        performance_score=record.performance_score,
+        worker_name=record.worker_name,
+        **measured,
+    )
+    uow.publish(event, record.brand_id)
 
 
 def create_record(uow: UnitOfWork, principal: Principal, fields: dict[str, Any]) -> MetricsRecord:

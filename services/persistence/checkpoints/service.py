@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.domain_errors import InvalidField, NotFound
+from shared.events import catalog
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -74,18 +75,17 @@ def save_checkpoint(
     job.updated_at = now
     uow.session.flush()
     lc.settle(uow, job, announce=False)
-    uow.emit(
-        "checkpoint.saved",
+    uow.publish(
+        catalog.CheckpointSaved(
+            job_id=job.id,
+            base_task=job.base_task_id,
+            task_id=job.base_task.task_id,
+            checkpoint_id=checkpoint.id,
+            step_name=checkpoint.step_name,
+            is_recovery_point=checkpoint.is_recovery_point,
+            can_resume=job.can_resume,
+        ),
         brand_id,
-        {
-            "job_id": job.id,
-            "base_task": job.base_task_id,
-            "task_id": job.base_task.task_id,
-            "checkpoint_id": checkpoint.id,
-            "step_name": checkpoint.step_name,
-            "is_recovery_point": checkpoint.is_recovery_point,
-            "can_resume": job.can_resume,
-        },
     )
     return checkpoint, control_at_checkpoint(uow, job, checkpoint)
 

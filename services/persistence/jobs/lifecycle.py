@@ -4,12 +4,13 @@ and the job.* events that tell core (`is_resumable`, pause, resume, restart)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from shared import task_states as ts
+from shared.events import catalog
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -69,24 +70,24 @@ def newest_recovery_point(uow: UnitOfWork, job: PersistentJob) -> Checkpoint | N
     return uow.session.scalars(recovery_points(job).limit(1)).first()
 
 
-def event_data(job: PersistentJob, **extra: Any) -> dict[str, Any]:
-    """`extra` may override the job's own fields (a deleted job's status: "deleted")."""
-    return job_event(job.id, job.base_task_id, job.base_task.task_id, job.status, job.can_resume) | extra
+JobEventT = TypeVar("JobEventT", bound=catalog.JobEvent)
 
 
-def job_event(job_id: int, base_task: int, task_id: str, status: str, can_resume: bool) -> dict[str, Any]:
-    """The data every job.* event carries."""
-    return {
-        "job_id": job_id,
-        "base_task": base_task,
-        "task_id": task_id,
-        "status": status,
-        "can_resume": can_resume,
+def job_event(kind: type[JobEventT], job: PersistentJob, **extra: Any) -> JobEventT:
+    """The job.* event `kind` about `job`; `extra` may override the job's own fields (a deleted
+    job's status: "deleted")."""
+    own = {
+        "job_id": job.id,
+        "base_task": job.base_task_id,
+        "task_id": job.base_task.task_id,
+        "status": job.status,
+        "can_resume": job.can_resume,
     }
+    return kind(**(own | extra))
 
 
-def emit(uow: UnitOfWork, event_type: str, job: PersistentJob, **extra: Any) -> None:
-    uow.emit(event_type, job.brand_id, event_data(job, **extra))
+def emit(uow: UnitOfWork, kind: type[catalog.JobEvent], job: PersistentJob, **extra: Any) -> None:
+    uow.publish(job_event(kind, job, **extra), job.brand_id)
 
 
 def settle(uow: UnitOfWork, job: PersistentJob, status: str | None = None, *, announce: bool = True) -> bool:
@@ -109,7 +110,7 @@ def settle(uow: UnitOfWork, job: PersistentJob, status: str | None = None, *, an
     if changed:
         job.updated_at = now
         if announce:
-            emit(uow, "job.updated", job)
+            emit(uow, catalog.JobUpdated, job)
     if job.status in ACCIDENTS and job.can_resume:
         uow.wake(AUTO_RESUME_SIGNAL)  # it may be due for an automatic resume
     return changed
@@ -170,7 +171,7 @@ def create_job(uow: UnitOfWork, ref: TaskRef, fields: dict[str, Any] | None = No
     job.base_task = ref
     uow.session.add(job)
     uow.session.flush()
-    emit(uow, "job.created", job)
+    emit(uow, catalog.JobCreated, job)
     return job
 
 
@@ -188,7 +189,7 @@ def delete_job(uow: UnitOfWork, job: PersistentJob) -> int:
     uow.session.execute(delete(JobState).where(JobState.job_id == job.id))
     job.can_resume = False
     # announced as a final job.updated: core's is_resumable turns false, no new event type needed
-    emit(uow, "job.updated", job, status="deleted")
+    emit(uow, catalog.JobUpdated, job, status="deleted")
     uow.session.delete(job)
     return freed
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from shared import task_states as ts
 from shared.domain_errors import InvalidField
+from shared.events import catalog
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -116,7 +117,7 @@ def _pause(uow: UnitOfWork, job: PersistentJob, checkpoint: Checkpoint | None) -
     job.paused_at = utcnow()
     lc.settle(uow, job, lc.PAUSED, announce=False)
     newest = checkpoint or lc.newest_recovery_point(uow, job)
-    lc.emit(uow, "job.paused", job, checkpoint_id=newest.id if newest else None)
+    lc.emit(uow, catalog.JobPaused, job, checkpoint_id=newest.id if newest else None)
 
 
 def control_at_checkpoint(uow: UnitOfWork, job: PersistentJob, checkpoint: Checkpoint) -> str:

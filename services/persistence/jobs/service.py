@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from shared.domain_errors import Conflict, DomainError, InvalidField, NotFound
+from shared.events import catalog
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -121,7 +122,7 @@ def resume_job(
     lc.settle(uow, job, lc.PENDING, announce=False)
     lc.emit(
         uow,
-        "job.resumed",
+        catalog.JobResumed,
         job,
         checkpoint_id=checkpoint.id,
         from_step=checkpoint.step_name,
@@ -204,7 +205,7 @@ def restart_job(uow: UnitOfWork, brand_id: int, pk: int, options: dict[str, Any]
     lc.settle(uow, job, lc.PENDING, announce=False)  # core re-runs the task on job.restarted
     lc.emit(
         uow,
-        "job.restarted",
+        catalog.JobRestarted,
         job,
         checkpoint_id=start_at.id if start_at else None,
         from_step=from_step,
