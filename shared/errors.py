@@ -50,7 +50,7 @@ HTTP_CODES = {
 # What the domain refuses -> the status a client reads; a subclass answers as its nearest mapped
 # ancestor (InvalidTransition is a Conflict). The service layers never see these numbers.
 STATUS_OF: dict[type[DomainError], int] = {
-    DomainError: 400,
+    DomainError: 400,  # a refusal of no narrower class is still the request's fault
     InvalidField: 400,
     ValidationFailed: 400,
     Forbidden: 403,
