@@ -191,6 +191,10 @@ def _follow(uow: UnitOfWork, ref: TaskRef, *, reason: str | None = None, interru
         # it ran before (its start, its pause) must not move it (nor pause the next one)
         return
     status = lc.INTERRUPTED if interrupted else lc.TASK_TO_JOB.get(ref.status, job.status)
+    if job.status == lc.PAUSED and status in (lc.PENDING, lc.RUNNING) and ref.attempt <= job.attempt:
+        # its handler paused this attempt at a checkpoint: news of the attempt's start, which a
+        # worker reports late (after its hold window), is older than the pause
+        return
     if status == lc.PENDING and job.status == lc.INTERRUPTED:
         status = lc.INTERRUPTED  # still waiting to run again after losing its worker
     if status == lc.PENDING and job.status == lc.RUNNING and job.attempt >= ref.attempt:

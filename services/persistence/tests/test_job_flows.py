@@ -246,6 +246,21 @@ class TestPauseAndResume:
         assert job_of(client, auth, task)["status"] == "paused"
         assert len(events.published("job.paused")) == 1
 
+    def test_a_late_start_of_the_attempt_its_handler_paused_leaves_the_job_paused(
+        self, client, auth, events, machine
+    ):
+        """A worker reports a short attempt's start late (its hold window): the handler may have
+        paused at a checkpoint before core's task.started arrives here. That start is older news
+        than the pause and must not make the job running (its resume would then be refused)."""
+        task = events.task()
+        answer, _ = run_to_checkpoints(client, machine, task, batches=1)
+        client.post(f"{JOBS}/{answer['job_id']}/pause/", headers=auth.headers())
+        assert checkpoint(client, machine, answer["job_id"], "b", {}).json["control"] == "pause"
+        events.core(TaskStarted, task, attempt=1, worker_name="w1", started_at="2026-06-01T12:00:01.000Z")
+        assert job_of(client, auth, task)["status"] == "paused"
+        resumed = client.post(f"{JOBS}/{answer['job_id']}/resume/", json={}, headers=auth.headers())
+        assert resumed.status_code == 200, resumed.json
+
 
 class TestConflicts:
     def test_resume_pause_restart_refuse_what_their_state_forbids(self, client, auth, events, machine):
