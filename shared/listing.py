@@ -336,15 +336,6 @@ def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
     )
 
 
-def parse_or_400(schema: ma.Schema, data: Mapping[str, Any]) -> dict[str, Any]:
-    from .errors import validation_error
-
-    try:
-        return schema.load(data)
-    except ma.ValidationError as error:
-        raise validation_error(dict(error.messages)) from None  # type: ignore[arg-type]
-
-
 __all__ = [
     "CommaList",
     "FlexibleBoolean",

@@ -8,7 +8,7 @@ import marshmallow as ma
 
 from shared.api import ReadSchema, Schema, Timestamp
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
-from shared.task_states import ACTIVE, PENDING, PRIORITIES, STATUSES
+from shared.task_states import PENDING, PRIORITIES, STATUSES
 
 TASK_TYPE_PATTERN = r"^[a-z0-9_.-]{1,100}$"
 READ_ONLY_FIELDS = (
@@ -60,16 +60,6 @@ class TaskUpdateSchema(_RejectReadOnly):
     scheduled_for = ma.fields.AwareDateTime(allow_none=True)
     max_retries = ma.fields.Integer(validate=ma.validate.Range(0, 20))
     timeout_minutes = ma.fields.Integer(validate=ma.validate.Range(1, 10080))
-
-
-class BrandSchema(ReadSchema):
-    id = ma.fields.Integer()
-    name = ma.fields.String()
-
-
-class UserSchema(ReadSchema):
-    id = ma.fields.String()
-    username = ma.fields.String()
 
 
 class TaskMetricsSummarySchema(ReadSchema):
@@ -166,9 +156,6 @@ class TaskListArgs(ListArgs):
     is_resumable = FlexibleBoolean()
     is_periodic = FlexibleBoolean()
     ordering = Ordering(["created_at", "updated_at", "priority", "status", "progress_percentage"])
-
-
-ACTIVE_STATUSES = ACTIVE
 
 
 class RetryBodySchema(Schema):
