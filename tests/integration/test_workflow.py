@@ -1,6 +1,6 @@
 """The user's overview end to end, through the gateway of the `make up` topology: a task created
 and followed to its end, its metrics, a persistent job paused and resumed, a cron expression
-validated, a periodic task fired. Each part runs once the services it needs have landed."""
+validated, a periodic task fired."""
 
 from __future__ import annotations
 
@@ -17,24 +17,15 @@ pytestmark = pytest.mark.integration
 POLL = 0.2  # below the test gateway's rate limit
 
 
-def needs(topology: Topology, *parts: str) -> None:
-    present = {"worker": topology.has_worker, "scheduler": topology.has_scheduler}
-    missing = [p for p in parts if not present.get(p, topology.has(p))]
-    if missing:
-        pytest.skip(f"not built yet: {', '.join(missing)}")
-
-
 def task_status(topology: Topology, pk: int, *statuses: str) -> dict[str, Any] | None:
     task = topology.get(f"/tasks/{pk}/").json()
     return task if task["status"] in statuses else None
 
 
 @pytest.fixture(scope="session")
-def every_minute(topology: Topology) -> dict[str, Any] | None:
+def every_minute(topology: Topology) -> dict[str, Any]:
     """A schedule firing every minute, created by the first test so that the scheduler's first
     minute boundary passes while the other tests run."""
-    if not topology.has("scheduling"):
-        return None
     created = topology.post(
         "/tasks/scheduled/periodic-tasks/",
         {
@@ -55,15 +46,12 @@ def test_a_task_is_created_and_followed(topology: Topology, every_minute: Any) -
     assert task["status"] == "pending" and task["task_id"].startswith("task_")
     listed = topology.get("/tasks/?search=overview").json()
     assert task["id"] in [t["id"] for t in listed["results"]]
-    if not topology.has_worker:
-        return
     done = wait_until(lambda: task_status(topology, task["id"], "completed", "failed"), 30, POLL)
     assert done["status"] == "completed", done
     assert done["result_data"] == {} and done["progress_percentage"] == 100
 
 
 def test_a_sleeping_task_reports_progress_and_its_metrics_are_visible(topology: Topology) -> None:
-    needs(topology, "worker", "monitoring")
     task = topology.post(
         "/tasks/", {"task_type": "example.sleep", "context_data": {"seconds": 0.6, "steps": 3}}
     ).json()
@@ -95,7 +83,6 @@ def test_each_service_exports_the_figures_of_all_its_processes(topology: Topolog
 
 
 def test_a_persistent_job_is_paused_and_resumed_from_its_checkpoint(topology: Topology) -> None:
-    needs(topology, "worker", "persistence")
     task = topology.post(
         "/tasks/",
         {"task_type": "example.batch", "context_data": {"items": 40, "batch_size": 4, "delay": 0.2}},
@@ -122,7 +109,6 @@ def test_a_persistent_job_is_paused_and_resumed_from_its_checkpoint(topology: To
 
 
 def test_a_cron_expression_is_validated(topology: Topology) -> None:
-    needs(topology, "scheduling")
     validate = "/tasks/scheduled/periodic-tasks/validate-cron/"
     good = topology.post(validate, {"cron_expression": "0 9 * * 1-5", "timezone": "Europe/Paris", "count": 3})
     assert good.status_code == 200, good.text
@@ -134,7 +120,6 @@ def test_a_cron_expression_is_validated(topology: Topology) -> None:
 @pytest.mark.run_last(1)
 def test_a_periodic_task_is_fired_by_the_scheduler(topology: Topology, every_minute: Any) -> None:
     """The schedule fires at a minute boundary: created by the first test, checked last."""
-    needs(topology, "scheduling", "scheduler")
     schedule = every_minute
 
     def fired() -> list[dict[str, Any]]:
