@@ -90,7 +90,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	touch $@
 
 .PHONY: bench bench-quick
-bench: $(VENV)/.bench-installed ## the benchmarks (DESIGN.md targets): table + JSON in bench/results/
+bench: $(VENV)/.bench-installed ## the benchmarks (targets: docs/benchmarks.md): table + JSON in bench/results/
 	$(PY) -m bench
 
 bench-quick: $(VENV)/.bench-installed ## a reduced benchmark run (< 3 min); CI runs it without asserting speed

@@ -1,6 +1,6 @@
 """`python -m bench [--quick] [--only memory,idle,e2e,...]`: runs the benchmarks, prints a table
 and writes JSON to bench/results/. Each figure is the median of repeated runs with min and max;
-each comparison is a ratio measured in the same run on the same machine. Targets: DESIGN.md and
+each comparison is a ratio measured in the same run on the same machine. Targets: docs/benchmarks.md and
 issue 12. A full run brings a fresh topology up for each scenario; a quick run (CI: the code
 paths must not rot, the figures are not read) shares one, since starting it is most of its time."""
 
@@ -208,7 +208,7 @@ def bench_convergence(quick: bool, platforms: Platforms) -> list[Figure]:
 
 
 # --------------------------------------------------------------------------------------------
-# The rest of DESIGN.md's figures
+# The API, reads, the scheduler, memory (docs/benchmarks.md)
 
 
 def bench_memory(quick: bool, platforms: Platforms) -> list[Figure]:

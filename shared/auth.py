@@ -1,4 +1,4 @@
-"""JWT verification, brand scope and the role check (API.md §0, docs/security.md).
+"""JWT verification, brand scope and the role check (docs/api.md §0, docs/security.md).
 
 The accepted algorithms come from configuration, never from the token header; `exp` is required
 and a token may not live longer than JWT_MAX_LIFETIME_SECONDS. `X-Brand-ID` selects one of the

@@ -1,7 +1,7 @@
 """Configuration from environment variables, read once per process, failing fast and clearly.
 
-The variables every deployment shares are named in API.md §0 and listed in the README. Anything a
-service needs beyond them has a default that works on one machine.
+The variables every deployment shares are listed in the README ("Configuration") and
+docs/deploy.md §8. Anything a service needs beyond them has a default that works on one machine.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ class ListArgs(ma.Schema, metaclass=_ListArgsMeta):
     """Arguments every list accepts. Subclasses add filters and set `ordering`'s allowed fields."""
 
     class Meta:
-        unknown = ma.EXCLUDE  # unknown parameters are ignored (API.md §0)
+        unknown = ma.EXCLUDE  # unknown parameters are ignored (docs/api.md §0)
 
     range_filters: Mapping[str, Callable[[], ma.fields.Field]] = {}
 
@@ -224,7 +224,7 @@ def public_url(page: int | None) -> str | None:
     return f"{proto}://{host}{prefix}{request.path}?{urlencode(params)}"
 
 
-# Counting (API.md §0: `count` is exact, or the page says `"count_is_exact": false`).
+# Counting (docs/api.md §0: `count` is exact, or the page says `"count_is_exact": false`).
 # Up to SMALL rows one bounded count answers (the cost of every list before counts were exact).
 # Beyond, on PostgreSQL, the planner's estimate decides (an EXPLAIN, well under a millisecond): a
 # list it expects to hold at most TRY_EXACT_UP_TO rows is counted exactly within COUNT_BUDGET_MS

@@ -1,6 +1,6 @@
 """Machine identities: narrow, short-lived tokens that platform processes give each other.
 
-Users' tokens come from the identity provider (API.md §0). Platform processes never get a user
+Users' tokens come from the identity provider (docs/api.md §0). Platform processes never get a user
 token and never a token that is good for everything: each machine token is minted by the one
 service that knows the facts it vouches for, for one audience and one scope (docs/security.md,
 "Who mints what"):

@@ -1,6 +1,6 @@
 """The unit of work: one database transaction that the service layer owns. Events and work
 messages written through it land in the outbox in that same transaction, so a change and the news
-of it are committed together or not at all (EVENTS.md: no lost event).
+of it are committed together or not at all (docs/events.md: no lost event).
 
 Outbox rows are gathered while the transaction runs and inserted in one statement at commit (a
 request that creates a task and its work order, or a consumer's batch of hundreds of events, pays

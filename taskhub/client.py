@@ -1,4 +1,4 @@
-"""A synchronous Python client of the taskhub API (API.md), built on requests.
+"""A synchronous Python client of the taskhub API (docs/api.md), built on requests.
 
     from taskhub import Client
 
@@ -181,7 +181,7 @@ class Client:
         return dict(self.get(f"/tasks/{int(task_id)}/"))
 
     def tasks(self, **filters: Any) -> Iterator[dict[str, Any]]:
-        """Every task matching the list's filters (API.md §1), e.g. `status="failed,cancelled"`."""
+        """Every task matching the list's filters (docs/api.md §1), e.g. `status="failed,cancelled"`."""
         return self.iterate("/tasks/", **filters)
 
     def retry(self, task_id: int, **options: Any) -> dict[str, Any]:

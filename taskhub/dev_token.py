@@ -1,4 +1,4 @@
-"""Development tokens (HS256, a shared secret), the same claims the platform reads (API.md §0).
+"""Development tokens (HS256, a shared secret), the same claims the platform reads (docs/api.md §0).
 Production deployments verify tokens from an identity provider and never mint them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the client raises. Every error the platform answers has the shape of API.md §0
+"""What the client raises. Every error the platform answers has the shape of docs/api.md §0
 (`{"detail", "error_code", "field_errors"?}`) and becomes the exception class of its `error_code`,
 so callers catch `TaskNotFound` or `MaxRetriesExceeded` rather than compare strings. Each class
 also derives from the class of its HTTP status family (`NotFound`, `Conflict`, ...), and every one
@@ -80,7 +80,7 @@ class ServerError(ApiError):
     status, default_code = 500, "INTERNAL_ERROR"
 
 
-# ---- one class per error_code of API.md
+# ---- one class per error_code of docs/api.md
 
 
 class ValidationError(BadRequest):

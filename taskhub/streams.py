@@ -1,4 +1,4 @@
-"""Reading the platform's server-sent event streams (API.md §1: `GET /tasks/stream/`,
+"""Reading the platform's server-sent event streams (docs/api.md §1: `GET /tasks/stream/`,
 `GET /tasks/{id}/stream/`). sseclient-py parses the wire format; this module adds what a caller of
 a long-lived stream needs: reconnecting with `Last-Event-ID` after a dropped connection, so no
 change is missed, and JSON decoding of each event's data."""

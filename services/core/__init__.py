@@ -1,1 +1,1 @@
-"""core: the hub of tasks (API.md §1). Owns tasks, their status history and dispatch."""
+"""core: the hub of tasks (docs/api.md §1). Owns tasks, their status history and dispatch."""

@@ -1,1 +1,1 @@
-"""monitoring: metrics, analytics, alert rules and workers (API.md §2)."""
+"""monitoring: metrics, analytics, alert rules and workers (docs/api.md §2)."""

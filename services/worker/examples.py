@@ -1,4 +1,4 @@
-"""The example task types of API.md §0, registered in every worker: a fresh install does real work
+"""The example task types of docs/api.md §0, registered in every worker: a fresh install does real work
 and every behaviour (progress, failure, retries, checkpoints, pause, resume) can be tried by hand."""
 
 from __future__ import annotations

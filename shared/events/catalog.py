@@ -1,4 +1,4 @@
-"""Every message on the bus, one class each: the events of EVENTS.md, the attempt reports workers
+"""Every message on the bus, one class each: the events of docs/events.md, the attempt reports workers
 send to core, and the work order core sends to workers. Producers build these classes, consumers
 read them; the JSON Schemas in docs/events/ and docs/asyncapi.yaml are generated from them, and
 the tests check published messages against them.

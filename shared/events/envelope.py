@@ -1,4 +1,4 @@
-"""The event envelope of EVENTS.md, the one shape every event on the bus has."""
+"""The event envelope of docs/events.md, the one shape every event on the bus has."""
 
 from __future__ import annotations
 

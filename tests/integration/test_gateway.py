@@ -1,4 +1,4 @@
-"""The gateway's own behaviour, seen by a client of the `make up` topology (API.md §0)."""
+"""The gateway's own behaviour, seen by a client of the `make up` topology (docs/api.md §0)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Task request and response schemas (API.md §1)."""
+"""Task request and response schemas (docs/api.md §1)."""
 
 from __future__ import annotations
 

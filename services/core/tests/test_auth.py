@@ -1,4 +1,4 @@
-"""Every authentication and scope case of API.md §0."""
+"""Every authentication and scope case of docs/api.md §0."""
 
 from __future__ import annotations
 

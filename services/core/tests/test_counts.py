@@ -1,4 +1,4 @@
-"""`count` is exact, or the page says `"count_is_exact": false` (API.md §0, issue 13 finding 18):
+"""`count` is exact, or the page says `"count_is_exact": false` (docs/api.md §0, issue 13 finding 18):
 on PostgreSQL, over more rows than the old exact limit (1,000), through the API."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The task streams (API.md §1) on SQLite and PostgreSQL: the current state first, each change
+"""The task streams (docs/api.md §1) on SQLite and PostgreSQL: the current state first, each change
 once, the end of a one-task stream at a final status, resuming with Last-Event-ID, the list's
 filters, keep-alive comments, brand scope, and the per-process cap."""
 

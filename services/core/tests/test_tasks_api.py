@@ -1,4 +1,4 @@
-"""core's HTTP contract (API.md §1), on SQLite and PostgreSQL."""
+"""core's HTTP contract (docs/api.md §1), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

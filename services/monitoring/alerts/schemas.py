@@ -1,4 +1,4 @@
-"""Alert rule, alert event and test-call schemas (API.md §2)."""
+"""Alert rule, alert event and test-call schemas (docs/api.md §2)."""
 
 from __future__ import annotations
 

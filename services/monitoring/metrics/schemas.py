@@ -1,4 +1,4 @@
-"""Metrics request and response schemas (API.md §2)."""
+"""Metrics request and response schemas (docs/api.md §2)."""
 
 from __future__ import annotations
 

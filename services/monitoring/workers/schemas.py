@@ -1,4 +1,4 @@
-"""Worker schemas (API.md §2). `queue_name` is the comma list of the queues a worker consumes;
+"""Worker schemas (docs/api.md §2). `queue_name` is the comma list of the queues a worker consumes;
 `queues` gives the same as a list."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Checkpoint request and response schemas (API.md §3)."""
+"""Checkpoint request and response schemas (docs/api.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Job state schemas (API.md §3): the detailed state a handler keeps for its job."""
+"""Job state schemas (docs/api.md §3): the detailed state a handler keeps for its job."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Calendar request and response schemas (API.md §4)."""
+"""Calendar request and response schemas (docs/api.md §4)."""
 
 from __future__ import annotations
 
