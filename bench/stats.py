@@ -10,7 +10,10 @@ from dataclasses import dataclass
 
 def percentile(values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile (what a latency SLO means): the smallest value with at least `pct` %
-    of the values at or below it; NaN when there are no values."""
+    of the values at or below it; NaN when there are no values. This is Hyndman and Fan's
+    definition 1, numpy's `percentile(method="inverted_cdf")`, except where numpy's float product
+    slips a rank (numpy puts the 7th percentile of 200 values at rank 15, 0.07 * 200 being
+    14.000000000000002)."""
     if not values:
         return float("nan")
     ordered = sorted(values)
