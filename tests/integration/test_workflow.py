@@ -1,6 +1,6 @@
-"""The user's overview end to end, through the gateway of the `make up` topology: a task created
-and followed to its end, its metrics, a persistent job paused and resumed, a cron expression
-validated, a periodic task fired."""
+"""The platform's main journeys end to end, through the gateway of the `make up` topology: a task
+created and followed to its end, its metrics, a persistent job paused and resumed, a cron
+expression validated, a periodic task fired (docs/api.md)."""
 
 from __future__ import annotations
 
