@@ -28,6 +28,11 @@ MAX_TIMEOUT_HOURS = 10080 / 60  # core's largest timeout_minutes
 
 def get_job(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> PersistentJob:
     stmt = select(PersistentJob).where(PersistentJob.id == pk, PersistentJob.brand_id == brand_id)
+    if lock:
+        # the task's row before the job's, the event consumers' order: the other one deadlocks
+        # with them (a second update of the job checks its foreign key with a share lock on it)
+        task = select(PersistentJob.base_task_id).where(PersistentJob.id == pk).scalar_subquery()
+        session.execute(select(TaskRef.id).where(TaskRef.id == task).with_for_update())
     job = session.scalars(stmt.with_for_update(of=PersistentJob) if lock else stmt).first()
     if job is None:
         raise NotFound("Persistent job")
