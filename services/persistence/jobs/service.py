@@ -29,10 +29,14 @@ MAX_TIMEOUT_HOURS = 10080 / 60  # core's largest timeout_minutes
 def get_job(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> PersistentJob:
     stmt = select(PersistentJob).where(PersistentJob.id == pk, PersistentJob.brand_id == brand_id)
     if lock:
-        # the task's row before the job's, the event consumers' order: the other one deadlocks
-        # with them (a second update of the job checks its foreign key with a share lock on it)
+        # the task's row before the job's, the event consumers' order: a second update of the job
+        # checks its foreign key with a key-share lock on the task's row, which, taken after the
+        # job's lock, deadlocked with a consumer holding the task's row and wanting the job. Key
+        # share, no more: it still lets a worker's checkpoint (which holds the job) check its keys.
         task = select(PersistentJob.base_task_id).where(PersistentJob.id == pk).scalar_subquery()
-        session.execute(select(TaskRef.id).where(TaskRef.id == task).with_for_update())
+        session.execute(
+            select(TaskRef.id).where(TaskRef.id == task).with_for_update(read=True, key_share=True)
+        )
     job = session.scalars(stmt.with_for_update(of=PersistentJob) if lock else stmt).first()
     if job is None:
         raise NotFound("Persistent job")
