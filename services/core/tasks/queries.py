@@ -15,7 +15,7 @@ from shared.events.bus import EventBus
 from shared.events.envelope import utcnow
 from shared.listing import apply_filters, apply_ordering, column_filters, timestamp_filters
 
-from ..models import Task, WorkerPresence
+from ..models import Task, WorkerPresence, search_text
 from .schemas import TaskListArgs
 
 FILTERS: dict[str, Any] = {
@@ -45,10 +45,6 @@ ORDERING = {
 }
 
 
-# one expression, so that PostgreSQL's trigram index (migration 0001) serves `search`
-SEARCH_TEXT = Task.task_id + " " + Task.task_type + " " + Task.description
-
-
 def _expand_status(values: list[str]) -> list[str]:
     out: list[str] = []
     for value in values:
@@ -59,7 +55,7 @@ def _expand_status(values: list[str]) -> list[str]:
 def task_list(brand_id: int, args: dict[str, Any]) -> Select[Any]:
     stmt = apply_filters(select(Task).where(Task.brand_id == brand_id), args, FILTERS, RANGES)
     if args.get("search"):
-        stmt = stmt.where(func.lower(SEARCH_TEXT).contains(args["search"].lower(), autoescape=True))
+        stmt = stmt.where(search_text().contains(args["search"].lower(), autoescape=True))
     return apply_ordering(
         stmt, args.get("ordering"), ORDERING, [("created_at", True)], (Task.created_at, Task.id)
     )
