@@ -8,7 +8,6 @@ from alembic import op
 import sqlalchemy as sa
 import shared.db
 from sqlalchemy.dialects import postgresql  # noqa: F401 - autogenerate renders JSONB with it
-from sqlalchemy.dialects import postgresql
 
 revision = '0001'
 down_revision = None

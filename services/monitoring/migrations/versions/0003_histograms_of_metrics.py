@@ -4,6 +4,8 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-28 15:23:08.457192
 """
+from bisect import bisect_right
+
 from alembic import op
 import sqlalchemy as sa
 import shared.db
@@ -33,11 +35,64 @@ def upgrade() -> None:
         batch_op.create_index('ix_metrics_brand_type_exec_time', ['brand_id', 'task_type', 'execution_time_ms', 'created_at'], unique=False)
 
     # ### end Alembic commands ###
-    # the records written before this revision, counted once; idempotent (it recounts everything),
-    # so a later revision that changes the bucket scheme calls the same function again
-    from services.monitoring.metrics.histogram import rebuild
+    # the records written before this revision, counted once
+    _count_existing_records(op.get_bind())
 
-    rebuild(op.get_bind())
+
+# What this revision counts with, written out as it was when the revision landed (the bucket
+# scheme of services/monitoring/metrics/histogram.py and the metric fields of metrics/fields.py,
+# 2026-11-28) rather than imported: a revision must keep meaning what it meant then, whatever the
+# application code becomes. A later change of the bucket scheme gets its own revision.
+SMALLEST = 1e-6
+GROWTH = 1.05
+BOUNDS = (0.0, *(SMALLEST * GROWTH**k for k in range(1180)))
+METRICS = (
+    "execution_time_ms",
+    "memory_usage_mb",
+    "cpu_usage_percent",
+    "cost_usd",
+    "queue_wait_time_ms",
+    "network_bytes_sent",
+    "network_bytes_received",
+    "disk_io_bytes",
+    "api_calls_count",
+    "tokens_used",
+    "error_count",
+    "warning_count",
+    "retry_count",
+    "performance_score",
+)
+
+
+def _bucket_of(value):
+    return bisect_right(BOUNDS, float(value or 0)) - 1
+
+
+def _count_existing_records(connection) -> None:
+    """Recount every histogram from the records (a bucket holds BOUNDS[i] <= value < BOUNDS[i+1])."""
+    if connection.dialect.name == "postgresql":
+        bounds = "ARRAY[" + ",".join(repr(b) for b in BOUNDS) + "]::float8[]"
+        day = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+        def bucket(metric):
+            return f"width_bucket({metric}::float8, {bounds}) - 1"
+    else:
+        connection.connection.driver_connection.create_function("taskhub_bucket", 1, _bucket_of)
+        day = "substr(created_at, 1, 10)"
+
+        def bucket(metric):
+            return f"taskhub_bucket({metric})"
+
+    connection.execute(sa.text("DELETE FROM metrics_histogram"))
+    for metric in METRICS:
+        connection.execute(
+            sa.text(
+                "INSERT INTO metrics_histogram (brand_id, metric, day, task_type, bucket, count, total, squares) "
+                f"SELECT brand_id, '{metric}', {day}, task_type, {bucket(metric)}, count(*), sum({metric}), "
+                f"sum(CAST({metric} AS DOUBLE PRECISION) * {metric}) "
+                f"FROM metrics_records GROUP BY brand_id, {day}, task_type, {bucket(metric)}"
+            )
+        )
 
 
 def downgrade() -> None:
