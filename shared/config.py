@@ -72,6 +72,12 @@ def default_database_url(service: str, data_dir: Path | None = None) -> str:
     return f"sqlite:///{folder / f'{service}.db'}"
 
 
+def database_url_of(service: str, env: Mapping[str, str] | None = None) -> str:
+    """The service's own database: `<SERVICE>_DATABASE_URL`, else its SQLite file in data/."""
+    env = os.environ if env is None else env
+    return env.get(f"{service.upper()}_DATABASE_URL") or default_database_url(service)
+
+
 # processes that verify no token (a worker acts only with the credentials its messages carry)
 TOKENLESS = frozenset({"worker"})
 # secrets this repository ships for development: anyone can read them, so only TASKHUB_ENV=development
@@ -110,7 +116,7 @@ def load_settings(service: str, env: Mapping[str, str] | None = None, **override
     _check_secrets(env, secret, public_key)
     settings = Settings(
         service=service,
-        database_url=env.get(f"{service.upper()}_DATABASE_URL") or default_database_url(service),
+        database_url=database_url_of(service, env),
         amqp_url=env.get("AMQP_URL") or None,
         jwt_secret=None if public_key else secret,
         jwt_public_key=public_key,

@@ -1,20 +1,23 @@
 """Alembic, driven from code: each service has its own history in services/<svc>/migrations.
 
-`python -m shared.migrations <service> upgrade` (the Kubernetes migration Job / init container)
-and `upgrade(service, engine)` (make run, tests) run the same thing. On PostgreSQL an advisory
+`python -m shared.migrations <service> upgrade` (`make migrate`, the Kubernetes migration init
+container) and `upgrade(service, engine)` (make run, tests) run the same thing;
+`python -m shared.migrations <service> revision -m "..."` (`make revision`) writes the next one. On PostgreSQL an advisory
 lock serialises concurrent upgraders (several pods starting together)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import tempfile
 import zlib
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import Script
 from sqlalchemy import Engine, text
 
-from .config import REPO_ROOT, load_settings
+from .config import REPO_ROOT, database_url_of
 from .db import make_engine
 
 
@@ -48,24 +51,47 @@ def upgrade(service: str, engine: Engine, revision: str = "head") -> None:
                 connection.commit()
 
 
+def new_revision(service: str, message: str) -> str:
+    """Autogenerate the service's next revision, `000N_<message>.py`, from what its models have
+    that an empty SQLite database upgraded to head lacks (SQLite, so that Alembic writes batch
+    operations, which run on both dialects). Returns the new file's path: read it, then commit."""
+    versions = REPO_ROOT / "services" / service / "migrations" / "versions"
+    number = 1 + max((int(path.name[:4]) for path in versions.glob("[0-9][0-9][0-9][0-9]_*.py")), default=0)
+    with tempfile.TemporaryDirectory() as folder:
+        engine = make_engine(f"sqlite:///{folder}/{service}.db")
+        try:
+            upgrade(service, engine)
+            config = alembic_config(service)
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                script = command.revision(config, message=message, autogenerate=True, rev_id=f"{number:04d}")
+        finally:
+            engine.dispose()
+    assert isinstance(script, Script)  # one head, so one script
+    return script.path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("service")
     parser.add_argument("action", choices=["upgrade", "revision", "current"])
     parser.add_argument("-m", "--message", default="change")
     args = parser.parse_args()
-    settings = load_settings(args.service)
-    engine = make_engine(settings.database_url)
-    if args.action == "upgrade":
-        upgrade(args.service, engine)
-    else:
-        config = alembic_config(args.service)
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            if args.action == "revision":
-                command.revision(config, message=args.message, autogenerate=True)
-            else:
+    if args.action == "revision":
+        print(new_revision(args.service, args.message))
+        return
+    # the service's own database is the only setting a migration needs
+    engine = make_engine(database_url_of(args.service))
+    try:
+        if args.action == "upgrade":
+            upgrade(args.service, engine)
+        else:
+            config = alembic_config(args.service)
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
                 command.current(config)
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":
