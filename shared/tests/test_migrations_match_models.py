@@ -14,11 +14,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData
 
+from shared.config import REPO_ROOT
 from shared.db import make_engine
 from shared.migrations import upgrade
 from shared.testing.fixtures import fresh_postgres_database
 
-SERVICES = ["core", "monitoring", "persistence", "scheduling"]
+# every service with a history of migrations, a new one included
+SERVICES = sorted(path.parent.name for path in (REPO_ROOT / "services").glob("*/migrations"))
 
 
 def differences(service: str, url: str) -> list[Any]:
