@@ -4,7 +4,7 @@ is_periodic) are a local read model kept current from their events."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     func,
     text,
@@ -27,6 +28,9 @@ from shared.service_context import with_messaging_tables
 
 class Base(DeclarativeBase):
     metadata = with_messaging_tables(MetaData(naming_convention=NAMING_CONVENTION))
+    # every model here is mapped to a Table (SQLAlchemy types it as any FromClause), which
+    # insert()/update()/delete() on `Model.__table__` rely on
+    __table__: ClassVar[Table]
 
 
 class Task(Base):

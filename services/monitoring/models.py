@@ -4,9 +4,9 @@ metrics records carry a copy of their task's type and priority so that analytics
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.db import NAMING_CONVENTION, SQLITE_IDS, BigIntPK, JSONType, UTCDateTime
@@ -15,6 +15,9 @@ from shared.service_context import with_messaging_tables
 
 class Base(DeclarativeBase):
     metadata = with_messaging_tables(MetaData(naming_convention=NAMING_CONVENTION))
+    # every model here is mapped to a Table (SQLAlchemy types it as any FromClause), which
+    # insert()/update()/delete() on `Model.__table__` rely on
+    __table__: ClassVar[Table]
 
 
 class TaskView(Base):

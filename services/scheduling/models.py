@@ -4,9 +4,9 @@ fired slot, and a read model of core's tasks (the templates of `base_task`)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
 
 from shared.db import NAMING_CONVENTION, SQLITE_IDS, BigIntPK, JSONType, UTCDateTime
@@ -18,6 +18,9 @@ CRON_JOB = "cron"
 
 class Base(DeclarativeBase):
     metadata = with_messaging_tables(MetaData(naming_convention=NAMING_CONVENTION))
+    # every model here is mapped to a Table (SQLAlchemy types it as any FromClause), which
+    # insert()/update()/delete() on `Model.__table__` rely on
+    __table__: ClassVar[Table]
 
 
 class ScheduleColumns:
