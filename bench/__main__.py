@@ -34,9 +34,9 @@ class Platforms:
         self._one: Platform | None = None
 
     @contextlib.contextmanager
-    def fresh(self, **options: int) -> Iterator[Platform]:
+    def fresh(self, *, concurrency: int = 4, web_concurrency: int = 2) -> Iterator[Platform]:
         if not self.shared:
-            with platform(**options) as p:
+            with platform(concurrency=concurrency, web_concurrency=web_concurrency) as p:
                 yield p
             return
         if self._one is None:

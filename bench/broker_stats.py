@@ -75,11 +75,11 @@ class Management:
         if not owners:
             return reading
         for connection in self._get("connections", "name,peer_port,recv_cnt"):
-            owner = owners.get(connection.get("peer_port"))
+            owner = owners.get(connection.get("peer_port", 0))
             if owner:
                 reading.packets[connection["name"]] = (owner, int(connection.get("recv_cnt") or 0))
         for channel in self._get("channels", "name,connection_details,message_stats"):
-            owner = owners.get((channel.get("connection_details") or {}).get("peer_port"))
+            owner = owners.get((channel.get("connection_details") or {}).get("peer_port", 0))
             if owner:
                 stats = channel.get("message_stats") or {}
                 reading.channels[channel["name"]] = (

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -31,7 +32,7 @@ class LoadResult:
 
 
 async def at_constant_rate(
-    rate: float, duration_s: float, one: Callable[[int, float], Awaitable[None]], max_in_flight: int
+    rate: float, duration_s: float, one: Callable[[int, float], Coroutine[Any, Any, None]], max_in_flight: int
 ) -> int:
     """Starts `one(index, due)` at each due time of a constant arrival rate, whatever the earlier
     ones are doing, and waits for all; returns how many could not start on time (more than

@@ -133,8 +133,8 @@ class Observer:
         for connection, (owner, packets) in broker.packets.items():
             values[f"packets:{owner}@{connection}"] = packets
         with self._broker_lock:
-            for key, value in values.items():
-                self._broker_seen[key] = max(value, self._broker_seen.get(key, 0.0))
+            for key, figure in values.items():
+                self._broker_seen[key] = max(figure, self._broker_seen.get(key, 0.0))
             return dict(self._broker_seen)
 
     def mark(self, label: str, counters: bool = False) -> None:
@@ -159,9 +159,9 @@ class Observer:
         self.pid_owners.update({p.pid: name for name, members in families.items() for p in members})
         pids = self.pid_owners
         by_database = {url.rsplit("/", 1)[1]: name for name, url in self.databases.items()}
-        for (owner, database), value in database_stats.statement_counts(self.metrics_dirs, pids).items():
+        for (owner, database), statements in database_stats.statement_counts(self.metrics_dirs, pids).items():
             for key in (f"statements:{by_database.get(database, database)}", f"statements by:{owner}"):
-                values[key] = values.get(key, 0.0) + value
+                values[key] = values.get(key, 0.0) + statements
         return reading
 
     def cpu_seconds(self, start: str, end: str) -> dict[str, float]:

@@ -26,6 +26,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pika
 import psutil
@@ -33,7 +34,7 @@ from pika.adapters.select_connection import SelectConnection
 
 from .topology import AMQP_URL
 
-KINDS = {
+KINDS: dict[str, dict[str, Any]] = {
     "quorum": {"x-queue-type": "quorum"},
     "classic": {},
     "classic v2": {"x-queue-version": 2},

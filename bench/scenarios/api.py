@@ -4,6 +4,8 @@ stack (`/docs/core/ping`): the ratio of their sustainable rates, and p50/p99 at 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..load import LoadResult, run_load
 from ..stats import percentile
 from ..topology import Platform
@@ -17,7 +19,7 @@ def sustained(result: LoadResult) -> bool:
     return total > 0 and bad / total < ERROR_BUDGET and percentile(result.latencies_ms, 99) < 1000
 
 
-def peak_rate(fire, rates: list[float]) -> float:
+def peak_rate(fire, rates: Sequence[float]) -> float:
     """The highest offered rate of `rates` (ascending) the target sustains."""
     best = 0.0
     for rate in rates:
@@ -27,7 +29,7 @@ def peak_rate(fire, rates: list[float]) -> float:
     return best
 
 
-def figures(p: Platform, rates: list[float], seconds: float) -> dict[str, float]:
+def figures(p: Platform, rates: Sequence[float], seconds: float) -> dict[str, float]:
     headers = p.headers()
     post = lambda rate: run_load(  # noqa: E731
         f"{p.base_url}/tasks/",

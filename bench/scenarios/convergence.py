@@ -18,8 +18,6 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from shared.events.envelope import parse_iso
-
 from ..load import at_constant_rate
 from ..stats import percentile
 from ..topology import Platform
@@ -67,7 +65,9 @@ async def _look(
         for task in body["results"]:
             fresh = task["task_id"] in watch.created and task["task_id"] not in watch.delays_ms
             if fresh and task.get("completed_at"):
-                watch.delays_ms[task["task_id"]] = (seen - parse_iso(task["completed_at"]).timestamp()) * 1000
+                watch.delays_ms[task["task_id"]] = (
+                    seen - datetime.fromisoformat(task["completed_at"]).timestamp()
+                ) * 1000
         url, params = body.get("next"), {}  # `next` keeps every other parameter
 
 
@@ -96,7 +96,7 @@ async def _run(p: Platform, rate: float, seconds: float, drain_s: float) -> tupl
                     body = await response.json()
                 if response.status != 201:
                     raise RuntimeError(response.status)
-                watch.created[body["task_id"]] = parse_iso(body["created_at"])
+                watch.created[body["task_id"]] = datetime.fromisoformat(body["created_at"])
             except Exception:
                 watch.errors += 1
 

@@ -9,9 +9,12 @@ import marshmallow as ma
 from shared.listing import CommaList
 
 
-class IdList(CommaList):
+class IdList(ma.fields.Field[list[int]]):
+    # the comma list's own parsing and errors, then ids (a field of its own: its values are ints)
+    comma_list = CommaList()
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[int]:
-        items = super()._deserialize(value, attr, data, **kwargs)
+        items: list[str] = self.comma_list.deserialize(value, attr, data, **kwargs)
         if not all(item.isascii() and item.isdigit() for item in items):
             raise ma.ValidationError("Give integer ids, separated by commas.")
         return [int(item) for item in items]

@@ -119,7 +119,7 @@ def run_attempt(job: dict[str, Any], handlers: Registry, conn: Connection, stop:
         )
         arguments = _bind(spec.fn, ctx, ctx.context_data)
         result = spec.fn(*arguments.args, **arguments.kwargs)
-        outcome = {"kind": "completed", "result": _jsonable_result(result)}
+        outcome: dict[str, Any] = {"kind": "completed", "result": _jsonable_result(result)}
     except TaskPaused as stopped:
         outcome = {"kind": "paused", "reason": str(stopped)}
     except TaskStopped as stopped:

@@ -207,11 +207,11 @@ class Worker:
             else:
                 self._settle(delivery, requeue=True)
         for message_id in news.confirmed:
-            pending = self._pending.pop(message_id, None)
-            if pending is not None and pending.settles is not None:
-                self._settle(pending.settles)
-            if pending is not None and pending.then is not None:
-                pending.then()
+            confirmed = self._pending.pop(message_id, None)
+            if confirmed is not None and confirmed.settles is not None:
+                self._settle(confirmed.settles)
+            if confirmed is not None and confirmed.then is not None:
+                confirmed.then()
         if news.refused:
             self._publish([self._pending[m].message for m in news.refused if m in self._pending])
         UNCONFIRMED.set(len(self._pending))
@@ -584,7 +584,9 @@ class Worker:
         )
 
     def _ids(self, message: Any) -> dict[str, Any]:
-        get = message.get if isinstance(message, dict) else lambda key: getattr(message, key)
+        get: Callable[[str], Any] = (
+            message.get if isinstance(message, dict) else lambda key: getattr(message, key)
+        )
         return {
             "id": int(get("id")),
             "task_id": str(get("task_id")),

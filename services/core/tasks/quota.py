@@ -31,7 +31,10 @@ def check_active_tasks(
     if limit <= 0:
         return
     active = select(Task.id).where(Task.brand_id == brand_id, Task.status.in_(st.ACTIVE)).limit(limit)
-    if session.scalar(select(func.count()).select_from(active.subquery())) + creating - 1 < limit:
+    if (
+        session.execute(select(func.count()).select_from(active.subquery())).scalar_one() + creating - 1
+        < limit
+    ):
         return
     if idempotency_key and _repeat(session, brand_id, idempotency_key):
         return  # a repeat creates nothing: it answers with the first task

@@ -125,7 +125,7 @@ def resolve(target: Target, policy: EgressPolicy) -> str:
         answers = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as error:
         raise UnsafeWebhook(f"the host name does not resolve ({error})") from None
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in answers]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in answers]
     if not addresses:
         raise UnsafeWebhook("the host name does not resolve")
     blocked = [a for a in addresses if not address_allowed(a, policy)]

@@ -63,7 +63,7 @@ def current_tasks(session: Session, worker: Worker, brand_id: int) -> list[dict[
     start plus the type's average execution time over the brand's last 7 days of metrics."""
     mine = [t for t in worker.active_task_list or [] if t.get("brand_id") == brand_id]
     types = {str(t.get("task_type")) for t in mine}
-    averages = dict(
+    averages: dict[str, float] = dict(
         session.execute(
             select(M.task_type, func.avg(M.execution_time_ms))
             .where(M.brand_id == brand_id, M.task_type.in_(types), M.created_at >= utcnow() - timedelta(days=7))
@@ -73,7 +73,7 @@ def current_tasks(session: Session, worker: Worker, brand_id: int) -> list[dict[
     out = []
     for task in mine:
         started = parse_iso(task.get("started_at"))
-        average = averages.get(task.get("task_type"))
+        average = averages.get(str(task.get("task_type")))
         out.append(
             {
                 "task_id": task.get("task_id"),

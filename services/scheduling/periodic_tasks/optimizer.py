@@ -24,7 +24,7 @@ MAX_SCHEDULES = 2000
 
 
 def _fires(expression: str, tz: str, now: datetime) -> list[datetime]:
-    out = []
+    out: list[datetime] = []
     for moment in slots(expression, tz, now):
         if moment > now + HORIZON or len(out) >= 1440:
             break
