@@ -12,6 +12,7 @@ import pytest
 from werkzeug.test import Client
 
 from shared.routes import SERVICES
+from shared.testing.responses import json_body
 
 from .schemathesis_run import SECRET
 
@@ -31,7 +32,7 @@ def documents() -> Iterator[dict[str, dict[str, Any]]]:
             os.environ.clear()
             os.environ.update(saved)
         client = Client(router)
-        yield {service: client.get(f"/docs/{service}/openapi.json").json for service in SERVICES}
+        yield {service: json_body(client.get(f"/docs/{service}/openapi.json")) for service in SERVICES}
 
 
 def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:

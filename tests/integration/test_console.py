@@ -225,8 +225,12 @@ def test_schedules_create_run_now_history_and_calendar_events(
     finally:
         # the topology is shared: leave no schedule, calendar or periodic run behind for other tests
         for task_pk in started:
+
+            def ended(pk: int = task_pk) -> bool:
+                return topology.get(f"/tasks/{pk}/").json()["status"] in ("completed", "failed")
+
             wait_until(
-                lambda pk=task_pk: topology.get(f"/tasks/{pk}/").json()["status"] in ("completed", "failed"),
+                ended,
                 timeout=30,
                 interval=0.2,
                 message="the run-now task ended",

@@ -56,7 +56,9 @@ def test_the_outside_consumer_example_prints_completions(topology: Topology) -> 
         text=True,
     )
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(example.stdout), daemon=True)
+    output = example.stdout
+    assert output is not None  # stdout=PIPE
+    reader = threading.Thread(target=lambda: lines.extend(output), daemon=True)
     reader.start()
     try:
         wait_until(lambda: lines, 15, 0.1, "the example is consuming")

@@ -69,6 +69,7 @@ def test_method_nginx_refuses_is_a_json_405(topology: Topology) -> None:
 def test_a_burst_from_one_client_is_limited_with_json_429(topology: Topology) -> None:
     # Another loopback address is another client for limit_req: the rest of the suite is unaffected.
     address = urlsplit(topology.gateway)
+    assert address.hostname is not None
     connection = http.client.HTTPConnection(address.hostname, address.port, source_address=("127.0.0.2", 0))
     statuses, limited_body, retry_after = [], None, None
     for _ in range(TEST_BURST * 3):

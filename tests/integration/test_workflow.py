@@ -64,7 +64,9 @@ def test_a_sleeping_task_reports_progress_and_its_metrics_are_visible(topology: 
 
     record = wait_until(metrics, 10, POLL)
     assert record["execution_time_ms"] >= 500
-    assert wait_until(lambda: task_status(topology, task["id"], "completed")["has_metrics"], 10, POLL)
+    assert wait_until(
+        lambda: (task_status(topology, task["id"], "completed") or {}).get("has_metrics"), 10, POLL
+    )
 
 
 def test_each_service_exports_the_figures_of_all_its_processes(topology: Topology) -> None:

@@ -16,6 +16,7 @@ from services.core.container import bootstrap
 from shared import listing
 from shared.events.inprocess_bus import InProcessBus
 from shared.testing.fixtures import make_settings
+from shared.testing.responses import json_body
 
 pytestmark = pytest.mark.integration
 ROWS = 9_000
@@ -48,7 +49,7 @@ def test_counts_above_a_thousand_are_exact(loaded: tuple[Flask, Any], auth: Any)
         ("", "true"),
         ("task_type=ai.content", "task_type = 'ai.content'"),
     ]:
-        page = client.get(f"/tasks/?{query}&page_size=1", headers=auth.headers()).json
+        page = json_body(client.get(f"/tasks/?{query}&page_size=1", headers=auth.headers()))
         assert exact(engine, where) > 1_000
         assert (page["count"], page["count_is_exact"]) == (exact(engine, where), True), query
 
@@ -58,7 +59,7 @@ def test_a_list_too_large_to_count_in_budget_says_its_count_is_an_estimate(
 ) -> None:
     app, _ = loaded
     monkeypatch.setattr(listing, "TRY_EXACT_UP_TO", 100)
-    page = app.test_client().get("/tasks/?page_size=100&page=3", headers=auth.headers()).json
+    page = json_body(app.test_client().get("/tasks/?page_size=100&page=3", headers=auth.headers()))
     assert page["count_is_exact"] is False
     assert page["count"] > 300  # never below what the pages already showed
     assert page["next"]

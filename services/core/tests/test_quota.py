@@ -14,6 +14,7 @@ from services.core.app import create_app
 from services.core.container import bootstrap
 from shared.events.inprocess_bus import InProcessBus
 from shared.testing.fixtures import OTHER_BRAND, make_settings
+from shared.testing.responses import json_body
 
 
 def _app(database_url: str, **extra: str) -> Iterator[Flask]:
@@ -38,9 +39,9 @@ def test_a_brand_over_its_quota_is_told_to_come_back_later(limited: Flask, auth:
 
     refused = client.post("/tasks/", json={"task_type": "example.noop"}, headers=auth.headers())
     assert refused.status_code == 429, refused.json
-    assert refused.json["error_code"] == "RATE_LIMITED"
+    assert json_body(refused)["error_code"] == "RATE_LIMITED"
     assert refused.headers["Retry-After"] == "7"
-    assert client.get("/tasks/", headers=auth.headers()).json["count"] == 2  # nothing was created
+    assert json_body(client.get("/tasks/", headers=auth.headers()))["count"] == 2  # nothing was created
 
     # another brand has its own quota
     other = client.post(
@@ -49,7 +50,7 @@ def test_a_brand_over_its_quota_is_told_to_come_back_later(limited: Flask, auth:
     assert other.status_code == 201
 
     # a finished task frees its place
-    cancelled = client.post(f"/tasks/{created[0].json['id']}/cancel/", headers=auth.headers())
+    cancelled = client.post(f"/tasks/{json_body(created[0])['id']}/cancel/", headers=auth.headers())
     assert cancelled.status_code == 200, cancelled.json
     assert (
         client.post("/tasks/", json={"task_type": "example.noop"}, headers=auth.headers()).status_code == 201
@@ -62,7 +63,7 @@ def test_a_repeat_of_an_idempotency_key_is_answered_even_at_the_quota(limited: F
     first = client.post("/tasks/", json={"task_type": "example.noop"}, headers=keyed)
     client.post("/tasks/", json={"task_type": "example.noop"}, headers=auth.headers())
     repeat = client.post("/tasks/", json={"task_type": "example.noop"}, headers=keyed)
-    assert repeat.status_code == 200 and repeat.json["id"] == first.json["id"]
+    assert repeat.status_code == 200 and json_body(repeat)["id"] == json_body(first)["id"]
 
 
 def test_without_a_quota_the_create_path_runs_no_query_for_it(database_url: str, auth: Any) -> None:

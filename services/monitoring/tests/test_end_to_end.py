@@ -77,7 +77,11 @@ class Monitoring:
         """Core's task.created and task.completed of a short task; returns (task, when sent)."""
         self.next_id += 1
         now = iso(utcnow())
-        task = {"id": self.next_id, "task_id": f"task_e2e{self.next_id}", "task_type": "seo.analysis"}
+        task: dict[str, Any] = {
+            "id": self.next_id,
+            "task_id": f"task_e2e{self.next_id}",
+            "task_type": "seo.analysis",
+        }
         created = TaskCreated(
             **task,
             status="pending",

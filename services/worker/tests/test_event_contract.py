@@ -47,7 +47,7 @@ class WorkSpy:
             self.channel.queue_bind(self.queue, exchange, routing_key=priority)
 
     def drain(self) -> list[tuple[str, bytes, dict[str, Any]]]:
-        orders = []
+        orders: list[tuple[str, bytes, dict[str, Any]]] = []
         while True:
             method, properties, body = self.channel.basic_get(self.queue, auto_ack=True)
             if method is None:
