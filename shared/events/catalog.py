@@ -31,7 +31,7 @@ class Event(msgspec.Struct, kw_only=True):
     producer: ClassVar[str]
 
 
-E = TypeVar("E", bound=Event)
+S = TypeVar("S", bound=msgspec.Struct)  # an event, or a part of one (a metrics summary)
 
 
 # ------------------------------------------------------------------------------------------ work
@@ -500,7 +500,7 @@ def to_data(event: msgspec.Struct) -> Json:
     return msgspec.to_builtins(event)  # type: ignore[no-any-return]
 
 
-def read(data: Json, as_type: type[E]) -> E:
+def read(data: Json, as_type: type[S]) -> S:
     """An event's data as its class (extra fields are ignored: producers may add fields)."""
     return msgspec.convert(data, as_type, strict=False)
 
