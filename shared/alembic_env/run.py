@@ -14,6 +14,7 @@ def run_migrations() -> None:
         target_metadata=config.attributes["target_metadata"],
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        compare_server_default=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -29,7 +29,9 @@ def differences(service: str, url: str) -> list[Any]:
         upgrade(service, engine)
         metadata: MetaData = importlib.import_module(f"services.{service}.models").Base.metadata
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "compare_server_default": True}
+            )
             return list(compare_metadata(context, metadata))
     finally:
         engine.dispose()
