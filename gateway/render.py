@@ -199,6 +199,9 @@ def render(config: GatewayConfig) -> str:
     for rate, burst in ((config.rate, config.burst), (config.brand_rate, config.brand_burst)):
         if not re.fullmatch(r"[1-9][0-9]*r/[sm]", rate) or burst < 0:
             raise ValueError(f"rate must look like 100r/s or 600r/m and burst be >= 0: {rate!r}, {burst}")
+    pid: str | Path
+    error_log: str | Path
+    access_log: str | Path
     if config.prefix_dir is None:
         pid, error_log, access_log, temp = "/tmp/nginx.pid", "stderr", "/dev/stdout", Path("/tmp")
     else:

@@ -358,7 +358,9 @@ def apply_reports(policy: ExecutionPolicy) -> Callable[[UnitOfWork, Sequence[Env
         rows = _locked_rows(uow, ids)
         batch = _Batch(uow, policy, rows)
         for env, report in reports:
-            task = rows.get(report.id) if isinstance(report, catalog.AttemptReport) else None
+            if not isinstance(report, catalog.AttemptReport):
+                continue
+            task = rows.get(report.id)
             if task is None or (env.brand_id is not None and task["brand_id"] != env.brand_id):
                 continue  # a deleted task, or a report naming another brand's task
             _APPLY[type(report)](batch, task, report)
@@ -366,8 +368,8 @@ def apply_reports(policy: ExecutionPolicy) -> Callable[[UnitOfWork, Sequence[Env
         if batch.redispatch:
             _redispatch(uow, batch.redispatch)
         if batch.parked:
-            for task in uow.session.scalars(select(Task).where(Task.id.in_(batch.parked))):
-                dead_letter(uow, task, f"its worker died {task.lost_deliveries} times while holding it")
+            for parked in uow.session.scalars(select(Task).where(Task.id.in_(batch.parked))):
+                dead_letter(uow, parked, f"its worker died {parked.lost_deliveries} times while holding it")
 
     return handle
 

@@ -262,8 +262,8 @@ def on_progress(uow: UnitOfWork, env: Envelope) -> None:
 
 def on_finished(uow: UnitOfWork, env: Envelope) -> None:
     """task.completed / task.failed of an attempt (a short attempt has no task.started)."""
-    event: TaskCompleted | TaskFailed = read(
-        env.data, TaskCompleted if env.event_type == "task.completed" else TaskFailed
+    event: TaskCompleted | TaskFailed = (
+        read(env.data, TaskCompleted) if env.event_type == "task.completed" else read(env.data, TaskFailed)
     )
     ref = task_ref(uow, event.id, env.brand_id, create=event)
     if ref is None or event.attempt < ref.attempt:

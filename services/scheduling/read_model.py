@@ -48,7 +48,7 @@ TEMPLATE_FIELDS = ("task_type", "priority", "description", "context_data", "max_
 OUTCOMES = ("task.started", "task.completed", "task.failed", "task.cancelled", "task.retried")
 FILTERED: FilteredBindings = {event_type: {PERIODIC_HEADER: "1"} for event_type in OUTCOMES}
 
-_OUTCOME_CLASSES = {
+_OUTCOME_CLASSES: dict[str, type[TaskStarted | TaskCompleted | TaskFailed | TaskCancelled | TaskRetried]] = {
     "task.started": TaskStarted,
     "task.completed": TaskCompleted,
     "task.failed": TaskFailed,

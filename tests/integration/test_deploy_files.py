@@ -108,7 +108,9 @@ def test_every_image_is_pinned_and_runs_as_non_root() -> None:
     assert set(dockerfiles()) == {*SERVICES, "worker", "scheduler", "gateway"}
     for name in dockerfiles():
         text = (DEPLOY / "docker" / f"{name}.Dockerfile").read_text()
-        base = re.search(r"^FROM (\S+)", text, re.M).group(1)
+        found = re.search(r"^FROM (\S+)", text, re.M)
+        assert found, name
+        base = found.group(1)
         assert re.search(r":\d+\.\d+\.\d+", base) and "latest" not in base, base
         user = re.findall(r"^USER (\S+)", text, re.M)
         assert user and user[-1] not in ("root", "0"), name

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -390,7 +390,7 @@ def view_of(task: Task) -> catalog.TaskCreated:
 
 def work_order(task: Any, now: datetime, resume: dict[str, Any] | None = None) -> catalog.WorkOrder:
     """The order to run the task's current attempt (`task` is a row dict or an ORM Task)."""
-    get = task.get if isinstance(task, dict) else lambda key: getattr(task, key)
+    get: Callable[[str], Any] = task.get if isinstance(task, dict) else lambda key: getattr(task, key)
     return catalog.WorkOrder(
         id=get("id"),
         task_id=get("task_id"),

@@ -110,6 +110,7 @@ def resume_job(
         raise _not_resumable(job, f"A {job.status} job cannot be resumed.")
     if not job.can_resume:
         raise _not_resumable(job, "This job has no recovery point to resume from; restart it instead.")
+    checkpoint: Checkpoint | None
     if options.get("from_checkpoint") is not None:
         checkpoint = _checkpoint_of(uow, job, options["from_checkpoint"], "from_checkpoint")
     else:
