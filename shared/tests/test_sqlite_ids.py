@@ -16,6 +16,7 @@ from shared.db import make_engine, make_session_factory
 from shared.events.inprocess_bus import InProcessBus
 from shared.migrations import upgrade
 from shared.testing.fixtures import OTHER_BRAND, Auth, make_settings
+from shared.testing.responses import json_body
 
 
 def test_a_deleted_tasks_id_is_never_given_to_the_next_task(tmp_path):
@@ -24,11 +25,11 @@ def test_a_deleted_tasks_id_is_never_given_to_the_next_task(tmp_path):
     )
     client, auth = create_app(container=container).test_client(), Auth()
     created = client.post("/tasks/", json={"task_type": "example.noop"}, headers=auth.headers())
-    assert client.delete(f"/tasks/{created.json['id']}/", headers=auth.headers()).status_code == 204
+    assert client.delete(f"/tasks/{json_body(created)['id']}/", headers=auth.headers()).status_code == 204
     theirs = client.post(
         "/tasks/", json={"task_type": "example.noop"}, headers=auth.headers(brand=OTHER_BRAND)
     )
-    assert theirs.json["id"] > created.json["id"]
+    assert json_body(theirs)["id"] > json_body(created)["id"]
     container.ctx.dispose()
 
 

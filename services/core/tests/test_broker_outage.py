@@ -18,6 +18,7 @@ from shared.events.rabbitmq_bus import RabbitMQBus
 from shared.prometheus_metrics import PUBLISH_FAILURES
 from shared.testing.broker_cleanup import rabbitmqctl
 from shared.testing.fixtures import make_settings, wait_until
+from shared.testing.responses import json_body
 
 WRITES = 150
 
@@ -50,7 +51,7 @@ def test_no_event_is_lost_while_rabbitmq_restarts(postgres_url, amqp_url, bus_pr
                 subprocess.run(rabbitmqctl("start_app"), check=True, capture_output=True, timeout=60)
             response = client.post("/tasks/", json={"task_type": "example.noop"}, headers=auth.headers())
             assert response.status_code == 201  # the outbox absorbs writes while the broker is down
-            created.append(response.json["task_id"])
+            created.append(json_body(response)["task_id"])
         wait_until(lambda: received >= set(created), timeout=90, message=f"{len(received)}/{WRITES} events")
         assert received == set(created)
         # the relay really met a dead broker (and retried) rather than publishing before the stop

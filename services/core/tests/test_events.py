@@ -289,7 +289,7 @@ def test_the_relay_never_skips_a_row_that_commits_late(postgres_url):
     container = bootstrap(make_settings("core", postgres_url), bus=InProcessBus(prefix="t."))
     upgrade("core", container.ctx.engine)
     bus, outbox, engine = container.bus, container.ctx.outbox, container.ctx.engine
-    received = []
+    received: list[str] = []
     relay = OutboxRelay(engine, outbox, bus, "core")
 
     def row(message_id):

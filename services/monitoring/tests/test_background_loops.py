@@ -115,7 +115,7 @@ def test_the_notifier_sleeps_until_a_notification_is_queued_or_due(quiet, auth):
             wait_until(lambda: passes.count == 1, timeout=5, message="the first pass")
             assert_quiet(quiet, passes)  # nothing pending
 
-            rule = {"name": "slow", "metric_field": "execution_time_ms", "condition": "gt"}
+            rule: dict[str, Any] = {"name": "slow", "metric_field": "execution_time_ms", "condition": "gt"}
             rule.update(threshold_value=1000, webhook_url=hook.url)
             assert (
                 client.post("/tasks/monitoring/alerts/", json=rule, headers=auth.headers()).status_code == 201

@@ -32,6 +32,7 @@ from shared.events.catalog import (
 from shared.events.envelope import Envelope, iso, utcnow
 from shared.events.rabbitmq_bus import RabbitMQBus
 from shared.testing.fixtures import make_settings, wait_until
+from shared.testing.responses import json_body
 
 from .conftest import allow_test_receivers
 from .contract import assert_matches_contract
@@ -303,11 +304,13 @@ def test_core_shows_the_metrics_of_a_workers_report_without_a_round_trip(
             )
         )
         wait_until(
-            lambda: core_client.get("/tasks/types/", headers=auth.headers()).json["count"],
+            lambda: json_body(core_client.get("/tasks/types/", headers=auth.headers()))["count"],
             timeout=10,
             message="core hears the worker",
         )
-        task = core_client.post("/tasks/", json={"task_type": "seo.analysis"}, headers=auth.headers()).json
+        task = json_body(
+            core_client.post("/tasks/", json={"task_type": "seo.analysis"}, headers=auth.headers())
+        )
 
         def dispatched() -> bool:
             with core.session_factory() as session:
@@ -330,14 +333,14 @@ def test_core_shows_the_metrics_of_a_workers_report_without_a_round_trip(
 
         def recorded() -> list[dict]:
             query = f"/tasks/monitoring/metrics/?base_task={task['id']}"
-            return monitoring_client.get(query, headers=auth.headers()).json["results"]
+            return json_body(monitoring_client.get(query, headers=auth.headers()))["results"]
 
         [record] = wait_until(recorded, timeout=10, message="monitoring's record, through core")
         assert record["execution_time_ms"] == 2500.0
 
         def crossed() -> list[dict]:
             query = "/tasks/?has_metrics=true&execution_time__gte=2000"
-            return core_client.get(query, headers=auth.headers()).json["results"]
+            return json_body(core_client.get(query, headers=auth.headers()))["results"]
 
         [seen] = wait_until(crossed, timeout=5, message="core's has_metrics / execution_time__gte")
         assert seen["id"] == task["id"] and seen["metrics"]["execution_time_ms"] == 2500.0

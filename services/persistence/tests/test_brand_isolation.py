@@ -3,6 +3,8 @@ like a missing one, lists and stats never show it, and writes naming it are refu
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from shared.events.catalog import TaskFailed
@@ -28,6 +30,7 @@ def theirs(client, events, machine):
 
 def test_another_brands_objects_are_404_like_missing_ones(client, auth, theirs):
     headers = auth.headers()
+    body: dict[str, Any] | None
     for method, url, body in [
         ("get", f"{P}/persistent-jobs/{theirs['job']}/", None),
         ("patch", f"{P}/persistent-jobs/{theirs['job']}/", {"job_data": {}}),

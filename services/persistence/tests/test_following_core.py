@@ -71,7 +71,7 @@ def test_only_persistent_tasks_events_reach_persistence_through_the_broker(
     stop = threading.Event()
     threads = start_loops([Loop("consumer", consumer.subscription(bus, "persistence.persistence").run)], stop)
     plain, persistent = task_created(1, persistent=False), task_created(2)
-    summary = {
+    summary: dict[str, Any] = {
         "attempt": 1,
         "task_type": "example.batch",
         "priority": "normal",

@@ -5,6 +5,7 @@ core needs is published, and every state conflict answers with its §3 code."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from sqlalchemy import update
 
@@ -68,7 +69,7 @@ class TestCreation:
         )
 
     def test_the_worker_may_start_before_task_created_arrives(self, client, auth, events, machine):
-        task = {"id": 424242, "task_id": "task_early000001", "task_type": "example.batch"}
+        task: dict[str, Any] = {"id": 424242, "task_id": "task_early000001", "task_type": "example.batch"}
         first = start(client, machine, task)
         assert first.status_code == 200, first.json
         assert first.json["control"] == "run" and first.json["resume_from"] is None
@@ -79,7 +80,7 @@ class TestCreation:
         assert len(events.published("job.created")) == 1
 
     def test_concurrent_starts_and_task_created_make_one_job(self, client, auth, events, machine):
-        task = {"id": 515151, "task_id": "task_race00000001", "task_type": "example.batch"}
+        task: dict[str, Any] = {"id": 515151, "task_id": "task_race00000001", "task_type": "example.batch"}
         barrier = threading.Barrier(4)
         answers: list = []
 

@@ -20,6 +20,7 @@ from services.scheduling.models import Base
 from services.scheduling.scheduler import Scheduler
 from shared.background import Loop, start_loops
 from shared.db import make_engine
+from shared.events.bus import EventBus
 from shared.events.catalog import (
     Event,
     TaskCreated,
@@ -100,7 +101,7 @@ def emptied(url: str) -> str:
 
 
 def build_container(
-    database_url: str, clock: FakeClock, bus: InProcessBus | None = None, core_url: str = NO_CORE
+    database_url: str, clock: FakeClock, bus: EventBus | None = None, core_url: str = NO_CORE
 ) -> SchedulingContainer:
     settings = make_settings("scheduling", database_url, TASKHUB_CORE_URL=core_url)
     container = bootstrap(settings, bus=bus or InProcessBus(prefix="t."), clock=clock)

@@ -14,7 +14,8 @@ from services.scheduling.zones import next_change, zone_info
 
 def fires(expression, tz, start, end):
     """Every slot in [start, end), as local wall-clock strings with their UTC offset."""
-    out, moment = [], start - timedelta(microseconds=1)
+    out: list[str] = []
+    moment = start - timedelta(microseconds=1)
     while True:
         moment = next_fire(expression, tz, moment)
         if moment >= end:

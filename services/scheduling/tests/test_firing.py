@@ -23,8 +23,10 @@ def fired_events(container):
             select(outbox.c.body).where(outbox.c.routing_key == "schedule.fired").order_by(outbox.c.id)
         ).all()
     events = [json.loads(r.body) for r in rows]
+    check = validator("schedule.fired")
+    assert check is not None, "docs/events/ has schedule.fired"
     for event in events:  # every event published is checked against the contract (docs/events/)
-        errors = [e.message for e in validator("schedule.fired").iter_errors(event)]
+        errors = [e.message for e in check.iter_errors(event)]
         assert not errors, errors
     return events
 
@@ -201,8 +203,13 @@ class TestOverlap:
         scheduler.tick()
         first, second = runs(container)
         assert first.cancel_requested_at is not None and second.status == "pending" and second.overlapped
-        calls = []
-        container.core.cancel_task = lambda token, brand, pk: calls.append((brand, pk)) or 200
+        calls: list[tuple[int, int]] = []
+
+        def cancel_task(token: str, brand: int, pk: int) -> int:
+            calls.append((brand, pk))
+            return 200
+
+        container.core.cancel_task = cancel_task
         assert scheduler.request_cancellations() == 1
         assert calls == [(9, 502)]
         assert runs(container)[0].cancel_requested_at is None

@@ -243,6 +243,7 @@ class TestTheSchedulerSleeps:
         listener = [loop for loop in loops if loop.name == "wakeups.listener"]
         if listener:
             threads += start_loops(listener, stop)
+            assert url is not None  # a listener runs on PostgreSQL only
             wait_until(lambda: listening(url), 10, message="the wake-up listener is connected")
             # its catch-up at connect wakes every loop once (nothing was missed: a fresh start)
             wait_until(lambda: scheduler.wakeup.wait(0.1), 10, message="the listener's catch-up")
@@ -291,7 +292,12 @@ class TestTheSchedulerSleeps:
         )
         scheduler = Scheduler(container)
         calls: list[tuple[int, int]] = []
-        container.core.cancel_task = lambda token, brand, pk: calls.append((brand, pk)) or 200
+
+        def cancel_task(token: str, brand: int, pk: int) -> int:
+            calls.append((brand, pk))
+            return 200
+
+        container.core.cancel_task = cancel_task
         at(clock, "2026-06-01T12:01:00")
         scheduler.tick()
         at(clock, "2026-06-01T12:02:00")

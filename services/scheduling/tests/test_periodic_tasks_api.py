@@ -3,6 +3,8 @@ actions, and brand isolation on every endpoint."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from shared.testing.fixtures import OTHER_BRAND
@@ -14,7 +16,7 @@ class TestCrud:
     def test_create_shows_every_field(self, make_schedule):
         schedule = make_schedule(cron_expression="0 9 * * 1-5", timezone="Europe/Paris")
         assert schedule["next_run_at"] == "2026-06-02T07:00:00.000Z"  # Tuesday 09:00 CEST
-        expected = {
+        expected: dict[str, Any] = {
             "base_task": None, "task_type": "example.noop", "cron_expression": "0 9 * * 1-5",
             "timezone": "Europe/Paris", "is_active": True, "last_run_at": None, "last_run_status": None,
             "executions_count": 0, "max_executions": None, "misfire_policy": "run_once",

@@ -15,7 +15,8 @@ def test_every_example_type_is_registered_with_its_defaults():
 
     names = {spec.name for spec in registry.specs()}
     assert {"example.noop", "example.sleep", "example.fail", "example.flaky", "example.batch"} <= names
-    assert registry.get("example.batch").describe()["persistent"] is True
+    spec = registry.get("example.batch")
+    assert spec is not None and spec.describe()["persistent"] is True
 
 
 def test_backoff_is_full_jitter_capped_and_exponential():
