@@ -422,7 +422,7 @@ def save(layout: Layout, meta: dict[str, object], procs: list[Proc]) -> None:
     layout.state.chmod(0o600)  # it holds the JWT secret of the children's environment
 
 
-def load(layout: Layout) -> tuple[dict[str, object], list[Proc]]:
+def load(layout: Layout) -> tuple[dict[str, Any], list[Proc]]:
     if not layout.state.exists():
         return {}, []
     raw = json.loads(layout.state.read_text())

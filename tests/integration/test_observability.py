@@ -56,7 +56,7 @@ def exported() -> dict[str, set[str]]:
         kind, name = getattr(collector, "_type", None), getattr(collector, "_name", "")
         if kind not in SUFFIXES or not name.startswith("taskhub_"):
             continue
-        labels = set(collector._labelnames)  # noqa: SLF001
+        labels = set(getattr(collector, "_labelnames", ()))
         for suffix in SUFFIXES[kind]:
             series[name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
     return series

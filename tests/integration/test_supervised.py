@@ -96,4 +96,5 @@ def test_core_exports_queue_worker_and_dead_letter_figures(topology: Topology) -
     if topology.has_worker:
         assert wait_until(lambda: sample(scrape(core), "taskhub_workers_live"), 45, 0.5) >= 1
         worker = scrape(topology.state["metrics_ports"]["worker-1"])
-        assert sample(worker, "taskhub_worker_last_heartbeat_timestamp_seconds") > 0
+        heartbeat = sample(worker, "taskhub_worker_last_heartbeat_timestamp_seconds")
+        assert heartbeat is not None and heartbeat > 0
