@@ -50,7 +50,7 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if raw in (None, ""):
         return default
     try:
-        return int(raw)  # type: ignore[arg-type]
+        return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 

@@ -31,7 +31,7 @@ class StreamEvent:
 def read_events(response: requests.Response) -> Iterator[StreamEvent]:
     # chunk_size=None: each chunk as it arrives, so an event is seen the moment it is sent
     chunks = response.iter_content(chunk_size=None)
-    for message in sseclient.SSEClient(chunks).events():  # type: ignore[no-untyped-call]
+    for message in sseclient.SSEClient(chunks).events():
         if not message.data:
             continue  # a keep-alive comment
         try:

@@ -3,6 +3,8 @@ common shapes read naturally, anything else is described field by field."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .cron import normalize
 
 DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -28,7 +30,7 @@ def _list(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _field(token: str, unit: str, name=lambda v: v) -> str:  # type: ignore[no-untyped-def]
+def _field(token: str, unit: str, name: Callable[[str], str] = lambda v: v) -> str:
     """One field, e.g. '*/15' -> 'every 15 minutes', '1-5' -> 'Monday through Friday'."""
     parts = []
     for part in token.split(","):

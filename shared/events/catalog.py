@@ -497,7 +497,7 @@ EVENTS: dict[str, type[Event]] = {
 
 
 def to_data(event: msgspec.Struct) -> Json:
-    return msgspec.to_builtins(event)  # type: ignore[no-any-return]
+    return msgspec.to_builtins(event)
 
 
 def read(data: Json, as_type: type[S]) -> S:

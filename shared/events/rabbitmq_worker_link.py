@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import amqp
@@ -162,7 +162,7 @@ class RabbitWorkerLink(WorkerLink):
     def reject(self, delivery: Delivery, requeue: bool) -> None:
         self._settle(delivery, lambda channel, tag: channel.basic_reject(tag, requeue=requeue))
 
-    def _settle(self, delivery: Delivery, settle) -> None:  # type: ignore[no-untyped-def]
+    def _settle(self, delivery: Delivery, settle: Callable[[amqp.Channel, int], object]) -> None:
         channel, tag = delivery.tag if isinstance(delivery.tag, tuple) else (None, None)
         if channel is None or channel is not self._work and channel is not self._control:
             # its connection died and the broker requeued it then: nothing left to settle

@@ -64,7 +64,7 @@ def core_of(app: Flask) -> Any:
 
 
 def streams() -> Streams:
-    return current_app.extensions["core.streams"]  # type: ignore[no-any-return]
+    return current_app.extensions["core.streams"]
 
 
 def _position(args: dict[str, Any]) -> Position | None:

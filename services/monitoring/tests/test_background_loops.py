@@ -107,7 +107,7 @@ def test_only_a_worker_that_was_not_online_wakes_the_watch(quiet):
 
 def test_the_notifier_sleeps_until_a_notification_is_queued_or_due(quiet, auth):
     feed, client = Feed(quiet), create_app(container=quiet).test_client()
-    quiet.notifier.backoff = lambda attempts: timedelta(seconds=1)  # type: ignore[method-assign]
+    quiet.notifier.backoff = lambda attempts: timedelta(seconds=1)
     passes = Passes(quiet.notifier, "next_due")  # the last step of a pass
     thread, stop = running(quiet.notifier.loop().run)
     with webhook_receiver(fail_first=1) as hook:

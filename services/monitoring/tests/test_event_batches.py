@@ -228,7 +228,7 @@ def test_a_backlog_writes_the_rollup_rows_once_per_batch(container, feed):
         batches.append((len(deliveries), sum(d.routing_key == "task.completed" for d in deliveries)))
         apply_batch(deliveries)
 
-    consumer.apply_batch = counted  # type: ignore[method-assign]
+    consumer.apply_batch = counted
     subscription = consumer.subscription(container.bus, "monitoring.backlog")  # declares the queue
     created = [feed.new_task("example.noop") for _ in range(300)]
     envelopes = []

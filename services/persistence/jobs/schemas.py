@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 
 from shared.api import ReadSchema, Schema, Timestamp
@@ -85,7 +87,7 @@ class JobListArgs(ListArgs):
 class PriorityBoost(ma.fields.Integer):
     """Levels to raise the task's priority by (0-3); true means one level."""
 
-    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         if isinstance(value, bool):
             return int(value)
         return super()._deserialize(value, attr, data, **kwargs)

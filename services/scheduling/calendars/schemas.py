@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 
 from shared.api import ReadSchema, Schema, Timestamp
@@ -13,7 +15,9 @@ COLOR = r"^#[0-9a-fA-F]{6}$"
 
 
 class ExcludedDates(ma.fields.Field):
-    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> list[dict[str, str] | str]:
         try:
             return parse_excluded_dates(value)
         except ValueError as error:
