@@ -78,7 +78,7 @@ class _ListArgsMeta(SchemaMeta):
     """Adds `<name>__gt/__gte/__lt/__lte` for every entry of a schema's `range_filters`."""
 
     @classmethod
-    def get_declared_fields(mcs, klass, cls_fields, inherited_fields, dict_cls=dict):  # type: ignore[no-untyped-def,override]  # noqa: N804
+    def get_declared_fields(mcs, klass, cls_fields, inherited_fields, dict_cls=dict):  # noqa: N804
         fields = super().get_declared_fields(klass, cls_fields, inherited_fields, dict_cls)
         for name, field_factory in getattr(klass, "range_filters", {}).items():
             for suffix in RANGE_SUFFIXES:
@@ -139,7 +139,7 @@ def column_filters(args: type[ma.Schema], model: Any) -> dict[str, Filter]:
     same map (where one has a derived filter's name, it replaces it)."""
     columns = sa_inspect(model).column_attrs.keys()
     filters: dict[str, Filter] = {}
-    for name, field in args._declared_fields.items():  # type: ignore[attr-defined]
+    for name, field in args._declared_fields.items():
         if name not in columns:
             continue
         if isinstance(field, CommaList):

@@ -314,7 +314,8 @@ def test_core_shows_the_metrics_of_a_workers_report_without_a_round_trip(
 
         def dispatched() -> bool:
             with core.session_factory() as session:
-                return session.get(Task, task["id"]).attempt == 1
+                row = session.get(Task, task["id"])
+                return row is not None and row.attempt == 1
 
         wait_until(dispatched, timeout=10, message="core dispatched attempt 1")
         now = iso(utcnow())

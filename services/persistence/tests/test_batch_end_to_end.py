@@ -29,6 +29,7 @@ from shared.testing.fixtures import (
     make_settings,
     wait_until,
 )
+from shared.testing.responses import json_body
 from shared.testing.worker_process import kill_worker_processes, start_worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -84,7 +85,7 @@ class Platform:
         self.workers.append(process)
         # core learns from heartbeats that example.batch is persistent (task.created says so)
         wait_until(
-            lambda: self.core_client.get("/tasks/types/", headers=self.auth.headers()).json["count"], 20
+            lambda: json_body(self.core_client.get("/tasks/types/", headers=self.auth.headers()))["count"], 20
         )
         return process
 
@@ -95,16 +96,16 @@ class Platform:
         }
         response = self.core_client.post("/tasks/", json=body, headers=self.auth.headers())
         assert response.status_code == 201, response.json
-        return response.json
+        return json_body(response)
 
     def task(self, task: dict[str, Any]) -> dict[str, Any]:
-        return self.core_client.get(f"/tasks/{task['id']}/", headers=self.auth.headers()).json
+        return json_body(self.core_client.get(f"/tasks/{task['id']}/", headers=self.auth.headers()))
 
     def job(self, task: dict[str, Any]) -> dict[str, Any] | None:
-        found = self.client.get(f"{JOBS}/?base_task={task['id']}", headers=self.auth.headers()).json
+        found = json_body(self.client.get(f"{JOBS}/?base_task={task['id']}", headers=self.auth.headers()))
         if not found["results"]:
             return None
-        return self.client.get(f"{JOBS}/{found['results'][0]['id']}/", headers=self.auth.headers()).json
+        return json_body(self.client.get(f"{JOBS}/{found['results'][0]['id']}/", headers=self.auth.headers()))
 
     def wait_task(self, task: dict[str, Any], status: str, timeout: float = 40) -> dict[str, Any]:
         return wait_until(
@@ -124,6 +125,7 @@ class Platform:
             thread.join(5)
         queues = set(self.spy_bus.declared_queues())
         for bus in (self.core.bus, self.persistence.bus):
+            assert isinstance(bus, RabbitMQBus)
             queues |= bus.declared_queues()
         queues |= {self.spy_bus.work_queue_name(p) for p in PRIORITIES}
         self.spy_bus.close()

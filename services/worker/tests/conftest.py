@@ -29,6 +29,7 @@ from shared.testing.fixtures import (
     require_service,
     wait_until,
 )
+from shared.testing.responses import json_body
 from shared.testing.worker_process import kill_worker_processes, start_worker_process
 
 LEASE_SECONDS = "2"
@@ -102,12 +103,12 @@ class Platform:
             "/tasks/", json={"task_type": task_type, **fields}, headers=self.auth.headers()
         )
         assert response.status_code == 201, response.json
-        return response.json
+        return json_body(response)
 
     def get(self, task: dict[str, Any]) -> dict[str, Any]:
         response = self.client.get(f"/tasks/{task['id']}/", headers=self.auth.headers())
         assert response.status_code == 200, response.json
-        return response.json
+        return json_body(response)
 
     def wait_status(self, task: dict[str, Any], *statuses: str, timeout: float = 20.0) -> dict[str, Any]:
         return wait_until(
