@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -93,7 +94,7 @@ def on_job_resumed(uow: UnitOfWork, env: Envelope) -> None:
     announce_status(uow, task, env.event_type.replace("job.", "job "), **changed)
 
 
-def on_schedule_fired(registry: TaskTypeRegistry):  # type: ignore[no-untyped-def]
+def on_schedule_fired(registry: TaskTypeRegistry) -> Callable[[UnitOfWork, Envelope], None]:
     """A schedule's slot came: create its task once (the slot's idempotency key)."""
 
     def handle(uow: UnitOfWork, env: Envelope) -> None:

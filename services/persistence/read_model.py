@@ -124,10 +124,10 @@ def _create_jobs(uow: UnitOfWork, tasks: dict[int, dict[str, Any]], refs: Sequen
     created = sorted(uow.session.execute(statement, rows).all(), key=lambda job: job.id)
     for job in created:
         task = tasks[job.base_task_id]
-        created = JobCreated(
+        event = JobCreated(
             job_id=job.id, base_task=job.base_task_id, task_id=task["task_id"], status=job.status
         )
-        uow.publish(created, task["brand_id"])
+        uow.publish(event, task["brand_id"])
 
 
 def apply_deleted(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:

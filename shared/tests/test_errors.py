@@ -4,7 +4,7 @@ error body with the status of its class (shared.errors.STATUS_OF), and nothing e
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from flask import Flask
@@ -36,7 +36,7 @@ def _answer(error: Exception) -> Any:
     register_error_handlers(app)
 
     @app.get("/")
-    def refuse() -> None:
+    def refuse() -> NoReturn:
         raise error
 
     return app.test_client().get("/")

@@ -61,7 +61,7 @@ class Tasks(MethodView):
         new = service.NewTask(
             fields,
             idempotency_key=key,
-            periodic_task_id=origin and (origin["periodic_task_id"] or origin["cron_job_id"] or 0),
+            periodic_task_id=(origin["periodic_task_id"] or origin["cron_job_id"] or 0) if origin else None,
             origin=origin,
         )
         with container.uow() as uow:

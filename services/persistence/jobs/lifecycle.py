@@ -76,7 +76,7 @@ JobEventT = TypeVar("JobEventT", bound=catalog.JobEvent)
 def job_event(kind: type[JobEventT], job: PersistentJob, **extra: Any) -> JobEventT:
     """The job.* event `kind` about `job`; `extra` may override the job's own fields (a deleted
     job's status: "deleted")."""
-    own = {
+    own: dict[str, Any] = {
         "job_id": job.id,
         "base_task": job.base_task_id,
         "task_id": job.base_task.task_id,
