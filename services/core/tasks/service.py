@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session, object_session, selectinload
 
 from shared import task_states as st
 from shared.auth import Principal
+from shared.crud import get_owned
 from shared.domain_errors import (
     Conflict,
     IdempotencyKeyReused,
     InvalidField,
     InvalidTransition,
-    NotFound,
     ValidationFailed,
 )
 from shared.events import catalog
@@ -127,13 +127,10 @@ def announce_status(uow: UnitOfWork, task: Task, reason: str, **changed: Any) ->
 
 def get_task(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> Task:
     """The brand's task with its history (another brand's is the same 404 as a missing one)."""
-    stmt = select(Task).where(Task.id == pk, Task.brand_id == brand_id).options(selectinload(Task.history))
-    if lock:
-        stmt = stmt.with_for_update()
-    task = session.scalars(stmt).first()
-    if task is None:
-        raise NotFound("Task", "TASK_NOT_FOUND")
-    return task
+    history = [selectinload(Task.history)]
+    return get_owned(
+        session, Task, brand_id, pk, "Task", lock=lock, options=history, error_code="TASK_NOT_FOUND"
+    )
 
 
 def _fingerprint(fields: dict[str, Any]) -> str:

@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.auth import Principal
-from shared.domain_errors import Conflict, InvalidField, NotFound, QuotaExceeded
+from shared.crud import flush_unique, get_owned, name_taken, update_fields
+from shared.domain_errors import Conflict, InvalidField, QuotaExceeded
 from shared.events.catalog import AlertTriggered
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
@@ -29,16 +29,10 @@ MAX_AFFECTED_TASKS = 50
 
 
 def get_rule(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> AlertRule:
-    stmt = select(AlertRule).where(AlertRule.id == pk, AlertRule.brand_id == brand_id)
-    rule = session.scalars(stmt.with_for_update() if lock else stmt).first()
-    if rule is None:
-        raise NotFound("Alert rule")
-    return rule
+    return get_owned(session, AlertRule, brand_id, pk, "Alert rule", lock=lock)
 
 
-def _name_taken(uow: UnitOfWork, brand_id: int, name: str, pk: int | None) -> bool:
-    stmt = select(AlertRule.id).where(AlertRule.brand_id == brand_id, AlertRule.name == name)
-    return any(found != pk for found in uow.session.scalars(stmt))
+NAME_TAKEN = "An alert rule of this brand already has this name."
 
 
 def _save(uow: UnitOfWork, rule: AlertRule, egress: EgressPolicy) -> AlertRule:
@@ -51,13 +45,10 @@ def _save(uow: UnitOfWork, rule: AlertRule, egress: EgressPolicy) -> AlertRule:
         if not rule.webhook_secret:
             # every webhook is signed, with a key of the rule's own (never one shared by brands)
             rule.webhook_secret = rule.generated_secret = secrets.token_urlsafe(32)  # type: ignore[attr-defined]
-    if _name_taken(uow, rule.brand_id, rule.name, rule.id):
-        raise InvalidField("name", "An alert rule of this brand already has this name.")
+    if name_taken(uow.session, AlertRule, rule.brand_id, rule.name, rule.id):
+        raise InvalidField("name", NAME_TAKEN)
     uow.session.add(rule)
-    try:
-        uow.session.flush()
-    except IntegrityError:  # the same name committed concurrently
-        raise InvalidField("name", "An alert rule of this brand already has this name.") from None
+    flush_unique(uow, "name", NAME_TAKEN)
     return rule
 
 
@@ -82,9 +73,7 @@ def update_rule(
     uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any], egress: EgressPolicy
 ) -> AlertRule:
     rule = get_rule(uow.session, brand_id, pk, lock=True)
-    for name, value in fields.items():
-        setattr(rule, name, value)
-    rule.updated_at = utcnow()
+    update_fields(rule, fields, utcnow())
     return _save(uow, rule, egress)
 
 

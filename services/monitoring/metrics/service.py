@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from shared import task_states as st
 from shared.auth import Principal
-from shared.domain_errors import InvalidField, NotFound
+from shared.crud import get_owned
+from shared.domain_errors import InvalidField
 from shared.events.catalog import MetricsDeleted, MetricsRecorded
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
@@ -27,11 +28,7 @@ from .scoring import score_of
 
 
 def get_record(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> MetricsRecord:
-    stmt = select(MetricsRecord).where(MetricsRecord.id == pk, MetricsRecord.brand_id == brand_id)
-    record = session.scalars(stmt.with_for_update() if lock else stmt).first()
-    if record is None:
-        raise NotFound("Metrics record")
-    return record
+    return get_owned(session, MetricsRecord, brand_id, pk, "Metrics record", lock=lock)
 
 
 def _announce(uow: UnitOfWork, record: MetricsRecord) -> None:

@@ -9,17 +9,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shared.crud import flush_unique, get_where
 from shared.db import upsert
-from shared.domain_errors import Forbidden, InvalidField, NotFound
+from shared.domain_errors import Forbidden, InvalidField
 from shared.events.catalog import WorkerHeartbeat, WorkerOffline, read, to_data
 from shared.events.envelope import Envelope, parse_iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
 from ..models import Worker
 
+NAME_TAKEN = "A worker with this name already exists."
 # the signal that wakes the worker watch (workers/watch.py)
 WATCH_WAKEUP = "workers"
 
@@ -143,11 +144,7 @@ def visible_to(brand_id: int) -> ColumnElement[bool]:
 
 
 def get_worker(session: Session, pk: int, brand_id: int, *, lock: bool = False) -> Worker:
-    stmt = select(Worker).where(Worker.id == pk, visible_to(brand_id))
-    worker = session.scalars(stmt.with_for_update() if lock else stmt).first()
-    if worker is None:
-        raise NotFound("Worker")
-    return worker
+    return get_where(session, Worker, "Worker", Worker.id == pk, visible_to(brand_id), lock=lock)
 
 
 def _own_record(uow: UnitOfWork, pk: int, brand_id: int) -> Worker:
@@ -169,17 +166,14 @@ def _apply(worker: Worker, fields: dict[str, Any]) -> None:
 
 def _save(uow: UnitOfWork, worker: Worker) -> Worker:
     uow.session.add(worker)
-    try:
-        uow.session.flush()
-    except IntegrityError:
-        raise InvalidField("worker_name", "A worker with this name already exists.") from None
+    flush_unique(uow, "worker_name", NAME_TAKEN)
     return worker
 
 
 def create_worker(uow: UnitOfWork, brand_id: int, fields: dict[str, Any]) -> Worker:
     """A manual record of the caller's brand (a heartbeat of that name makes it live and shared)."""
     if uow.session.scalars(select(Worker.id).where(Worker.worker_name == fields["worker_name"])).first():
-        raise InvalidField("worker_name", "A worker with this name already exists.")
+        raise InvalidField("worker_name", NAME_TAKEN)
     now = utcnow()
     worker = Worker(
         brand_id=brand_id,

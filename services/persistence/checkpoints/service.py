@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.domain_errors import InvalidField, NotFound
+from shared.crud import get_owned
+from shared.domain_errors import InvalidField
 from shared.events import catalog
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
@@ -23,11 +24,7 @@ MB = 1024 * 1024
 
 
 def get_checkpoint(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> Checkpoint:
-    stmt = select(Checkpoint).where(Checkpoint.id == pk, Checkpoint.brand_id == brand_id)
-    checkpoint = session.scalars(stmt.with_for_update(of=Checkpoint) if lock else stmt).first()
-    if checkpoint is None:
-        raise NotFound("Checkpoint")
-    return checkpoint
+    return get_owned(session, Checkpoint, brand_id, pk, "Checkpoint", lock=lock)
 
 
 def _store(checkpoint: Checkpoint, data: Any) -> None:

@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.domain_errors import InvalidField, NotFound
+from shared.crud import get_owned, update_fields
+from shared.domain_errors import InvalidField
 from shared.events.envelope import utcnow
 from shared.unit_of_work import UnitOfWork
 
@@ -25,11 +26,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 def get_state(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> JobState:
-    stmt = select(JobState).where(JobState.id == pk, JobState.brand_id == brand_id)
-    state = session.scalars(stmt.with_for_update(of=JobState) if lock else stmt).first()
-    if state is None:
-        raise NotFound("Job state")
-    return state
+    return get_owned(session, JobState, brand_id, pk, "Job state", lock=lock)
 
 
 def upsert_state(
@@ -46,17 +43,11 @@ def upsert_state(
     if state is None:
         state = JobState(brand_id=brand_id, job=job, created_at=now, **DEFAULTS)
         uow.session.add(state)
-    _apply(state, fields, now)
+    update_fields(state, fields, now)
     return state, created
 
 
 def update_state(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) -> JobState:
     state = get_state(uow.session, brand_id, pk, lock=True)
-    _apply(state, fields, utcnow())
+    update_fields(state, fields, utcnow())
     return state
-
-
-def _apply(state: JobState, fields: dict[str, Any], now: Any) -> None:
-    for key, value in fields.items():
-        setattr(state, key, value)
-    state.updated_at = now

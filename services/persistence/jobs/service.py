@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from shared.domain_errors import Conflict, DomainError, InvalidField, NotFound
+from shared.crud import get_owned, update_fields
+from shared.domain_errors import Conflict, DomainError, InvalidField
 from shared.events import catalog
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
@@ -27,7 +28,6 @@ MAX_TIMEOUT_HOURS = 10080 / 60  # core's largest timeout_minutes
 
 
 def get_job(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> PersistentJob:
-    stmt = select(PersistentJob).where(PersistentJob.id == pk, PersistentJob.brand_id == brand_id)
     if lock:
         # the task's row before the job's, the event consumers' order: a second update of the job
         # checks its foreign key with a key-share lock on the task's row, which, taken after the
@@ -37,10 +37,7 @@ def get_job(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> 
         session.execute(
             select(TaskRef.id).where(TaskRef.id == task).with_for_update(read=True, key_share=True)
         )
-    job = session.scalars(stmt.with_for_update(of=PersistentJob) if lock else stmt).first()
-    if job is None:
-        raise NotFound("Persistent job")
-    return job
+    return get_owned(session, PersistentJob, brand_id, pk, "Persistent job", lock=lock)
 
 
 def create_job(uow: UnitOfWork, brand_id: int, fields: dict[str, Any]) -> PersistentJob:
@@ -56,13 +53,11 @@ def create_job(uow: UnitOfWork, brand_id: int, fields: dict[str, Any]) -> Persis
 
 def update_job(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) -> PersistentJob:
     job = get_job(uow.session, brand_id, pk, lock=True)
-    for key, value in fields.items():
-        setattr(job, key, value)
+    update_fields(job, fields, utcnow())
     if "progress_percentage" not in fields and job.total_steps and "completed_steps" in fields:
         job.progress_percentage = round(
             100.0 * min(job.completed_steps, job.total_steps) / job.total_steps, 2
         )
-    job.updated_at = utcnow()
     lc.settle(uow, job)
     return job
 

@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from shared.crud import flush_unique, get_owned, name_taken, update_fields
 from shared.domain_errors import InvalidField, NotFound
 from shared.events.envelope import iso
 from shared.unit_of_work import UnitOfWork
@@ -26,30 +26,11 @@ DEFAULT_WINDOW = timedelta(days=7)
 
 
 def get_calendar(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> Calendar:
-    stmt = (
-        select(Calendar)
-        .where(Calendar.id == pk, Calendar.brand_id == brand_id)
-        .options(selectinload(Calendar.attachments))
-    )
-    calendar = session.scalars(stmt.with_for_update() if lock else stmt).first()
-    if calendar is None:
-        raise NotFound("Calendar")
-    return calendar
+    attachments = selectinload(Calendar.attachments)
+    return get_owned(session, Calendar, brand_id, pk, "Calendar", lock=lock, options=[attachments])
 
 
-def _flush(uow: UnitOfWork) -> None:
-    try:
-        uow.session.flush()
-    except IntegrityError:
-        uow.rollback()
-        raise InvalidField("name", "A calendar with this name already exists.") from None
-
-
-def _name_taken(uow: UnitOfWork, brand_id: int, name: str, own_id: int | None) -> bool:
-    other = uow.session.scalars(
-        select(Calendar.id).where(Calendar.brand_id == brand_id, Calendar.name == name)
-    ).first()
-    return other is not None and other != own_id
+NAME_TAKEN = "A calendar with this name already exists."
 
 
 def _replan(uow: UnitOfWork, ids: set[int], now: datetime) -> None:
@@ -75,8 +56,8 @@ def create_calendar(
 ) -> Calendar:
     if "default_timezone" in fields:
         check_zone(fields["default_timezone"], "default_timezone")
-    if _name_taken(uow, brand_id, fields["name"], None):
-        raise InvalidField("name", "A calendar with this name already exists.")
+    if name_taken(uow.session, Calendar, brand_id, fields["name"], None):
+        raise InvalidField("name", NAME_TAKEN)
     now = container.now()
     calendar = Calendar(
         brand_id=brand_id,
@@ -89,10 +70,9 @@ def create_calendar(
         updated_at=now,
         attachments=[],
     )
-    for key, value in fields.items():
-        setattr(calendar, key, value)
+    update_fields(calendar, fields, now)
     uow.session.add(calendar)
-    _flush(uow)
+    flush_unique(uow, "name", NAME_TAKEN)
     return calendar
 
 
@@ -102,12 +82,10 @@ def update_calendar(
     calendar = get_calendar(uow.session, brand_id, pk, lock=True)
     if "default_timezone" in fields:
         check_zone(fields["default_timezone"], "default_timezone")
-    if "name" in fields and _name_taken(uow, brand_id, fields["name"], calendar.id):
-        raise InvalidField("name", "A calendar with this name already exists.")
-    for key, value in fields.items():
-        setattr(calendar, key, value)
-    calendar.updated_at = container.now()
-    _flush(uow)
+    if "name" in fields and name_taken(uow.session, Calendar, brand_id, fields["name"], calendar.id):
+        raise InvalidField("name", NAME_TAKEN)
+    update_fields(calendar, fields, container.now())
+    flush_unique(uow, "name", NAME_TAKEN)
     _replan(uow, _attached(calendar), calendar.updated_at)
     return calendar
 

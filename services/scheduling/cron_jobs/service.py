@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.auth import Principal
-from shared.domain_errors import InvalidField, NotFound
+from shared.crud import flush_unique, get_owned, name_taken, update_fields
+from shared.domain_errors import InvalidField
 from shared.unit_of_work import UnitOfWork
 
 from ..container import SchedulingContainer
@@ -24,11 +23,7 @@ from ..zones import check_zone
 
 
 def get_cron_job(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> CronJob:
-    stmt = select(CronJob).where(CronJob.id == pk, CronJob.brand_id == brand_id)
-    job = session.scalars(stmt.with_for_update() if lock else stmt).first()
-    if job is None:
-        raise NotFound("Cron job")
-    return job
+    return get_owned(session, CronJob, brand_id, pk, "Cron job", lock=lock)
 
 
 def _check(fields: dict[str, Any], frequency: str, custom_cron: str | None) -> None:
@@ -48,19 +43,7 @@ def _check(fields: dict[str, Any], frequency: str, custom_cron: str | None) -> N
         check_zone(fields["timezone"])
 
 
-def _name_taken(uow: UnitOfWork, brand_id: int, name: str, own_id: int | None) -> bool:
-    other = uow.session.scalars(
-        select(CronJob.id).where(CronJob.brand_id == brand_id, CronJob.name == name)
-    ).first()
-    return other is not None and other != own_id
-
-
-def _flush(uow: UnitOfWork) -> None:
-    try:
-        uow.session.flush()
-    except IntegrityError:
-        uow.rollback()
-        raise InvalidField("name", "A cron job with this name already exists.") from None
+NAME_TAKEN = "A cron job with this name already exists."
 
 
 def create_cron_job(
@@ -68,8 +51,8 @@ def create_cron_job(
 ) -> CronJob:
     now = container.now()
     _check(fields, fields["frequency"], fields.get("custom_cron"))
-    if _name_taken(uow, principal.brand_id, fields["name"], None):
-        raise InvalidField("name", "A cron job with this name already exists.")
+    if name_taken(uow.session, CronJob, principal.brand_id, fields["name"], None):
+        raise InvalidField("name", NAME_TAKEN)
     job = CronJob(
         brand_id=principal.brand_id,
         brand_name=principal.brand_name,
@@ -90,10 +73,9 @@ def create_cron_job(
         created_at=now,
         updated_at=now,
     )
-    for key, value in fields.items():
-        setattr(job, key, value)
+    update_fields(job, fields, now)
     uow.session.add(job)
-    _flush(uow)
+    flush_unique(uow, "name", NAME_TAKEN)
     replan(uow, job, now)
     return job
 
@@ -105,14 +87,12 @@ def update_cron_job(
     frequency = fields.get("frequency", job.frequency)
     custom = fields.get("custom_cron", job.custom_cron if frequency == "custom" else None)
     _check(fields, frequency, custom)
-    if "name" in fields and _name_taken(uow, brand_id, fields["name"], job.id):
-        raise InvalidField("name", "A cron job with this name already exists.")
-    for key, value in fields.items():
-        setattr(job, key, value)
+    if "name" in fields and name_taken(uow.session, CronJob, brand_id, fields["name"], job.id):
+        raise InvalidField("name", NAME_TAKEN)
+    update_fields(job, fields, container.now())
     if frequency != "custom":
         job.custom_cron = None
-    job.updated_at = container.now()
-    _flush(uow)
+    flush_unique(uow, "name", NAME_TAKEN)
     replan(uow, job, job.updated_at)
     return job
 

@@ -11,7 +11,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from shared.auth import Principal
-from shared.domain_errors import InvalidField, NotFound, Unavailable
+from shared.crud import get_owned
+from shared.domain_errors import InvalidField, Unavailable
 from shared.events.envelope import iso
 from shared.unit_of_work import UnitOfWork
 
@@ -31,17 +32,8 @@ EXECUTE_READY_LIMIT = 100
 
 
 def get_periodic_task(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> PeriodicTask:
-    stmt = (
-        select(PeriodicTask)
-        .where(PeriodicTask.id == pk, PeriodicTask.brand_id == brand_id)
-        .options(selectinload(PeriodicTask.attachments))
-    )
-    if lock:
-        stmt = stmt.with_for_update()
-    task = session.scalars(stmt).first()
-    if task is None:
-        raise NotFound("Periodic task")
-    return task
+    attachments = selectinload(PeriodicTask.attachments)
+    return get_owned(session, PeriodicTask, brand_id, pk, "Periodic task", lock=lock, options=[attachments])
 
 
 def template_of(
