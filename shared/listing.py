@@ -6,6 +6,7 @@ search, whitelisted ordering), their translation into SQL, and the page envelope
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -210,6 +211,28 @@ def apply_ordering(
     descending = chosen[0][1]
     clauses += [c.desc() if descending else c.asc() for c in tiebreak if c not in used]
     return stmt.order_by(*clauses)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a list route's query arguments select, declared once beside the route: its `filters`
+    (and `ranges` for `name__gte`-style arguments), the columns `search` looks in, the columns
+    `ordering` may name, the order when none is asked for and the unique `tiebreak`."""
+
+    filters: Mapping[str, Filter]
+    ordering: Mapping[str, Any]
+    tiebreak: Any
+    default_ordering: tuple[tuple[str, bool], ...] = (("created_at", True),)
+    search: tuple[Any, ...] = ()
+    ranges: Mapping[str, Any] | None = None
+
+    def select(self, stmt: Select[Any], args: Mapping[str, Any]) -> Select[Any]:
+        """`stmt` (the rows the caller may see) narrowed by filters and search, in order."""
+        stmt = apply_filters(stmt, args, self.filters, self.ranges)
+        if self.search and args.get("search"):
+            stmt = stmt.where(search_clause(args["search"], *self.search))
+        default = list(self.default_ordering)
+        return apply_ordering(stmt, args.get("ordering"), self.ordering, default, self.tiebreak)
 
 
 def public_url(page: int | None) -> str | None:

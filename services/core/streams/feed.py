@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.task_states import FINAL
 
 from ..models import Task
-from ..tasks.queries import FILTERS
+from ..tasks.queries import TASKS
 from ..tasks.schemas import TaskSchema
 from .changes import TaskChanges
 from .positions import Position
@@ -164,7 +164,7 @@ def brand_query(brand_id: int, filters: dict[str, Any]) -> Select[Any]:
     stmt = select(Task).where(Task.brand_id == brand_id)
     for name in ("status", "task_type", "priority"):
         if filters.get(name):
-            stmt = stmt.where(FILTERS[name](filters[name]))
+            stmt = stmt.where(TASKS.filters[name](filters[name]))
     return stmt
 
 

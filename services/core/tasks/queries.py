@@ -13,36 +13,40 @@ from shared import task_states as st
 from shared.db import seconds_between
 from shared.events.bus import EventBus
 from shared.events.envelope import utcnow
-from shared.listing import apply_filters, apply_ordering, column_filters, timestamp_filters
+from shared.listing import Listing, column_filters, timestamp_filters
 
 from ..models import Task, WorkerPresence, search_text
 from .schemas import TaskListArgs
 
-FILTERS: dict[str, Any] = {
-    # status, priority and the flags are written out: they replace the derived ones (status
-    # expands `active`, priority filters the rank column; `= true` is what the indexes serve)
-    **column_filters(TaskListArgs, Task),
-    "status": lambda v: Task.status.in_(_expand_status(v)),
-    # the rank column, so that the (brand, rank, created) index serves filter and ordering at once
-    "priority": lambda v: Task.priority_rank.in_([st.PRIORITY_RANK[p] for p in v]),
-    "task_type__startswith": lambda v: Task.task_type.startswith(v, autoescape=True),
-    "has_metrics": lambda v: Task.has_metrics == v,
-    "is_resumable": lambda v: Task.is_resumable == v,
-    "is_periodic": lambda v: Task.is_periodic == v,
-    **timestamp_filters(Task.created_at, Task.updated_at),
-}
-RANGES = {
-    "execution_time": Task.execution_time_ms,
-    "retry_count": Task.retry_count,
-    "progress_percentage": Task.progress_percentage,
-}
-ORDERING = {
-    "created_at": Task.created_at,
-    "updated_at": Task.updated_at,
-    "priority": Task.priority_rank,
-    "status": Task.status,
-    "progress_percentage": Task.progress_percentage,
-}
+# `search` is task_list's own: it matches on models.search_text, the trigram index's expression
+TASKS = Listing(
+    filters={
+        # status, priority and the flags are written out: they replace the derived ones (status
+        # expands `active`, priority filters the rank column; `= true` is what the indexes serve)
+        **column_filters(TaskListArgs, Task),
+        "status": lambda v: Task.status.in_(_expand_status(v)),
+        # the rank column, so that the (brand, rank, created) index serves filter and ordering at once
+        "priority": lambda v: Task.priority_rank.in_([st.PRIORITY_RANK[p] for p in v]),
+        "task_type__startswith": lambda v: Task.task_type.startswith(v, autoescape=True),
+        "has_metrics": lambda v: Task.has_metrics == v,
+        "is_resumable": lambda v: Task.is_resumable == v,
+        "is_periodic": lambda v: Task.is_periodic == v,
+        **timestamp_filters(Task.created_at, Task.updated_at),
+    },
+    ordering={
+        "created_at": Task.created_at,
+        "updated_at": Task.updated_at,
+        "priority": Task.priority_rank,
+        "status": Task.status,
+        "progress_percentage": Task.progress_percentage,
+    },
+    tiebreak=(Task.created_at, Task.id),
+    ranges={
+        "execution_time": Task.execution_time_ms,
+        "retry_count": Task.retry_count,
+        "progress_percentage": Task.progress_percentage,
+    },
+)
 
 
 def _expand_status(values: list[str]) -> list[str]:
@@ -53,12 +57,12 @@ def _expand_status(values: list[str]) -> list[str]:
 
 
 def task_list(brand_id: int, args: dict[str, Any]) -> Select[Any]:
-    stmt = apply_filters(select(Task).where(Task.brand_id == brand_id), args, FILTERS, RANGES)
+    stmt = TASKS.select(select(Task).where(Task.brand_id == brand_id), args)
     if args.get("search"):
+        # search_text() is the indexed expression, already lowercased (search_clause's lower()
+        # around it would keep the index from serving it)
         stmt = stmt.where(search_text().contains(args["search"].lower(), autoescape=True))
-    return apply_ordering(
-        stmt, args.get("ordering"), ORDERING, [("created_at", True)], (Task.created_at, Task.id)
-    )
+    return stmt
 
 
 def _start_of_today() -> datetime:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from shared.api import Blueprint
 from shared.auth import current_principal, machine_assertion, machine_target
+from shared.crud import in_session, in_transaction
 from shared.errors import ApiError
 from shared.events import catalog
 from shared.listing import paginate
@@ -190,16 +191,11 @@ class TaskById(MethodView):
     @blp.response(204)
     def delete(self, task_pk: int) -> None:
         """Delete a task that is not running"""
-        with core().uow() as uow:
-            service.delete_task(uow, current_principal().brand_id, task_pk)
-            uow.commit()
+        in_transaction(core(), service.delete_task, current_principal().brand_id, task_pk)
 
 
 def _update(task_pk: int, fields: dict[str, Any]) -> dict[str, Any]:
-    with core().uow() as uow:
-        task = service.update_task(uow, current_principal().brand_id, task_pk, fields)
-        uow.commit()
-    return _detail(task)
+    return _detail(in_transaction(core(), service.update_task, current_principal().brand_id, task_pk, fields))
 
 
 @blp.route("/<int:task_pk>/retry/")
@@ -211,10 +207,9 @@ class TaskRetry(MethodView):
     @blp.response(200, RetryResultSchema)
     def post(self, options: dict[str, Any], task_pk: int) -> dict[str, Any]:
         """Retry a failed or cancelled task"""
-        with core().uow() as uow:
-            result = service.retry_task(uow, current_principal().brand_id, task_pk, options or {})
-            uow.commit()
-            return result
+        return in_transaction(
+            core(), service.retry_task, current_principal().brand_id, task_pk, options or {}
+        )
 
 
 @blp.route("/<int:task_pk>/cancel/")
@@ -249,8 +244,7 @@ class QueueStats(MethodView):
     def get(self) -> dict[str, Any]:
         """Queue figures: the brand's tasks per queue and the broker's live figures"""
         container = core()
-        with container.session_factory() as session:
-            return queries.queue_stats(session, current_principal().brand_id, container.bus)
+        return in_session(container, queries.queue_stats, current_principal().brand_id, container.bus)
 
 
 @blp.route("/type-stats/")
@@ -258,8 +252,7 @@ class TypeStats(MethodView):
     @blp.answers(TypeStatsSchema)
     def get(self) -> dict[str, Any]:
         """Per task type: totals, outcomes, average duration, success rate"""
-        with core().session_factory() as session:
-            return queries.type_stats(session, current_principal().brand_id)
+        return in_session(core(), queries.type_stats, current_principal().brand_id)
 
 
 @blp.route("/types/")

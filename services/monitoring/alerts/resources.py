@@ -10,15 +10,9 @@ from sqlalchemy import select
 
 from shared.api import Blueprint
 from shared.auth import current_principal
+from shared.crud import in_session, in_transaction
 from shared.events.envelope import utcnow
-from shared.listing import (
-    apply_filters,
-    apply_ordering,
-    column_filters,
-    paginate,
-    search_clause,
-    timestamp_filters,
-)
+from shared.listing import Listing, column_filters, paginate, timestamp_filters
 
 from ..container import monitoring
 from ..models import AlertEvent, AlertRule
@@ -43,22 +37,33 @@ blp = Blueprint(
     description="Alert rules over metrics, their test, active alerts and history.",
 )
 
-RULE_FILTERS: dict[str, Any] = {
-    **column_filters(AlertRuleListArgs, AlertRule),
-    "last_triggered_after": lambda v: AlertRule.last_triggered_at >= v,
-    **timestamp_filters(AlertRule.created_at, AlertRule.updated_at),
-}
 RULE_COLUMNS = {
     name: getattr(AlertRule, name)
     for name in ("name", "created_at", "updated_at", "last_triggered_at", "trigger_count", "threshold_value")
 }
-EVENT_FILTERS: dict[str, Any] = {
-    **column_filters(AlertHistoryArgs, AlertEvent),
-    "days": lambda v: AlertEvent.triggered_at >= utcnow() - timedelta(days=v),
-    "alert_rule": lambda v: AlertEvent.rule_id == v,
-    **timestamp_filters(AlertEvent.triggered_at),  # an alert event is never updated
-}
-EVENT_COLUMNS = {"triggered_at": AlertEvent.triggered_at, "value": AlertEvent.value}
+RULES = Listing(
+    filters={
+        **column_filters(AlertRuleListArgs, AlertRule),
+        "last_triggered_after": lambda v: AlertRule.last_triggered_at >= v,
+        **timestamp_filters(AlertRule.created_at, AlertRule.updated_at),
+    },
+    ordering=RULE_COLUMNS,
+    tiebreak=AlertRule.id,
+    search=(AlertRule.name, AlertRule.description),
+    ranges=RULE_COLUMNS,
+)
+HISTORY = Listing(
+    filters={
+        **column_filters(AlertHistoryArgs, AlertEvent),
+        "days": lambda v: AlertEvent.triggered_at >= utcnow() - timedelta(days=v),
+        "alert_rule": lambda v: AlertEvent.rule_id == v,
+        **timestamp_filters(AlertEvent.triggered_at),  # an alert event is never updated
+    },
+    ordering={"triggered_at": AlertEvent.triggered_at, "value": AlertEvent.value},
+    tiebreak=AlertEvent.id,
+    default_ordering=(("triggered_at", True),),
+    search=(AlertEvent.rule_name, AlertEvent.task_id),
+)
 
 
 @blp.route("/")
@@ -68,21 +73,15 @@ class AlertRules(MethodView):
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List alert rules"""
         stmt = select(AlertRule).where(AlertRule.brand_id == current_principal().brand_id)
-        stmt = apply_filters(stmt, args, RULE_FILTERS, RULE_COLUMNS)
-        if args.get("search"):
-            stmt = stmt.where(search_clause(args["search"], AlertRule.name, AlertRule.description))
-        stmt = apply_ordering(stmt, args.get("ordering"), RULE_COLUMNS, [("created_at", True)], AlertRule.id)
-        with monitoring().session_factory() as session:
-            return paginate(session, stmt, args)
+        return in_session(monitoring(), paginate, RULES.select(stmt, args), args)
 
     @blp.arguments(AlertRuleSchema)
     @blp.response(201, AlertRuleReadSchema)
     def post(self, fields: dict[str, Any]) -> AlertRule:
         """Create an alert rule"""
-        with monitoring().uow() as uow:
-            rule = service.create_rule(uow, current_principal(), fields, monitoring().notifier.webhook.egress)
-            uow.commit()
-            return rule
+        container = monitoring()
+        egress = container.notifier.webhook.egress
+        return in_transaction(container, service.create_rule, current_principal(), fields, egress)
 
 
 @blp.route("/<int:pk>/")
@@ -90,8 +89,7 @@ class AlertRuleById(MethodView):
     @blp.response(200, AlertRuleReadSchema)
     def get(self, pk: int) -> AlertRule:
         """Get an alert rule"""
-        with monitoring().session_factory() as session:
-            return service.get_rule(session, current_principal().brand_id, pk)
+        return in_session(monitoring(), service.get_rule, current_principal().brand_id, pk)
 
     @blp.arguments(AlertRuleSchema)
     @blp.response(200, AlertRuleReadSchema)
@@ -108,18 +106,13 @@ class AlertRuleById(MethodView):
     @blp.response(204)
     def delete(self, pk: int) -> None:
         """Delete an alert rule (admin; its history stays)"""
-        with monitoring().uow() as uow:
-            service.delete_rule(uow, current_principal().brand_id, pk)
-            uow.commit()
+        in_transaction(monitoring(), service.delete_rule, current_principal().brand_id, pk)
 
 
 def _update(pk: int, fields: dict[str, Any]) -> AlertRule:
-    with monitoring().uow() as uow:
-        rule = service.update_rule(
-            uow, current_principal().brand_id, pk, fields, monitoring().notifier.webhook.egress
-        )
-        uow.commit()
-        return rule
+    container = monitoring()
+    egress = container.notifier.webhook.egress
+    return in_transaction(container, service.update_rule, current_principal().brand_id, pk, fields, egress)
 
 
 @blp.route("/<int:pk>/test/")
@@ -129,17 +122,16 @@ class AlertRuleTest(MethodView):
     @blp.response(200, AlertTestResultSchema)
     def post(self, body: dict[str, Any], pk: int) -> dict[str, Any]:
         """Would this value trigger the rule? Optionally send a test notification"""
-        with monitoring().uow() as uow:
-            result = service.test_rule(
-                uow,
-                current_principal().brand_id,
-                pk,
-                body["test_value"],
-                body["send_notification"],
-                monitoring().test_sends_per_minute,
-            )
-            uow.commit()
-            return result
+        container = monitoring()
+        return in_transaction(
+            container,
+            service.test_rule,
+            current_principal().brand_id,
+            pk,
+            body["test_value"],
+            body["send_notification"],
+            container.test_sends_per_minute,
+        )
 
 
 @blp.route("/active/")
@@ -147,8 +139,7 @@ class ActiveAlerts(MethodView):
     @blp.answers(ActiveAlertsSchema)
     def get(self) -> dict[str, Any]:
         """Rules that matched within their cooldown window"""
-        with monitoring().session_factory() as session:
-            return service.active_alerts(session, current_principal().brand_id)
+        return in_session(monitoring(), service.active_alerts, current_principal().brand_id)
 
 
 @blp.route("/history/")
@@ -158,11 +149,4 @@ class AlertHistory(MethodView):
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Past matches of the brand's rules, newest first"""
         stmt = select(AlertEvent).where(AlertEvent.brand_id == current_principal().brand_id)
-        stmt = apply_filters(stmt, args, EVENT_FILTERS)
-        if args.get("search"):
-            stmt = stmt.where(search_clause(args["search"], AlertEvent.rule_name, AlertEvent.task_id))
-        stmt = apply_ordering(
-            stmt, args.get("ordering"), EVENT_COLUMNS, [("triggered_at", True)], AlertEvent.id
-        )
-        with monitoring().session_factory() as session:
-            return paginate(session, stmt, args)
+        return in_session(monitoring(), paginate, HISTORY.select(stmt, args), args)

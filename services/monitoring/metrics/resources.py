@@ -9,14 +9,8 @@ from sqlalchemy import select
 
 from shared.api import Blueprint
 from shared.auth import current_principal
-from shared.listing import (
-    apply_filters,
-    apply_ordering,
-    column_filters,
-    paginate,
-    search_clause,
-    timestamp_filters,
-)
+from shared.crud import in_session, in_transaction
+from shared.listing import Listing, column_filters, paginate, timestamp_filters
 
 from ..container import monitoring
 from ..models import MetricsRecord as M
@@ -47,12 +41,18 @@ blp = Blueprint(
     description="Execution metrics of tasks, and analytics over them.",
 )
 
-FILTERS: dict[str, Any] = {
-    **column_filters(MetricsListArgs, M),
-    "base_task": lambda v: M.base_task == v,
-    **timestamp_filters(M.created_at, M.updated_at),
-}
 COLUMNS = {name: getattr(M, name) for name in (*NUMERIC, "created_at", "updated_at")}
+RECORDS = Listing(
+    filters={
+        **column_filters(MetricsListArgs, M),
+        "base_task": lambda v: M.base_task == v,
+        **timestamp_filters(M.created_at, M.updated_at),
+    },
+    ordering=COLUMNS,
+    tiebreak=M.id,
+    search=(M.task_id, M.task_type, M.worker_name),
+    ranges=COLUMNS,
+)
 
 
 @blp.route("/")
@@ -61,28 +61,19 @@ class Metrics(MethodView):
     @blp.response(200, MetricsPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List metrics records"""
-        stmt = apply_filters(
-            select(M).where(M.brand_id == current_principal().brand_id), args, FILTERS, COLUMNS
-        )
-        if args.get("search"):
-            stmt = stmt.where(search_clause(args["search"], M.task_id, M.task_type, M.worker_name))
-        stmt = apply_ordering(stmt, args.get("ordering"), COLUMNS, [("created_at", True)], M.id)
-        with monitoring().session_factory() as session:
-            return paginate(session, stmt, args)
+        stmt = select(M).where(M.brand_id == current_principal().brand_id)
+        return in_session(monitoring(), paginate, RECORDS.select(stmt, args), args)
 
     @blp.arguments(MetricsCreateSchema)
     @blp.response(201, MetricsSchema)
     def post(self, fields: dict[str, Any]) -> M:
         """Record the metrics of a task (one record per task)"""
-        with monitoring().uow() as uow:
-            record = service.create_record(uow, current_principal(), fields)
-            uow.commit()
-            return _reloaded(record.id)
+        record = in_transaction(monitoring(), service.create_record, current_principal(), fields)
+        return _reloaded(record.id)
 
 
 def _reloaded(pk: int) -> M:
-    with monitoring().session_factory() as session:
-        return service.get_record(session, current_principal().brand_id, pk)
+    return in_session(monitoring(), service.get_record, current_principal().brand_id, pk)
 
 
 @blp.route("/<int:pk>/")
@@ -107,15 +98,11 @@ class MetricsById(MethodView):
     @blp.response(204)
     def delete(self, pk: int) -> None:
         """Delete a metrics record"""
-        with monitoring().uow() as uow:
-            service.delete_record(uow, current_principal().brand_id, pk)
-            uow.commit()
+        in_transaction(monitoring(), service.delete_record, current_principal().brand_id, pk)
 
 
 def _update(pk: int, fields: dict[str, Any]) -> M:
-    with monitoring().uow() as uow:
-        service.update_record(uow, current_principal().brand_id, pk, fields)
-        uow.commit()
+    in_transaction(monitoring(), service.update_record, current_principal().brand_id, pk, fields)
     return _reloaded(pk)
 
 
@@ -125,10 +112,13 @@ class Dashboard(MethodView):
     @blp.arguments(DashboardArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Summary, daily trends, most expensive types and speed per priority"""
-        with monitoring().session_factory() as session:
-            return analytics.dashboard(
-                session, current_principal().brand_id, args["days"], args.get("task_type")
-            )
+        return in_session(
+            monitoring(),
+            analytics.dashboard,
+            current_principal().brand_id,
+            args["days"],
+            args.get("task_type"),
+        )
 
 
 @blp.route("/trends/")
@@ -137,10 +127,14 @@ class Trends(MethodView):
     @blp.arguments(TrendArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Daily values of chosen metrics, with the direction they take"""
-        with monitoring().session_factory() as session:
-            return analytics.trends(
-                session, current_principal().brand_id, args["days"], args.get("task_type"), args["metric"]
-            )
+        return in_session(
+            monitoring(),
+            analytics.trends,
+            current_principal().brand_id,
+            args["days"],
+            args.get("task_type"),
+            args["metric"],
+        )
 
 
 @blp.route("/performance-by-type/")
@@ -149,10 +143,13 @@ class PerformanceByType(MethodView):
     @blp.arguments(PerformanceArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Per task type: volume, speed (with a true p95), memory, cost, success rate, trend"""
-        with monitoring().session_factory() as session:
-            return analytics.performance_by_type(
-                session, current_principal().brand_id, args["days"], args["min_samples"]
-            )
+        return in_session(
+            monitoring(),
+            analytics.performance_by_type,
+            current_principal().brand_id,
+            args["days"],
+            args["min_samples"],
+        )
 
 
 @blp.route("/anomalies/")
@@ -161,10 +158,14 @@ class Anomalies(MethodView):
     @blp.arguments(AnomalyArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Runs far from their task type's median (robust z-score over median and MAD)"""
-        with monitoring().session_factory() as session:
-            return analytics.anomalies(
-                session, current_principal().brand_id, args["days"], args["metric"], args["sensitivity"]
-            )
+        return in_session(
+            monitoring(),
+            analytics.anomalies,
+            current_principal().brand_id,
+            args["days"],
+            args["metric"],
+            args["sensitivity"],
+        )
 
 
 @blp.route("/recommendations/")
@@ -173,5 +174,4 @@ class Recommendations(MethodView):
     @blp.arguments(RecommendationArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Advice derived from measured queue waits, error rates, costs and memory"""
-        with monitoring().session_factory() as session:
-            return analytics.recommendations(session, current_principal().brand_id, args["days"])
+        return in_session(monitoring(), analytics.recommendations, current_principal().brand_id, args["days"])

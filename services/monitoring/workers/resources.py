@@ -4,6 +4,7 @@ caller's brand. A manual record belongs to the brand that added it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flask.views import MethodView
@@ -11,7 +12,8 @@ from sqlalchemy import or_, select
 
 from shared.api import Blueprint
 from shared.auth import current_principal
-from shared.listing import apply_filters, apply_ordering, paginate, search_clause, timestamp_filters
+from shared.crud import in_session, in_transaction
+from shared.listing import Listing, paginate, timestamp_filters
 
 from ..container import monitoring
 from ..models import Worker
@@ -36,13 +38,26 @@ COLUMNS = {
 }  # fmt: skip
 
 
-def _filters() -> dict[str, Any]:
-    offline_seconds = monitoring().offline_seconds
-    return {
-        "is_online": lambda v: (service.online_clause if v else service.offline_clause)(offline_seconds),
+WORKERS = Listing(
+    filters={
         "queue_name": lambda v: or_(*(Worker.queues_text.contains(f",{q},", autoescape=True) for q in v)),
         **timestamp_filters(Worker.created_at, Worker.updated_at),
+    },
+    ordering=COLUMNS,
+    tiebreak=Worker.id,
+    default_ordering=(("worker_name", False),),
+    search=(Worker.worker_name,),
+    ranges=COLUMNS,
+)
+
+
+def _listing() -> Listing:
+    """WORKERS, with `is_online` measured against this container's offline allowance."""
+    offline_seconds = monitoring().offline_seconds
+    online = {
+        "is_online": lambda v: (service.online_clause if v else service.offline_clause)(offline_seconds)
     }
+    return replace(WORKERS, filters={**online, **WORKERS.filters})
 
 
 @blp.route("/")
@@ -51,23 +66,14 @@ class Workers(MethodView):
     @blp.response(200, WorkerPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List workers"""
-        stmt = apply_filters(
-            select(Worker).where(service.visible_to(current_principal().brand_id)), args, _filters(), COLUMNS
-        )
-        if args.get("search"):
-            stmt = stmt.where(search_clause(args["search"], Worker.worker_name))
-        stmt = apply_ordering(stmt, args.get("ordering"), COLUMNS, [("worker_name", False)], Worker.id)
-        with monitoring().session_factory() as session:
-            return paginate(session, stmt, args)
+        stmt = select(Worker).where(service.visible_to(current_principal().brand_id))
+        return in_session(monitoring(), paginate, _listing().select(stmt, args), args)
 
     @blp.arguments(WorkerWriteSchema)
     @blp.response(201, WorkerSchema)
     def post(self, fields: dict[str, Any]) -> Worker:
         """Add a worker record by hand (heartbeats normally do it)"""
-        with monitoring().uow() as uow:
-            worker = service.create_worker(uow, current_principal().brand_id, fields)
-            uow.commit()
-            return worker
+        return in_transaction(monitoring(), service.create_worker, current_principal().brand_id, fields)
 
 
 @blp.route("/overview/")
@@ -76,8 +82,9 @@ class WorkersOverview(MethodView):
     def get(self) -> dict[str, Any]:
         """Workers online, per queue, and the fleet's health"""
         container = monitoring()
-        with container.session_factory() as session:
-            return queries.overview(session, container.offline_seconds, current_principal().brand_id)
+        return in_session(
+            container, queries.overview, container.offline_seconds, current_principal().brand_id
+        )
 
 
 @blp.route("/<int:pk>/")
@@ -109,13 +116,8 @@ class WorkerById(MethodView):
     @blp.response(204)
     def delete(self, pk: int) -> None:
         """Delete a manual worker record of the brand (admin)"""
-        with monitoring().uow() as uow:
-            service.delete_worker(uow, current_principal().brand_id, pk)
-            uow.commit()
+        in_transaction(monitoring(), service.delete_worker, current_principal().brand_id, pk)
 
 
 def _update(pk: int, fields: dict[str, Any]) -> Worker:
-    with monitoring().uow() as uow:
-        worker = service.update_worker(uow, current_principal().brand_id, pk, fields)
-        uow.commit()
-        return worker
+    return in_transaction(monitoring(), service.update_worker, current_principal().brand_id, pk, fields)

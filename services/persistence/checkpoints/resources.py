@@ -9,14 +9,8 @@ from sqlalchemy import select
 
 from shared.api import Blueprint
 from shared.auth import current_principal
-from shared.listing import (
-    apply_filters,
-    apply_ordering,
-    column_filters,
-    paginate,
-    search_clause,
-    timestamp_filters,
-)
+from shared.crud import in_session, in_transaction
+from shared.listing import Listing, column_filters, paginate, timestamp_filters
 
 from ..container import persistence
 from ..models import Checkpoint
@@ -40,22 +34,26 @@ blp = Blueprint(
     description="Checkpoints: the saved steps a job resumes from.",
 )
 
-FILTERS: dict[str, Any] = {
-    **column_filters(CheckpointListArgs, Checkpoint),
-    "persistent_job": lambda v: Checkpoint.job_id.in_(v),
-    "has_large_data": lambda v: (
-        (Checkpoint.data_size_bytes > LARGE_DATA_BYTES)
-        if v
-        else (Checkpoint.data_size_bytes <= LARGE_DATA_BYTES)
-    ),
-    **timestamp_filters(Checkpoint.created_at, Checkpoint.updated_at),
-}
-RANGES = {"data_size_bytes": Checkpoint.data_size_bytes}
-ORDERING = {
-    "created_at": Checkpoint.created_at,
-    "data_size_bytes": Checkpoint.data_size_bytes,
-    "step_name": Checkpoint.step_name,
-}
+CHECKPOINTS = Listing(
+    filters={
+        **column_filters(CheckpointListArgs, Checkpoint),
+        "persistent_job": lambda v: Checkpoint.job_id.in_(v),
+        "has_large_data": lambda v: (
+            (Checkpoint.data_size_bytes > LARGE_DATA_BYTES)
+            if v
+            else (Checkpoint.data_size_bytes <= LARGE_DATA_BYTES)
+        ),
+        **timestamp_filters(Checkpoint.created_at, Checkpoint.updated_at),
+    },
+    ordering={
+        "created_at": Checkpoint.created_at,
+        "data_size_bytes": Checkpoint.data_size_bytes,
+        "step_name": Checkpoint.step_name,
+    },
+    tiebreak=Checkpoint.id,
+    search=(Checkpoint.step_name,),
+    ranges={"data_size_bytes": Checkpoint.data_size_bytes},
+)
 
 
 @blp.route("/")
@@ -64,17 +62,8 @@ class Checkpoints(MethodView):
     @blp.response(200, CheckpointPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List checkpoints"""
-        stmt = apply_filters(
-            select(Checkpoint).where(Checkpoint.brand_id == current_principal().brand_id),
-            args,
-            FILTERS,
-            RANGES,
-        )
-        if args.get("search"):
-            stmt = stmt.where(search_clause(args["search"], Checkpoint.step_name))
-        stmt = apply_ordering(stmt, args.get("ordering"), ORDERING, [("created_at", True)], Checkpoint.id)
-        with persistence().session_factory() as session:
-            return paginate(session, stmt, args)
+        stmt = select(Checkpoint).where(Checkpoint.brand_id == current_principal().brand_id)
+        return in_session(persistence(), paginate, CHECKPOINTS.select(stmt, args), args)
 
     @blp.arguments(CheckpointCreateSchema)
     @blp.response(201, SavedCheckpointSchema)
@@ -96,8 +85,7 @@ class CheckpointById(MethodView):
     @blp.response(200, CheckpointSchema)
     def get(self, checkpoint_pk: int) -> Checkpoint:
         """Get a checkpoint (its data decompressed)"""
-        with persistence().session_factory() as session:
-            return service.get_checkpoint(session, current_principal().brand_id, checkpoint_pk)
+        return in_session(persistence(), service.get_checkpoint, current_principal().brand_id, checkpoint_pk)
 
     @blp.arguments(CheckpointUpdateSchema)
     @blp.response(200, CheckpointSchema)
@@ -114,16 +102,12 @@ class CheckpointById(MethodView):
     @blp.response(204)
     def delete(self, checkpoint_pk: int) -> None:
         """Delete a checkpoint"""
-        with persistence().uow() as uow:
-            service.delete_checkpoint(uow, current_principal().brand_id, checkpoint_pk)
-            uow.commit()
+        in_transaction(persistence(), service.delete_checkpoint, current_principal().brand_id, checkpoint_pk)
 
 
 def _update(checkpoint_pk: int, fields: dict[str, Any]) -> Checkpoint:
-    with persistence().uow() as uow:
-        checkpoint = service.update_checkpoint(uow, current_principal().brand_id, checkpoint_pk, fields)
-        uow.commit()
-        return checkpoint
+    brand_id = current_principal().brand_id
+    return in_transaction(persistence(), service.update_checkpoint, brand_id, checkpoint_pk, fields)
 
 
 @blp.route("/optimize-storage/")
@@ -132,9 +116,5 @@ class OptimizeStorage(MethodView):
     @blp.arguments(OptimizeStorageSchema, required=False)
     def post(self, options: dict[str, Any]) -> dict[str, Any]:
         """Compress old checkpoint data and prune each job beyond a limit (admin)"""
-        with persistence().uow() as uow:
-            result = service.optimize_storage(
-                uow, current_principal().brand_id, options or OptimizeStorageSchema().load({})
-            )
-            uow.commit()
-            return result
+        options = options or OptimizeStorageSchema().load({})
+        return in_transaction(persistence(), service.optimize_storage, current_principal().brand_id, options)

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from shared.api import Blueprint
 from shared.auth import current_principal
-from shared.listing import apply_filters, apply_ordering, paginate, timestamp_filters
+from shared.crud import in_session, in_transaction
+from shared.listing import Listing, paginate, timestamp_filters
 
 from ..container import persistence
 from ..models import JobState
@@ -29,14 +30,20 @@ blp = Blueprint(
     description="The detailed state handlers keep for their jobs.",
 )
 
-FILTERS: dict[str, Any] = {
-    "persistent_job": lambda v: JobState.job_id.in_(v),
-    "can_retry": lambda v: (
-        (JobState.retry_count < JobState.max_retries) if v else (JobState.retry_count >= JobState.max_retries)
-    ),
-    **timestamp_filters(JobState.created_at, JobState.updated_at),
-}
-ORDERING = {"created_at": JobState.created_at, "updated_at": JobState.updated_at}
+JOB_STATES = Listing(
+    filters={
+        "persistent_job": lambda v: JobState.job_id.in_(v),
+        "can_retry": lambda v: (
+            (JobState.retry_count < JobState.max_retries)
+            if v
+            else (JobState.retry_count >= JobState.max_retries)
+        ),
+        **timestamp_filters(JobState.created_at, JobState.updated_at),
+    },
+    ordering={"created_at": JobState.created_at, "updated_at": JobState.updated_at},
+    tiebreak=JobState.id,
+    default_ordering=(("updated_at", True),),
+)
 
 
 @blp.route("/")
@@ -45,12 +52,8 @@ class JobStates(MethodView):
     @blp.response(200, JobStatePageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List job states"""
-        stmt = apply_filters(
-            select(JobState).where(JobState.brand_id == current_principal().brand_id), args, FILTERS
-        )
-        stmt = apply_ordering(stmt, args.get("ordering"), ORDERING, [("updated_at", True)], JobState.id)
-        with persistence().session_factory() as session:
-            return paginate(session, stmt, args)
+        stmt = select(JobState).where(JobState.brand_id == current_principal().brand_id)
+        return in_session(persistence(), paginate, JOB_STATES.select(stmt, args), args)
 
     @blp.arguments(JobStateUpsertSchema)
     @blp.response(201, JobStateSchema)
@@ -72,8 +75,7 @@ class JobStateById(MethodView):
     @blp.response(200, JobStateSchema)
     def get(self, state_pk: int) -> JobState:
         """Get a job state"""
-        with persistence().session_factory() as session:
-            return service.get_state(session, current_principal().brand_id, state_pk)
+        return in_session(persistence(), service.get_state, current_principal().brand_id, state_pk)
 
     @blp.arguments(JobStateUpdateSchema)
     @blp.response(200, JobStateSchema)
@@ -89,7 +91,4 @@ class JobStateById(MethodView):
 
 
 def _update(state_pk: int, fields: dict[str, Any]) -> JobState:
-    with persistence().uow() as uow:
-        state = service.update_state(uow, current_principal().brand_id, state_pk, fields)
-        uow.commit()
-        return state
+    return in_transaction(persistence(), service.update_state, current_principal().brand_id, state_pk, fields)

@@ -10,36 +10,38 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from shared.events.envelope import iso, utcnow
-from shared.listing import apply_filters, apply_ordering, column_filters, search_clause, timestamp_filters
+from shared.listing import Listing, column_filters, search_clause, timestamp_filters
 
 from ..checkpoints import codec
 from ..models import Checkpoint, PersistentJob, TaskRef
 from . import lifecycle as lc
 from .schemas import JobListArgs
 
-FILTERS: dict[str, Any] = {
-    **column_filters(JobListArgs, PersistentJob),
-    "base_task": lambda v: PersistentJob.base_task_id.in_(v),
-    "progress_gte": lambda v: PersistentJob.progress_percentage >= v,
-    "progress_lte": lambda v: PersistentJob.progress_percentage <= v,
-    "has_checkpoints": lambda v: (
-        PersistentJob.checkpoints_count > 0 if v else PersistentJob.checkpoints_count == 0
-    ),
-    **timestamp_filters(PersistentJob.created_at, PersistentJob.updated_at),
-}
-RANGES = {"progress_percentage": PersistentJob.progress_percentage}
-ORDERING = {
-    "created_at": PersistentJob.created_at,
-    "updated_at": PersistentJob.updated_at,
-    "progress_percentage": PersistentJob.progress_percentage,
-}
+# `search` is job_list's own: it also looks in the task the job belongs to
+JOBS = Listing(
+    filters={
+        **column_filters(JobListArgs, PersistentJob),
+        "base_task": lambda v: PersistentJob.base_task_id.in_(v),
+        "progress_gte": lambda v: PersistentJob.progress_percentage >= v,
+        "progress_lte": lambda v: PersistentJob.progress_percentage <= v,
+        "has_checkpoints": lambda v: (
+            PersistentJob.checkpoints_count > 0 if v else PersistentJob.checkpoints_count == 0
+        ),
+        **timestamp_filters(PersistentJob.created_at, PersistentJob.updated_at),
+    },
+    ordering={
+        "created_at": PersistentJob.created_at,
+        "updated_at": PersistentJob.updated_at,
+        "progress_percentage": PersistentJob.progress_percentage,
+    },
+    tiebreak=PersistentJob.id,
+    ranges={"progress_percentage": PersistentJob.progress_percentage},
+)
 RECENT_CHECKPOINT = timedelta(hours=1)
 
 
 def job_list(brand_id: int, args: dict[str, Any]) -> Select[Any]:
-    stmt = apply_filters(
-        select(PersistentJob).where(PersistentJob.brand_id == brand_id), args, FILTERS, RANGES
-    )
+    stmt = JOBS.select(select(PersistentJob).where(PersistentJob.brand_id == brand_id), args)
     if args.get("search"):
         matching = select(TaskRef.id).where(
             TaskRef.brand_id == brand_id, search_clause(args["search"], TaskRef.task_id, TaskRef.task_type)
@@ -48,7 +50,7 @@ def job_list(brand_id: int, args: dict[str, Any]) -> Select[Any]:
             PersistentJob.base_task_id.in_(matching)
             | search_clause(args["search"], PersistentJob.current_step)
         )
-    return apply_ordering(stmt, args.get("ordering"), ORDERING, [("created_at", True)], PersistentJob.id)
+    return stmt
 
 
 def newest_checkpoints(session: Session, job: PersistentJob, limit: int = 5) -> list[Checkpoint]:

@@ -8,6 +8,7 @@ from flask.views import MethodView
 
 from shared.api import Blueprint
 from shared.auth import current_principal, machine_target
+from shared.crud import in_session, in_transaction
 from shared.listing import paginate
 
 from ..container import persistence
@@ -52,17 +53,13 @@ class Jobs(MethodView):
     @blp.response(200, JobPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List persistent jobs"""
-        with persistence().session_factory() as session:
-            return paginate(session, queries.job_list(current_principal().brand_id, args), args)
+        return in_session(persistence(), paginate, queries.job_list(current_principal().brand_id, args), args)
 
     @blp.arguments(JobCreateSchema)
     @blp.response(201, JobSchema)
     def post(self, fields: dict[str, Any]) -> Any:
         """Make an existing task persistent"""
-        with persistence().uow() as uow:
-            job = service.create_job(uow, current_principal().brand_id, fields)
-            uow.commit()
-            return job
+        return in_transaction(persistence(), service.create_job, current_principal().brand_id, fields)
 
 
 @blp.route("/<int:job_pk>/")
@@ -90,9 +87,7 @@ class JobById(MethodView):
     @blp.response(204)
     def delete(self, job_pk: int) -> None:
         """Delete a job with its checkpoints and state (not while it runs)"""
-        with persistence().uow() as uow:
-            service.delete_job(uow, current_principal().brand_id, job_pk)
-            uow.commit()
+        in_transaction(persistence(), service.delete_job, current_principal().brand_id, job_pk)
 
 
 def _detail(session: Any, job: Any) -> Any:
@@ -119,10 +114,9 @@ class JobResume(MethodView):
     @blp.response(200, ResumeResultSchema)
     def post(self, options: dict[str, Any], job_pk: int) -> dict[str, Any]:
         """Resume a stopped job from a checkpoint (default: its newest recovery point)"""
-        with persistence().uow() as uow:
-            result = service.resume_job(uow, current_principal().brand_id, job_pk, options or {})
-            uow.commit()
-            return result
+        return in_transaction(
+            persistence(), service.resume_job, current_principal().brand_id, job_pk, options or {}
+        )
 
 
 @blp.route("/<int:job_pk>/pause/")
@@ -131,10 +125,7 @@ class JobPause(MethodView):
     @blp.response(200, PauseResultSchema)
     def post(self, job_pk: int) -> dict[str, Any]:
         """Ask a running job to stop at its next checkpoint"""
-        with persistence().uow() as uow:
-            result = service.pause_job(uow, current_principal().brand_id, job_pk)
-            uow.commit()
-            return result
+        return in_transaction(persistence(), service.pause_job, current_principal().brand_id, job_pk)
 
 
 @blp.route("/<int:job_pk>/restart/")
@@ -148,10 +139,9 @@ class JobRestart(MethodView):
     def post(self, options: dict[str, Any], job_pk: int) -> dict[str, Any]:
         """Run a stopped job again from its start or from a step"""
         options = options or RestartSchema().load({})
-        with persistence().uow() as uow:
-            result = service.restart_job(uow, current_principal().brand_id, job_pk, options)
-            uow.commit()
-            return result
+        return in_transaction(
+            persistence(), service.restart_job, current_principal().brand_id, job_pk, options
+        )
 
 
 @blp.route("/resumable/")
@@ -160,8 +150,7 @@ class Resumable(MethodView):
     @blp.arguments(ResumableArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Jobs that can continue from a checkpoint, best candidates first (at most 100)"""
-        with persistence().session_factory() as session:
-            return queries.resumable(session, current_principal().brand_id, args)
+        return in_session(persistence(), queries.resumable, current_principal().brand_id, args)
 
 
 @blp.route("/auto-resume/")
@@ -185,12 +174,8 @@ class CleanupOld(MethodView):
     @blp.arguments(CleanupSchema, required=False)
     def post(self, options: dict[str, Any]) -> dict[str, Any]:
         """Delete old finished jobs and their checkpoints (admin; dry_run only counts)"""
-        with persistence().uow() as uow:
-            result = service.cleanup_old(
-                uow, current_principal().brand_id, options or CleanupSchema().load({})
-            )
-            uow.commit()
-            return result
+        options = options or CleanupSchema().load({})
+        return in_transaction(persistence(), service.cleanup_old, current_principal().brand_id, options)
 
 
 @blp.route("/validate-config/")
@@ -208,8 +193,9 @@ class Stats(MethodView):
     @blp.arguments(StatsArgs, location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Job, resume, checkpoint and failure figures over the last `days`"""
-        with persistence().session_factory() as session:
-            return queries.stats(session, current_principal().brand_id, args["days"], args["include_trends"])
+        return in_session(
+            persistence(), queries.stats, current_principal().brand_id, args["days"], args["include_trends"]
+        )
 
 
 @blp.route("/for-task/")

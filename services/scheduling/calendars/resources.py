@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from flask.views import MethodView
@@ -10,14 +11,8 @@ from sqlalchemy.orm import selectinload
 
 from shared.api import Blueprint
 from shared.auth import current_principal
-from shared.listing import (
-    apply_filters,
-    apply_ordering,
-    column_filters,
-    paginate,
-    search_clause,
-    timestamp_filters,
-)
+from shared.crud import in_session, in_transaction
+from shared.listing import Listing, column_filters, paginate, timestamp_filters
 
 from ..container import scheduling
 from ..models import Calendar, CalendarAttachment, PeriodicTask
@@ -46,13 +41,17 @@ _has_active_task = exists().where(
     CalendarAttachment.periodic_task_id == PeriodicTask.id,
     PeriodicTask.is_active.is_(True),
 )
-FILTERS: dict[str, Any] = {
-    **column_filters(CalendarListArgs, Calendar),
-    # has_events: the calendar has at least one active schedule attached (so it shows events)
-    "has_events": lambda v: _has_active_task if v else ~_has_active_task,
-    **timestamp_filters(Calendar.created_at, Calendar.updated_at),
-}
-ORDERING = {"created_at": Calendar.created_at, "updated_at": Calendar.updated_at, "name": Calendar.name}
+CALENDARS = Listing(
+    filters={
+        **column_filters(CalendarListArgs, Calendar),
+        # has_events: the calendar has at least one active schedule attached (so it shows events)
+        "has_events": lambda v: _has_active_task if v else ~_has_active_task,
+        **timestamp_filters(Calendar.created_at, Calendar.updated_at),
+    },
+    ordering={"created_at": Calendar.created_at, "updated_at": Calendar.updated_at, "name": Calendar.name},
+    tiebreak=Calendar.id,
+    search=(Calendar.name, Calendar.description),
+)
 
 
 @blp.route("/")
@@ -61,24 +60,17 @@ class Calendars(MethodView):
     @blp.response(200, CalendarPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List calendars"""
-        stmt = apply_filters(
-            select(Calendar).where(Calendar.brand_id == current_principal().brand_id), args, FILTERS
-        )
-        if args.get("search"):
-            stmt = stmt.where(search_clause(args["search"], Calendar.name, Calendar.description))
-        stmt = apply_ordering(stmt, args.get("ordering"), ORDERING, [("created_at", True)], Calendar.id)
-        with scheduling().session_factory() as session:
-            return paginate(session, stmt.options(selectinload(Calendar.attachments)), args)
+        stmt = select(Calendar).where(Calendar.brand_id == current_principal().brand_id)
+        stmt = CALENDARS.select(stmt, args).options(selectinload(Calendar.attachments))
+        return in_session(scheduling(), paginate, stmt, args)
 
     @blp.arguments(CalendarCreateSchema)
     @blp.response(201, CalendarSchema)
     def post(self, fields: dict[str, Any]) -> Any:
         """Create a calendar"""
         container = scheduling()
-        with container.uow() as uow:
-            calendar = service.create_calendar(container, uow, current_principal().brand_id, fields)
-            uow.commit()
-            return calendar
+        create = partial(service.create_calendar, container)
+        return in_transaction(container, create, current_principal().brand_id, fields)
 
 
 @blp.route("/<int:pk>/")
@@ -86,8 +78,7 @@ class CalendarById(MethodView):
     @blp.response(200, CalendarSchema)
     def get(self, pk: int) -> Any:
         """Get a calendar with its attached periodic tasks"""
-        with scheduling().session_factory() as session:
-            return service.get_calendar(session, current_principal().brand_id, pk)
+        return in_session(scheduling(), service.get_calendar, current_principal().brand_id, pk)
 
     @blp.arguments(CalendarUpdateSchema)
     @blp.response(200, CalendarSchema)
@@ -105,17 +96,15 @@ class CalendarById(MethodView):
     def delete(self, pk: int) -> None:
         """Delete a calendar (admin)"""
         container = scheduling()
-        with container.uow() as uow:
-            service.delete_calendar(container, uow, current_principal().brand_id, pk)
-            uow.commit()
+        in_transaction(
+            container, partial(service.delete_calendar, container), current_principal().brand_id, pk
+        )
 
 
 def _update(pk: int, fields: dict[str, Any]) -> Any:
     container = scheduling()
-    with container.uow() as uow:
-        calendar = service.update_calendar(container, uow, current_principal().brand_id, pk, fields)
-        uow.commit()
-        return calendar
+    update = partial(service.update_calendar, container)
+    return in_transaction(container, update, current_principal().brand_id, pk, fields)
 
 
 @blp.route("/<int:pk>/tasks/")
@@ -125,10 +114,9 @@ class Attachments(MethodView):
     def post(self, body: dict[str, Any], pk: int) -> Any:
         """Attach a periodic task (optionally with its own expression and config here)"""
         container = scheduling()
-        with container.uow() as uow:
-            attachment = service.attach(container, uow, current_principal().brand_id, pk, body)
-            uow.commit()
-            return attachment
+        return in_transaction(
+            container, partial(service.attach, container), current_principal().brand_id, pk, body
+        )
 
 
 @blp.route("/<int:pk>/tasks/<int:task_id>/")
@@ -137,9 +125,9 @@ class Attachment(MethodView):
     def delete(self, pk: int, task_id: int) -> None:
         """Detach a periodic task"""
         container = scheduling()
-        with container.uow() as uow:
-            service.detach(container, uow, current_principal().brand_id, pk, task_id)
-            uow.commit()
+        in_transaction(
+            container, partial(service.detach, container), current_principal().brand_id, pk, task_id
+        )
 
 
 @blp.route("/<int:pk>/events/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from flask.views import MethodView
@@ -9,14 +10,8 @@ from sqlalchemy import select
 
 from shared.api import Blueprint
 from shared.auth import current_principal
-from shared.listing import (
-    apply_filters,
-    apply_ordering,
-    column_filters,
-    paginate,
-    search_clause,
-    timestamp_filters,
-)
+from shared.crud import in_session, in_transaction
+from shared.listing import Listing, column_filters, paginate, timestamp_filters
 
 from ..container import scheduling
 from ..models import CRON_JOB, CronJob
@@ -39,17 +34,21 @@ blp = Blueprint(
     description="Named recurring jobs on a frequency preset or a custom expression.",
 )
 
-FILTERS: dict[str, Any] = {
-    **column_filters(CronJobListArgs, CronJob),
-    **timestamp_filters(CronJob.created_at, CronJob.updated_at),
-}
-ORDERING = {
-    "created_at": CronJob.created_at,
-    "updated_at": CronJob.updated_at,
-    "name": CronJob.name,
-    "next_run_at": CronJob.next_run_at,
-    "last_execution_at": CronJob.last_run_at,
-}
+CRON_JOBS = Listing(
+    filters={
+        **column_filters(CronJobListArgs, CronJob),
+        **timestamp_filters(CronJob.created_at, CronJob.updated_at),
+    },
+    ordering={
+        "created_at": CronJob.created_at,
+        "updated_at": CronJob.updated_at,
+        "name": CronJob.name,
+        "next_run_at": CronJob.next_run_at,
+        "last_execution_at": CronJob.last_run_at,
+    },
+    tiebreak=CronJob.id,
+    search=(CronJob.name, CronJob.description, CronJob.task_type),
+)
 
 
 @blp.route("/")
@@ -58,26 +57,17 @@ class CronJobs(MethodView):
     @blp.response(200, CronJobPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List cron jobs"""
-        stmt = apply_filters(
-            select(CronJob).where(CronJob.brand_id == current_principal().brand_id), args, FILTERS
-        )
-        if args.get("search"):
-            stmt = stmt.where(
-                search_clause(args["search"], CronJob.name, CronJob.description, CronJob.task_type)
-            )
-        stmt = apply_ordering(stmt, args.get("ordering"), ORDERING, [("created_at", True)], CronJob.id)
-        with scheduling().session_factory() as session:
-            return paginate(session, stmt, args)
+        stmt = select(CronJob).where(CronJob.brand_id == current_principal().brand_id)
+        return in_session(scheduling(), paginate, CRON_JOBS.select(stmt, args), args)
 
     @blp.arguments(CronJobCreateSchema)
     @blp.response(201, CronJobSchema)
     def post(self, fields: dict[str, Any]) -> Any:
         """Create a cron job"""
         container = scheduling()
-        with container.uow() as uow:
-            job = service.create_cron_job(container, uow, current_principal(), fields)
-            uow.commit()
-            return job
+        return in_transaction(
+            container, partial(service.create_cron_job, container), current_principal(), fields
+        )
 
 
 @blp.route("/<int:pk>/")
@@ -85,8 +75,7 @@ class CronJobById(MethodView):
     @blp.response(200, CronJobSchema)
     def get(self, pk: int) -> Any:
         """Get a cron job"""
-        with scheduling().session_factory() as session:
-            return service.get_cron_job(session, current_principal().brand_id, pk)
+        return in_session(scheduling(), service.get_cron_job, current_principal().brand_id, pk)
 
     @blp.arguments(CronJobUpdateSchema)
     @blp.response(200, CronJobSchema)
@@ -103,17 +92,13 @@ class CronJobById(MethodView):
     @blp.response(204)
     def delete(self, pk: int) -> None:
         """Delete a cron job"""
-        with scheduling().uow() as uow:
-            service.delete_cron_job(uow, current_principal().brand_id, pk)
-            uow.commit()
+        in_transaction(scheduling(), service.delete_cron_job, current_principal().brand_id, pk)
 
 
 def _update(pk: int, fields: dict[str, Any]) -> Any:
     container = scheduling()
-    with container.uow() as uow:
-        job = service.update_cron_job(container, uow, current_principal().brand_id, pk, fields)
-        uow.commit()
-        return job
+    update = partial(service.update_cron_job, container)
+    return in_transaction(container, update, current_principal().brand_id, pk, fields)
 
 
 @blp.route("/<int:pk>/execute/")

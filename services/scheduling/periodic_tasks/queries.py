@@ -12,43 +12,34 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from shared.events.envelope import iso
-from shared.listing import (
-    apply_filters,
-    apply_ordering,
-    column_filters,
-    search_clause,
-    timestamp_filters,
-)
+from shared.listing import Listing, column_filters, timestamp_filters
 
 from ..models import PERIODIC, PeriodicTask, ScheduleRun
 from .schemas import PeriodicTaskListArgs
 
-FILTERS: dict[str, Any] = {
-    **column_filters(PeriodicTaskListArgs, PeriodicTask),
-    "cron_expression": lambda v: PeriodicTask.cron_expression == " ".join(v.split()),
-    "next_run_before": lambda v: PeriodicTask.next_run_at < v,
-    **timestamp_filters(PeriodicTask.created_at, PeriodicTask.updated_at),
-}
-ORDERING = {
-    "created_at": PeriodicTask.created_at,
-    "updated_at": PeriodicTask.updated_at,
-    "next_run_at": PeriodicTask.next_run_at,
-    "last_run_at": PeriodicTask.last_run_at,
-    "executions_count": PeriodicTask.executions_count,
-    "task_type": PeriodicTask.task_type,
-}
+PERIODIC_TASKS = Listing(
+    filters={
+        **column_filters(PeriodicTaskListArgs, PeriodicTask),
+        "cron_expression": lambda v: PeriodicTask.cron_expression == " ".join(v.split()),
+        "next_run_before": lambda v: PeriodicTask.next_run_at < v,
+        **timestamp_filters(PeriodicTask.created_at, PeriodicTask.updated_at),
+    },
+    ordering={
+        "created_at": PeriodicTask.created_at,
+        "updated_at": PeriodicTask.updated_at,
+        "next_run_at": PeriodicTask.next_run_at,
+        "last_run_at": PeriodicTask.last_run_at,
+        "executions_count": PeriodicTask.executions_count,
+        "task_type": PeriodicTask.task_type,
+    },
+    tiebreak=PeriodicTask.id,
+    search=(PeriodicTask.task_type, PeriodicTask.description, PeriodicTask.cron_expression),
+)
 
 
 def periodic_task_list(brand_id: int, args: dict[str, Any]) -> Select[Any]:
-    stmt = apply_filters(select(PeriodicTask).where(PeriodicTask.brand_id == brand_id), args, FILTERS)
-    if args.get("search"):
-        stmt = stmt.where(
-            search_clause(
-                args["search"], PeriodicTask.task_type, PeriodicTask.description, PeriodicTask.cron_expression
-            )
-        )
-    stmt = stmt.options(selectinload(PeriodicTask.attachments))
-    return apply_ordering(stmt, args.get("ordering"), ORDERING, [("created_at", True)], PeriodicTask.id)
+    stmt = PERIODIC_TASKS.select(select(PeriodicTask).where(PeriodicTask.brand_id == brand_id), args)
+    return stmt.options(selectinload(PeriodicTask.attachments))
 
 
 def _run_figures(session: Session, brand_id: int, since: datetime) -> dict[str, Any]:

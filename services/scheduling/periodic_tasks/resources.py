@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -10,6 +11,7 @@ from flask.views import MethodView
 
 from shared.api import Blueprint
 from shared.auth import authorize, current_principal
+from shared.crud import in_session, in_transaction
 from shared.events.envelope import iso
 from shared.listing import paginate
 
@@ -69,18 +71,17 @@ class PeriodicTasks(MethodView):
     @blp.response(200, PeriodicTaskPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List periodic tasks"""
-        with scheduling().session_factory() as session:
-            return paginate(session, queries.periodic_task_list(current_principal().brand_id, args), args)
+        return in_session(
+            scheduling(), paginate, queries.periodic_task_list(current_principal().brand_id, args), args
+        )
 
     @blp.arguments(PeriodicTaskCreateSchema)
     @blp.response(201, PeriodicTaskSchema)
     def post(self, fields: dict[str, Any]) -> Any:
         """Create a periodic task from a base_task template or a task_type"""
         container = scheduling()
-        with container.uow() as uow:
-            task = service.create_periodic_task(container, uow, current_principal(), fields, current_caller())
-            uow.commit()
-            return task
+        create = partial(service.create_periodic_task, container)
+        return in_transaction(container, create, current_principal(), fields, current_caller())
 
 
 @blp.route("/<int:pk>/")
@@ -88,8 +89,7 @@ class PeriodicTaskById(MethodView):
     @blp.response(200, PeriodicTaskSchema)
     def get(self, pk: int) -> Any:
         """Get a periodic task"""
-        with scheduling().session_factory() as session:
-            return service.get_periodic_task(session, current_principal().brand_id, pk)
+        return in_session(scheduling(), service.get_periodic_task, current_principal().brand_id, pk)
 
     @blp.arguments(PeriodicTaskUpdateSchema)
     @blp.response(200, PeriodicTaskSchema)
@@ -106,17 +106,13 @@ class PeriodicTaskById(MethodView):
     @blp.response(204)
     def delete(self, pk: int) -> None:
         """Delete a periodic task (its run history goes with it)"""
-        with scheduling().uow() as uow:
-            service.delete_periodic_task(uow, current_principal().brand_id, pk)
-            uow.commit()
+        in_transaction(scheduling(), service.delete_periodic_task, current_principal().brand_id, pk)
 
 
 def _update(pk: int, fields: dict[str, Any]) -> Any:
     container = scheduling()
-    with container.uow() as uow:
-        task = service.update_periodic_task(container, uow, current_principal().brand_id, pk, fields)
-        uow.commit()
-        return task
+    update = partial(service.update_periodic_task, container)
+    return in_transaction(container, update, current_principal().brand_id, pk, fields)
 
 
 @blp.route("/<int:pk>/toggle/")
@@ -125,10 +121,7 @@ class Toggle(MethodView):
     def post(self, pk: int) -> Any:
         """Flip is_active (next_run_at is recomputed from now)"""
         container = scheduling()
-        with container.uow() as uow:
-            task = service.toggle(container, uow, current_principal().brand_id, pk)
-            uow.commit()
-            return task
+        return in_transaction(container, partial(service.toggle, container), current_principal().brand_id, pk)
 
 
 @blp.route("/<int:pk>/execute-now/")
@@ -203,8 +196,7 @@ class Stats(MethodView):
     def get(self) -> dict[str, Any]:
         """Schedules active/inactive, runs and success rates over 24 h and 7 days, due soon"""
         container = scheduling()
-        with container.session_factory() as session:
-            return queries.stats(session, current_principal().brand_id, container.now())
+        return in_session(container, queries.stats, current_principal().brand_id, container.now())
 
 
 @blp.route("/performance-analysis/")
@@ -214,10 +206,13 @@ class PerformanceAnalysis(MethodView):
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Per schedule: runs, success rate, duration, start delay average and p95, overlaps"""
         container = scheduling()
-        with container.session_factory() as session:
-            return queries.performance_analysis(
-                session, current_principal().brand_id, container.now(), args["days"]
-            )
+        return in_session(
+            container,
+            queries.performance_analysis,
+            current_principal().brand_id,
+            container.now(),
+            args["days"],
+        )
 
 
 @blp.route("/timezone-info/")
@@ -246,7 +241,4 @@ class OptimizeSchedules(MethodView):
         if not options["dry_run"]:
             authorize("periodic_tasks", "optimize-schedules:apply")
         container = scheduling()
-        with container.uow() as uow:
-            result = optimizer.optimize(uow, principal.brand_id, container.now(), options)
-            uow.commit()
-            return result
+        return in_transaction(container, optimizer.optimize, principal.brand_id, container.now(), options)
