@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from .domain_errors import InvalidField, NotFound
 
 if TYPE_CHECKING:
+    from .auth import Principal
     from .service_container import ServiceContainer
     from .unit_of_work import UnitOfWork
 
@@ -55,6 +56,21 @@ def get_owned(
     """The brand's row `pk` of `model`, or NotFound(what)."""
     mine = (model.id == pk, model.brand_id == brand_id)
     return get_where(session, model, what, *mine, lock=lock, options=options, error_code=error_code)
+
+
+def created_by(principal: Principal) -> dict[str, Any]:
+    """Who created a row, as the rows a user creates record it (the brand's and the user's names
+    are kept: the row outlives a token)."""
+    return {
+        "brand_name": principal.brand_name,
+        "created_by_id": principal.user_id,
+        "created_by_username": principal.username,
+    }
+
+
+def new_row(principal: Principal, now: datetime) -> dict[str, Any]:
+    """The columns of a row a user creates now: its brand, its creator, its timestamps."""
+    return {"brand_id": principal.brand_id, **created_by(principal), "created_at": now, "updated_at": now}
 
 
 def update_fields(row: Any, fields: Mapping[str, Any], now: datetime) -> None:

@@ -23,6 +23,21 @@ class Base(DeclarativeBase):
     __table__: ClassVar[Table]
 
 
+# what a new schedule starts with, set when it is built (a column default only applies at the
+# INSERT, and the planner reads these before it)
+SCHEDULE_DEFAULTS: dict[str, Any] = {
+    "timezone": "UTC",
+    "is_active": True,
+    "description": "",
+    "executions_count": 0,
+    "missed_runs_count": 0,
+    "misfire_policy": "run_once",
+    "catchup_window_minutes": 60,
+    "overlap_policy": "allow",
+    "jitter_seconds": 0,
+}
+
+
 class ScheduleColumns:
     """What the scheduler needs of any schedule, whatever its kind. `next_planned_at` is the slot
     (a cron instant, in UTC); `next_run_at` is when it fires (the slot plus its jitter)."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import marshmallow as ma
-from sqlalchemy import Select, select
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from shared.api import ReadSchema, Timestamp
-from shared.listing import apply_ordering
+from shared.listing import apply_ordering, paginate
 
 from .models import ScheduleRun
 
@@ -49,12 +51,18 @@ class RunSchema(ReadSchema):
 RUN_ORDERING = {"planned_time": ScheduleRun.planned_time, "fired_at": ScheduleRun.fired_at}
 
 
-def run_history(kind: str, schedule_id: int, brand_id: int, args: dict[str, Any]) -> Select[Any]:
+def run_history(
+    session: Session, load: Callable[..., Any], brand_id: int, schedule_id: int, args: dict[str, Any]
+) -> dict[str, Any]:
+    """A page of a schedule's runs; `load` (the schedule kind's getter) answers NotFound unless
+    the brand has the schedule."""
+    schedule = load(session, brand_id, schedule_id)
     stmt = select(ScheduleRun).where(
-        ScheduleRun.schedule_kind == kind,
+        ScheduleRun.schedule_kind == schedule.kind,
         ScheduleRun.schedule_id == schedule_id,
         ScheduleRun.brand_id == brand_id,
     )
     if args.get("status"):
         stmt = stmt.where(ScheduleRun.status.in_(args["status"]))
-    return apply_ordering(stmt, args.get("ordering"), RUN_ORDERING, [("planned_time", True)], ScheduleRun.id)
+    stmt = apply_ordering(stmt, args.get("ordering"), RUN_ORDERING, [("planned_time", True)], ScheduleRun.id)
+    return paginate(session, stmt, args)

@@ -156,6 +156,11 @@ def _detail(task: Task) -> dict[str, Any]:
     return schema.dump(task)
 
 
+STATUS_REFUSES = (
+    "The task is in a status that does not allow it (INVALID_STATUS_TRANSITION, with current_status)."
+)
+
+
 @blp.route("/<int:task_pk>/")
 class TaskById(MethodView):
     @blp.answers(TaskDetailSchema)
@@ -164,30 +169,21 @@ class TaskById(MethodView):
         with core().session_factory() as session:
             return _detail(service.get_task(session, current_principal().brand_id, task_pk))
 
-    @blp.error(
-        409,
-        "The task is in a status that does not allow it (INVALID_STATUS_TRANSITION, with current_status).",
-    )
+    @blp.error(409, STATUS_REFUSES)
     @blp.arguments(TaskUpdateSchema)
     @blp.answers(TaskDetailSchema)
     def put(self, fields: dict[str, Any], task_pk: int) -> dict[str, Any]:
         """Update a task's writable fields"""
         return _update(task_pk, fields)
 
-    @blp.error(
-        409,
-        "The task is in a status that does not allow it (INVALID_STATUS_TRANSITION, with current_status).",
-    )
+    @blp.error(409, STATUS_REFUSES)
     @blp.arguments(TaskUpdateSchema)
     @blp.answers(TaskDetailSchema)
     def patch(self, fields: dict[str, Any], task_pk: int) -> dict[str, Any]:
         """Update some of a task's writable fields"""
         return _update(task_pk, fields)
 
-    @blp.error(
-        409,
-        "The task is in a status that does not allow it (INVALID_STATUS_TRANSITION, with current_status).",
-    )
+    @blp.error(409, STATUS_REFUSES)
     @blp.response(204)
     def delete(self, task_pk: int) -> None:
         """Delete a task that is not running"""

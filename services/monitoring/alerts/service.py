@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.auth import Principal
-from shared.crud import flush_unique, get_owned, name_taken, update_fields
+from shared.crud import flush_unique, get_owned, name_taken, new_row, update_fields
 from shared.domain_errors import Conflict, InvalidField, QuotaExceeded
 from shared.events.catalog import AlertTriggered
 from shared.events.envelope import iso, utcnow
@@ -55,17 +55,7 @@ def _save(uow: UnitOfWork, rule: AlertRule, egress: EgressPolicy) -> AlertRule:
 def create_rule(
     uow: UnitOfWork, principal: Principal, fields: dict[str, Any], egress: EgressPolicy
 ) -> AlertRule:
-    now = utcnow()
-    rule = AlertRule(
-        brand_id=principal.brand_id,
-        brand_name=principal.brand_name,
-        created_by_id=principal.user_id,
-        created_by_username=principal.username,
-        trigger_count=0,
-        created_at=now,
-        updated_at=now,
-        **fields,
-    )
+    rule = AlertRule(**new_row(principal, utcnow()), trigger_count=0, **fields)
     return _save(uow, rule, egress)
 
 

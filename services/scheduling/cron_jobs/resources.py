@@ -14,7 +14,7 @@ from shared.crud import in_session, in_transaction
 from shared.listing import Listing, column_filters, paginate, timestamp_filters
 
 from ..container import scheduling
-from ..models import CRON_JOB, CronJob
+from ..models import CronJob
 from ..periodic_tasks.resources import current_caller
 from ..periodic_tasks.schemas import RunListArgs, RunNowSchema, RunPageSchema
 from ..run_views import run_history
@@ -115,7 +115,6 @@ class Runs(MethodView):
     @blp.response(200, RunPageSchema)
     def get(self, args: dict[str, Any], pk: int) -> dict[str, Any]:
         """Run history of the job"""
-        brand_id = current_principal().brand_id
-        with scheduling().session_factory() as session:
-            service.get_cron_job(session, brand_id, pk)
-            return paginate(session, run_history(CRON_JOB, pk, brand_id, args), args)
+        return in_session(
+            scheduling(), run_history, service.get_cron_job, current_principal().brand_id, pk, args
+        )

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shared.auth import Principal
-from shared.crud import flush_unique, get_owned, name_taken, update_fields
+from shared.crud import flush_unique, get_owned, name_taken, new_row, update_fields
 from shared.domain_errors import InvalidField
 from shared.unit_of_work import UnitOfWork
 
@@ -16,7 +16,7 @@ from ..container import SchedulingContainer
 from ..core_client import Caller
 from ..cron import check_cron
 from ..firing import FREQUENCY_CHOICES
-from ..models import CRON_JOB, CronJob
+from ..models import CRON_JOB, SCHEDULE_DEFAULTS, CronJob
 from ..periodic_tasks.service import forget_runs, run_now
 from ..planning import replan
 from ..zones import check_zone
@@ -54,24 +54,11 @@ def create_cron_job(
     if name_taken(uow.session, CronJob, principal.brand_id, fields["name"], None):
         raise InvalidField("name", NAME_TAKEN)
     job = CronJob(
-        brand_id=principal.brand_id,
-        brand_name=principal.brand_name,
-        created_by_id=principal.user_id,
-        created_by_username=principal.username,
-        description="",
-        timezone="UTC",
-        is_active=True,
+        **new_row(principal, now),
+        **SCHEDULE_DEFAULTS,
         task_config={},
-        executions_count=0,
         successful_executions=0,
         failed_executions=0,
-        missed_runs_count=0,
-        misfire_policy="run_once",
-        catchup_window_minutes=60,
-        overlap_policy="allow",
-        jitter_seconds=0,
-        created_at=now,
-        updated_at=now,
     )
     update_fields(job, fields, now)
     uow.session.add(job)

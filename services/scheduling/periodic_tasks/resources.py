@@ -19,7 +19,6 @@ from ..container import scheduling
 from ..core_client import Caller
 from ..cron import InvalidCron, normalize, slots
 from ..cron_description import describe
-from ..models import PERIODIC
 from ..run_views import run_history
 from ..zones import accepted_zones, check_zone, server_zone, zone_info
 from . import optimizer, queries, service
@@ -139,9 +138,7 @@ class Runs(MethodView):
     def get(self, args: dict[str, Any], pk: int) -> dict[str, Any]:
         """Run history: planned time, fire time, created task, outcome, duration"""
         brand_id = current_principal().brand_id
-        with scheduling().session_factory() as session:
-            service.get_periodic_task(session, brand_id, pk)
-            return paginate(session, run_history(PERIODIC, pk, brand_id, args), args)
+        return in_session(scheduling(), run_history, service.get_periodic_task, brand_id, pk, args)
 
 
 @blp.route("/ready-for-execution/")

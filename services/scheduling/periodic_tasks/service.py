@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from shared.auth import Principal
-from shared.crud import get_owned
+from shared.crud import created_by, get_owned, new_row
 from shared.domain_errors import InvalidField, Unavailable
 from shared.events.envelope import iso
 from shared.unit_of_work import UnitOfWork
@@ -20,7 +20,15 @@ from ..container import SchedulingContainer
 from ..core_client import Caller, CoreUnavailable
 from ..cron import check_cron
 from ..firing import fire_due, fire_manual
-from ..models import PERIODIC, Calendar, CalendarAttachment, CoreTask, PeriodicTask, ScheduleRun
+from ..models import (
+    PERIODIC,
+    SCHEDULE_DEFAULTS,
+    Calendar,
+    CalendarAttachment,
+    CoreTask,
+    PeriodicTask,
+    ScheduleRun,
+)
 from ..planning import SCHEDULES, replan
 from ..read_model import TEMPLATE_FIELDS
 from ..zones import check_zone
@@ -103,24 +111,11 @@ def create_periodic_task(
     values = {k: v for k, v in template.items() if v is not None}
     values.update({k: v for k, v in fields.items() if v is not None or k not in TEMPLATE_FIELDS})
     task = PeriodicTask(
-        brand_id=principal.brand_id,
-        brand_name=principal.brand_name,
-        created_by_id=principal.user_id,
-        created_by_username=principal.username,
+        **new_row(principal, now),
+        **SCHEDULE_DEFAULTS,
         base_task=base_task,
-        timezone="UTC",
-        is_active=True,
-        description="",
         context_data={},
         schedule_config={},
-        executions_count=0,
-        missed_runs_count=0,
-        misfire_policy="run_once",
-        catchup_window_minutes=60,
-        overlap_policy="allow",
-        jitter_seconds=0,
-        created_at=now,
-        updated_at=now,
     )
     for key, value in values.items():
         setattr(task, key, value)
@@ -169,14 +164,6 @@ def toggle(container: SchedulingContainer, uow: UnitOfWork, brand_id: int, pk: i
     return task
 
 
-def creator(principal: Principal) -> dict[str, str]:
-    return {
-        "brand_name": principal.brand_name,
-        "created_by_id": principal.user_id,
-        "created_by_username": principal.username,
-    }
-
-
 def core_body(request: dict[str, Any]) -> dict[str, Any]:
     keys = ("task_type", "priority", "description", "context_data", "max_retries", "timeout_minutes")
     return {k: request[k] for k in keys if request.get(k) is not None}
@@ -221,7 +208,7 @@ def run_now(
     with the task core created for it (execute-now of periodic tasks, execute of cron jobs)."""
     with container.uow() as uow:
         schedule = load(uow.session, principal.brand_id, pk, lock=True)
-        run, request = fire_manual(uow, schedule, container.now(), creator(principal))
+        run, request = fire_manual(uow, schedule, container.now(), created_by(principal))
         uow.wake(SCHEDULES)  # its executions count changed (max_executions)
         uow.commit()
     created = deliver_to_core(container, run, request, caller)
