@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from shared.auth import Principal
-from shared.crud import created_by, get_owned, new_row
+from shared.crud import created_by, get_owned, new_row, update_fields
 from shared.domain_errors import InvalidField, Unavailable
 from shared.events.envelope import iso
 from shared.unit_of_work import UnitOfWork
@@ -136,9 +136,7 @@ def update_periodic_task(
     _check(fields, task, now)
     if "calendars" in fields:
         _set_calendars(uow, task, fields.pop("calendars"))
-    for key, value in fields.items():
-        setattr(task, key, value)
-    task.updated_at = now
+    update_fields(task, fields, now)
     uow.session.flush()
     replan(uow, task, now)
     return task
