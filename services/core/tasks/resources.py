@@ -46,9 +46,7 @@ class Tasks(MethodView):
     @blp.response(200, TaskPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List tasks"""
-        with core().session_factory() as session:
-            stmt = queries.task_list(current_principal().brand_id, args)
-            return paginate(session, stmt, args)
+        return in_session(core(), paginate, queries.task_list(current_principal().brand_id, args), args)
 
     @blp.error(429, "The brand's quota of unfinished tasks is reached (RATE_LIMITED, Retry-After).")
     @blp.arguments(TaskCreateSchema)
