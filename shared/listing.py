@@ -158,6 +158,13 @@ def _is(column: Any) -> Filter:
     return lambda v: column.is_(v)
 
 
+def ordering_columns(args: type[ma.Schema], model: Any, **other_columns: Any) -> dict[str, Any]:
+    """The columns the schema's `ordering` field allows, so that they are named once (in the
+    schema): each is the model's column of that name unless given here (`priority=Task.priority_rank`)."""
+    allowed = args._declared_fields["ordering"].allowed  # type: ignore[attr-defined]
+    return {name: other_columns[name] if name in other_columns else getattr(model, name) for name in allowed}
+
+
 def range_filters(column: Any) -> dict[str, Filter]:
     return {
         "gt": lambda v: column > v,

@@ -13,7 +13,7 @@ from shared import task_states as st
 from shared.db import seconds_between
 from shared.events.bus import EventBus
 from shared.events.envelope import utcnow
-from shared.listing import Listing, column_filters, timestamp_filters
+from shared.listing import Listing, column_filters, ordering_columns, timestamp_filters
 
 from ..models import Task, WorkerPresence, search_text
 from .schemas import TaskListArgs
@@ -33,13 +33,7 @@ TASKS = Listing(
         "is_periodic": lambda v: Task.is_periodic == v,
         **timestamp_filters(Task.created_at, Task.updated_at),
     },
-    ordering={
-        "created_at": Task.created_at,
-        "updated_at": Task.updated_at,
-        "priority": Task.priority_rank,
-        "status": Task.status,
-        "progress_percentage": Task.progress_percentage,
-    },
+    ordering=ordering_columns(TaskListArgs, Task, priority=Task.priority_rank),
     tiebreak=(Task.created_at, Task.id),
     ranges={
         "execution_time": Task.execution_time_ms,

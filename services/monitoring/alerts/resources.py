@@ -12,7 +12,7 @@ from shared.api import Blueprint
 from shared.auth import current_principal
 from shared.crud import in_session, in_transaction
 from shared.events.envelope import utcnow
-from shared.listing import Listing, column_filters, paginate, timestamp_filters
+from shared.listing import Listing, column_filters, ordering_columns, paginate, timestamp_filters
 
 from ..container import monitoring
 from ..models import AlertEvent, AlertRule
@@ -37,10 +37,7 @@ blp = Blueprint(
     description="Alert rules over metrics, their test, active alerts and history.",
 )
 
-RULE_COLUMNS = {
-    name: getattr(AlertRule, name)
-    for name in ("name", "created_at", "updated_at", "last_triggered_at", "trigger_count", "threshold_value")
-}
+RULE_COLUMNS = ordering_columns(AlertRuleListArgs, AlertRule)
 RULES = Listing(
     filters={
         **column_filters(AlertRuleListArgs, AlertRule),
@@ -59,7 +56,7 @@ HISTORY = Listing(
         "alert_rule": lambda v: AlertEvent.rule_id == v,
         **timestamp_filters(AlertEvent.triggered_at),  # an alert event is never updated
     },
-    ordering={"triggered_at": AlertEvent.triggered_at, "value": AlertEvent.value},
+    ordering=ordering_columns(AlertHistoryArgs, AlertEvent),
     tiebreak=AlertEvent.id,
     default_ordering=(("triggered_at", True),),
     search=(AlertEvent.rule_name, AlertEvent.task_id),

@@ -10,12 +10,11 @@ from sqlalchemy import select
 from shared.api import Blueprint
 from shared.auth import current_principal
 from shared.crud import in_session, in_transaction
-from shared.listing import Listing, column_filters, paginate, timestamp_filters
+from shared.listing import Listing, column_filters, ordering_columns, paginate, timestamp_filters
 
 from ..container import monitoring
 from ..models import MetricsRecord as M
 from . import analytics, service
-from .fields import NUMERIC
 from .schemas import (
     AnomaliesSchema,
     AnomalyArgs,
@@ -41,7 +40,7 @@ blp = Blueprint(
     description="Execution metrics of tasks, and analytics over them.",
 )
 
-COLUMNS = {name: getattr(M, name) for name in (*NUMERIC, "created_at", "updated_at")}
+COLUMNS = ordering_columns(MetricsListArgs, M)
 RECORDS = Listing(
     filters={
         **column_filters(MetricsListArgs, M),

@@ -13,7 +13,7 @@ from sqlalchemy import or_, select
 from shared.api import Blueprint
 from shared.auth import current_principal
 from shared.crud import in_session, in_transaction
-from shared.listing import Listing, paginate, timestamp_filters
+from shared.listing import Listing, ordering_columns, paginate, timestamp_filters
 
 from ..container import monitoring
 from ..models import Worker
@@ -30,12 +30,7 @@ from .schemas import (
 
 blp = Blueprint("workers", __name__, url_prefix="/workers", description="Workers, from their heartbeats.")
 
-COLUMNS = {
-    name: getattr(Worker, name)
-    for name in (
-        "worker_name", "last_heartbeat", "cpu_percent", "memory_percent", "active_tasks", "load_average", "created_at"
-    )
-}  # fmt: skip
+COLUMNS = ordering_columns(WorkerListArgs, Worker)
 
 
 WORKERS = Listing(

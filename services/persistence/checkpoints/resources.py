@@ -10,7 +10,7 @@ from sqlalchemy import select
 from shared.api import Blueprint
 from shared.auth import current_principal
 from shared.crud import in_session, in_transaction
-from shared.listing import Listing, column_filters, paginate, timestamp_filters
+from shared.listing import Listing, column_filters, ordering_columns, paginate, timestamp_filters
 
 from ..container import persistence
 from ..models import Checkpoint
@@ -45,11 +45,7 @@ CHECKPOINTS = Listing(
         ),
         **timestamp_filters(Checkpoint.created_at, Checkpoint.updated_at),
     },
-    ordering={
-        "created_at": Checkpoint.created_at,
-        "data_size_bytes": Checkpoint.data_size_bytes,
-        "step_name": Checkpoint.step_name,
-    },
+    ordering=ordering_columns(CheckpointListArgs, Checkpoint),
     tiebreak=Checkpoint.id,
     search=(Checkpoint.step_name,),
     ranges={"data_size_bytes": Checkpoint.data_size_bytes},

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from shared.api import Blueprint
 from shared.auth import current_principal
 from shared.crud import in_session, in_transaction
-from shared.listing import Listing, paginate, timestamp_filters
+from shared.listing import Listing, ordering_columns, paginate, timestamp_filters
 
 from ..container import persistence
 from ..models import JobState
@@ -40,7 +40,7 @@ JOB_STATES = Listing(
         ),
         **timestamp_filters(JobState.created_at, JobState.updated_at),
     },
-    ordering={"created_at": JobState.created_at, "updated_at": JobState.updated_at},
+    ordering=ordering_columns(JobStateListArgs, JobState),
     tiebreak=JobState.id,
     default_ordering=(("updated_at", True),),
 )

@@ -10,7 +10,13 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from shared.events.envelope import iso, utcnow
-from shared.listing import Listing, column_filters, search_clause, timestamp_filters
+from shared.listing import (
+    Listing,
+    column_filters,
+    ordering_columns,
+    search_clause,
+    timestamp_filters,
+)
 
 from ..checkpoints import codec
 from ..models import Checkpoint, PersistentJob, TaskRef
@@ -29,11 +35,7 @@ JOBS = Listing(
         ),
         **timestamp_filters(PersistentJob.created_at, PersistentJob.updated_at),
     },
-    ordering={
-        "created_at": PersistentJob.created_at,
-        "updated_at": PersistentJob.updated_at,
-        "progress_percentage": PersistentJob.progress_percentage,
-    },
+    ordering=ordering_columns(JobListArgs, PersistentJob),
     tiebreak=PersistentJob.id,
     ranges={"progress_percentage": PersistentJob.progress_percentage},
 )

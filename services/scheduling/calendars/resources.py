@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 from shared.api import Blueprint
 from shared.auth import current_principal
 from shared.crud import in_session, in_transaction
-from shared.listing import Listing, column_filters, paginate, timestamp_filters
+from shared.listing import Listing, column_filters, ordering_columns, paginate, timestamp_filters
 
 from ..container import scheduling
 from ..models import Calendar, CalendarAttachment, PeriodicTask
@@ -48,7 +48,7 @@ CALENDARS = Listing(
         "has_events": lambda v: _has_active_task if v else ~_has_active_task,
         **timestamp_filters(Calendar.created_at, Calendar.updated_at),
     },
-    ordering={"created_at": Calendar.created_at, "updated_at": Calendar.updated_at, "name": Calendar.name},
+    ordering=ordering_columns(CalendarListArgs, Calendar),
     tiebreak=Calendar.id,
     search=(Calendar.name, Calendar.description),
 )

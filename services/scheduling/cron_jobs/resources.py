@@ -11,7 +11,7 @@ from sqlalchemy import select
 from shared.api import Blueprint
 from shared.auth import current_principal
 from shared.crud import in_session, in_transaction
-from shared.listing import Listing, column_filters, paginate, timestamp_filters
+from shared.listing import Listing, column_filters, ordering_columns, paginate, timestamp_filters
 
 from ..container import scheduling
 from ..models import CronJob
@@ -39,13 +39,7 @@ CRON_JOBS = Listing(
         **column_filters(CronJobListArgs, CronJob),
         **timestamp_filters(CronJob.created_at, CronJob.updated_at),
     },
-    ordering={
-        "created_at": CronJob.created_at,
-        "updated_at": CronJob.updated_at,
-        "name": CronJob.name,
-        "next_run_at": CronJob.next_run_at,
-        "last_execution_at": CronJob.last_run_at,
-    },
+    ordering=ordering_columns(CronJobListArgs, CronJob, last_execution_at=CronJob.last_run_at),
     tiebreak=CronJob.id,
     search=(CronJob.name, CronJob.description, CronJob.task_type),
 )

@@ -12,7 +12,7 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from shared.events.envelope import iso
-from shared.listing import Listing, column_filters, timestamp_filters
+from shared.listing import Listing, column_filters, ordering_columns, timestamp_filters
 
 from ..models import PERIODIC, PeriodicTask, ScheduleRun
 from .schemas import PeriodicTaskListArgs
@@ -24,14 +24,7 @@ PERIODIC_TASKS = Listing(
         "next_run_before": lambda v: PeriodicTask.next_run_at < v,
         **timestamp_filters(PeriodicTask.created_at, PeriodicTask.updated_at),
     },
-    ordering={
-        "created_at": PeriodicTask.created_at,
-        "updated_at": PeriodicTask.updated_at,
-        "next_run_at": PeriodicTask.next_run_at,
-        "last_run_at": PeriodicTask.last_run_at,
-        "executions_count": PeriodicTask.executions_count,
-        "task_type": PeriodicTask.task_type,
-    },
+    ordering=ordering_columns(PeriodicTaskListArgs, PeriodicTask),
     tiebreak=PeriodicTask.id,
     search=(PeriodicTask.task_type, PeriodicTask.description, PeriodicTask.cron_expression),
 )

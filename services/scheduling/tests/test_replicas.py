@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, insert, select
 
 from services.scheduling.firing import fire_due
-from services.scheduling.models import PeriodicTask, ScheduleRun
+from services.scheduling.models import SCHEDULE_DEFAULTS, PeriodicTask, ScheduleRun
 from services.scheduling.scheduler import Scheduler
 from shared.migrations import upgrade
 
@@ -28,19 +28,11 @@ def seed(container, count):
             "created_by_id": "1",
             "created_by_username": "u",
             "task_type": "example.noop",
-            "timezone": "UTC",
-            "is_active": True,
+            **SCHEDULE_DEFAULTS,
             "next_planned_at": T0,
             "next_run_at": T0,
-            "executions_count": 0,
-            "missed_runs_count": 0,
-            "misfire_policy": "run_once",
-            "catchup_window_minutes": 60,
-            "overlap_policy": "allow",
-            "jitter_seconds": 0,
             "created_at": T0 - timedelta(hours=1),
             "updated_at": T0 - timedelta(hours=1),
-            "description": "",
             "context_data": {},
             "schedule_config": {},
             "cron_expression": "* * * * *",
