@@ -54,7 +54,6 @@ class Tasks(MethodView):
     @blp.alt_response(200, schema=TaskSchema, description="An Idempotency-Key repeat: the first task.")
     def post(self, fields: dict[str, Any]) -> Any:
         """Create a task"""
-        principal, container = current_principal(), core()
         key = request.headers.get("Idempotency-Key") or None
         origin = _schedule_origin(key)
         new = service.NewTask(
@@ -63,16 +62,7 @@ class Tasks(MethodView):
             periodic_task_id=(origin["periodic_task_id"] or origin["cron_job_id"] or 0) if origin else None,
             origin=origin,
         )
-        with container.uow() as uow:
-            quota.check_active_tasks(uow.session, container.ctx.settings, principal.brand_id, key)
-            view, created = service.create_task(
-                uow,
-                service.Creator.of(principal),
-                new,
-                container.registry,
-                strict_types=container.strict_types,
-            )
-            uow.commit()
+        [(view, created)] = _create([new], key)
         return _as_json(_api_view(view), 201 if created else 200)
 
 
@@ -82,24 +72,29 @@ class TasksInBulk(MethodView):
     @blp.response(201, TaskBulkResultSchema)
     def post(self, body: dict[str, Any]) -> Any:
         """Create up to 1,000 tasks in one transaction (all or nothing)"""
-        principal, container = current_principal(), core()
         news = [
             service.NewTask(
                 {k: v for k, v in element.items() if k != "idempotency_key"}, element.get("idempotency_key")
             )
             for element in body["tasks"]
         ]
-        with container.uow() as uow:
-            quota.check_active_tasks(uow.session, container.ctx.settings, principal.brand_id, None, len(news))
-            results = service.create_tasks(
-                uow,
-                service.Creator.of(principal),
-                news,
-                container.registry,
-                strict_types=container.strict_types,
-            )
-            uow.commit()
+        results = _create(news, None)
         return _as_json({"count": len(results), "results": [_api_view(view) for view, _ in results]}, 201)
+
+
+def _create(news: list[service.NewTask], idempotency_key: str | None) -> list[tuple[Any, bool]]:
+    """The caller's new tasks, all or none, within the brand's quota of active tasks (a bulk
+    create counts every task it creates)."""
+    principal, container = current_principal(), core()
+    with container.uow() as uow:
+        quota.check_active_tasks(
+            uow.session, container.ctx.settings, principal.brand_id, idempotency_key, len(news)
+        )
+        results = service.create_tasks(
+            uow, service.Creator.of(principal), news, container.registry, strict_types=container.strict_types
+        )
+        uow.commit()
+    return results
 
 
 # what task.created says beyond the API's view of a task
