@@ -69,6 +69,9 @@ class PersistentJob(Base):
 
     # run bookkeeping (not all in the API)
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # the task attempt the job last ran in
+    # how many times the broker had delivered that attempt when its handler last started: a higher
+    # count for the same attempt means the worker running it was lost and another took it over
+    delivery: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     pause_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -107,7 +107,7 @@ def run_attempt(job: dict[str, Any], handlers: Registry, conn: Connection, stop:
         job_id, resume = None, None
         if spec.persistent:
             client = _persistence(job, message)
-            job_id, resume = _open_job(client, message)
+            job_id, resume = _open_job(client, message, int(job["persistence"].get("delivery", 1)))
         ctx = TaskContext(
             message,
             report,
@@ -190,13 +190,16 @@ def _persistence(job: dict[str, Any], message: dict[str, Any]) -> PersistenceCli
     )
 
 
-def _open_job(client: PersistenceClient, message: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+def _open_job(
+    client: PersistenceClient, message: dict[str, Any], delivery: int
+) -> tuple[int, dict[str, Any] | None]:
     answer = client.open_job(
         {
             "base_task": message["id"],
             "task_id": message["task_id"],
             "task_type": message["task_type"],
             "attempt": message.get("attempt"),
+            "delivery": delivery,
             "resume": message.get("resume"),
         }
     )

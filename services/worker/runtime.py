@@ -319,6 +319,7 @@ class Worker:
                 "url": self.config.persistence_url,
                 "token": self.config.token(message) if spec.persistent else None,
                 "retry_seconds": self.config.persistence_retry_seconds,
+                "delivery": delivery.delivery_count,
             },
         }
         if delivery.delivery_count > 1:

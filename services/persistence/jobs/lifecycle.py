@@ -116,17 +116,20 @@ def settle(uow: UnitOfWork, job: PersistentJob, status: str | None = None, *, an
     return changed
 
 
-def begin_attempt(job: PersistentJob, attempt: int) -> None:
-    """A newer attempt of the task runs the job. If the job was still running an older attempt
-    (no result, no pause, no resume in between), that attempt's worker was lost."""
-    if attempt <= job.attempt:
+def begin_attempt(job: PersistentJob, attempt: int, delivery: int = 1) -> None:
+    """An attempt of the task runs the job: a newer one, or the same one delivered again by the
+    broker. If the job was still running it (no result, no pause, no resume in between), the
+    worker that ran it was lost."""
+    newer = attempt > job.attempt
+    redelivered = attempt == job.attempt and delivery > job.delivery
+    if not (newer or redelivered):
         return
     if job.attempt and job.status in (RUNNING, INTERRUPTED):
         if job.status == RUNNING:
             job.interruptions_count += 1
         job.interruption_reason = f"attempt {job.attempt} was interrupted (worker lost)"
         job.interrupted_at = utcnow()
-    job.attempt = attempt
+    job.attempt, job.delivery = attempt, delivery
 
 
 def job_for_task(uow: UnitOfWork, task_pk: int, *, lock: bool = True) -> PersistentJob | None:

@@ -72,7 +72,7 @@ def _start_run(uow: UnitOfWork, brand_id: int, body: dict[str, Any]) -> dict[str
             data = codec.verified(checkpoint.payload, checkpoint.is_compressed, checkpoint.checksum)
         except codec.CorruptedCheckpoint:
             raise codec.corrupted_error(checkpoint.id) from None
-    lc.begin_attempt(job, attempt)
+    lc.begin_attempt(job, attempt, body["delivery"])
     lc.settle(uow, job, lc.RUNNING)
     return _answer(
         job,

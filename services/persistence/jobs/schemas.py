@@ -196,6 +196,8 @@ class StartRunSchema(Schema):
     task_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
     task_type = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
     attempt = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0, max=2**31 - 1))
+    # the broker's delivery count of the attempt's work order (more than 1: its earlier holder was lost)
+    delivery = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=2**31 - 1))
     resume = ma.fields.Nested(ResumeRequestSchema, allow_none=True, load_default=None)
 
 

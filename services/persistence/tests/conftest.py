@@ -147,13 +147,20 @@ def job_of(client: Any, auth: Any, task: dict, brand: dict[str, Any] = DEFAULT_B
 
 
 def start(
-    client: Any, machine: Any, task: dict, attempt: int = 1, resume: Any = None, brand=DEFAULT_BRAND
+    client: Any,
+    machine: Any,
+    task: dict,
+    attempt: int = 1,
+    resume: Any = None,
+    brand=DEFAULT_BRAND,
+    delivery: int = 1,
 ) -> Any:
     body = {
         "base_task": task["id"],
         "task_id": task["task_id"],
         "task_type": task.get("task_type", "example.batch"),
         "attempt": attempt,
+        "delivery": delivery,
         "resume": resume,
     }
     response = client.post(

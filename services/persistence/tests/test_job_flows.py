@@ -215,6 +215,20 @@ class TestPauseAndResume:
         job = client.get(f"{JOBS}/{answer['job_id']}/", headers=auth.headers()).json
         assert (job["status"], job["interruptions_count"]) == ("running", 1)
 
+    def test_an_attempt_the_broker_delivers_again_counts_its_lost_worker_once(
+        self, client, auth, events, machine
+    ):
+        """A killed worker's order goes back to the queue: another worker starts the same attempt
+        (delivered a second time) from the newest checkpoint, and the job records the loss."""
+        task = events.task()
+        answer, _ = run_to_checkpoints(client, machine, task, batches=2)
+        again = start(client, machine, task, attempt=1, delivery=2).json
+        assert again["control"] == "run" and again["resume_from"]["step_name"] == "batch-2"
+        start(client, machine, task, attempt=1, delivery=2)  # the same call repeated: no second loss
+        job = client.get(f"{JOBS}/{answer['job_id']}/", headers=auth.headers()).json
+        assert (job["status"], job["interruptions_count"]) == ("running", 1)
+        assert "interrupted" in job["interruption_reason"]
+
     def test_a_lost_worker_noticed_by_the_next_attempt_first_is_counted_once(
         self, client, auth, events, machine
     ):
