@@ -137,6 +137,22 @@ class WorkerLink(ABC):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class SubscriptionSpec:
+    """What `EventBus.subscription` was asked for, as each adapter receives it."""
+
+    queue: str
+    bindings: tuple[str, ...]
+    handler: Handler
+    filtered: dict[str, dict[str, str]]
+    prefetch: int
+    max_deliveries: int
+    exclusive: bool
+    batch_handler: BatchHandler | None
+    batch_size: int
+    batch_linger: float
+
+
 class EventBus(ABC):
     """Factory of publishers, subscriptions and worker links. Adapters never share a connection
     between threads: each object it returns is used by the thread that made it."""
@@ -148,7 +164,6 @@ class EventBus(ABC):
         """Publish every message, returning once the broker has confirmed all of them
         (persistent). Raises BusUnavailable if any was not confirmed; callers retry all of them."""
 
-    @abstractmethod
     def subscription(
         self,
         queue: str,
@@ -170,6 +185,27 @@ class EventBus(ABC):
         With `batch_handler`, up to `batch_size` deliveries received (waiting `batch_linger`
         seconds at most for more) go to it at once and are acknowledged after it returns; see
         shared/events/delivery_batches.py."""
+        if max_deliveries < 1:
+            raise ValueError("max_deliveries must be at least 1")
+        return self._subscribe(
+            SubscriptionSpec(
+                queue=self.prefix + queue,
+                bindings=tuple(bindings),
+                handler=handler,
+                filtered={pattern: dict(headers) for pattern, headers in (filtered or {}).items()},
+                prefetch=prefetch,
+                max_deliveries=max_deliveries,
+                exclusive=exclusive,
+                batch_handler=batch_handler,
+                batch_size=max(1, batch_size),
+                batch_linger=max(0.0, batch_linger),
+            )
+        )
+
+    @abstractmethod
+    def _subscribe(self, spec: SubscriptionSpec) -> Subscription:
+        """The adapter's subscription for `spec` (the arguments of `subscription`, checked, with
+        the bus's prefix on the queue's name)."""
 
     @abstractmethod
     def worker_link(

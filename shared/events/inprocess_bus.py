@@ -32,6 +32,7 @@ from .bus import (
     OutgoingMessage,
     QueueFigures,
     Subscription,
+    SubscriptionSpec,
     TransientFailure,
     WorkerLink,
 )
@@ -144,23 +145,10 @@ class InProcessBus(EventBus):
         for fd in woken:
             _nudge(fd)
 
-    def subscription(
-        self,
-        queue: str,
-        bindings: Sequence[str],
-        handler: Handler,
-        *,
-        filtered: FilteredBindings | None = None,
-        prefetch: int = 20,
-        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
-        exclusive: bool = False,
-        batch_handler: BatchHandler | None = None,
-        batch_size: int = 1,
-        batch_linger: float = 0.0,
-    ) -> Subscription:
+    def _subscribe(self, spec: SubscriptionSpec) -> Subscription:
         # in one process, publishers append whole batches at once: nothing to linger for
-        queue_state = self._declare(self.prefix + queue, bindings, filtered or {}, max_deliveries)
-        return _InProcessSubscription(self, queue_state, handler, batch_handler, max(1, batch_size))
+        queue_state = self._declare(spec.queue, spec.bindings, spec.filtered, spec.max_deliveries)
+        return _InProcessSubscription(self, queue_state, spec.handler, spec.batch_handler, spec.batch_size)
 
     def worker_link(
         self, name: str, priorities: Sequence[str], prefetch: int, control_bindings: Sequence[str]

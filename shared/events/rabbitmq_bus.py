@@ -64,6 +64,7 @@ from .bus import (
     OutgoingMessage,
     QueueFigures,
     Subscription,
+    SubscriptionSpec,
     TransientFailure,
     WorkerLink,
 )
@@ -279,35 +280,23 @@ class RabbitMQBus(EventBus):
 
     # ---- consuming
 
-    def subscription(
-        self,
-        queue: str,
-        bindings: Sequence[str],
-        handler: Handler,
-        *,
-        filtered: FilteredBindings | None = None,
-        prefetch: int = 20,
-        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
-        exclusive: bool = False,
-        batch_handler: BatchHandler | None = None,
-        batch_size: int = 1,
-        batch_linger: float = 0.0,
-    ) -> Subscription:
-        if max_deliveries < 1:
-            raise ValueError("max_deliveries must be at least 1")
+    def _subscribe(self, spec: SubscriptionSpec) -> Subscription:
         sub = _RabbitSubscription(
             self,
-            self.prefix + queue,
-            list(bindings),
-            {pattern: dict(headers) for pattern, headers in (filtered or {}).items()},
-            handler,
-            prefetch,
-            max_deliveries,
-            exclusive,
+            spec.queue,
+            list(spec.bindings),
+            spec.filtered,
+            spec.handler,
+            spec.prefetch,
+            spec.max_deliveries,
+            spec.exclusive,
         )
-        sub.batch_handler, sub.batch_size = batch_handler, max(1, batch_size)
-        sub.batch_linger = max(0.0, batch_linger)
-        if not exclusive:
+        sub.batch_handler, sub.batch_size, sub.batch_linger = (
+            spec.batch_handler,
+            spec.batch_size,
+            spec.batch_linger,
+        )
+        if not spec.exclusive:
             # Declare now, so events published before run() starts are kept (as in-process).
             # An exclusive queue belongs to the connection that declares it: run() does that.
             self._declare_early(sub)
