@@ -207,37 +207,20 @@ _FAMILIES: dict[int, type[ApiError]] = {
     504: GatewayTimeout,
 }
 
+
+def _codes(family: type[ApiError]) -> dict[str, type[ApiError]]:
+    """Every error_code a class below `family` declares, the most specific class winning (a
+    family shares its default code with one of its classes: AUTHENTICATION_FAILED)."""
+    found: dict[str, type[ApiError]] = {}
+    for cls in family.__subclasses__():
+        found[cls.default_code] = cls
+        found.update(_codes(cls))
+    return found
+
+
+# TRANSPORT_ERROR is this client's own: no answer of the platform carries it
 ERRORS_BY_CODE: dict[str, type[ApiError]] = {
-    cls.default_code: cls
-    for cls in (
-        ValidationError,
-        BrandRequired,
-        ScheduleInPast,
-        UnknownTaskType,
-        MetricFieldInvalid,
-        ThresholdOutOfRange,
-        InvalidCronExpression,
-        FrequencyNotSupported,
-        TimezoneInvalid,
-        AuthenticationFailed,
-        TokenExpired,
-        BrandAccessDenied,
-        PermissionDenied,
-        NotFound,
-        TaskNotFound,
-        InvalidStatusTransition,
-        MaxRetriesExceeded,
-        TaskAlreadyCompleted,
-        AlertCooldownActive,
-        JobNotResumable,
-        CheckpointCorrupted,
-        InvalidJobState,
-        IdempotencyKeyReused,
-        RateLimited,
-        ServiceUnavailable,
-        GatewayTimeout,
-        PayloadTooLarge,
-    )
+    code: cls for code, cls in _codes(ApiError).items() if cls is not TransportError
 }
 
 
