@@ -145,9 +145,34 @@ class Schema(ma.Schema):
         ordered = True
 
 
+class RefusesReadOnly(Schema):
+    """A body naming a field the server sets (`read_only_fields`) is refused, field by field,
+    rather than silently ignored."""
+
+    read_only_fields: tuple[str, ...] = ()
+
+    @ma.pre_load
+    def reject_read_only(self, data: Any, **_: object) -> Any:
+        if isinstance(data, dict):
+            errors = {k: ["This field is read-only."] for k in data if k in self.read_only_fields}
+            if errors:
+                raise ma.ValidationError(errors)
+        return data
+
+
 class ReadSchema(ma.Schema):
     class Meta:
         ordered = True
+
+
+def brand_of(row: Any) -> dict[str, Any]:
+    """The `brand` object of a row that keeps its brand's id and name."""
+    return {"id": row.brand_id, "name": row.brand_name}
+
+
+def creator_of(row: Any) -> dict[str, Any]:
+    """The `created_by` object of a row that keeps its creator's id and username."""
+    return {"id": row.created_by_id, "username": row.created_by_username}
 
 
 class Timestamp(ma.fields.DateTime):
@@ -159,4 +184,14 @@ class Timestamp(ma.fields.DateTime):
         return iso(value)
 
 
-__all__ = ["Api", "Blueprint", "ErrorSchema", "ReadSchema", "Schema", "Timestamp"]
+__all__ = [
+    "Api",
+    "Blueprint",
+    "ErrorSchema",
+    "ReadSchema",
+    "RefusesReadOnly",
+    "Schema",
+    "Timestamp",
+    "brand_of",
+    "creator_of",
+]

@@ -87,11 +87,15 @@ class _ListArgsMeta(SchemaMeta):
         return fields
 
 
-class ListArgs(ma.Schema, metaclass=_ListArgsMeta):
-    """Arguments every list accepts. Subclasses add filters and set `ordering`'s allowed fields."""
+class QueryArgs(ma.Schema):
+    """Query-string arguments: unknown parameters are ignored (docs/api.md §0), never refused."""
 
     class Meta:
-        unknown = ma.EXCLUDE  # unknown parameters are ignored (docs/api.md §0)
+        unknown = ma.EXCLUDE
+
+
+class ListArgs(QueryArgs, metaclass=_ListArgsMeta):
+    """Arguments every list accepts. Subclasses add filters and set `ordering`'s allowed fields."""
 
     range_filters: Mapping[str, Callable[[], ma.fields.Field]] = {}
 
@@ -371,6 +375,7 @@ __all__ = [
     "FlexibleBoolean",
     "ListArgs",
     "Ordering",
+    "QueryArgs",
     "apply_filters",
     "apply_ordering",
     "column_filters",

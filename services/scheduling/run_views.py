@@ -1,4 +1,4 @@
-"""How runs and schedule owners are shown, for periodic tasks and cron jobs alike."""
+"""How runs are shown, for periodic tasks and cron jobs alike."""
 
 from __future__ import annotations
 
@@ -13,14 +13,6 @@ from shared.api import ReadSchema, Timestamp
 from shared.listing import apply_ordering, paginate
 
 from .models import ScheduleRun
-
-
-def brand_of(schedule: Any) -> dict[str, Any]:
-    return {"id": schedule.brand_id, "name": schedule.brand_name}
-
-
-def creator_of(schedule: Any) -> dict[str, Any]:
-    return {"id": schedule.created_by_id, "username": schedule.created_by_username}
 
 
 def _seconds(later: Any, earlier: Any) -> float | None:

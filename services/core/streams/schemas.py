@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from shared.api import Schema
-from shared.listing import CommaList
+from shared.listing import CommaList, QueryArgs
 from shared.task_states import PRIORITIES, STATUSES
 
 
-class StreamArgs(Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
+class StreamArgs(QueryArgs):
     status = CommaList(STATUSES + ("active",))
     task_type = CommaList()
     priority = CommaList(PRIORITIES)

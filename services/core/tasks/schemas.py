@@ -6,7 +6,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from shared.api import ReadSchema, Schema, Timestamp
+from shared.api import ReadSchema, RefusesReadOnly, Schema, Timestamp, brand_of, creator_of
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
 from shared.task_states import PENDING, PRIORITIES, STATUSES
 
@@ -18,14 +18,8 @@ READ_ONLY_FIELDS = (
 )  # fmt: skip
 
 
-class _RejectReadOnly(Schema):
-    @ma.pre_load
-    def reject_read_only(self, data: dict, **_: object) -> dict:
-        if isinstance(data, dict):
-            errors = {k: ["This field is read-only."] for k in data if k in READ_ONLY_FIELDS}
-            if errors:
-                raise ma.ValidationError(errors)
-        return data
+class _RejectReadOnly(RefusesReadOnly):
+    read_only_fields = READ_ONLY_FIELDS
 
 
 class TaskCreateSchema(_RejectReadOnly):
@@ -78,8 +72,8 @@ class TaskSchema(ReadSchema):
     description = ma.fields.String()
     progress_percentage = ma.fields.Integer()
     current_step = ma.fields.String(allow_none=True)
-    brand = ma.fields.Function(lambda t: {"id": t.brand_id, "name": t.brand_name})
-    created_by = ma.fields.Function(lambda t: {"id": t.created_by_id, "username": t.created_by_username})
+    brand = ma.fields.Function(brand_of)
+    created_by = ma.fields.Function(creator_of)
     created_at = Timestamp()
     updated_at = Timestamp()
     scheduled_for = Timestamp(allow_none=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from shared.api import ReadSchema, Schema, Timestamp
+from shared.api import ReadSchema, Schema, Timestamp, brand_of, creator_of
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
 
 from .rules import CONDITIONS, METRIC_FIELDS, SEVERITIES
@@ -50,7 +50,7 @@ class AlertRulePatchSchema(AlertRuleSchema):
 class AlertRuleReadSchema(ReadSchema):
     id = ma.fields.Integer()
     name = ma.fields.String()
-    brand = ma.fields.Function(lambda r: {"id": r.brand_id, "name": r.brand_name})
+    brand = ma.fields.Function(brand_of)
     description = ma.fields.String()
     metric_field = ma.fields.String()
     condition = ma.fields.String()
@@ -66,7 +66,7 @@ class AlertRuleReadSchema(ReadSchema):
     cooldown_minutes = ma.fields.Integer()
     trigger_count = ma.fields.Integer()
     last_triggered_at = Timestamp(allow_none=True)
-    created_by = ma.fields.Function(lambda r: {"id": r.created_by_id, "username": r.created_by_username})
+    created_by = ma.fields.Function(creator_of)
     created_at = Timestamp()
     updated_at = Timestamp()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from shared.api import ReadSchema, Schema, Timestamp
-from shared.listing import CommaList, ListArgs, Ordering, page_schema
+from shared.listing import CommaList, ListArgs, Ordering, QueryArgs, page_schema
 
 from ..models import MetricsRecord
 from .fields import INT_FIELDS, MEASURED, NUMERIC, RANGES
@@ -65,10 +65,7 @@ class MetricsListArgs(ListArgs):
     ordering = Ordering(ORDERING_FIELDS)
 
 
-class DashboardArgs(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
+class DashboardArgs(QueryArgs):
     days = ma.fields.Integer(load_default=7, validate=ma.validate.OneOf([7, 30, 90]))
     task_type = ma.fields.String(validate=ma.validate.Length(min=1, max=100))
 
@@ -78,18 +75,12 @@ class TrendArgs(DashboardArgs):
     metric = CommaList(NUMERIC, load_default=["execution_time_ms", "memory_usage_mb", "cost_usd"])
 
 
-class PerformanceArgs(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
+class PerformanceArgs(QueryArgs):
     days = ma.fields.Integer(load_default=30, validate=ma.validate.Range(1, 365))
     min_samples = ma.fields.Integer(load_default=1, validate=ma.validate.Range(1, 1_000_000))
 
 
-class AnomalyArgs(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
+class AnomalyArgs(QueryArgs):
     sensitivity = ma.fields.String(
         load_default="medium", validate=ma.validate.OneOf(["low", "medium", "high"])
     )
@@ -97,10 +88,7 @@ class AnomalyArgs(ma.Schema):
     metric = ma.fields.String(load_default="execution_time_ms", validate=ma.validate.OneOf(NUMERIC))
 
 
-class RecommendationArgs(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
+class RecommendationArgs(QueryArgs):
     days = ma.fields.Integer(load_default=7, validate=ma.validate.Range(1, 365))
 
 

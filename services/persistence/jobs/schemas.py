@@ -7,7 +7,7 @@ from typing import Any
 import marshmallow as ma
 
 from shared.api import ReadSchema, Schema, Timestamp
-from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
+from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, QueryArgs, page_schema
 
 from ..checkpoints.schemas import CheckpointSummarySchema
 from ..id_list import IdList
@@ -138,10 +138,7 @@ class RestartResultSchema(ReadSchema):
     status = ma.fields.String()
 
 
-class ResumableArgs(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
+class ResumableArgs(QueryArgs):
     priority = CommaList(lc.PRIORITIES)
     interrupted_before = ma.fields.AwareDateTime()
     progress_gte = ma.fields.Float(validate=ma.validate.Range(0, 100))
@@ -174,10 +171,7 @@ class ValidateConfigSchema(Schema):
     )
 
 
-class StatsArgs(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
+class StatsArgs(QueryArgs):
     days = ma.fields.Integer(load_default=30, validate=ma.validate.Range(1, 365))
     include_trends = FlexibleBoolean(load_default=False)
 

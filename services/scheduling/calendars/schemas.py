@@ -7,7 +7,7 @@ from typing import Any
 import marshmallow as ma
 
 from shared.api import ReadSchema, Schema, Timestamp
-from shared.listing import FlexibleBoolean, ListArgs, Ordering, page_schema
+from shared.listing import FlexibleBoolean, ListArgs, Ordering, QueryArgs, page_schema
 
 from ..exclusions import parse_excluded_dates
 
@@ -77,10 +77,7 @@ class CalendarListArgs(ListArgs):
     ordering = Ordering(["created_at", "updated_at", "name"])
 
 
-class EventWindowArgs(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
+class EventWindowArgs(QueryArgs):
     start = ma.fields.String()
     end = ma.fields.String()
 

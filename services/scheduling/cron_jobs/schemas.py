@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from shared.api import ReadSchema, Schema, Timestamp
+from shared.api import ReadSchema, Schema, Timestamp, brand_of, creator_of
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
 
 from ..firing import FREQUENCY_CHOICES
 from ..periodic_tasks.schemas import TASK_TYPE_PATTERN
-from ..run_views import brand_of, creator_of
 
 
 class _CronJobFields(Schema):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from shared.api import ReadSchema, Schema, Timestamp
-from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
+from shared.api import ReadSchema, RefusesReadOnly, Schema, Timestamp, brand_of, creator_of
+from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, QueryArgs, page_schema
 
-from ..run_views import RunSchema, brand_of, creator_of
+from ..run_views import RunSchema
 
 TASK_TYPE_PATTERN = r"^[a-z0-9_.-]{1,100}$"
 PRIORITIES = ("low", "normal", "high", "critical")
@@ -20,14 +20,8 @@ READ_ONLY_FIELDS = (
 )  # fmt: skip
 
 
-class _RejectReadOnly(Schema):
-    @ma.pre_load
-    def reject_read_only(self, data: dict, **_: object) -> dict:
-        if isinstance(data, dict):
-            errors = {k: ["This field is read-only."] for k in data if k in READ_ONLY_FIELDS}
-            if errors:
-                raise ma.ValidationError(errors)
-        return data
+class _RejectReadOnly(RefusesReadOnly):
+    read_only_fields = READ_ONLY_FIELDS
 
 
 class _ScheduleFields(_RejectReadOnly):
@@ -128,17 +122,11 @@ class OptimizeSchema(Schema):
     spread_minutes = ma.fields.Integer(load_default=15, validate=ma.validate.Range(2, 59))
 
 
-class TimezoneArgs(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
+class TimezoneArgs(QueryArgs):
     timezone = ma.fields.String()
 
 
-class AnalysisArgs(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
+class AnalysisArgs(QueryArgs):
     days = ma.fields.Integer(load_default=7, validate=ma.validate.Range(1, 90))
 
 
