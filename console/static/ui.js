@@ -116,6 +116,31 @@ export function Table({ columns, rows, empty = "Nothing here yet.", testid, rowP
   </table>`;
 }
 
+// A loaded list as a table: the load's state (loading, its error) and, once `state.data` is there,
+// the Table of `rows(state.data)` (a page's `results` unless told).
+export function LoadedTable({ state, rows = (data) => data.results, ...table }) {
+  return html`<${Loading} state=${state} />
+    ${state.data ? html`<${Table} rows=${rows(state.data)} ...${table} />` : null}`;
+}
+
+export function Severity({ value }) {
+  return html`<span class=${`badge severity-${value}`}>${value}</span>`;
+}
+
+export const yesNo = (value) => (value ? "yes" : "no");
+
+// A filter's select: "any" (the empty value) first, then `extra` options, then `choices`.
+export function ChoiceFilter({ label, name, value, choices, onChoose, extra = null }) {
+  return html`<label
+    >${label}
+    <select name=${name} value=${value} onChange=${(e) => onChoose(e.currentTarget.value)}>
+      <option value="">any</option>
+      ${extra}
+      ${choices.map((c) => html`<option value=${c}>${c}</option>`)}
+    </select>
+  </label>`;
+}
+
 export function Pager({ page, pageSize, count, onPage }) {
   const pages = Math.max(1, Math.ceil((count || 0) / pageSize));
   return html`<div class="pager">

@@ -1,7 +1,7 @@
 // Persistent jobs: the list, and one job with its checkpoints, state, pause, resume and restart.
 
 import { can, get, post } from "../api.js";
-import { Bar, Fields, Json, Loading, Notice, Pager, Status, Table, When, html, link, useAction, useLoad } from "../ui.js";
+import { Bar, ChoiceFilter, Fields, Json, LoadedTable, Loading, Notice, Pager, Status, Table, When, html, link, useAction, useLoad, yesNo } from "../ui.js";
 
 const JOBS = "/tasks/persistent-jobs/persistent-jobs/";
 const REFRESH_MS = 2000;
@@ -22,13 +22,7 @@ export function JobsPage({ params, navigate }) {
   return html`<section>
     <header class="page-head"><h1>Persistent jobs</h1></header>
     <form class="filters" onSubmit=${(e) => e.preventDefault()}>
-      <label
-        >Status
-        <select value=${query.status} onChange=${(e) => setQuery({ status: e.currentTarget.value })}>
-          <option value="">any</option>
-          ${JOB_STATUSES.map((s) => html`<option value=${s}>${s}</option>`)}
-        </select>
-      </label>
+      <${ChoiceFilter} label="Status" name="status" value=${query.status} choices=${JOB_STATUSES} onChoose=${(status) => setQuery({ status })} />
       <label class="inline"
         ><input
           type="checkbox"
@@ -39,27 +33,24 @@ export function JobsPage({ params, navigate }) {
       >
       ${query.base_task ? html`<span>task ${query.base_task} <a href=${link("/jobs")}>(all)</a></span>` : null}
     </form>
-    <${Loading} state=${jobs} />
-    ${jobs.data
-      ? html`<${Table}
-            testid="jobs"
-            rows=${jobs.data.results}
-            empty="No persistent job."
-            rowProps=${(j) => ({ "data-job-id": j.id, "data-task-id": j.base_task && j.base_task.id })}
-            columns=${[
-              ["Job", (j) => html`<a href=${link(`/jobs/${j.id}`)}>${j.id}</a>`],
-              ["Task", (j) => html`<a href=${link(`/tasks/${j.base_task.id}`)}>${j.base_task.task_id}</a>`],
-              ["Type", (j) => j.base_task.task_type],
-              ["Status", (j) => html`<${Status} value=${j.status} />`],
-              ["Progress", (j) => html`<${Bar} value=${j.progress_percentage} />`],
-              ["Step", (j) => j.current_step],
-              ["Checkpoints", (j) => j.checkpoints_count],
-              ["Last checkpoint", (j) => html`<${When} value=${j.last_checkpoint_at} />`],
-              ["Resumable", (j) => (j.can_resume ? "yes" : "no")],
-            ]}
-          />
-          <${Pager} page=${query.page} pageSize=${25} count=${jobs.data.count} onPage=${(page) => setQuery({ page })} />`
-      : null}
+    <${LoadedTable}
+      state=${jobs}
+      testid="jobs"
+      empty="No persistent job."
+      rowProps=${(j) => ({ "data-job-id": j.id, "data-task-id": j.base_task && j.base_task.id })}
+      columns=${[
+        ["Job", (j) => html`<a href=${link(`/jobs/${j.id}`)}>${j.id}</a>`],
+        ["Task", (j) => html`<a href=${link(`/tasks/${j.base_task.id}`)}>${j.base_task.task_id}</a>`],
+        ["Type", (j) => j.base_task.task_type],
+        ["Status", (j) => html`<${Status} value=${j.status} />`],
+        ["Progress", (j) => html`<${Bar} value=${j.progress_percentage} />`],
+        ["Step", (j) => j.current_step],
+        ["Checkpoints", (j) => j.checkpoints_count],
+        ["Last checkpoint", (j) => html`<${When} value=${j.last_checkpoint_at} />`],
+        ["Resumable", (j) => yesNo(j.can_resume)],
+      ]}
+    />
+    ${jobs.data ? html`<${Pager} page=${query.page} pageSize=${25} count=${jobs.data.count} onPage=${(page) => setQuery({ page })} />` : null}
   </section>`;
 }
 
@@ -133,7 +124,7 @@ export function JobPage({ id }) {
         ["Step", (c) => c.step_name],
         ["Saved", (c) => html`<${When} value=${c.created_at} />`],
         ["Size", (c) => `${c.data_size_bytes} B${c.is_compressed ? " (compressed)" : ""}`],
-        ["Recovery point", (c) => (c.is_recovery_point ? "yes" : "no")],
+        ["Recovery point", (c) => yesNo(c.is_recovery_point)],
         [
           "",
           (c) =>

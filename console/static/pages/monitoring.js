@@ -4,7 +4,7 @@
 
 import { useEffect, useRef, useState } from "../vendor/preact-htm.module.js";
 import { can, del, get, patch, post } from "../api.js";
-import { Loading, Notice, Table, When, html, useAction, useLoad } from "../ui.js";
+import { LoadedTable, Loading, Notice, Severity, Table, When, html, useAction, useLoad, yesNo } from "../ui.js";
 
 const BASE = "/tasks/monitoring";
 const METRIC_FIELDS = [
@@ -85,26 +85,8 @@ export function MonitoringPage({ params, navigate }) {
             ].map(([label, value]) => html`<div class="stat"><span>${label}</span><strong>${value}</strong></div>`)}
           </div>
           <div class="columns">
-            <div class="card">
-              <h2>Execution time (daily average)</h2>
-              <${Plot}
-                type="line"
-                testid="plot-execution-time"
-                unit="ms"
-                labels=${d.trends.execution_time.map((p) => p.date)}
-                series=${[{ label: "avg ms", data: d.trends.execution_time.map((p) => p.avg_ms) }]}
-              />
-            </div>
-            <div class="card">
-              <h2>Cost (daily total)</h2>
-              <${Plot}
-                type="line"
-                testid="plot-cost"
-                unit="USD"
-                labels=${d.trends.cost.map((p) => p.date)}
-                series=${[{ label: "USD", data: d.trends.cost.map((p) => p.total_usd) }]}
-              />
-            </div>
+            <${DailyTrend} title="Execution time (daily average)" testid="plot-execution-time" unit="ms" label="avg ms" points=${d.trends.execution_time} value=${(p) => p.avg_ms} />
+            <${DailyTrend} title="Cost (daily total)" testid="plot-cost" unit="USD" label="USD" points=${d.trends.cost} value=${(p) => p.total_usd} />
           </div>`
       : null}
     <div class="card">
@@ -154,6 +136,14 @@ export function MonitoringPage({ params, navigate }) {
   </section>`;
 }
 
+// One of the dashboard's daily series ([{date, ...}]) as a line plot of `value(point)`.
+function DailyTrend({ title, testid, unit, label, points, value }) {
+  return html`<div class="card">
+    <h2>${title}</h2>
+    <${Plot} type="line" testid=${testid} unit=${unit} labels=${points.map((p) => p.date)} series=${[{ label, data: points.map(value) }]} />
+  </div>`;
+}
+
 function Anomalies({ days }) {
   const [sensitivity, setSensitivity] = useState("medium");
   const anomalies = useLoad(() => get(`${BASE}/metrics/anomalies/`, { days, sensitivity }), [days, sensitivity]);
@@ -164,23 +154,21 @@ function Anomalies({ days }) {
         ${["low", "medium", "high"].map((s) => html`<option value=${s}>${s} sensitivity</option>`)}
       </select>
     </h2>
-    <${Loading} state=${anomalies} />
-    ${anomalies.data
-      ? html`<${Table}
-          testid="anomalies"
-          rows=${anomalies.data.anomalies}
-          empty="No anomaly detected."
-          columns=${[
-            ["Task", (a) => a.task_id],
-            ["Metric", (a) => a.metric],
-            ["Value", (a) => a.value],
-            ["Expected", (a) => `${a.expected_range[0]} – ${a.expected_range[1]}`],
-            ["Severity", (a) => html`<span class=${`badge severity-${a.severity}`}>${a.severity}</span>`],
-            ["Detected", (a) => html`<${When} value=${a.detected_at} />`],
-            ["", (a) => a.description],
-          ]}
-        />`
-      : null}
+    <${LoadedTable}
+      state=${anomalies}
+      rows=${(data) => data.anomalies}
+      testid="anomalies"
+      empty="No anomaly detected."
+      columns=${[
+        ["Task", (a) => a.task_id],
+        ["Metric", (a) => a.metric],
+        ["Value", (a) => a.value],
+        ["Expected", (a) => `${a.expected_range[0]} – ${a.expected_range[1]}`],
+        ["Severity", (a) => html`<${Severity} value=${a.severity} />`],
+        ["Detected", (a) => html`<${When} value=${a.detected_at} />`],
+        ["", (a) => a.description],
+      ]}
+    />
   </div>`;
 }
 
@@ -193,7 +181,7 @@ function Recommendations() {
     <ul class="recommendations">
       ${((list.data && list.data.recommendations) || []).map(
         (r) => html`<li>
-          <span class=${`badge severity-${r.priority}`}>${r.priority}</span> <strong>${r.description}</strong>
+          <${Severity} value=${r.priority} /> <strong>${r.description}</strong>
           <div class="muted">${r.impact}</div>
           <div>${r.implementation}</div>
         </li>`,
@@ -212,53 +200,48 @@ function Alerts() {
     <h2>Alert rules</h2>
     ${can("operator") ? html`<${NewAlertRule} onCreated=${rules.reload} />` : null}
     <${Notice} action=${action} />
-    <${Loading} state=${rules} />
-    ${rules.data
-      ? html`<${Table}
-          testid="alert-rules"
-          rows=${rules.data.results}
-          empty="No alert rule."
-          columns=${[
-            ["Name", (r) => r.name],
-            ["Rule", (r) => html`<code>${r.metric_field} ${r.condition} ${r.threshold_value}</code>`],
-            ["Types", (r) => (r.task_types || []).join(", ") || "all"],
-            ["Severity", (r) => html`<span class=${`badge severity-${r.severity}`}>${r.severity}</span>`],
-            ["Active", (r) => (r.is_active ? "yes" : "no")],
-            ["Triggered", (r) => html`${r.trigger_count}× <${When} value=${r.last_triggered_at} />`],
-            [
-              "",
-              (r) => html`<span class="buttons">
-                ${can("operator")
-                  ? html`<button class="small" onClick=${() => act(() => patch(`${BASE}/alerts/${r.id}/`, { is_active: !r.is_active }), "Saved.")}>
-                      ${r.is_active ? "Disable" : "Enable"}
-                    </button>`
-                  : null}
-                ${can("admin")
-                  ? html`<button class="small danger" onClick=${() => window.confirm(`Delete ${r.name}?`) && act(() => del(`${BASE}/alerts/${r.id}/`), "Deleted.")}>
-                      Delete
-                    </button>`
-                  : null}
-              </span>`,
-            ],
-          ]}
-        />`
-      : null}
+    <${LoadedTable}
+      state=${rules}
+      testid="alert-rules"
+      empty="No alert rule."
+      columns=${[
+        ["Name", (r) => r.name],
+        ["Rule", (r) => html`<code>${r.metric_field} ${r.condition} ${r.threshold_value}</code>`],
+        ["Types", (r) => (r.task_types || []).join(", ") || "all"],
+        ["Severity", (r) => html`<${Severity} value=${r.severity} />`],
+        ["Active", (r) => yesNo(r.is_active)],
+        ["Triggered", (r) => html`${r.trigger_count}× <${When} value=${r.last_triggered_at} />`],
+        [
+          "",
+          (r) => html`<span class="buttons">
+            ${can("operator")
+              ? html`<button class="small" onClick=${() => act(() => patch(`${BASE}/alerts/${r.id}/`, { is_active: !r.is_active }), "Saved.")}>
+                  ${r.is_active ? "Disable" : "Enable"}
+                </button>`
+              : null}
+            ${can("admin")
+              ? html`<button class="small danger" onClick=${() => window.confirm(`Delete ${r.name}?`) && act(() => del(`${BASE}/alerts/${r.id}/`), "Deleted.")}>
+                  Delete
+                </button>`
+              : null}
+          </span>`,
+        ],
+      ]}
+    />
     <h2>Active alerts</h2>
-    <${Loading} state=${active} />
-    ${active.data
-      ? html`<${Table}
-          testid="active-alerts"
-          rows=${active.data.alerts}
-          empty="No alert is active."
-          columns=${[
-            ["Rule", (a) => a.name],
-            ["Triggered", (a) => html`<${When} value=${a.triggered_at} />`],
-            ["Value", (a) => `${a.current_value} (threshold ${a.threshold_value})`],
-            ["Severity", (a) => html`<span class=${`badge severity-${a.severity}`}>${a.severity}</span>`],
-            ["Tasks", (a) => (a.affected_tasks || []).join(", ")],
-          ]}
-        />`
-      : null}
+    <${LoadedTable}
+      state=${active}
+      rows=${(data) => data.alerts}
+      testid="active-alerts"
+      empty="No alert is active."
+      columns=${[
+        ["Rule", (a) => a.name],
+        ["Triggered", (a) => html`<${When} value=${a.triggered_at} />`],
+        ["Value", (a) => `${a.current_value} (threshold ${a.threshold_value})`],
+        ["Severity", (a) => html`<${Severity} value=${a.severity} />`],
+        ["Tasks", (a) => (a.affected_tasks || []).join(", ")],
+      ]}
+    />
     <h2>History (7 days)</h2>
     <${Loading} state=${history} />
     ${history.data

@@ -2,7 +2,7 @@
 
 import { useState } from "../vendor/preact-htm.module.js";
 import { get } from "../api.js";
-import { Bar, Fields, Loading, Table, When, html, link, useLoad } from "../ui.js";
+import { Bar, Fields, LoadedTable, Loading, Table, When, html, link, useLoad } from "../ui.js";
 
 const QUEUES = ["critical", "high", "normal", "low"];
 const REFRESH_MS = 3000;
@@ -73,26 +73,23 @@ export function WorkersPage() {
         online only</label
       >
     </header>
-    <${Loading} state=${workers} />
-    ${workers.data
-      ? html`<${Table}
-          testid="workers"
-          rows=${workers.data.results}
-          empty="No worker has announced itself."
-          columns=${[
-            ["Name", (w) => html`<button class="small" title="current tasks" onClick=${() => setOpen(open === w.id ? null : w.id)}>${w.worker_name}</button>`],
-            ["Online", (w) => html`<span class=${`badge ${w.is_online ? "status-completed" : "status-cancelled"}`}>${w.is_online ? "online" : "offline"}</span>`],
-            ["Queues", (w) => [].concat(w.queue_name || []).join(", ")],
-            ["Active", (w) => w.active_tasks],
-            ["Processed", (w) => w.processed_tasks],
-            ["Failed", (w) => w.failed_tasks],
-            ["CPU", (w) => html`<${Bar} value=${w.cpu_percent} />`],
-            ["Memory", (w) => html`<${Bar} value=${w.memory_percent} />`],
-            ["Load", (w) => w.load_average],
-            ["Heartbeat", (w) => html`<${When} value=${w.last_heartbeat} />`],
-          ]}
-        />`
-      : null}
+    <${LoadedTable}
+      state=${workers}
+      testid="workers"
+      empty="No worker has announced itself."
+      columns=${[
+        ["Name", (w) => html`<button class="small" title="current tasks" onClick=${() => setOpen(open === w.id ? null : w.id)}>${w.worker_name}</button>`],
+        ["Online", (w) => html`<span class=${`badge ${w.is_online ? "status-completed" : "status-cancelled"}`}>${w.is_online ? "online" : "offline"}</span>`],
+        ["Queues", (w) => [].concat(w.queue_name || []).join(", ")],
+        ["Active", (w) => w.active_tasks],
+        ["Processed", (w) => w.processed_tasks],
+        ["Failed", (w) => w.failed_tasks],
+        ["CPU", (w) => html`<${Bar} value=${w.cpu_percent} />`],
+        ["Memory", (w) => html`<${Bar} value=${w.memory_percent} />`],
+        ["Load", (w) => w.load_average],
+        ["Heartbeat", (w) => html`<${When} value=${w.last_heartbeat} />`],
+      ]}
+    />
     ${open ? html`<${WorkerDetail} id=${open} />` : null}
   </section>`;
 }

@@ -3,7 +3,7 @@
 
 import { useState } from "../vendor/preact-htm.module.js";
 import { can, get, patch, post } from "../api.js";
-import { Loading, Notice, Status, Table, When, html, link, parseJsonObject, useAction, useLoad } from "../ui.js";
+import { LoadedTable, Loading, Notice, Status, Table, When, html, link, parseJsonObject, useAction, useLoad, yesNo } from "../ui.js";
 
 const BASE = "/tasks/scheduled";
 const TABS = [
@@ -48,49 +48,54 @@ function Runs({ path }) {
   />`;
 }
 
-function PeriodicTasks() {
-  const list = useLoad(() => get(`${BASE}/periodic-tasks/`, { page_size: 100 }), [], { every: 5000 });
+// A tab's schedules, reloaded every 5 s and after each action; `open` is the one whose runs show.
+function useSchedules(path) {
+  const list = useLoad(() => get(path, { page_size: 100 }), [path], { every: 5000 });
   const action = useAction();
   const [open, setOpen] = useState(null);
   const act = (fn, message) => action.run(fn, message).then(list.reload);
+  return { list, action, act, open, toggleOpen: (id) => setOpen(open === id ? null : id) };
+}
+
+// An operator's buttons on a schedule: switch it on or off, and run it now.
+function ScheduleButtons({ active, toggle, runNow, act }) {
+  return html`<span class="buttons">
+    <button class="small" onClick=${() => act(toggle, active ? "Switched off." : "Switched on.")}>${active ? "Turn off" : "Turn on"}</button>
+    <button class="small" onClick=${() => act(runNow, (r) => `Started task ${r.task.id}.`)}>Run now</button>
+  </span>`;
+}
+
+function PeriodicTasks() {
+  const { list, action, act, open, toggleOpen } = useSchedules(`${BASE}/periodic-tasks/`);
   const operator = can("operator");
+  const path = (s, tail = "") => `${BASE}/periodic-tasks/${s.id}/${tail}`;
   return html`<div>
     ${operator ? html`<${NewPeriodicTask} onCreated=${list.reload} />` : null}
     <${Notice} action=${action} />
-    <${Loading} state=${list} />
-    ${list.data
-      ? html`<${Table}
-          testid="periodic-tasks"
-          rows=${list.data.results}
-          empty="No periodic task."
-          rowProps=${(s) => ({ "data-schedule-id": s.id })}
-          columns=${[
-            ["Id", (s) => html`<button class="small" title="run history" onClick=${() => setOpen(open === s.id ? null : s.id)}>${s.id}</button>`],
-            ["Type", (s) => s.task_type],
-            ["Cron", (s) => html`<code>${s.cron_expression}</code>`],
-            ["Zone", (s) => s.timezone],
-            ["Active", (s) => (s.is_active ? "yes" : "no")],
-            ["Next run", (s) => html`<${When} value=${s.next_run_at} />`],
-            ["Last run", (s) => html`<${When} value=${s.last_run_at} /> ${s.last_run_status ? html`<${Status} value=${s.last_run_status} />` : null}`],
-            ["Runs", (s) => `${s.executions_count}${s.max_executions ? ` of ${s.max_executions}` : ""}`],
-            [
-              "",
-              (s) =>
-                operator
-                  ? html`<span class="buttons">
-                      <button class="small" onClick=${() => act(() => post(`${BASE}/periodic-tasks/${s.id}/toggle/`), s.is_active ? "Switched off." : "Switched on.")}>
-                        ${s.is_active ? "Turn off" : "Turn on"}
-                      </button>
-                      <button class="small" onClick=${() => act(() => post(`${BASE}/periodic-tasks/${s.id}/execute-now/`), (r) => `Started task ${r.task.id}.`)}>
-                        Run now
-                      </button>
-                    </span>`
-                  : null,
-            ],
-          ]}
-        />`
-      : null}
-    ${open ? html`<h2>Runs of periodic task ${open}</h2><${Runs} path=${`${BASE}/periodic-tasks/${open}/runs/`} />` : null}
+    <${LoadedTable}
+      state=${list}
+      testid="periodic-tasks"
+      empty="No periodic task."
+      rowProps=${(s) => ({ "data-schedule-id": s.id })}
+      columns=${[
+        ["Id", (s) => html`<button class="small" title="run history" onClick=${() => toggleOpen(s.id)}>${s.id}</button>`],
+        ["Type", (s) => s.task_type],
+        ["Cron", (s) => html`<code>${s.cron_expression}</code>`],
+        ["Zone", (s) => s.timezone],
+        ["Active", (s) => yesNo(s.is_active)],
+        ["Next run", (s) => html`<${When} value=${s.next_run_at} />`],
+        ["Last run", (s) => html`<${When} value=${s.last_run_at} /> ${s.last_run_status ? html`<${Status} value=${s.last_run_status} />` : null}`],
+        ["Runs", (s) => `${s.executions_count}${s.max_executions ? ` of ${s.max_executions}` : ""}`],
+        [
+          "",
+          (s) =>
+            operator
+              ? html`<${ScheduleButtons} active=${s.is_active} toggle=${() => post(path(s, "toggle/"))} runNow=${() => post(path(s, "execute-now/"))} act=${act} />`
+              : null,
+        ],
+      ]}
+    />
+    ${open ? html`<h2>Runs of periodic task ${open}</h2><${Runs} path=${path({ id: open }, "runs/")} />` : null}
   </div>`;
 }
 
@@ -129,46 +134,34 @@ function NewPeriodicTask({ onCreated }) {
 }
 
 function CronJobs() {
-  const list = useLoad(() => get(`${BASE}/cron-jobs/`, { page_size: 100 }), [], { every: 5000 });
-  const action = useAction();
-  const [open, setOpen] = useState(null);
-  const act = (fn, message) => action.run(fn, message).then(list.reload);
+  const { list, action, act, open, toggleOpen } = useSchedules(`${BASE}/cron-jobs/`);
   const operator = can("operator");
+  const path = (c, tail = "") => `${BASE}/cron-jobs/${c.id}/${tail}`;
   return html`<div>
     <${Notice} action=${action} />
-    <${Loading} state=${list} />
-    ${list.data
-      ? html`<${Table}
-          testid="cron-jobs"
-          rows=${list.data.results}
-          empty="No cron job."
-          columns=${[
-            ["Name", (c) => html`<button class="small" title="run history" onClick=${() => setOpen(open === c.id ? null : c.id)}>${c.name}</button>`],
-            ["Type", (c) => c.task_type],
-            ["Frequency", (c) => (c.frequency === "custom" ? html`<code>${c.custom_cron}</code>` : c.frequency)],
-            ["Zone", (c) => c.timezone],
-            ["Active", (c) => (c.is_active ? "yes" : "no")],
-            ["Next run", (c) => html`<${When} value=${c.next_run_at} />`],
-            ["Last run", (c) => html`<${When} value=${c.last_execution_at} />`],
-            ["Runs (ok / failed)", (c) => `${c.total_executions} (${c.successful_executions} / ${c.failed_executions})`],
-            [
-              "",
-              (c) =>
-                operator
-                  ? html`<span class="buttons">
-                      <button class="small" onClick=${() => act(() => patch(`${BASE}/cron-jobs/${c.id}/`, { is_active: !c.is_active }), c.is_active ? "Switched off." : "Switched on.")}>
-                        ${c.is_active ? "Turn off" : "Turn on"}
-                      </button>
-                      <button class="small" onClick=${() => act(() => post(`${BASE}/cron-jobs/${c.id}/execute/`), (r) => `Started task ${r.task.id}.`)}>
-                        Run now
-                      </button>
-                    </span>`
-                  : null,
-            ],
-          ]}
-        />`
-      : null}
-    ${open ? html`<h2>Runs</h2><${Runs} path=${`${BASE}/cron-jobs/${open}/runs/`} />` : null}
+    <${LoadedTable}
+      state=${list}
+      testid="cron-jobs"
+      empty="No cron job."
+      columns=${[
+        ["Name", (c) => html`<button class="small" title="run history" onClick=${() => toggleOpen(c.id)}>${c.name}</button>`],
+        ["Type", (c) => c.task_type],
+        ["Frequency", (c) => (c.frequency === "custom" ? html`<code>${c.custom_cron}</code>` : c.frequency)],
+        ["Zone", (c) => c.timezone],
+        ["Active", (c) => yesNo(c.is_active)],
+        ["Next run", (c) => html`<${When} value=${c.next_run_at} />`],
+        ["Last run", (c) => html`<${When} value=${c.last_execution_at} />`],
+        ["Runs (ok / failed)", (c) => `${c.total_executions} (${c.successful_executions} / ${c.failed_executions})`],
+        [
+          "",
+          (c) =>
+            operator
+              ? html`<${ScheduleButtons} active=${c.is_active} toggle=${() => patch(path(c), { is_active: !c.is_active })} runNow=${() => post(path(c, "execute/"))} act=${act} />`
+              : null,
+        ],
+      ]}
+    />
+    ${open ? html`<h2>Runs</h2><${Runs} path=${path({ id: open }, "runs/")} />` : null}
   </div>`;
 }
 
@@ -176,21 +169,18 @@ function Calendars({ params, navigate }) {
   const list = useLoad(() => get(`${BASE}/calendars/`, { page_size: 100 }), []);
   const selected = params.calendar ? Number(params.calendar) : null;
   return html`<div>
-    <${Loading} state=${list} />
-    ${list.data
-      ? html`<${Table}
-          testid="calendars"
-          rows=${list.data.results}
-          empty="No calendar."
-          columns=${[
-            ["Name", (c) => html`<span class="swatch" style=${{ background: c.color }}></span> <a href=${link(`/schedules?tab=calendars&calendar=${c.id}`)}>${c.name}</a>`],
-            ["Active", (c) => (c.is_active ? "yes" : "no")],
-            ["Zone", (c) => c.default_timezone],
-            ["Schedules", (c) => (c.periodic_tasks || []).length],
-            ["Excluded dates", (c) => (c.excluded_dates || []).map((d) => (typeof d === "string" ? d : `${d.start}…${d.end}`)).join(", ")],
-          ]}
-        />`
-      : null}
+    <${LoadedTable}
+      state=${list}
+      testid="calendars"
+      empty="No calendar."
+      columns=${[
+        ["Name", (c) => html`<span class="swatch" style=${{ background: c.color }}></span> <a href=${link(`/schedules?tab=calendars&calendar=${c.id}`)}>${c.name}</a>`],
+        ["Active", (c) => yesNo(c.is_active)],
+        ["Zone", (c) => c.default_timezone],
+        ["Schedules", (c) => (c.periodic_tasks || []).length],
+        ["Excluded dates", (c) => (c.excluded_dates || []).map((d) => (typeof d === "string" ? d : `${d.start}…${d.end}`)).join(", ")],
+      ]}
+    />
     ${selected ? html`<${CalendarEvents} id=${selected} navigate=${navigate} />` : null}
   </div>`;
 }

@@ -5,6 +5,7 @@ import { useEffect, useRef, useState } from "../vendor/preact-htm.module.js";
 import { can, del, get, post, subscribeTasks } from "../api.js";
 import {
   Bar,
+  ChoiceFilter,
   ErrorBox,
   FINAL,
   Fields,
@@ -20,6 +21,7 @@ import {
   parseJsonObject,
   useAction,
   useLoad,
+  yesNo,
 } from "../ui.js";
 
 const STATUSES = ["pending", "running", "paused", "retrying", "completed", "failed", "cancelled"];
@@ -131,29 +133,15 @@ export function TasksPage({ params, navigate }) {
         setQuery({ search });
       }}
     >
-      <label
-        >Status
-        <select
-          name="status"
-          value=${query.status}
-          onChange=${(e) => setQuery({ status: e.currentTarget.value })}
-        >
-          <option value="">any</option>
-          <option value="active">active (not final)</option>
-          ${STATUSES.map((s) => html`<option value=${s}>${s}</option>`)}
-        </select>
-      </label>
-      <label
-        >Priority
-        <select
-          name="priority"
-          value=${query.priority}
-          onChange=${(e) => setQuery({ priority: e.currentTarget.value })}
-        >
-          <option value="">any</option>
-          ${PRIORITIES.map((p) => html`<option value=${p}>${p}</option>`)}
-        </select>
-      </label>
+      <${ChoiceFilter}
+        label="Status"
+        name="status"
+        value=${query.status}
+        choices=${STATUSES}
+        extra=${html`<option value="active">active (not final)</option>`}
+        onChoose=${(status) => setQuery({ status })}
+      />
+      <${ChoiceFilter} label="Priority" name="priority" value=${query.priority} choices=${PRIORITIES} onChoose=${(priority) => setQuery({ priority })} />
       <label
         >Type
         <input
@@ -333,7 +321,7 @@ export function TaskPage({ id, navigate }) {
             ["Finished", task.completed_at && html`<${When} value=${task.completed_at} />`],
             ["Description", task.description],
             ["Persistent job", task.is_resumable ? html`<a href=${link(`/jobs?base_task=${task.id}`)}>yes</a>` : "no"],
-            ["Periodic", task.is_periodic ? "yes" : "no"],
+            ["Periodic", yesNo(task.is_periodic)],
           ]}
         />
       </div>
