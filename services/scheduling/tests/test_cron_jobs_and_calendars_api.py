@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.testing.brand_isolation import assert_not_found_for
 from shared.testing.fixtures import OTHER_BRAND
 
 from .conftest import P, sqlite_only
@@ -91,18 +92,19 @@ class TestCronJobs:
     def test_another_brand_sees_nothing(self, client, auth, make_job):
         job = make_job()
         other = auth.headers(brand=OTHER_BRAND)
-        for method, url in [
-            ("get", f"{J}{job['id']}/"),
-            ("patch", f"{J}{job['id']}/"),
-            ("put", f"{J}{job['id']}/"),
-            ("delete", f"{J}{job['id']}/"),
-            ("post", f"{J}{job['id']}/execute/"),
-            ("get", f"{J}{job['id']}/runs/"),
-        ]:
-            response = getattr(client, method)(
-                url, json={} if method in ("put", "patch") else None, headers=other
-            )
-            assert response.status_code == 404, (method, url)
+        item = f"{J}{job['id']}/"
+        assert_not_found_for(
+            client,
+            other,
+            [
+                ("get", item),
+                ("patch", item),
+                ("put", item),
+                ("delete", item),
+                ("post", f"{item}execute/"),
+                ("get", f"{item}runs/"),
+            ],
+        )
         assert client.get(J, headers=other).json["count"] == 0
 
 
@@ -241,22 +243,19 @@ class TestCalendars:
         schedule = make_schedule()
         other = auth.headers(brand=OTHER_BRAND)
         base = f"{C}{calendar['id']}/"
-        for method, url in [
-            ("get", base),
-            ("patch", base),
-            ("put", base),
-            ("delete", base),
-            ("get", f"{base}events/"),
-            ("post", f"{base}tasks/"),
-            ("delete", f"{base}tasks/{schedule['id']}/"),
-        ]:
-            body = (
-                {"periodic_task": schedule["id"]}
-                if url.endswith("tasks/")
-                else ({} if method in ("put", "patch") else None)
-            )
-            response = getattr(client, method)(url, json=body, headers=other)
-            assert response.status_code == 404, (method, url)
+        assert_not_found_for(
+            client,
+            other,
+            [
+                ("get", base),
+                ("patch", base),
+                ("put", base),
+                ("delete", base),
+                ("get", f"{base}events/"),
+                ("post", f"{base}tasks/", {"periodic_task": schedule["id"]}),
+                ("delete", f"{base}tasks/{schedule['id']}/"),
+            ],
+        )
         assert client.get(C, headers=other).json["count"] == 0
         # and a schedule of another brand cannot be attached to one's own calendar
         mine = client.post(C, json={"name": "mine"}, headers=other).json

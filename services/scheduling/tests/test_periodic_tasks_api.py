@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from shared.testing.brand_isolation import assert_not_found_for
 from shared.testing.fixtures import OTHER_BRAND
 
 from .conftest import P, sqlite_only
@@ -218,19 +219,19 @@ def test_another_brand_sees_nothing(client, auth, make_schedule, clock):
     schedule = make_schedule()
     other = auth.headers(brand=OTHER_BRAND)
     base = f"{P}{schedule['id']}/"
-    for method, url in [
-        ("get", base),
-        ("put", base),
-        ("patch", base),
-        ("delete", base),
-        ("post", f"{base}toggle/"),
-        ("post", f"{base}execute-now/"),
-        ("get", f"{base}runs/"),
-    ]:
-        response = getattr(client, method)(
-            url, json={} if method in ("put", "patch") else None, headers=other
-        )
-        assert (response.status_code, response.json["error_code"]) == (404, "NOT_FOUND"), (method, url)
+    assert_not_found_for(
+        client,
+        other,
+        [
+            ("get", base),
+            ("put", base),
+            ("patch", base),
+            ("delete", base),
+            ("post", f"{base}toggle/"),
+            ("post", f"{base}execute-now/"),
+            ("get", f"{base}runs/"),
+        ],
+    )
     assert client.get(P, headers=other).json["count"] == 0
     clock.advance(seconds=61)
     assert client.get(f"{P}ready-for-execution/", headers=other).json["count"] == 0
