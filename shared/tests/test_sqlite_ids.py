@@ -33,19 +33,23 @@ def test_a_deleted_tasks_id_is_never_given_to_the_next_task(tmp_path):
     container.ctx.dispose()
 
 
+def _schedule(now: datetime) -> PeriodicTask:
+    return PeriodicTask(
+        brand_id=9,
+        created_by_id="1",
+        task_type="x",
+        cron_expression="* * * * *",
+        created_at=now,
+        updated_at=now,
+    )
+
+
 def test_the_migration_keeps_every_row_including_those_referencing_rebuilt_tables(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path}/scheduling.db")
     upgrade("scheduling", engine, "0001")
     now = datetime(2026, 6, 1, tzinfo=UTC)
     with make_session_factory(engine)() as session:
-        task = PeriodicTask(
-            brand_id=9,
-            created_by_id="1",
-            task_type="x",
-            cron_expression="* * * * *",
-            created_at=now,
-            updated_at=now,
-        )
+        task = _schedule(now)
         calendar = Calendar(brand_id=9, name="c", created_at=now, updated_at=now)
         session.add_all([task, calendar])
         session.flush()
@@ -78,14 +82,7 @@ def test_the_migration_keeps_every_row_including_those_referencing_rebuilt_table
         newest = session.scalar(select(func.max(PeriodicTask.id)))
         session.delete(session.get(PeriodicTask, newest))
         session.commit()
-        again = PeriodicTask(
-            brand_id=9,
-            created_by_id="1",
-            task_type="x",
-            cron_expression="* * * * *",
-            created_at=now,
-            updated_at=now,
-        )
+        again = _schedule(now)
         session.add(again)
         session.commit()
         assert again.id > newest
