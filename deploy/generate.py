@@ -104,6 +104,32 @@ def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
 
 
+def deployment(
+    service: str, component: str, replicas: int, metrics_port: int, pod: dict[str, Any], **spec: Any
+) -> dict[str, Any]:
+    """A Deployment of one of a service's processes: its pods labelled, scraped by Prometheus on
+    `metrics_port`, run with the platform's pod security; in-flight requests and deliveries get
+    30 s to finish (deliveries are acked after commit, or go back to the queue)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"{service}-{component}", "labels": labels(service, component)},
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": labels(service, component)},
+            **spec,
+            "template": {
+                "metadata": {
+                    "labels": labels(service, component),
+                    "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(metrics_port)},
+                },
+                "spec": {"securityContext": pod_security(), "terminationGracePeriodSeconds": 30, **pod},
+            },
+        },
+    }
+
+
 def web_deployment(service: str) -> dict[str, Any]:
     image = f"taskhub/{service}:latest"
     env = [
@@ -115,60 +141,43 @@ def web_deployment(service: str) -> dict[str, Any]:
     ]
     env_from = [{"configMapRef": {"name": "taskhub-config"}}]
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 2}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": f"{service}-web", "labels": labels(service, "web")},
-        "spec": {
-            "replicas": 2,
-            "revisionHistoryLimit": 5,
-            "selector": {"matchLabels": labels(service, "web")},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {
-                    "labels": labels(service, "web"),
-                    "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(SERVICE_PORT)},
+    pod = {
+        "initContainers": [
+            {
+                "name": "migrate",
+                "image": image,
+                # An advisory lock serialises replicas that start together (shared.migrations).
+                "command": ["python", "-m", "shared.migrations", service, "upgrade"],
+                "env": service_env(service),
+                "envFrom": env_from,
+                "securityContext": container_security(),
+                "resources": resources("50m", "128Mi", "500m", "256Mi"),
+            }
+        ],
+        "containers": [
+            {
+                "name": "web",
+                "image": image,
+                "ports": [{"name": "http", "containerPort": SERVICE_PORT}],
+                "env": env,
+                "envFrom": env_from,
+                "startupProbe": {**probe, "failureThreshold": 30, "periodSeconds": 2},
+                "livenessProbe": {**probe, "failureThreshold": 3},
+                # database and broker reachable: out of the Service while they are not
+                "readinessProbe": {
+                    **probe,
+                    "httpGet": {"path": "/readyz", "port": "http"},
+                    "failureThreshold": 2,
                 },
-                "spec": {
-                    "securityContext": pod_security(),
-                    "terminationGracePeriodSeconds": 30,
-                    "initContainers": [
-                        {
-                            "name": "migrate",
-                            "image": image,
-                            # An advisory lock serialises replicas that start together (shared.migrations).
-                            "command": ["python", "-m", "shared.migrations", service, "upgrade"],
-                            "env": service_env(service),
-                            "envFrom": env_from,
-                            "securityContext": container_security(),
-                            "resources": resources("50m", "128Mi", "500m", "256Mi"),
-                        }
-                    ],
-                    "containers": [
-                        {
-                            "name": "web",
-                            "image": image,
-                            "ports": [{"name": "http", "containerPort": SERVICE_PORT}],
-                            "env": env,
-                            "envFrom": env_from,
-                            "startupProbe": {**probe, "failureThreshold": 30, "periodSeconds": 2},
-                            "livenessProbe": {**probe, "failureThreshold": 3},
-                            # database and broker reachable: out of the Service while they are not
-                            "readinessProbe": {
-                                **probe,
-                                "httpGet": {"path": "/readyz", "port": "http"},
-                                "failureThreshold": 2,
-                            },
-                            "resources": resources("100m", "192Mi", "1", "512Mi"),
-                            "securityContext": container_security(),
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                        }
-                    ],
-                    "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
-                },
-            },
-        },
+                "resources": resources("100m", "192Mi", "1", "512Mi"),
+                "securityContext": container_security(),
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }
+        ],
+        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
     }
+    rolling = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    return deployment(service, "web", 2, SERVICE_PORT, pod, strategy=rolling)
 
 
 # /metrics of the processes without a web app (a service's background process, the worker, the
@@ -178,44 +187,26 @@ METRICS_PORT = 9100
 
 
 def background_deployment(service: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": f"{service}-background", "labels": labels(service, "background")},
-        "spec": {
-            "replicas": 1,
-            "revisionHistoryLimit": 5,
-            "selector": {"matchLabels": labels(service, "background")},
-            "template": {
-                "metadata": {
-                    "labels": labels(service, "background"),
-                    "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT)},
-                },
-                "spec": {
-                    "securityContext": pod_security(),
-                    # in-flight deliveries finish (and are acked after commit) or go back to the queue
-                    "terminationGracePeriodSeconds": 30,
-                    "containers": [
-                        {
-                            "name": "background",
-                            "image": f"taskhub/{service}:latest",
-                            "command": ["python", "-m", "shared.run_service", service, "background"],
-                            "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
-                            "env": [
-                                *service_env(service),
-                                {"name": "TASKHUB_METRICS_PORT", "value": str(METRICS_PORT)},
-                            ],
-                            "envFrom": [{"configMapRef": {"name": "taskhub-config"}}],
-                            "resources": resources("50m", "160Mi", "500m", "384Mi"),
-                            "securityContext": container_security(),
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                        }
-                    ],
-                    "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
-                },
-            },
-        },
+    pod = {
+        "containers": [
+            {
+                "name": "background",
+                "image": f"taskhub/{service}:latest",
+                "command": ["python", "-m", "shared.run_service", service, "background"],
+                "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+                "env": [
+                    *service_env(service),
+                    {"name": "TASKHUB_METRICS_PORT", "value": str(METRICS_PORT)},
+                ],
+                "envFrom": [{"configMapRef": {"name": "taskhub-config"}}],
+                "resources": resources("50m", "160Mi", "500m", "384Mi"),
+                "securityContext": container_security(),
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }
+        ],
+        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
     }
+    return deployment(service, "background", 1, METRICS_PORT, pod)
 
 
 def service_object(service: str) -> dict[str, Any]:
