@@ -185,9 +185,7 @@ def _started(batch: _Batch, task: dict[str, Any], report: catalog.AttemptStarted
     batch.publish(
         task,
         catalog.TaskStarted(
-            id=task["id"],
-            task_id=task["task_id"],
-            attempt=task["attempt"],
+            **_attempt_of(task),
             worker_name=worker,
             started_at=report.started_at,
         ),
@@ -209,9 +207,7 @@ def _progress(batch: _Batch, task: dict[str, Any], report: catalog.AttemptProgre
     batch.publish(
         task,
         catalog.TaskProgress(
-            id=task["id"],
-            task_id=task["task_id"],
-            attempt=task["attempt"],
+            **_attempt_of(task),
             progress_percentage=progress,
             current_step=step,
         ),
@@ -341,6 +337,11 @@ _APPLY: dict[type[catalog.Event], Callable[[_Batch, dict[str, Any], Any], None]]
     catalog.AttemptReleased: _released,
 }
 REPORTS = tuple(cls.event_type for cls in _APPLY)
+
+
+def _attempt_of(task: dict[str, Any]) -> dict[str, Any]:
+    """How an event names a task's current attempt."""
+    return {"id": task["id"], "task_id": task["task_id"], "attempt": task["attempt"]}
 
 
 def _revoked(task: dict[str, Any], attempt: int, worker: str | None) -> catalog.TaskAttemptRevoked:
