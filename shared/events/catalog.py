@@ -462,38 +462,17 @@ class ScheduleFired(Event, kw_only=True):
     create_task: Json | None = None
 
 
-EVENTS: dict[str, type[Event]] = {
-    cls.event_type: cls
-    for cls in (
-        AttemptStarted,
-        AttemptProgress,
-        AttemptCompleted,
-        AttemptFailed,
-        AttemptReleased,
-        WorkerHeartbeat,
-        TaskCreated,
-        TaskUpdated,
-        TaskStarted,
-        TaskProgress,
-        TaskCompleted,
-        TaskFailed,
-        TaskRetried,
-        TaskCancelled,
-        TaskDeleted,
-        TaskAttemptRevoked,
-        CheckpointSaved,
-        JobCreated,
-        JobUpdated,
-        JobPaused,
-        JobResumed,
-        JobRestarted,
-        MetricsRecorded,
-        MetricsDeleted,
-        AlertTriggered,
-        WorkerOffline,
-        ScheduleFired,
-    )
-}
+def _declared(family: type[Event]) -> list[type[Event]]:
+    """Every class below `family` that names its event type, in the order they are declared."""
+    found: list[type[Event]] = []
+    for cls in family.__subclasses__():
+        if "event_type" in vars(cls):
+            found.append(cls)
+        found += _declared(cls)
+    return found
+
+
+EVENTS: dict[str, type[Event]] = {cls.event_type: cls for cls in _declared(Event)}
 
 
 def to_data(event: msgspec.Struct) -> Json:
