@@ -22,12 +22,10 @@ from .bus import (
     DEFAULT_MAX_DELIVERIES,
     EVENTS_EXCHANGE,
     WORK_KEYS,
-    BatchHandler,
     DeadLetter,
     Delivery,
     EventBus,
     FilteredBindings,
-    Handler,
     LinkNews,
     OutgoingMessage,
     QueueFigures,
@@ -148,7 +146,7 @@ class InProcessBus(EventBus):
     def _subscribe(self, spec: SubscriptionSpec) -> Subscription:
         # in one process, publishers append whole batches at once: nothing to linger for
         queue_state = self._declare(spec.queue, spec.bindings, spec.filtered, spec.max_deliveries)
-        return _InProcessSubscription(self, queue_state, spec.handler, spec.batch_handler, spec.batch_size)
+        return _InProcessSubscription(self, queue_state, spec)
 
     def worker_link(
         self, name: str, priorities: Sequence[str], prefetch: int, control_bindings: Sequence[str]
@@ -192,16 +190,9 @@ class InProcessBus(EventBus):
 
 
 class _InProcessSubscription(Subscription):
-    def __init__(
-        self,
-        bus: InProcessBus,
-        queue: _Queue,
-        handler: Handler,
-        batch_handler: BatchHandler | None,
-        batch_size: int,
-    ) -> None:
-        self.bus, self.queue, self.handler = bus, queue, handler
-        self.batch_handler, self.batch_size = batch_handler, batch_size
+    def __init__(self, bus: InProcessBus, queue: _Queue, spec: SubscriptionSpec) -> None:
+        self.bus, self.queue, self.handler = bus, queue, spec.handler
+        self.batch_handler, self.batch_size = spec.batch_handler, spec.batch_size
 
     def run(self, stop: StopSignal) -> None:
         with self.bus._cond:

@@ -54,13 +54,11 @@ from .bus import (
     EVENTS_EXCHANGE,
     WORK_EXCHANGE,
     WORK_KEYS,
-    BatchHandler,
     BusUnavailable,
     DeadLetter,
     Delivery,
     EventBus,
     FilteredBindings,
-    Handler,
     OutgoingMessage,
     QueueFigures,
     Subscription,
@@ -281,21 +279,7 @@ class RabbitMQBus(EventBus):
     # ---- consuming
 
     def _subscribe(self, spec: SubscriptionSpec) -> Subscription:
-        sub = _RabbitSubscription(
-            self,
-            spec.queue,
-            list(spec.bindings),
-            spec.filtered,
-            spec.handler,
-            spec.prefetch,
-            spec.max_deliveries,
-            spec.exclusive,
-        )
-        sub.batch_handler, sub.batch_size, sub.batch_linger = (
-            spec.batch_handler,
-            spec.batch_size,
-            spec.batch_linger,
-        )
+        sub = _RabbitSubscription(self, spec)
         if not spec.exclusive:
             # Declare now, so events published before run() starts are kept (as in-process).
             # An exclusive queue belongs to the connection that declares it: run() does that.
@@ -516,23 +500,24 @@ def _outgoing_of(message: amqp.Message) -> OutgoingMessage:
 
 
 class _RabbitSubscription(Subscription):
-    def __init__(
-        self,
-        bus: RabbitMQBus,
-        queue: str,
-        bindings: list[str],
-        filtered: dict[str, dict[str, str]],
-        handler: Handler,
-        prefetch: int,
-        max_deliveries: int,
-        exclusive: bool,
-    ) -> None:
-        self.bus, self.queue, self.bindings, self.filtered = bus, queue, bindings, filtered
-        self.handler = handler
-        self.prefetch, self.max_deliveries, self.exclusive = prefetch, max_deliveries, exclusive
-        self.batch_handler: BatchHandler | None = None
-        self.batch_size = 1
-        self.batch_linger = 0.0
+    def __init__(self, bus: RabbitMQBus, spec: SubscriptionSpec) -> None:
+        self.bus, self.queue, self.bindings, self.filtered = (
+            bus,
+            spec.queue,
+            list(spec.bindings),
+            spec.filtered,
+        )
+        self.handler = spec.handler
+        self.prefetch, self.max_deliveries, self.exclusive = (
+            spec.prefetch,
+            spec.max_deliveries,
+            spec.exclusive,
+        )
+        self.batch_handler, self.batch_size, self.batch_linger = (
+            spec.batch_handler,
+            spec.batch_size,
+            spec.batch_linger,
+        )
         # Classic (exclusive) queues do not count deliveries: count them here, per message.
         self._attempts: dict[str, int] = {}
         # Deliveries received and not yet applied: (attempts key, delivery).
