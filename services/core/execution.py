@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.orm import Session
 
 from shared import task_states as st
 from shared.db import is_postgres, upsert
@@ -143,20 +144,7 @@ class _Batch:
         if self.released_leases:
             session.execute(delete(LEASES).where(LEASES.c.task_pk.in_(sorted(self.released_leases))))
         if self.leases:
-            # rows in key order, as the heartbeats' upsert takes them: two transactions locking
-            # the same leases never wait on each other in a cycle
-            rows = [self.leases[pk] for pk in sorted(self.leases)]
-            insert = upsert(session.get_bind(), LEASES).values(rows)
-            session.execute(
-                insert.on_conflict_do_update(
-                    index_elements=[LEASES.c.task_pk],
-                    set_={
-                        "attempt": insert.excluded.attempt,
-                        "worker_name": insert.excluded.worker_name,
-                        "expires_at": insert.excluded.expires_at,
-                    },
-                )
-            )
+            _write_leases(session, [self.leases[pk] for pk in sorted(self.leases)])
             self.uow.wake(LEASE_SIGNAL)
 
 
@@ -440,8 +428,15 @@ def _renew(uow: UnitOfWork, beat: catalog.WorkerHeartbeat, expires_at: datetime)
         {"task_pk": pk, "attempt": newest[pk], "worker_name": beat.worker_name, "expires_at": expires_at}
         for pk in sorted(newest)
     ]
-    insert = upsert(uow.session.get_bind(), LEASES).values(rows)
-    uow.session.execute(
+    _write_leases(uow.session, rows, newer_only=True)
+    uow.wake(LEASE_SIGNAL)
+
+
+def _write_leases(session: Session, rows: list[dict[str, Any]], *, newer_only: bool = False) -> None:
+    """Insert or replace the leases of `rows` (in key order: two transactions locking the same
+    leases never wait on each other in a cycle); `newer_only` keeps a lease of a newer attempt."""
+    insert = upsert(session.get_bind(), LEASES).values(rows)
+    session.execute(
         insert.on_conflict_do_update(
             index_elements=[LEASES.c.task_pk],
             set_={
@@ -449,10 +444,9 @@ def _renew(uow: UnitOfWork, beat: catalog.WorkerHeartbeat, expires_at: datetime)
                 "worker_name": insert.excluded.worker_name,
                 "expires_at": insert.excluded.expires_at,
             },
-            where=LEASES.c.attempt <= insert.excluded.attempt,
+            where=LEASES.c.attempt <= insert.excluded.attempt if newer_only else None,
         )
     )
-    uow.wake(LEASE_SIGNAL)
 
 
 def revoke_what_should_not_run(uow: UnitOfWork, worker: str, active: Iterable[catalog.ActiveAttempt]) -> None:
