@@ -11,7 +11,7 @@ import pytest
 from services.monitoring.alerts.channels import SmtpSettings, WebhookSettings
 from services.monitoring.alerts.egress import EgressPolicy
 from services.monitoring.alerts.notifier import Notifier
-from shared.testing.brand_isolation import assert_not_found_for
+from shared.testing.brand_isolation import assert_not_found_for, on_item
 from shared.testing.fixtures import OTHER_BRAND, wait_until
 
 from .contract import assert_matches_contract
@@ -117,7 +117,7 @@ class TestCrud:
             True,
         )
         other = auth.headers(brand=OTHER_BRAND)
-        assert_not_found_for(client, other, [("get", item), ("patch", item), ("delete", item)])
+        assert_not_found_for(client, other, on_item(item, "get", "patch", "delete"))
         assert client.get(URL, headers=other).json["count"] == 0
         assert client.delete(item, headers=auth.headers(role="operator")).status_code == 403
         assert client.delete(item, headers=auth.headers(role="admin")).status_code == 204

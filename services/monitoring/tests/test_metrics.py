@@ -8,7 +8,7 @@ import pytest
 
 from shared.events.catalog import TaskCreated, TaskDeleted, TaskRetried, TaskStarted
 from shared.events.envelope import iso, utcnow
-from shared.testing.brand_isolation import assert_not_found_for
+from shared.testing.brand_isolation import assert_not_found_for, on_item
 from shared.testing.fixtures import OTHER_BRAND
 
 from .contract import assert_matches_contract
@@ -150,7 +150,7 @@ class TestWrite:
         )
         assert client.patch(item, json={"base_task": 1}, headers=auth.headers()).status_code == 400
         assert client.delete(item, headers=auth.headers(role="viewer")).status_code == 403
-        assert_not_found_for(client, auth.headers(brand=OTHER_BRAND), [("get", item), ("delete", item)])
+        assert_not_found_for(client, auth.headers(brand=OTHER_BRAND), on_item(item, "get", "delete"))
         assert client.delete(item, headers=auth.headers(role="operator")).status_code == 204
         assert client.get(item, headers=auth.headers()).status_code == 404
 

@@ -9,7 +9,7 @@ import pytest
 
 from shared.events.catalog import ActiveAttempt, WorkerHeartbeat
 from shared.events.envelope import iso, utcnow
-from shared.testing.brand_isolation import assert_not_found_for
+from shared.testing.brand_isolation import assert_not_found_for, on_item
 from shared.testing.fixtures import OTHER_BRAND
 
 from .contract import assert_matches_contract
@@ -147,7 +147,7 @@ def test_manual_records_belong_to_their_brand_and_admins_delete_them(client, aut
     assert renamed.status_code == 400 and "worker_name" in renamed.json["field_errors"]
     # another brand neither sees nor touches it (it would falsify that brand's fleet figures)
     other = auth.headers(role="admin", brand=OTHER_BRAND)
-    assert_not_found_for(client, other, [("get", item), ("delete", item)])
+    assert_not_found_for(client, other, on_item(item, "get", "delete"))
     assert workers(client, auth)["count"] == 1
     assert client.get(URL, headers=other).json["count"] == 0
     assert client.get(f"{URL}overview/", headers=other).json["total_workers"] == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.testing.brand_isolation import assert_not_found_for
+from shared.testing.brand_isolation import assert_not_found_for, on_item
 from shared.testing.fixtures import OTHER_BRAND
 
 from .conftest import P, sqlite_only
@@ -96,14 +96,7 @@ class TestCronJobs:
         assert_not_found_for(
             client,
             other,
-            [
-                ("get", item),
-                ("patch", item),
-                ("put", item),
-                ("delete", item),
-                ("post", f"{item}execute/"),
-                ("get", f"{item}runs/"),
-            ],
+            [*on_item(item), ("post", f"{item}execute/"), ("get", f"{item}runs/")],
         )
         assert client.get(J, headers=other).json["count"] == 0
 
@@ -247,10 +240,7 @@ class TestCalendars:
             client,
             other,
             [
-                ("get", base),
-                ("patch", base),
-                ("put", base),
-                ("delete", base),
+                *on_item(base),
                 ("get", f"{base}events/"),
                 ("post", f"{base}tasks/", {"periodic_task": schedule["id"]}),
                 ("delete", f"{base}tasks/{schedule['id']}/"),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.testing.brand_isolation import assert_not_found_for
+from shared.testing.brand_isolation import assert_not_found_for, on_item
 from shared.testing.fixtures import OTHER_BRAND
 
 from .conftest import P, sqlite_only
@@ -223,10 +223,7 @@ def test_another_brand_sees_nothing(client, auth, make_schedule, clock):
         client,
         other,
         [
-            ("get", base),
-            ("put", base),
-            ("patch", base),
-            ("delete", base),
+            *on_item(base),
             ("post", f"{base}toggle/"),
             ("post", f"{base}execute-now/"),
             ("get", f"{base}runs/"),
