@@ -14,12 +14,14 @@ Each matching wall-clock time therefore fires exactly once, and instants are str
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from croniter.croniter import CroniterBadDateError
+
+from .zones import offset_change
 
 SHORTHANDS = {
     "@yearly": "0 0 1 1 *",
@@ -70,15 +72,7 @@ def resolve(wall: datetime, tz: ZoneInfo) -> datetime:
         return first  # exists (the first occurrence if it is repeated)
     # skipped by a spring change: bisect for the transition, the first instant after the gap
     before = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)  # earlier offset, before the gap
-    low, high = min(first, before), max(first, before)
-    offset_after = high.astimezone(tz).utcoffset()
-    while high - low > timedelta(seconds=1):
-        middle = low + (high - low) / 2
-        if middle.astimezone(tz).utcoffset() == offset_after:
-            high = middle
-        else:
-            low = middle
-    return high.replace(microsecond=0)
+    return offset_change(tz, min(first, before), max(first, before))
 
 
 @lru_cache(maxsize=65536)

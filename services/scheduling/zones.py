@@ -34,6 +34,19 @@ def _offset_text(delta: timedelta | None) -> str:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
+def offset_change(tz: ZoneInfo, low: datetime, high: datetime) -> datetime:
+    """The first instant, to the second, with the new UTC offset of `tz` when it changes once
+    between `low` (the old offset) and `high` (the new one): a bisection."""
+    old = low.astimezone(tz).utcoffset()
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(tz).utcoffset() == old:
+            low = middle
+        else:
+            high = middle
+    return high.replace(microsecond=0)
+
+
 def next_change(tz: ZoneInfo, now: datetime, horizon_days: int = 400) -> datetime | None:
     """The next instant the zone's UTC offset changes: hour steps, then a bisection to the second."""
     current = now.astimezone(tz).utcoffset()
@@ -42,13 +55,7 @@ def next_change(tz: ZoneInfo, now: datetime, horizon_days: int = 400) -> datetim
     for _ in range(horizon_days * 24):
         high = low + step
         if high.astimezone(tz).utcoffset() != current:
-            while high - low > timedelta(seconds=1):
-                middle = low + (high - low) / 2
-                if middle.astimezone(tz).utcoffset() == current:
-                    low = middle
-                else:
-                    high = middle
-            return high.replace(microsecond=0)
+            return offset_change(tz, low, high)
         low = high
     return None
 
