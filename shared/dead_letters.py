@@ -47,8 +47,8 @@ def gauge_loop(service: str, bus: EventBus, queues: list[str]) -> Loop:
     return every(f"{service}.dead-letter-gauge", GAUGE_SECONDS, count)
 
 
-def parked_queues(bus: EventBus) -> dict[str, int]:
-    """{queue (without prefix): parked count} for every dead-letter queue of this prefix that
+def parked_queues(prefix: str) -> dict[str, int]:
+    """{queue (without prefix): parked count} for every dead-letter queue of this bus prefix that
     holds messages, read with rabbitmqctl (AMQP cannot list queues)."""
     if shutil.which("rabbitmqctl") is None:
         raise SystemExit("listing every queue needs rabbitmqctl on this machine; name a queue instead")
@@ -62,8 +62,8 @@ def parked_queues(bus: EventBus) -> dict[str, int]:
     found = {}
     for line in listing.splitlines():
         name, _, count = line.strip().rpartition("\t")
-        if name.startswith(bus.prefix) and name.endswith(".dead") and count.isdigit() and int(count):
-            found[name[len(bus.prefix) : -len(".dead")]] = int(count)
+        if name.startswith(prefix) and name.endswith(".dead") and count.isdigit() and int(count):
+            found[name[len(prefix) : -len(".dead")]] = int(count)
     return found
 
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None, bus: EventBus | None = None) -> int:
         bus = RabbitMQBus(os.environ["AMQP_URL"], prefix=os.environ.get("AMQP_PREFIX", "taskhub."))
     try:
         if args.command == "list" and args.queue is None:
-            print(json.dumps(parked_queues(bus), indent=2, sort_keys=True))
+            print(json.dumps(parked_queues(bus.prefix), indent=2, sort_keys=True))
         elif args.command == "list":
             print(json.dumps(show(bus, args.queue, args.limit), indent=2))
         else:

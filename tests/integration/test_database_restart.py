@@ -17,9 +17,10 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
+from shared.dead_letters import parked_queues
 from shared.testing.fixtures import wait_until
 
-from .conftest import Topology, rabbitmqctl
+from .conftest import Topology
 
 pytestmark = [
     pytest.mark.integration,
@@ -46,22 +47,6 @@ def postgres(action: str) -> None:
 
 def postgres_ready() -> bool:
     return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"], check=False).returncode == 0
-
-
-def parked(topology: Topology) -> dict[str, int]:
-    listing = subprocess.run(
-        rabbitmqctl("list_queues", "-q", "--no-table-headers", "name", "messages"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    counts = {}
-    for line in listing.splitlines():
-        name, _, count = line.strip().rpartition("\t")
-        if name.startswith(topology.prefix) and name.endswith(".dead") and count.isdigit() and int(count):
-            counts[name] = int(count)
-    return counts
 
 
 def test_postgresql_restarted_under_load_loses_nothing_and_parks_nothing(topology: Topology) -> None:
@@ -141,4 +126,6 @@ def test_postgresql_restarted_under_load_loses_nothing_and_parks_nothing(topolog
         return ids - recorded
 
     wait_until(lambda: not monitoring_missing(), 60, 1.0, "every completed task's metrics in monitoring")
-    assert parked(topology) == {}, "a consumer dead-lettered events because its database was away"
+    assert parked_queues(topology.prefix) == {}, (
+        "a consumer dead-lettered events because its database was away"
+    )
