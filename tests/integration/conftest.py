@@ -39,6 +39,20 @@ TEST_RATE = "20r/s"
 TEST_BURST = 20
 
 
+def restarts_shared(what: str, opt_in: str, order: int) -> list[pytest.MarkDecorator]:
+    """The marks of a test that stops a shared server (`what`): every other engineer's tests on
+    this machine would fail meanwhile, so it runs in CI only, or when `opt_in`=1, and last."""
+    return [
+        pytest.mark.integration,
+        pytest.mark.run_last(order),
+        pytest.mark.timeout(300),
+        pytest.mark.skipif(
+            os.environ.get("CI") != "true" and os.environ.get(opt_in) != "1",
+            reason=f"{what}: CI only, or {opt_in}=1",
+        ),
+    ]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`@pytest.mark.run_last(n)` tests run after all others, in increasing n (stable otherwise)."""
 

@@ -4,27 +4,17 @@ CI or when asked (TASKHUB_TEST_BROKER_RESTART=1), after every other test of the 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
 
-import pytest
 import requests
 
 from shared.testing.fixtures import wait_until
 
-from .conftest import Topology, rabbitmqctl
+from .conftest import Topology, rabbitmqctl, restarts_shared
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.run_last(2),
-    pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        os.environ.get("CI") != "true" and os.environ.get("TASKHUB_TEST_BROKER_RESTART") != "1",
-        reason="restarts the shared RabbitMQ: CI only, or TASKHUB_TEST_BROKER_RESTART=1",
-    ),
-]
+pytestmark = restarts_shared("restarts the shared RabbitMQ", "TASKHUB_TEST_BROKER_RESTART", order=2)
 
 
 def control(*args: str) -> None:

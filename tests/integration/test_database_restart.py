@@ -6,7 +6,6 @@ again). It stops the shared PostgreSQL, so it runs only in CI or when asked
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -14,23 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-import pytest
 import requests
 
 from shared.dead_letters import parked_queues
 from shared.testing.fixtures import wait_until
 
-from .conftest import Topology
+from .conftest import Topology, restarts_shared
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.run_last(3),
-    pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        os.environ.get("CI") != "true" and os.environ.get("TASKHUB_TEST_DATABASE_RESTART") != "1",
-        reason="stops the shared PostgreSQL: CI only, or TASKHUB_TEST_DATABASE_RESTART=1",
-    ),
-]
+pytestmark = restarts_shared("stops the shared PostgreSQL", "TASKHUB_TEST_DATABASE_RESTART", order=3)
 
 DOWN_SECONDS = 4
 
