@@ -176,6 +176,25 @@ def bench_idle(quick: bool, platforms: Platforms) -> list[Figure]:
     ]
 
 
+def percentiles(
+    name: str, run: dict[str, float], budget_ms: float | None = None, note: str = ""
+) -> list[Figure]:
+    """A scenario run's p50 and p99 (`run["p50_ms"]`, `run["p99_ms"]`), the p99 held to
+    `budget_ms` when there is one; `note` follows the percentile in the figure's name."""
+    after = f" {note}" if note else ""
+    p99 = run["p99_ms"]
+    return [
+        Figure(f"{name} p50{after}", "ms", (run["p50_ms"],)),
+        Figure(
+            f"{name} p99{after}",
+            "ms",
+            (p99,),
+            f"< {budget_ms:g} ms" if budget_ms is not None else "",
+            p99 < budget_ms if budget_ms is not None else None,
+        ),
+    ]
+
+
 def bench_convergence(quick: bool, platforms: Platforms) -> list[Figure]:
     from .scenarios import convergence
 
@@ -185,14 +204,7 @@ def bench_convergence(quick: bool, platforms: Platforms) -> list[Figure]:
             r = convergence.run(p, rate, seconds, drain_s)
         label = f"convergence {rate} t/s for {seconds} s ({r['tasks']:.0f} tasks)"
         figures += [
-            Figure(f"{label}: completed->in filters p50", "ms", (r["p50_ms"],)),
-            Figure(
-                f"{label}: completed->in filters p99",
-                "ms",
-                (r["p99_ms"],),
-                "< 500 ms" if rate == 100 else "",
-                r["p99_ms"] < 500 if rate == 100 else None,
-            ),
+            *percentiles(f"{label}: completed->in filters", r, 500 if rate == 100 else None),
             Figure(f"{label}: slowest", "ms", (r["max_ms"],)),
             Figure(
                 f"{label}: never converged ({drain_s} s)",
@@ -270,10 +282,7 @@ def bench_read(quick: bool, platforms: Platforms) -> list[Figure]:
             queries.update(read_paths.MONITORING_QUERIES)
         timings = read_paths.time_queries(p, queries, repeats)
     for name, t in timings.items():
-        figures.append(Figure(f"read {name} p50 ({rows} rows)", "ms", (t["p50_ms"],)))
-        figures.append(
-            Figure(f"read {name} p99 ({rows} rows)", "ms", (t["p99_ms"],), "< 30 ms", t["p99_ms"] < 30)
-        )
+        figures += percentiles(f"read {name}", t, 30, f"({rows} rows)")
     return figures
 
 
@@ -285,14 +294,7 @@ def bench_scheduler(quick: bool, platforms: Platforms) -> list[Figure]:
     for lookahead, label in ((10.0, "lookahead 10 s"), (0.0, "no lookahead")):
         r = scheduler.run(n, due, lookahead, lead_s)
         figures += [
-            Figure(f"scheduler fire delay p50 ({due}/{n} due, {label})", "ms", (r["p50_ms"],)),
-            Figure(
-                f"scheduler fire delay p99 ({due}/{n} due, {label})",
-                "ms",
-                (r["p99_ms"],),
-                "< 1000 ms",
-                r["p99_ms"] < 1000,
-            ),
+            *percentiles("scheduler fire delay", r, 1000, f"({due}/{n} due, {label})"),
             Figure(f"scheduler missed slots ({label})", "n", (r["missed"],), "0", r["missed"] == 0),
             Figure(f"scheduler doubled slots ({label})", "n", (r["doubled"],), "0", r["doubled"] == 0),
         ]
