@@ -4,6 +4,7 @@ cooldown notified (webhook signed, e-mail sent, retried), active alerts, history
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from services.monitoring.alerts.channels import SmtpSettings, WebhookSettings
 from services.monitoring.alerts.egress import EgressPolicy
 from services.monitoring.alerts.notifier import Notifier
+from services.monitoring.alerts.rules import CONDITIONS, METRIC_FIELDS, SEVERITIES
+from shared.config import REPO_ROOT
 from shared.testing.brand_isolation import assert_not_found_for, on_item
 from shared.testing.fixtures import OTHER_BRAND, wait_until
 
@@ -250,3 +253,17 @@ def test_notifications_are_delivered_signed_and_retried(client, auth, feed, make
         [mail] = inbox.messages
         assert mail.rcpt_tos == ["ops@example.com"] and mail.mail_from == "alerts@taskhub.test"
         assert task["task_id"] in mail.content.decode()
+
+
+def test_the_consoles_rule_form_offers_the_rules_own_choices():
+    """The console is static files: its alert rule form lists the choices itself, so this pins
+    them to the rules' (a metric the rules dropped would be offered and refused)."""
+    page = (REPO_ROOT / "console/static/pages/monitoring.js").read_text()
+    for name, choices in (
+        ("METRIC_FIELDS", METRIC_FIELDS),
+        ("CONDITIONS", CONDITIONS),
+        ("SEVERITIES", SEVERITIES),
+    ):
+        declared = re.search(rf"const {name} = \[(.*?)\];", page, re.S)
+        assert declared is not None, name
+        assert re.findall(r'"([^"]+)"', declared.group(1)) == list(choices), name
