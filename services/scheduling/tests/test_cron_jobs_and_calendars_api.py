@@ -176,14 +176,18 @@ class TestCalendars:
     def test_events_window_honours_zones_and_exclusions(self, client, auth, make_calendar, make_schedule):
         calendar = make_calendar(default_timezone="America/New_York", excluded_dates=["2026-06-03"])
         schedule = make_schedule(cron_expression="0 9 * * *", timezone="America/New_York", description="d")
-        client.post(
-            f"{C}{calendar['id']}/tasks/", json={"periodic_task": schedule["id"]}, headers=auth.headers()
-        )
-        window = client.get(
-            f"{C}{calendar['id']}/events/",
-            query_string={"start": "2026-06-02", "end": "2026-06-04"},
-            headers=auth.headers(),
-        ).json
+
+        def attach(schedule):
+            client.post(
+                f"{C}{calendar['id']}/tasks/", json={"periodic_task": schedule["id"]}, headers=auth.headers()
+            )
+
+        def events(**window):
+            return client.get(f"{C}{calendar['id']}/events/", query_string=window, headers=auth.headers())
+
+        attach(schedule)
+
+        window = events(start="2026-06-02", end="2026-06-04").json
         assert window["calendar_name"] == "holidays"
         assert window["period"] == {"start": "2026-06-02T00:00:00.000Z", "end": "2026-06-05T00:00:00.000Z"}
         assert [e["scheduled_at"] for e in window["events"]] == [
@@ -197,23 +201,12 @@ class TestCalendars:
             "scheduled_at": "2026-06-02T13:00:00.000Z",
         }
         assert window["total_events"] == 2
-        default = client.get(f"{C}{calendar['id']}/events/", headers=auth.headers()).json
+        default = events().json
         assert default["total_events"] == 6  # the next 7 days minus the excluded one
-        too_long = client.get(
-            f"{C}{calendar['id']}/events/",
-            query_string={"start": "2026-01-01", "end": "2027-06-01"},
-            headers=auth.headers(),
-        )
+        too_long = events(start="2026-01-01", end="2027-06-01")
         assert too_long.status_code == 400
-        minutely = make_schedule()
-        client.post(
-            f"{C}{calendar['id']}/tasks/", json={"periodic_task": minutely["id"]}, headers=auth.headers()
-        )
-        too_many = client.get(
-            f"{C}{calendar['id']}/events/",
-            query_string={"start": "2026-06-10", "end": "2026-06-20"},
-            headers=auth.headers(),
-        )
+        attach(make_schedule())  # every minute
+        too_many = events(start="2026-06-10", end="2026-06-20")
         assert too_many.status_code == 400
 
     def test_filters(self, client, auth, make_calendar, make_schedule):
