@@ -412,9 +412,7 @@ class Worker:
             ATTEMPTS.labels("completed").inc()
             self._report(
                 catalog.AttemptCompleted(
-                    **self._ids(running.message),
-                    started_at=running.started_at,
-                    finished_at=iso(utcnow()) or "",
+                    **self._ran(running),
                     result_data=outcome.get("result") or {},
                     metrics=metrics,
                 ),
@@ -572,9 +570,7 @@ class Worker:
         ATTEMPTS.labels("failed").inc()
         self._report(
             catalog.AttemptFailed(
-                **self._ids(message),
-                started_at=running.started_at,
-                finished_at=iso(utcnow()) or "",
+                **self._ran(running),
                 error_message=error,
                 traceback=trace,
                 retryable=bool(spec) and retryable,
@@ -593,6 +589,14 @@ class Worker:
             "task_id": str(get("task_id")),
             "attempt": int(get("attempt") or 0),
             "worker_name": self.config.name,
+        }
+
+    def _ran(self, running: Running) -> dict[str, Any]:
+        """How an outcome report names its attempt, and when it ran (it ends now)."""
+        return {
+            **self._ids(running.message),
+            "started_at": running.started_at,
+            "finished_at": iso(utcnow()) or "",
         }
 
     def _metrics_of(self, running: Running, reported: dict[str, Any]) -> catalog.AttemptMetrics:
