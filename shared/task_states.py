@@ -27,6 +27,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 RETRYABLE_FROM = tuple(s for s, targets in TRANSITIONS.items() if PENDING in targets and s in FINAL)
 CANCELLABLE_FROM = tuple(s for s, targets in TRANSITIONS.items() if CANCELLED in targets)
 
+# a task type's name, as handlers register it and tasks, schedules and alert rules name it
+TASK_TYPE_PATTERN = r"^[a-z0-9_.-]{1,100}$"
 PRIORITIES = ("low", "normal", "high", "critical")  # lowest first: a priority's rank is its index
 PRIORITY_RANK = {p: rank for rank, p in enumerate(PRIORITIES)}
 HIGHEST_FIRST = tuple(reversed(PRIORITIES))

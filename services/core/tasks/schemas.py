@@ -8,9 +8,8 @@ import marshmallow as ma
 
 from shared.api import ReadSchema, RefusesReadOnly, Schema, Timestamp, brand_of, creator_of
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
-from shared.task_states import PENDING, PRIORITIES, STATUSES
+from shared.task_states import PENDING, PRIORITIES, STATUSES, TASK_TYPE_PATTERN
 
-TASK_TYPE_PATTERN = r"^[a-z0-9_.-]{1,100}$"
 READ_ONLY_FIELDS = (
     "id", "task_id", "status", "progress_percentage", "brand", "created_by", "created_at",
     "updated_at", "started_at", "completed_at", "result_data", "error_message", "retry_count",

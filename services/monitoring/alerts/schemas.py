@@ -6,10 +6,11 @@ import marshmallow as ma
 
 from shared.api import ReadSchema, Schema, Timestamp, brand_of, creator_of
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
+from shared.task_states import TASK_TYPE_PATTERN
 
 from .rules import CONDITIONS, METRIC_FIELDS, SEVERITIES
 
-TASK_TYPE = ma.fields.String(validate=ma.validate.Regexp(r"^[a-z0-9_.-]{1,100}$"))
+TASK_TYPE = ma.fields.String(validate=ma.validate.Regexp(TASK_TYPE_PATTERN))
 # a name goes into e-mail subjects: no line break, no control character (header injection)
 NO_CONTROL = ma.validate.Regexp(
     r"^[^\x00-\x1f\x7f]*$", error="Control characters (line breaks, tabs) are not allowed."

@@ -6,9 +6,9 @@ import marshmallow as ma
 
 from shared.api import ReadSchema, Schema, Timestamp, brand_of, creator_of
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, page_schema
+from shared.task_states import TASK_TYPE_PATTERN
 
 from ..firing import FREQUENCY_CHOICES
-from ..periodic_tasks.schemas import TASK_TYPE_PATTERN
 
 
 class _CronJobFields(Schema):

@@ -6,11 +6,10 @@ import marshmallow as ma
 
 from shared.api import ReadSchema, RefusesReadOnly, Schema, Timestamp, brand_of, creator_of
 from shared.listing import CommaList, FlexibleBoolean, ListArgs, Ordering, QueryArgs, page_schema
+from shared.task_states import PRIORITIES, TASK_TYPE_PATTERN
 
 from ..run_views import RunSchema
 
-TASK_TYPE_PATTERN = r"^[a-z0-9_.-]{1,100}$"
-PRIORITIES = ("low", "normal", "high", "critical")
 MISFIRE_POLICIES = ("skip", "run_once", "run_all")
 OVERLAP_POLICIES = ("allow", "skip", "cancel_previous")
 RUN_STATUSES = ("success", "failed", "running")
