@@ -122,7 +122,9 @@ class TokenVerifier:
         return claims
 
     def authenticate(self, token: str, brand_header: str | None) -> Principal:
-        issuer = MachineVerifier.claims_issuer(token)
+        # a user token verified before needs no second look at its issuer (decoding it unverified
+        # cost as much as the rest of the check)
+        issuer = None if token in self._verified else MachineVerifier.claims_issuer(token)
         if issuer is None:
             return principal_from(self.verify(token), brand_header)
         try:

@@ -8,7 +8,7 @@ event by event (shared/events/delivery_batches.py), each reading the rows afresh
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, update
@@ -16,33 +16,21 @@ from sqlalchemy.orm import Session
 
 from shared.db import upsert
 
-# PostgreSQL takes at most 65,535 parameters per statement and SQLite 32,766: a larger batch
-# (TASKHUB_CONSUMER_BATCH above a few hundred) is written in several statements of this many.
-MAX_PARAMETERS = 30_000
-
 
 class ConcurrentChange(RuntimeError):
     """A row this batch believed new was written by a concurrent transaction."""
 
 
-def chunks(rows: Sequence[Mapping[str, Any]]) -> Iterator[Sequence[Mapping[str, Any]]]:
-    """`rows` in slices small enough for one statement's parameters."""
+def insert_new(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], key: str) -> None:
+    """Insert rows this batch found absent; ConcurrentChange if any is there now."""
     if not rows:
         return
-    size = max(1, MAX_PARAMETERS // max(1, len(rows[0])))
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
-def insert_new(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], key: str) -> None:
-    """Insert rows this batch found absent (multi-row VALUES); ConcurrentChange if any is there now."""
-    for part in chunks(rows):
-        statement = upsert(session.get_bind(), table).values(list(part))
-        inserted = session.execute(
-            statement.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
-        ).scalars()
-        if len(set(inserted)) != len(part):
-            raise ConcurrentChange(f"{table.name}: a row was inserted concurrently")
+    # an executemany of one statement: SQLAlchemy compiles it once and sends multi-row VALUES
+    # itself (insertmanyvalues); a `.values(rows)` statement was compiled again for every batch
+    statement = upsert(session.get_bind(), table).on_conflict_do_nothing(index_elements=[key])
+    inserted = session.execute(statement.returning(table.c[key]), list(rows)).scalars()
+    if len(set(inserted)) != len(rows):
+        raise ConcurrentChange(f"{table.name}: a row was inserted concurrently")
 
 
 def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], key: str = "id") -> None:

@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session
 from shared.db import upsert
 
 from ..models import MetricsHistogram as H
-from ..set_based import chunks
 from .fields import NUMERIC
 
 SMALLEST = 1e-6
@@ -93,8 +92,8 @@ class Deltas:
             if count or total or squares  # a value counted out and in again changes nothing
         ]
         self.rows.clear()
-        for part in chunks(rows):
-            statement = upsert(session.get_bind(), H).values(list(part))
+        if rows:
+            statement = upsert(session.get_bind(), H)
             table, new = H.__table__.c, statement.excluded
             session.execute(
                 statement.on_conflict_do_update(
@@ -104,7 +103,8 @@ class Deltas:
                         "total": table.total + new.total,
                         "squares": table.squares + new.squares,
                     },
-                )
+                ),
+                rows,
             )
 
 

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from shared.db import upsert
 
 from ..models import MetricsDaily, MetricsRecord
-from ..set_based import chunks
 from . import histogram
 from .fields import NUMERIC
 
@@ -68,12 +67,13 @@ class Rollup:
         ]
         self.days.clear()
         bigger = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
-        for part in chunks(rows):
-            statement = upsert(session.get_bind(), MetricsDaily).values(list(part))
+        if rows:
+            # one statement, compiled once, sent as multi-row VALUES by SQLAlchemy (executemany)
+            statement = upsert(session.get_bind(), MetricsDaily)
             table, new = MetricsDaily.__table__.c, statement.excluded
             sums = {name: table[name] + new[name] for name in SUMMED}
             sums["peak_memory_mb"] = bigger(table.peak_memory_mb, new.peak_memory_mb)
-            session.execute(statement.on_conflict_do_update(index_elements=list(KEY), set_=sums))
+            session.execute(statement.on_conflict_do_update(index_elements=list(KEY), set_=sums), rows)
         self.histograms.write(session)
 
 

@@ -263,8 +263,9 @@ def test_a_backlog_writes_the_rollup_rows_once_per_batch(container, feed):
 
 
 def test_events_per_statement_stay_under_the_parameter_limit(container, feed, monkeypatch):
-    """A batch larger than one statement's parameters is written in several statements."""
-    monkeypatch.setattr("services.monitoring.set_based.MAX_PARAMETERS", 100)
+    """A batch larger than one statement may carry is written in several statements (SQLAlchemy
+    splits an executemany by the dialect's page size and parameter limit)."""
+    monkeypatch.setattr(container.ctx.engine.dialect, "insertmanyvalues_page_size", 5)
     tasks = [feed.task() for _ in range(12)]
     with statements(container.ctx.engine) as seen:
         feed.apply_batch([feed.outcome(task, execution_time_ms=float(n)) for n, task in enumerate(tasks)])
