@@ -25,9 +25,9 @@ def run_background(service: str) -> None:
     settings = load_settings(service)
     configure_logging(settings.log_level, settings.log_json)
     # Kubernetes: a background pod shares no metrics folder with the web pods, so it serves its own
-    # /metrics (TASKHUB_METRICS_PORT): this process's figures only, those read on scrape (queue
-    # depths, dead letters) are the web pods'; `make up` leaves it unset, the web process shows its
-    # figures
+    # /metrics (TASKHUB_METRICS_PORT), with this process's figures only (the figures read on scrape,
+    # queue depths and dead letters, are the web pods'); `make up` leaves it unset, the web process
+    # shows its figures
     serve_metrics(settings)
     container = importlib.import_module(f"services.{service}.container").bootstrap(settings)
     loops = container.background_loops()
