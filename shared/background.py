@@ -26,20 +26,6 @@ class Loop:
     run: Callable[[StopSignal], None]
 
 
-def every(name: str, seconds: float, job: Callable[[], object]) -> Loop:
-    """A loop that calls `job` every `seconds`, logging (never dying of) its failures."""
-
-    def run(stop: StopSignal) -> None:
-        while not stop.is_set():
-            try:
-                job()
-            except Exception:
-                log.exception("periodic job failed", extra={"job": name})
-            stop.wait(seconds)
-
-    return Loop(name, run)
-
-
 def when_due(
     name: str, wakeup: Signal, job: Callable[[], datetime | None], *, retry_seconds: float = 5.0
 ) -> Loop:

@@ -14,6 +14,9 @@ ignores an event it has applied already).
 
 Queue names are given without the deployment's prefix (AMQP_PREFIX, `taskhub.` by default); the
 broker is AMQP_URL.
+
+`taskhub_dead_letters{service,queue}` (an alert fires when anything is parked) is counted when a
+service's /metrics is scraped (`dead_letter_figures`), for its consumers' queues.
 """
 
 from __future__ import annotations
@@ -25,26 +28,32 @@ import shutil
 import subprocess
 import sys
 
-from .background import Loop, every
+from prometheus_client.metrics_core import Metric
+
 from .events.bus import BusUnavailable, EventBus
-from .prometheus_metrics import DEAD_LETTERS
+from .prometheus_metrics import ScrapedFigures, scraped_gauge
 
 SHOWN_BYTES = 300
-GAUGE_SECONDS = 30.0
+
+DEAD_LETTERS = scraped_gauge(
+    "taskhub_dead_letters",
+    "Events a consumer parked in its queue's dead-letter queue (make dead-letters)",
+    ("service", "queue"),
+)
 
 
-def gauge_loop(service: str, bus: EventBus, queues: list[str]) -> Loop:
-    """A background process's loop that keeps `taskhub_dead_letters` current for its consumers'
-    queues (names without the prefix), so that an alert fires when anything is parked."""
+def dead_letter_figures(service: str, bus: EventBus, queues: list[str]) -> ScrapedFigures:
+    """`taskhub_dead_letters` of `service`'s consumers' queues (names without the prefix), one
+    passive declaration per queue. A broker that cannot tell leaves the figure out (unknown is not
+    zero)."""
 
-    def count() -> None:
+    def count() -> list[Metric]:
+        family = DEAD_LETTERS.family()
         for queue in queues:
-            try:
-                DEAD_LETTERS.labels(service, queue).set(bus.dead_letters(bus.prefix + queue))
-            except BusUnavailable:
-                continue  # unknown is not zero: the last figure stays
+            family.add_metric([service, queue], bus.dead_letters(bus.prefix + queue))
+        return [family]
 
-    return every(f"{service}.dead-letter-gauge", GAUGE_SECONDS, count)
+    return ScrapedFigures(f"{service}'s dead letters", count)
 
 
 def parked_queues(prefix: str) -> dict[str, int]:

@@ -23,7 +23,7 @@ from .config import load_settings
 from .embedded_secret import dev_secret
 from .errors import ApiError
 from .routes import SERVICES, STATIC_SITES, service_for_path
-from .service_app import build_embedded
+from .service_app import build_embedded, scraped_figures
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,14 @@ def _static_sites() -> dict[str, Flask]:
 
 
 def _fallback_app(apps: dict[str, Flask]) -> Flask:
-    """Answers what no service owns: /healthz, /readyz for the whole process, JSON 404s."""
+    """Answers what no service owns: /healthz, /readyz and /metrics for the whole process (every
+    service's figures, those its app reads on scrape included), JSON 404s."""
     from .errors import register_error_handlers
     from .prometheus_metrics import render
 
     app = Flask("taskhub.embedded")
     register_error_handlers(app)
+    scraped = [figures for service_app in apps.values() for figures in scraped_figures(service_app)]
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -106,7 +108,7 @@ def _fallback_app(apps: dict[str, Flask]) -> Flask:
 
     @app.get("/metrics")
     def metrics() -> Any:
-        payload, content_type = render()
+        payload, content_type = render(scraped)
         return app.response_class(payload, content_type=content_type)
 
     @app.route("/", defaults={"path": ""})

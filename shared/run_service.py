@@ -12,7 +12,6 @@ import argparse
 import importlib
 import logging
 
-from . import dead_letters
 from .background import run_until_signalled
 from .config import load_settings
 from .logs import configure_logging
@@ -26,11 +25,12 @@ def run_background(service: str) -> None:
     settings = load_settings(service)
     configure_logging(settings.log_level, settings.log_json)
     # Kubernetes: a background pod shares no metrics folder with the web pods, so it serves its own
-    # /metrics (TASKHUB_METRICS_PORT); `make up` leaves it unset, the web process shows its figures
+    # /metrics (TASKHUB_METRICS_PORT), with this process's figures only (the figures read on scrape,
+    # queue depths and dead letters, are the web pods'); `make up` leaves it unset, the web process
+    # shows its figures
     serve_metrics(settings)
     container = importlib.import_module(f"services.{service}.container").bootstrap(settings)
-    queues = [container.queue_of(consumer) for consumer in container.consumers()]
-    loops = [*container.background_loops(), dead_letters.gauge_loop(service, container.ctx.bus, queues)]
+    loops = container.background_loops()
     log.info("background process started", extra={"service": service, "loops": [x.name for x in loops]})
     try:
         run_until_signalled(loops)

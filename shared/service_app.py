@@ -22,12 +22,13 @@ from .errors import ApiError
 from .events.bus import EventBus
 from .logs import configure_logging
 from .migrations import upgrade
-from .prometheus_metrics import render
+from .prometheus_metrics import ScrapedFigures, render
 from .routes import service_path
 from .service_container import ServiceContainer
 from .service_context import ServiceContext, readiness
 
 JSON_METHODS = {"POST", "PUT", "PATCH"}
+SCRAPED = "taskhub.scraped_figures"
 
 
 class Bootstrap(Protocol):
@@ -73,8 +74,15 @@ def create_service_app(
         api.register_blueprint(blueprint, url_prefix=service_path(service.name, blueprint.url_prefix))
     for extension in service.extensions:
         extension(app)
+    app.extensions[SCRAPED] = container.scraped_figures()
     _operational_routes(app, container.ctx)
     return app
+
+
+def scraped_figures(app: Flask) -> list[ScrapedFigures]:
+    """The figures a service's app reads from its database and the broker on each /metrics scrape."""
+    figures: list[ScrapedFigures] = app.extensions[SCRAPED]
+    return figures
 
 
 def build_embedded(service: ServiceApp, settings: Settings) -> tuple[Flask, list[Loop]]:
@@ -141,7 +149,7 @@ def _operational_routes(app: Flask, ctx: ServiceContext) -> None:
 
     @app.get("/metrics")
     def metrics() -> Any:
-        payload, content_type = render()
+        payload, content_type = render(scraped_figures(app))
         return Response(payload, content_type=content_type)
 
     @app.get(f"{docs}/ping")

@@ -2,10 +2,11 @@
 
 A service subclasses `ServiceContainer` (a dataclass whose first field is the `ServiceContext`),
 adds its own fields, and supplies what only it knows: its inbox consumers (`consumers()`, each
-`ctx.inbox_consumer(name, handlers)`) and its own loops (`service_loops()`: dispatchers, watches,
-notifiers). The plumbing every service shares lives here once: the bus / session / unit-of-work
-accessors, and the assembly of the background process (the outbox relay, the inbox purge and the
-wake-up listener, one loop per consumer subscription, then the service's loops).
+`ctx.inbox_consumer(name, handlers)`), its own loops (`service_loops()`: dispatchers, watches,
+notifiers) and the figures its /metrics reads on scrape (`scraped_figures()`). The plumbing every
+service shares lives here once: the bus / session / unit-of-work accessors, the assembly of the
+background process (the outbox relay, the inbox purge and the wake-up listener, one loop per
+consumer subscription, then the service's loops) and the dead letters of its consumers' queues.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from .background import Loop
+from .dead_letters import dead_letter_figures
 from .events.bus import EventBus
 from .events.inbox_consumer import InboxConsumer
+from .prometheus_metrics import ScrapedFigures
 from .service_context import ServiceContext
 from .unit_of_work import UnitOfWork
 
@@ -53,6 +56,13 @@ class ServiceContainer:
     def service_loops(self) -> list[Loop]:
         """The service's own loops (periodic jobs, watches), after the messaging loops."""
         return []
+
+    def scraped_figures(self) -> list[ScrapedFigures]:
+        """What the service's web app reads when its /metrics is scraped (built once per app: each
+        keeps its last read for a few seconds): its consumers' dead letters, then the service's
+        own figures (a subclass adds them to this list)."""
+        queues = [self.queue_of(consumer) for consumer in self.consumers()]
+        return [dead_letter_figures(self.ctx.service, self.bus, queues)] if queues else []
 
     def background_loops(self) -> list[Loop]:
         """Everything the service's background process runs (shared/run_service.py)."""

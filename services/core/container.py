@@ -11,11 +11,13 @@ from shared.background import Loop, when_due
 from shared.config import Settings, env_bool, env_float, env_int
 from shared.events.bus import EventBus
 from shared.events.inbox_consumer import InboxConsumer
+from shared.prometheus_metrics import ScrapedFigures
 from shared.service_container import ServiceContainer
 from shared.service_context import ServiceContext, make_bus
 
-from . import attempt_credentials, execution, operations_gauges
+from . import attempt_credentials, execution
 from .models import Base
+from .operations_gauges import operations_figures
 from .read_model import read_model_handlers
 from .task_types import TaskTypeRegistry
 from .tasks.service import DUE_SIGNAL
@@ -56,8 +58,11 @@ class CoreContainer(ServiceContainer):
         return [
             when_due("core.dispatcher", self.ctx.wakeups.signal(DUE_SIGNAL), self._dispatch_due),
             when_due("core.lease-reaper", self.ctx.wakeups.signal(execution.LEASE_SIGNAL), self._reap),
-            operations_gauges.refresh_loop(self.uow, self.bus, self.registry.online_window.total_seconds()),
         ]
+
+    def scraped_figures(self) -> list[ScrapedFigures]:
+        online_seconds = self.registry.online_window.total_seconds()
+        return [*super().scraped_figures(), *operations_figures(self.uow, self.bus, online_seconds)]
 
     def _dispatch_due(self) -> datetime | None:
         """Dispatch what is due; returns when the next task becomes due."""

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+from shared.prometheus_metrics import SCRAPED_GAUGES
 from shared.routes import SERVICES
 
 HERE = Path(__file__).resolve().parents[2] / "deploy" / "observability"
@@ -48,7 +49,8 @@ METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
 def exported() -> dict[str, set[str]]:
-    """{series name: its label names} of every metric taskhub's processes define."""
+    """{series name: its label names} of every metric taskhub's processes define (their registry's
+    and the gauges their web apps compute on scrape)."""
     for module in PROCESS_MODULES:
         importlib.import_module(module)
     series: dict[str, set[str]] = {}
@@ -59,6 +61,9 @@ def exported() -> dict[str, set[str]]:
         labels = set(getattr(collector, "_labelnames", ()))
         for suffix in SUFFIXES[kind]:
             series[name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    for gauge in SCRAPED_GAUGES.values():  # read by a web app's collector on scrape, in no registry
+        if gauge.name.startswith("taskhub_"):
+            series[gauge.name] = set(gauge.labels)
     return series
 
 

@@ -12,6 +12,7 @@ import requests
 
 from deploy.local.supervision import processes
 from shared.testing.fixtures import wait_until
+from shared.testing.scraped_metrics import sample
 
 from .conftest import Topology
 
@@ -24,16 +25,6 @@ def scrape(port: int) -> str:
     response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
     return response.text
-
-
-def sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of one sample of a text exposition, None if absent."""
-    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    head = f"{name}{{{wanted}}}" if labels else name
-    for line in text.splitlines():
-        if line.startswith(head + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 def restarted(topology: Topology, name: str, old_pid: int) -> dict[str, Any] | None:
@@ -81,14 +72,15 @@ def test_the_worker_and_the_scheduler_serve_their_metrics(topology: Topology) ->
 
 
 def test_core_exports_queue_worker_and_dead_letter_figures(topology: Topology) -> None:
-    """core's background process refreshes them; its web process serves them (one metrics folder)."""
+    """core's web process reads them when scraped (no timer loop), once per scrape whichever
+    gunicorn worker answers (`sample` fails on a second copy of a figure)."""
     core = topology.state["ports"]["core"]
 
     def refreshed() -> str | None:
         text = scrape(core)
         return text if "taskhub_dead_letters{" in text and "taskhub_workers_live " in text else None
 
-    text = wait_until(refreshed, 45, 0.5, "core's background figures on core's /metrics")
+    text = wait_until(refreshed, 45, 0.5, "core's read figures on core's /metrics")
     assert sample(text, "taskhub_dead_letters", queue="core.reports", service="core") == 0
     for queue in ("low", "normal", "high", "critical"):
         assert sample(text, "taskhub_work_queue_ready_messages", queue=queue) is not None
