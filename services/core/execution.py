@@ -435,7 +435,7 @@ def _renew(uow: UnitOfWork, beat: catalog.WorkerHeartbeat, expires_at: datetime)
 def _write_leases(session: Session, rows: list[dict[str, Any]], *, newer_only: bool = False) -> None:
     """Insert or replace the leases of `rows` (in key order: two transactions locking the same
     leases never wait on each other in a cycle); `newer_only` keeps a lease of a newer attempt."""
-    insert = upsert(session.get_bind(), LEASES).values(rows)
+    insert = upsert(session.get_bind(), LEASES)  # an executemany: compiled once, not per batch
     session.execute(
         insert.on_conflict_do_update(
             index_elements=[LEASES.c.task_pk],
@@ -445,7 +445,8 @@ def _write_leases(session: Session, rows: list[dict[str, Any]], *, newer_only: b
                 "expires_at": insert.excluded.expires_at,
             },
             where=LEASES.c.attempt <= insert.excluded.attempt if newer_only else None,
-        )
+        ),
+        rows,
     )
 
 

@@ -100,7 +100,7 @@ def record_heartbeats(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
         if is_online
     }
     rows = [_row(name, beat, at, now) for name, (at, beat) in sorted(newest.items())]
-    statement = upsert(uow.session.get_bind(), Worker.__table__).values(rows)
+    statement = upsert(uow.session.get_bind(), Worker.__table__)  # an executemany: compiled once
     table, new = Worker.__table__.c, statement.excluded
     kept = {"id", "worker_name", "created_at"}
     changes = {name: new[name] for name in rows[0] if name not in kept}
@@ -110,7 +110,8 @@ def record_heartbeats(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
             index_elements=["worker_name"],
             set_=changes,
             where=or_(table.last_heartbeat.is_(None), table.last_heartbeat <= new.last_heartbeat),
-        )
+        ),
+        rows,
     )
     if set(newest) - online:
         uow.wake(WATCH_WAKEUP)
