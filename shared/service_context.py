@@ -16,7 +16,7 @@ from .background import Loop, when_due
 from .config import ConfigError, Settings, env_int
 from .db import make_engine, make_session_factory, messaging_tables
 from .events.bus import EventBus, FilteredBindings
-from .events.delivery_batches import DEFAULT_BATCH_LINGER_SECONDS
+from .events.delivery_batches import DEFAULT_BATCH_LINGER_SECONDS, DEFAULT_READ_MODEL_LINGER_SECONDS
 from .events.inbox_consumer import BatchEventHandler, EventHandler, InboxConsumer
 from .events.inbox_purge import InboxPurge
 from .events.inprocess_bus import InProcessBus
@@ -107,9 +107,11 @@ class ServiceContext:
         *,
         batch_handlers: Mapping[str, BatchEventHandler] | None = None,
         filtered: FilteredBindings | None = None,
+        read_model: bool = False,
     ) -> InboxConsumer:
         """The service's consumer `name`, applying up to TASKHUB_CONSUMER_BATCH deliveries per
-        transaction (docs/events.md)."""
+        transaction (docs/events.md). A `read_model` (a service following core's events, which
+        no task's trip waits on) lingers longer for larger batches."""
         batch_size = env_int(self.settings, "TASKHUB_CONSUMER_BATCH", DEFAULT_CONSUMER_BATCH)
         if batch_size < 1:
             raise ConfigError(f"TASKHUB_CONSUMER_BATCH must be at least 1, got {batch_size}")
@@ -122,7 +124,7 @@ class ServiceContext:
             batch_handlers=batch_handlers,
             filtered=filtered,
             batch_size=batch_size,
-            batch_linger=self.batch_linger,
+            batch_linger=self.read_model_linger if read_model else self.batch_linger,
         )
 
     @property
@@ -133,6 +135,18 @@ class ServiceContext:
         linger_ms = env_int(self.settings, "TASKHUB_BATCH_LINGER_MS", default_ms)
         if linger_ms < 0:
             raise ConfigError(f"TASKHUB_BATCH_LINGER_MS must be 0 or more, got {linger_ms}")
+        return linger_ms / 1000
+
+    @property
+    def read_model_linger(self) -> float:
+        """TASKHUB_READ_MODEL_LINGER_MS: the linger of the consumers that follow core's events
+        (monitoring, persistence, scheduling). Core's filters take a task's outcome and metrics
+        from the worker's report, so these are off every task's path: waiting longer turns the
+        batches of a steady stream into larger ones, each costing a fraction per event."""
+        default_ms = int(DEFAULT_READ_MODEL_LINGER_SECONDS * 1000)
+        linger_ms = env_int(self.settings, "TASKHUB_READ_MODEL_LINGER_MS", default_ms)
+        if linger_ms < 0:
+            raise ConfigError(f"TASKHUB_READ_MODEL_LINGER_MS must be 0 or more, got {linger_ms}")
         return linger_ms / 1000
 
     def database_ok(self) -> bool:

@@ -29,7 +29,7 @@ class MonitoringContainer(ServiceContainer):
     test_sends_per_minute: int = 5
 
     def consumers(self) -> list[InboxConsumer]:
-        return [self.ctx.inbox_consumer("monitoring", {}, batch_handlers=batch_handlers())]
+        return [self.ctx.inbox_consumer("monitoring", {}, batch_handlers=batch_handlers(), read_model=True)]
 
     def service_loops(self) -> list[Loop]:
         """Two loops that sleep until woken or until something they know of is due."""
