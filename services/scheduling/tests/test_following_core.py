@@ -170,6 +170,7 @@ def test_only_a_periodic_tasks_events_reach_scheduling_through_the_broker(
     )
     try:
         plain = core_client.post("/tasks/", json={"task_type": "example.noop"}, headers=auth.headers()).json
+        assert plain is not None and "id" in plain, plain
         assert core_client.post(f"/tasks/{plain['id']}/cancel/", headers=auth.headers()).status_code == 200
         made = client.post(
             P, json={"task_type": "example.noop", "cron_expression": "* * * * *"}, headers=auth.headers()
