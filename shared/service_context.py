@@ -4,7 +4,7 @@ outbox/inbox tables, the bus, and the unit-of-work factory the service layer use
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -107,6 +107,7 @@ class ServiceContext:
         *,
         batch_handlers: Mapping[str, BatchEventHandler] | None = None,
         filtered: FilteredBindings | None = None,
+        retired: Sequence[str] = (),
         read_model: bool = False,
     ) -> InboxConsumer:
         """The service's consumer `name`, applying up to TASKHUB_CONSUMER_BATCH deliveries per
@@ -123,6 +124,7 @@ class ServiceContext:
             handlers,
             batch_handlers=batch_handlers,
             filtered=filtered,
+            retired=retired,
             batch_size=batch_size,
             batch_linger=self.read_model_linger if read_model else self.batch_linger,
         )

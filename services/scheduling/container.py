@@ -54,10 +54,14 @@ class SchedulingContainer(ServiceContainer):
         return self.issuer.mint(SCHEDULE_RUN, brand_id, "machine:scheduling", 300, key=key, origin=origin)
 
     def consumers(self) -> list[InboxConsumer]:
-        """core's task events: created, updated and deleted of every task, the outcomes of
-        periodic tasks only, all a batch at a time (read_model.py)."""
+        """core's task events of periodic tasks only (created and the outcomes), a batch at a
+        time (read_model.py)."""
         consumer = self.ctx.inbox_consumer(
-            "scheduling", {}, batch_handlers=read_model.batch_handlers(), filtered=read_model.FILTERED
+            "scheduling",
+            {},
+            batch_handlers=read_model.batch_handlers(),
+            filtered=read_model.FILTERED,
+            retired=read_model.RETIRED_BINDINGS,
         )
         return [consumer]
 

@@ -4,7 +4,7 @@
   by scheduling, shared.machine_identity) when a user asks for a run now
   and wants the created task in the answer. The same key is in the run's `schedule.fired` event,
   so core makes one task whichever of the two arrives first.
-- `GET /tasks/{id}/` to read a `base_task` that the task.created read model has not seen yet.
+- `GET /tasks/{id}/` to read the task a periodic task is made from (`base_task`), its template.
 - `POST /tasks/{id}/cancel/` with a `cancel-run` grant for that task (overlap policy cancel_previous).
 
 The caller's `Authorization` and `X-Brand-ID` are forwarded (a `Caller`, built by the HTTP layer

@@ -1,5 +1,5 @@
-"""scheduling's tables: the schedules (periodic tasks, cron jobs), calendars, the run of every
-fired slot, and a read model of core's tasks (the templates of `base_task`)."""
+"""scheduling's tables: the schedules (periodic tasks, cron jobs), calendars and the run of every
+fired slot."""
 
 from __future__ import annotations
 
@@ -198,20 +198,3 @@ class ScheduleRun(Base):
         Index("ix_schedule_runs_cancel", "cancel_requested_at"),
         SQLITE_IDS,
     )
-
-
-class CoreTask(Base):
-    """What scheduling knows of core's tasks (from task.created / updated / deleted): enough to
-    use one as a template right after it was created."""
-
-    __tablename__ = "core_tasks"
-
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=False)
-    brand_id: Mapped[int] = mapped_column(Integer)
-    task_id: Mapped[str] = mapped_column(String(40))
-    task_type: Mapped[str] = mapped_column(String(100))
-    priority: Mapped[str] = mapped_column(String(10), default="normal")
-    description: Mapped[str] = mapped_column(Text, default="")
-    context_data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    max_retries: Mapped[int | None] = mapped_column(Integer)
-    timeout_minutes: Mapped[int | None] = mapped_column(Integer)

@@ -1,10 +1,12 @@
-"""What scheduling learns from core's task events: the tasks it may use as templates
-(`base_task`), which task each run created (task.created's `origin.idempotency_key`), and how
-each run ended, which feeds last_run_status, the overlap policy, stats and performance-analysis.
+"""What scheduling learns from core's task events: which task each run created (task.created's
+`origin.idempotency_key`), and how each run ended, which feeds last_run_status, the overlap
+policy, stats and performance-analysis.
 
-Bindings: task.created, task.updated and task.deleted of every task (any task may become a
-template), the outcomes (started, completed, failed, cancelled, retried) of periodic tasks only:
-core gives those the `periodic` header and the broker drops the others (`FILTERED`).
+Bindings: task.created and the outcomes (started, completed, failed, cancelled, retried) of
+periodic tasks only: core gives every event of a task a schedule created the `periodic` header
+and the broker drops the others (`FILTERED`), so a plain task costs scheduling no delivery.
+task.updated and task.deleted are not bound: nothing here acts on them. (A `base_task` template
+is asked of core when a periodic task is made: periodic_tasks/service.py `template_of`.)
 
 Every handler takes a run of consecutive events of its types and applies it with set-based
 statements (a few per batch, none per event), the rules applied in memory in delivery order,
@@ -20,33 +22,34 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, bindparam, case, delete, select, tuple_, update
+from sqlalchemy import Boolean, bindparam, case, select, update
 
-from shared.db import is_postgres, upsert
+from shared.db import is_postgres
 from shared.events.bus import FilteredBindings
 from shared.events.catalog import (
     PERIODIC_HEADER,
     TaskCancelled,
     TaskCompleted,
     TaskCreated,
-    TaskDeleted,
     TaskFailed,
     TaskRetried,
     TaskStarted,
-    TaskUpdated,
     read,
 )
 from shared.events.envelope import Envelope, parse_iso
 from shared.events.inbox_consumer import BatchEventHandler
 from shared.unit_of_work import UnitOfWork
 
-from .models import CRON_JOB, CoreTask, CronJob, PeriodicTask, ScheduleRun
+from .models import CRON_JOB, CronJob, PeriodicTask, ScheduleRun
 from .planning import SCHEDULES
 
 FINAL = ("success", "failed", "cancelled")
-TEMPLATE_FIELDS = ("task_type", "priority", "description", "context_data", "max_retries", "timeout_minutes")
 OUTCOMES = ("task.started", "task.completed", "task.failed", "task.cancelled", "task.retried")
-FILTERED: FilteredBindings = {event_type: {PERIODIC_HEADER: "1"} for event_type in OUTCOMES}
+FILTERED: FilteredBindings = {
+    event_type: {PERIODIC_HEADER: "1"} for event_type in ("task.created", *OUTCOMES)
+}
+# bound directly by earlier versions (the broker keeps a durable queue's bindings across deploys)
+RETIRED_BINDINGS = ("task.created", "task.updated", "task.deleted")
 
 _OUTCOME_CLASSES: dict[str, type[TaskStarted | TaskCompleted | TaskFailed | TaskCancelled | TaskRetried]] = {
     "task.started": TaskStarted,
@@ -57,35 +60,19 @@ _OUTCOME_CLASSES: dict[str, type[TaskStarted | TaskCompleted | TaskFailed | Task
 }
 
 
-# ------------------------------------------------------------------------- templates and links
+# ----------------------------------------------------------------------------------------- links
 
 
 def apply_created(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
-    """One insert of the new templates (a known task is kept as it is), and the runs whose slot
-    key the tasks carry learn their task."""
-    templates: dict[int, dict[str, Any]] = {}
+    """The runs whose slot key the new tasks carry learn their task."""
     links: dict[str, tuple[int, str, int]] = {}  # slot key -> (task, task_id, brand)
     for envelope in envelopes:
         if envelope.brand_id is None:
             continue
         task = read(envelope.data, TaskCreated)
-        templates.setdefault(
-            task.id,
-            {
-                "id": task.id,
-                "brand_id": envelope.brand_id,
-                "task_id": task.task_id,
-                **{name: getattr(task, name) for name in TEMPLATE_FIELDS},
-            },
-        )
         key = (task.origin or {}).get("idempotency_key")
         if key:
             links.setdefault(str(key), (task.id, task.task_id, envelope.brand_id))
-    if templates:
-        table = CoreTask.__table__
-        statement = upsert(uow.session.get_bind(), table).on_conflict_do_nothing(index_elements=[table.c.id])
-        # one multi-row statement (insertmanyvalues: compiled once and cached, one VALUES list)
-        uow.session.execute(statement, list(templates.values()))
     if links:
         _link_runs(uow, links)
 
@@ -111,40 +98,6 @@ def _link_runs(uow: UnitOfWork, links: dict[str, tuple[int, str, int]]) -> None:
     )
     if any(run.cancel_requested_at is not None for run in linked):
         uow.wake(SCHEDULES)  # a cancel_previous decision was waiting for this task: the scheduler asks core
-
-
-def apply_updated(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
-    """Templates follow their task's edits. Most task.updated say only a status changed: they
-    cost no statement."""
-    changes: dict[tuple[int, int], dict[str, Any]] = {}
-    for envelope in envelopes:
-        event = read(envelope.data, TaskUpdated)
-        edited = {k: v for k, v in event.changed.items() if k in TEMPLATE_FIELDS and k != "task_type"}
-        if edited and envelope.brand_id is not None:
-            changes.setdefault((event.id, envelope.brand_id), {}).update(edited)
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    for (task, brand), edited in changes.items():
-        columns = tuple(sorted(edited))
-        by_columns[columns].append({"task": task, "brand": brand, **{f"v_{c}": edited[c] for c in columns}})
-    table = CoreTask.__table__
-    for columns, rows in by_columns.items():
-        uow.session.execute(
-            update(table)
-            .where(table.c.id == bindparam("task"), table.c.brand_id == bindparam("brand"))
-            .values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}),
-            rows,
-        )
-
-
-def apply_deleted(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
-    doomed = {
-        (read(envelope.data, TaskDeleted).id, envelope.brand_id)
-        for envelope in envelopes
-        if envelope.brand_id is not None
-    }
-    if doomed:
-        table = CoreTask.__table__
-        uow.session.execute(delete(table).where(tuple_(table.c.id, table.c.brand_id).in_(sorted(doomed))))
 
 
 # -------------------------------------------------------------------------------- run outcomes
@@ -335,10 +288,6 @@ def _write_schedules(uow: UnitOfWork, news: dict[tuple[str, int], _ScheduleNews]
 
 
 def batch_handlers() -> dict[str, BatchEventHandler]:
-    handlers: dict[str, BatchEventHandler] = {
-        "task.created": apply_created,
-        "task.updated": apply_updated,
-        "task.deleted": apply_deleted,
-    }
+    handlers: dict[str, BatchEventHandler] = {"task.created": apply_created}
     # one handler for every outcome, so that a stream of them is one run, not one per type
     return handlers | {event_type: apply_outcomes for event_type in OUTCOMES}

@@ -151,6 +151,7 @@ class SubscriptionSpec:
     batch_handler: BatchHandler | None
     batch_size: int
     batch_linger: float
+    retired: tuple[str, ...] = ()
 
 
 class EventBus(ABC):
@@ -177,6 +178,7 @@ class EventBus(ABC):
         batch_handler: BatchHandler | None = None,
         batch_size: int = 1,
         batch_linger: float = 0.0,
+        retired: Sequence[str] = (),
     ) -> Subscription:
         """A durable queue named `queue`, bound to the events exchange with `bindings` (topic
         patterns such as `task.*`) and with `filtered` ones (a pattern and the headers an event
@@ -184,9 +186,14 @@ class EventBus(ABC):
         makes a private, auto-deleted queue (for broadcasts only live workers care about).
         With `batch_handler`, up to `batch_size` deliveries received (waiting `batch_linger`
         seconds at most for more) go to it at once and are acknowledged after it returns; see
-        shared/events/delivery_batches.py."""
+        shared/events/delivery_batches.py. `retired`: patterns an earlier version bound directly
+        and this one does not (the broker keeps a durable queue's bindings across deploys, so
+        they are removed when the queue is declared)."""
         if max_deliveries < 1:
             raise ValueError("max_deliveries must be at least 1")
+        kept = sorted(set(retired) & set(bindings))
+        if kept:
+            raise ValueError(f"patterns both bound and retired: {kept}")
         return self._subscribe(
             SubscriptionSpec(
                 queue=self.prefix + queue,
@@ -199,6 +206,7 @@ class EventBus(ABC):
                 batch_handler=batch_handler,
                 batch_size=max(1, batch_size),
                 batch_linger=max(0.0, batch_linger),
+                retired=tuple(retired),
             )
         )
 

@@ -54,6 +54,7 @@ class InboxConsumer:
         *,
         batch_handlers: Mapping[str, BatchEventHandler] | None = None,
         filtered: FilteredBindings | None = None,
+        retired: Sequence[str] = (),
         batch_size: int = 1,
         batch_linger: float = 0.0,
     ) -> None:
@@ -66,6 +67,7 @@ class InboxConsumer:
             raise ValueError(f"events with two handlers: {sorted(overlap)}")
         # event type -> headers it must carry to be delivered (see EventBus.subscription)
         self.filtered = dict(filtered or {})
+        self.retired = tuple(retired)  # see EventBus.subscription
         self.batch_size, self.batch_linger = batch_size, batch_linger
 
     @property
@@ -79,6 +81,7 @@ class InboxConsumer:
             self.bindings,
             self,
             filtered=self.filtered,
+            retired=self.retired,
             batch_handler=self.apply_batch,
             batch_size=self.batch_size,
             batch_linger=self.batch_linger,

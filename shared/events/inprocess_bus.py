@@ -81,13 +81,19 @@ class InProcessBus(EventBus):
             self._declare(self.work_queue_name(priority), [], {}, DEFAULT_MAX_DELIVERIES)
 
     def _declare(
-        self, name: str, bindings: Sequence[str], filtered: FilteredBindings, max_deliveries: int
+        self,
+        name: str,
+        bindings: Sequence[str],
+        filtered: FilteredBindings,
+        max_deliveries: int,
+        retired: Sequence[str] = (),
     ) -> _Queue:
         with self._cond:
             queue = self._queues.get(name)
             if queue is None:
                 queue = self._queues[name] = _Queue(name, list(bindings), max_deliveries)
             else:
+                queue.bindings[:] = [b for b in queue.bindings if b not in retired]
                 queue.bindings.extend(b for b in bindings if b not in queue.bindings)
             queue.filtered.update({k: dict(v) for k, v in filtered.items()})
             return queue
@@ -145,7 +151,9 @@ class InProcessBus(EventBus):
 
     def _subscribe(self, spec: SubscriptionSpec) -> Subscription:
         # in one process, publishers append whole batches at once: nothing to linger for
-        queue_state = self._declare(spec.queue, spec.bindings, spec.filtered, spec.max_deliveries)
+        queue_state = self._declare(
+            spec.queue, spec.bindings, spec.filtered, spec.max_deliveries, spec.retired
+        )
         return _InProcessSubscription(self, queue_state, spec)
 
     def worker_link(

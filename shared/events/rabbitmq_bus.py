@@ -7,7 +7,8 @@ Broker layout (every name carries `prefix`):
   durable classic queue `Q.dead`;
 - `Q.filter`: a headers exchange per queue with filtered bindings, fed by the events exchange
   (exchange-to-exchange binding on the pattern) and bound to `Q` on the headers it asks for, so
-  the broker drops what the consumer would ignore.
+  the broker drops what the consumer would ignore. A binding a consumer no longer wants is
+  unbound when its queue is declared (`retired`), since a durable queue keeps its bindings.
 
 Consuming queues are quorum queues: the broker counts deliveries (`x-delivery-count`) and parks a
 message after `max_deliveries` of them, so a poison message can neither loop nor vanish. Exclusive
@@ -160,6 +161,7 @@ class _Topology:
         filtered: FilteredBindings,
         max_deliveries: int,
         exclusive: bool,
+        retired: Sequence[str] = (),
     ) -> None:
         self.declare_exchanges(channel)
         self.declare_dead_letter_queue(channel, queue)
@@ -169,6 +171,8 @@ class _Topology:
         else:
             arguments = _quorum_arguments(self.dead, queue, max_deliveries)
             channel.queue_declare(queue, durable=True, auto_delete=False, arguments=arguments)
+        for pattern in retired:  # a no-op where the binding is not there
+            channel.queue_unbind(queue, self.events, routing_key=pattern)
         for pattern in bindings:
             channel.queue_bind(queue, self.events, routing_key=pattern)
         if filtered:
@@ -507,7 +511,7 @@ class _RabbitSubscription(Subscription):
             list(spec.bindings),
             spec.filtered,
         )
-        self.handler = spec.handler
+        self.handler, self.retired = spec.handler, spec.retired
         self.prefetch, self.max_deliveries, self.exclusive = (
             spec.prefetch,
             spec.max_deliveries,
@@ -532,7 +536,13 @@ class _RabbitSubscription(Subscription):
         topology = self.bus._topology
         _declaring(
             lambda: topology.declare_subscription(
-                channel, self.queue, self.bindings, self.filtered, self.max_deliveries, self.exclusive
+                channel,
+                self.queue,
+                self.bindings,
+                self.filtered,
+                self.max_deliveries,
+                self.exclusive,
+                self.retired,
             )
         )
         self.bus._remember(self.queue)

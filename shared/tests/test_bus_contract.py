@@ -206,6 +206,35 @@ def test_filtered_binding_delivers_only_events_with_the_headers(bus: EventBus, r
     assert len(recorder.of(created)) == 1  # matched by both bindings, delivered once
 
 
+def test_a_retired_binding_is_removed_from_the_queue_an_earlier_version_bound(
+    bus: EventBus, runner: Runner
+) -> None:
+    bus.subscription("moved", ["task.created", "task.deleted"], Recorder())  # the earlier version
+    recorder = Recorder()
+    runner.start(
+        bus.subscription(
+            "moved",
+            [],
+            recorder,
+            filtered={"task.created": {"periodic": "1"}},
+            retired=["task.created", "task.deleted"],
+        )
+    )
+    plain, deleted, periodic = event("task.created"), event("task.deleted"), event("task.created")
+    periodic = OutgoingMessage(
+        EVENTS_EXCHANGE, "task.created", periodic.body, periodic.message_id, {"periodic": "1"}
+    )
+    bus.publish([plain, deleted, periodic])
+
+    wait_until(lambda: recorder.of(periodic), DEADLINE, message="the periodic event")
+    assert not recorder.of(plain) and not recorder.of(deleted)  # published before it, in one queue
+
+
+def test_a_pattern_cannot_be_both_bound_and_retired(bus: EventBus) -> None:
+    with pytest.raises(ValueError, match="both bound and retired"):
+        bus.subscription("confused", ["task.created"], Recorder(), retired=["task.created"])
+
+
 class FlakyDatabase:
     """A handler whose database is away for its first `outage` calls."""
 

@@ -25,18 +25,18 @@ from ..models import (
     SCHEDULE_DEFAULTS,
     Calendar,
     CalendarAttachment,
-    CoreTask,
     PeriodicTask,
     ScheduleRun,
 )
 from ..planning import SCHEDULES, replan
-from ..read_model import TEMPLATE_FIELDS
 from ..zones import check_zone
 
 log = logging.getLogger(__name__)
 
 # how many due schedules one execute-ready call fires (each answers with core's task)
 EXECUTE_READY_LIMIT = 100
+# what a periodic task copies from its `base_task`
+TEMPLATE_FIELDS = ("task_type", "priority", "description", "context_data", "max_retries", "timeout_minutes")
 
 
 def get_periodic_task(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> PeriodicTask:
@@ -44,22 +44,17 @@ def get_periodic_task(session: Session, brand_id: int, pk: int, *, lock: bool = 
     return get_owned(session, PeriodicTask, brand_id, pk, "Periodic task", lock=lock, options=[attachments])
 
 
-def template_of(
-    container: SchedulingContainer, uow: UnitOfWork, brand_id: int, pk: int, caller: Caller
-) -> dict[str, Any]:
-    """A core task used as a template: from the task.created read model, or, when that event has
-    not arrived yet, from core itself with the caller's own credentials."""
-    known = uow.session.get(CoreTask, pk)
-    if known is not None and known.brand_id == brand_id:
-        return {k: getattr(known, k) for k in TEMPLATE_FIELDS}
-    if known is None:
-        try:
-            task = container.core.get_task(caller, pk)
-        except CoreUnavailable:
-            raise Unavailable("core is unavailable; try again shortly.") from None
-        if task is not None and task.get("brand", {}).get("id") == brand_id:
-            return {k: task.get(k) for k in TEMPLATE_FIELDS}
-    raise InvalidField("base_task", "Task not found or access denied.")
+def template_of(container: SchedulingContainer, brand_id: int, pk: int, caller: Caller) -> dict[str, Any]:
+    """A core task used as a template, asked of core with the caller's own credentials: a rare
+    call, which spares scheduling a copy of every task core makes (it hears of periodic tasks
+    only)."""
+    try:
+        task = container.core.get_task(caller, pk)
+    except CoreUnavailable:
+        raise Unavailable("core is unavailable; try again shortly.") from None
+    if task is None or task.get("brand", {}).get("id") != brand_id:
+        raise InvalidField("base_task", "Task not found or access denied.")
+    return {k: task.get(k) for k in TEMPLATE_FIELDS}
 
 
 def _check(fields: dict[str, Any], current: PeriodicTask | None, now: datetime) -> None:
@@ -104,7 +99,7 @@ def create_periodic_task(
     base_task = fields.pop("base_task", None)
     template: dict[str, Any] = {}
     if base_task is not None:
-        template = template_of(container, uow, principal.brand_id, base_task, caller)
+        template = template_of(container, principal.brand_id, base_task, caller)
     elif not fields.get("task_type"):
         raise InvalidField("task_type", "Give a task_type, or a base_task to copy it from.")
     calendars = fields.pop("calendars", [])

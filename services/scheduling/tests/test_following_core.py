@@ -1,6 +1,7 @@
 """scheduling follows core's task events a batch at a time with set-based statements, exactly as
-one by one; it binds the outcomes of periodic tasks only (through the real broker); and the
-scheduler sleeps until a slot is due or a change wakes it, sending no query while idle."""
+one by one; it receives the events of periodic tasks only (through the real broker, core and
+scheduling together); and the scheduler sleeps until a slot is due or a change wakes it, sending
+no query while idle."""
 
 from __future__ import annotations
 
@@ -11,21 +12,18 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from services.scheduling import read_model
 from services.scheduling.app import SERVICE, create_app
-from services.scheduling.models import CoreTask, CronJob, PeriodicTask, ScheduleRun
+from services.scheduling.models import CronJob, PeriodicTask, ScheduleRun
 from services.scheduling.scheduler import Scheduler, scheduler_loops
 from shared.background import Loop, start_loops
 from shared.db import make_engine
-from shared.events.bus import EVENTS_EXCHANGE, OutgoingMessage
 from shared.events.catalog import (
-    PERIODIC_HEADER,
     TaskCancelled,
     TaskCompleted,
-    TaskDeleted,
     TaskFailed,
     TaskRetried,
     TaskStarted,
-    TaskUpdated,
 )
 from shared.events.envelope import Envelope
 from shared.events.rabbitmq_bus import RabbitMQBus
@@ -48,34 +46,31 @@ def runs(container: Any) -> list[ScheduleRun]:
 
 
 class TestBatches:
-    def test_a_batch_of_task_created_is_one_insert(self, container, clock, scheduler, make_schedule):
+    def test_a_batch_of_task_created_is_one_lookup_and_one_update(
+        self, container, clock, scheduler, make_schedule
+    ):
         make_schedule()
         clock.advance(seconds=60)
         scheduler.tick()
-        [run] = runs(container)
-        created = [task_created(1000 + n) for n in range(199)] + [task_created(2000, run.idempotency_key)]
-        with statements_of(container.ctx.engine) as log:
-            deliver(container, *created)
-        assert log.count("INSERT INTO core_tasks") == 1
-        assert log.count("UPDATE schedule_runs") == 1  # the one run whose slot created a task
-        assert log.count() <= 4, log.statements  # + the inbox's insert and the runs' lookup
-        with container.session_factory() as session:
-            assert len(session.scalars(select(CoreTask.id)).all()) == 200
-        assert (runs(container)[0].task_pk, runs(container)[0].task_ref) == (2000, "task_2000")
-
-    def test_status_only_updates_cost_no_statement(self, app, container):
-        deliver(container, task_created(7))
-        changes = [
-            core_event(TaskUpdated, 7, changed={"status": "pending", "attempt": n}, reason="worker lost")
-            for n in range(2, 50)
+        clock.advance(seconds=60)
+        scheduler.tick()
+        first, second = runs(container)
+        created = [task_created(1000 + n, f"manual:{n}") for n in range(198)] + [
+            task_created(2000, first.idempotency_key),
+            task_created(2001, second.idempotency_key),
         ]
         with statements_of(container.ctx.engine) as log:
-            deliver(container, *changes)
-        assert log.count("core_tasks") == 0 and log.count() == 1, log.statements  # the inbox alone
+            deliver(container, *created)
+        assert log.count("UPDATE schedule_runs") == 1  # the two runs whose slots created a task
+        assert log.count() == 3, log.statements  # + the inbox's insert and the runs' lookup
+        assert [(r.task_pk, r.task_ref) for r in runs(container)] == [
+            (2000, "task_2000"),
+            (2001, "task_2001"),
+        ]
 
     def test_a_batch_ends_as_one_by_one(self, container, clock, client, auth, sqlite_url):
         """The same events, in one batch here and one at a time on a twin database: the same
-        runs, schedules and templates."""
+        runs and schedules."""
         twin = build_container(sqlite_url("twin"), clock)
         twin_client = create_app(container=twin).test_client()
         for api in (client, twin_client):
@@ -119,15 +114,12 @@ def story(keys: dict[tuple[str, int], str]) -> list[Any]:
         core_event(TaskCancelled, 102),
         core_event(TaskStarted, 102),  # late: the run stays cancelled
         core_event(TaskCompleted, 202, started_at="2026-06-01T12:02:01.000Z"),  # short: no started
-        core_event(TaskUpdated, 101, changed={"priority": "high", "description": "x"}),
-        core_event(TaskUpdated, 102, changed={"status": "pending", "attempt": 2}),
         task_created(103, key("periodic", 3)),
         task_created(203, key("cron", 3)),
         core_event(TaskFailed, 103),
         core_event(TaskStarted, 103),
         core_event(TaskCancelled, 203),
         core_event(TaskCompleted, 999),  # no run of ours
-        core_event(TaskDeleted, 102),
     ]
 
 
@@ -143,56 +135,72 @@ def snapshot(container: Any) -> dict[str, Any]:
                 (s.id, s.last_run_status, s.successful_executions, s.failed_executions)
                 for s in session.scalars(select(CronJob))
             ],
-            "templates": [
-                (t.id, t.task_id, t.priority, t.description)
-                for t in session.scalars(select(CoreTask).order_by(CoreTask.id))
-            ],
         }
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_only_periodic_outcomes_reach_scheduling_through_the_broker(
-    database_url, clock, amqp_url, bus_prefix, auth
+def test_only_a_periodic_tasks_events_reach_scheduling_through_the_broker(
+    database_url, sqlite_url, clock, amqp_url, bus_prefix, auth
 ):
-    """core marks the events of periodic tasks with a header; scheduling's queue is bound to the
-    outcomes through it, so the broker drops the others (task.created still comes for all)."""
+    """core marks every event of a task a schedule made with a header, and scheduling's queue
+    is bound through it: a plain task, created and cancelled through core, never reaches it; a
+    periodic one's task.created links its run and its task.cancelled ends it. The queue starts
+    with the direct bindings of an earlier version, which its declaration removes."""
+    from services.core.app import create_app as create_core_app
+    from services.core.container import bootstrap as bootstrap_core
+
     bus = RabbitMQBus(amqp_url, prefix=bus_prefix)
+    queue = "scheduling.scheduling"
+    bus.subscription(queue, ["task.created", "task.updated", "task.deleted"], lambda d: None)  # as before
+    seen: list[tuple[str, int, str]] = []  # every task event core published: (type, task, event id)
+    spy = bus.subscription(
+        "test-spy",
+        ["task.#"],
+        lambda d: seen.append((d.routing_key, Envelope.from_json(d.body).data["id"], d.message_id or "")),
+    )
+    core = bootstrap_core(make_settings("core", sqlite_url("core")), bus=bus)
     container = build_container(database_url, clock, bus=bus)
-    client = create_app(container=container).test_client()
-    client.post(P, json={"task_type": "example.noop", "cron_expression": "* * * * *"}, headers=auth.headers())
-    clock.advance(seconds=60)
-    Scheduler(container).tick()
-    [run] = runs(container)
-    consumer = container.consumers()[0]
+    core_client, client = (
+        create_core_app(container=core).test_client(),
+        create_app(container=container).test_client(),
+    )
     stop = threading.Event()
-    threading.Thread(
-        target=consumer.subscription(bus, "scheduling.scheduling").run, args=(stop,), daemon=True
-    ).start()
-    plain = [task_created(1), core_event(TaskStarted, 1), core_event(TaskCompleted, 1)]
-    periodic = [task_created(2, run.idempotency_key), core_event(TaskCompleted, 2)]
-    sent = {}
-    for event in plain + periodic:
-        envelope = Envelope.of(event, 9)
-        headers = {PERIODIC_HEADER: "1"} if event in periodic else {}
-        bus.publish(
-            [
-                OutgoingMessage(
-                    EVENTS_EXCHANGE, envelope.event_type, envelope.to_json(), envelope.event_id, headers
-                )
-            ]
-        )
-        sent[(envelope.event_type, event.id)] = envelope.event_id
+    threads = start_loops(
+        [*core.background_loops(), *container.background_loops(), Loop("spy", spy.run)], stop
+    )
     try:
-        wait_until(lambda: runs(container)[0].status == "success", 15, message="the periodic outcome applied")
+        plain = core_client.post("/tasks/", json={"task_type": "example.noop"}, headers=auth.headers()).json
+        assert plain is not None and "id" in plain, plain
+        assert core_client.post(f"/tasks/{plain['id']}/cancel/", headers=auth.headers()).status_code == 200
+        made = client.post(
+            P, json={"task_type": "example.noop", "cron_expression": "* * * * *"}, headers=auth.headers()
+        )
+        assert made.status_code == 201, made.json
+        clock.advance(seconds=60)
+        Scheduler(container).tick()  # schedule.fired: core makes the run's task
+        [run] = wait_until(lambda: [r for r in runs(container) if r.task_pk], 15, message="the run linked")
+        assert core_client.post(f"/tasks/{run.task_pk}/cancel/", headers=auth.headers()).status_code == 200
+        wait_until(lambda: runs(container)[0].status == "cancelled", 15, message="the run cancelled")
+        expected = {("task.created", plain["id"]), ("task.cancelled", plain["id"])}
+        expected |= {("task.created", run.task_pk), ("task.cancelled", run.task_pk)}
+        wait_until(
+            lambda: expected <= {(kind, task) for kind, task, _ in seen}, 15, message="the spy saw all"
+        )
     finally:
         stop.set()
+        for thread in threads:
+            thread.join(5)
     inbox = container.ctx.inbox
     with container.ctx.engine.connect() as conn:
         applied = set(conn.execute(select(inbox.c.event_id)).scalars())
-    # FIFO: the plain outcomes went before the periodic one; had they been routed, they were here
-    assert sent[("task.created", 1)] in applied and sent[("task.created", 2)] in applied
-    assert sent[("task.started", 1)] not in applied and sent[("task.completed", 1)] not in applied
+    # the plain task's events were published first (FIFO): had they been routed, they were here
+    handled = set(read_model.batch_handlers())
+    assert applied == {event_id for kind, task, event_id in seen if task == run.task_pk and kind in handled}
+    assert not {event_id for _, task, event_id in seen if task == plain["id"]} & applied
+    figures = bus.queue_figures(bus.prefix + queue)
+    assert figures is not None and figures.ready == 0  # nothing left unread either
     container.ctx.dispose()
+    core.ctx.dispose()
     bus.close()
 
 

@@ -91,6 +91,15 @@ class TestValidation:
         response = client.post(P, data="{", headers={**auth.headers(), "Content-Type": "application/json"})
         assert response.status_code == 400 and response.json["error_code"] == "MALFORMED_JSON"
 
+    def test_a_template_needs_core(self, client, auth):
+        """`base_task` is asked of core (this suite's core does not answer): 503, nothing made."""
+        body = {"base_task": 7, "cron_expression": "* * * * *"}
+        response = client.post(P, json=body, headers=auth.headers())
+        assert (response.status_code, response.json["error_code"]) == (503, "SERVICE_UNAVAILABLE"), (
+            response.json
+        )
+        assert client.get(P, headers=auth.headers()).json["count"] == 0
+
 
 class TestLists:
     def test_filters_and_ordering(self, client, auth, make_schedule):

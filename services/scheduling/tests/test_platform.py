@@ -82,7 +82,7 @@ def test_a_task_is_a_template_right_after_it_was_created(platform, auth):
         json={"task_type": "example.sleep", "priority": "high", "context_data": {"seconds": 1}},
         headers=auth.headers(),
     ).json
-    # no wait for task.created: scheduling asks core when its read model has not seen the task
+    # no wait for any event: scheduling asks core for the template, with the caller's credentials
     created = platform.client.post(
         P, json={"base_task": task["id"], "cron_expression": "*/5 * * * *"}, headers=auth.headers()
     )
