@@ -62,6 +62,7 @@ class SchedulingContainer(ServiceContainer):
             batch_handlers=read_model.batch_handlers(),
             filtered=read_model.FILTERED,
             retired=read_model.RETIRED_BINDINGS,
+            read_model=True,
         )
         return [consumer]
 
