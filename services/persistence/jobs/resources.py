@@ -57,13 +57,15 @@ class Jobs(MethodView):
         """List persistent jobs"""
         return in_session(persistence(), paginate, queries.job_list(current_principal().brand_id, args), args)
 
-    @blp.error(503, "core, asked about a task this service has not heard of, did not answer (SERVICE_UNAVAILABLE).")
+    @blp.error(
+        503, "core, asked about a task this service has not heard of, did not answer (SERVICE_UNAVAILABLE)."
+    )
     @blp.arguments(JobCreateSchema)
     @blp.response(201, JobSchema)
     def post(self, fields: dict[str, Any]) -> Any:
         """Make an existing task persistent"""
         container = persistence()
-        caller = Caller.of(request.headers)
+        caller = Caller.of(dict(request.headers))
         return in_transaction(
             container, service.create_job, container.core, caller, current_principal().brand_id, fields
         )

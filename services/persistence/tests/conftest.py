@@ -132,7 +132,7 @@ class Core:
         self.container = bootstrap(
             make_settings("core", f"sqlite:///{directory / 'core.db'}"), bus=InProcessBus(prefix="core.")
         )
-        self.client = create_app(container=self.container).test_client()
+        self.client: Any = create_app(container=self.container).test_client()
         self.server = make_server("127.0.0.1", 0, self.client.application, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

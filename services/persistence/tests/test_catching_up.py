@@ -25,10 +25,12 @@ from shared.testing.fixtures import make_settings, wait_until
 JOBS = "/tasks/persistent-jobs/persistent-jobs"
 
 
-def test_a_task_that_ends_before_core_hears_of_its_job_ends_its_job(database_url: str, tmp_path: Path, auth: Any):
+def test_a_task_that_ends_before_core_hears_of_its_job_ends_its_job(
+    database_url: str, tmp_path: Path, auth: Any
+):
     bus = InProcessBus(prefix="t.")  # make run's bus: the same filtered bindings as the broker
     core = bootstrap_core(make_settings("core", f"sqlite:///{tmp_path / 'core.db'}"), bus=bus)
-    core_client = create_core_app(container=core).test_client()
+    core_client: Any = create_core_app(container=core).test_client()
     server = make_server("127.0.0.1", 0, core_client.application, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     persistence = bootstrap(
@@ -40,11 +42,14 @@ def test_a_task_that_ends_before_core_hears_of_its_job_ends_its_job(database_url
         ),
         bus=bus,
     )
-    client = create_app(container=persistence).test_client()
+    client: Any = create_app(container=persistence).test_client()
     consumer = persistence.consumers()[0]
     # core runs whole; persistence consumes, but its outbox (job.created) is relayed by hand
     stop = threading.Event()
-    loops = [*core.background_loops(), Loop("persistence", consumer.subscription(bus, "persistence.persistence").run)]
+    loops = [
+        *core.background_loops(),
+        Loop("persistence", consumer.subscription(bus, "persistence.persistence").run),
+    ]
     threads = start_loops(loops, stop)
     try:
         tasks = [
@@ -58,9 +63,13 @@ def test_a_task_that_ends_before_core_hears_of_its_job_ends_its_job(database_url
             assert made.json["status"] == "pending"
             jobs.append(made.json["id"])
         cancelled, deleted, edited = tasks
-        assert core_client.post(f"/tasks/{cancelled['id']}/cancel/", headers=auth.headers()).status_code == 200
+        assert (
+            core_client.post(f"/tasks/{cancelled['id']}/cancel/", headers=auth.headers()).status_code == 200
+        )
         assert core_client.delete(f"/tasks/{deleted['id']}/", headers=auth.headers()).status_code == 204
-        raised = core_client.patch(f"/tasks/{edited['id']}/", json={"priority": "critical"}, headers=auth.headers())
+        raised = core_client.patch(
+            f"/tasks/{edited['id']}/", json={"priority": "critical"}, headers=auth.headers()
+        )
         assert raised.status_code == 200, raised.json
 
         def rows(ctx: Any, table: Any) -> int:

@@ -78,7 +78,9 @@ def test_only_persistent_tasks_events_reach_persistence_through_the_broker(
 
     def publish(event: Any, headers: dict[str, str]) -> str:
         envelope = Envelope.of(event, 9)
-        message = OutgoingMessage(EVENTS_EXCHANGE, envelope.event_type, envelope.to_json(), envelope.event_id, headers)
+        message = OutgoingMessage(
+            EVENTS_EXCHANGE, envelope.event_type, envelope.to_json(), envelope.event_id, headers
+        )
         bus.publish([message])
         return envelope.event_id
 
@@ -94,7 +96,10 @@ def test_only_persistent_tasks_events_reach_persistence_through_the_broker(
 
     before = {k: v for k, v in read_model.FILTERED.items() if k not in ("task.created", "task.deleted")}
     old = container.ctx.inbox_consumer(
-        "persistence", read_model.event_handlers(), batch_handlers=read_model.batch_handlers(), filtered=before
+        "persistence",
+        read_model.event_handlers(),
+        batch_handlers=read_model.batch_handlers(),
+        filtered=before,
     )
     queue = "persistence.persistence"
     subscription = old.subscription(bus, queue)  # declares the queue

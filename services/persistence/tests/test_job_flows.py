@@ -12,7 +12,6 @@ from sqlalchemy import update
 from services.persistence.models import Checkpoint
 from shared.core_client import CoreTasks
 from shared.events.catalog import TaskCancelled, TaskCompleted, TaskFailed, TaskStarted, TaskUpdated
-
 from shared.testing.fixtures import OTHER_BRAND
 
 from .conftest import checkpoint, job_of, start, task_created
