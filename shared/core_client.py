@@ -8,7 +8,6 @@ the service never learns of a task its caller could not see.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +28,8 @@ class Caller:
     request_id: str = ""
 
     @classmethod
-    def of(cls, headers: Mapping[str, str]) -> Caller:
-        """From the headers of the caller's request."""
+    def of(cls, headers: Any) -> Caller:
+        """From the headers of the caller's request (werkzeug's, looked up case-insensitively)."""
         return cls(
             authorization=headers.get("Authorization", ""),
             brand_id=headers.get("X-Brand-ID", ""),

@@ -65,7 +65,7 @@ class Jobs(MethodView):
     def post(self, fields: dict[str, Any]) -> Any:
         """Make an existing task persistent"""
         container = persistence()
-        caller = Caller.of(dict(request.headers))
+        caller = Caller.of(request.headers)
         return in_transaction(
             container, service.create_job, container.core, caller, current_principal().brand_id, fields
         )
