@@ -250,8 +250,9 @@ def pdb(name: str, component_labels: dict[str, str], **budget: Any) -> dict[str,
 
 
 # Who may open a connection to a service's HTTP port besides the gateway: the processes that call
-# it directly (deploy/k8s/base/config.yaml: TASKHUB_CORE_URL, TASKHUB_PERSISTENCE_URL).
-INTERNAL_CALLERS = {"core": ("scheduler",), "persistence": ("worker",)}
+# it directly (deploy/k8s/base/config.yaml: TASKHUB_CORE_URL, TASKHUB_PERSISTENCE_URL; persistence asks
+# core for a task given a job through its API).
+INTERNAL_CALLERS = {"core": ("scheduler", "persistence"), "persistence": ("worker",)}
 # Prometheus scrapes /metrics from its own namespace (the label every namespace carries).
 METRICS_SCRAPER = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},

@@ -11,12 +11,22 @@ from sqlalchemy import select
 
 from shared import task_states as st
 from shared.domain_errors import DomainError
+from shared.events.catalog import TaskDeleted
 from shared.events.envelope import Envelope, parse_iso, utcnow
 from shared.unit_of_work import UnitOfWork
 
 from .models import Task
 from .task_types import TaskTypeRegistry
-from .tasks.service import Creator, NewTask, announce_status, create_task, dispatch, drop_lease, transition
+from .tasks.service import (
+    Creator,
+    NewTask,
+    announce_status,
+    create_task,
+    dispatch,
+    drop_lease,
+    task_headers,
+    transition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +63,36 @@ def on_resumability(uow: UnitOfWork, env: Envelope) -> None:
     from then on (its events carry the header persistence binds to)."""
     task = _task(uow, env)
     if task is None:
+        if env.event_type == "job.created":
+            _gone_before_its_job(uow, env)
         return
     if "can_resume" in env.data:
         task.is_resumable = bool(env.data["can_resume"])
-    if env.event_type.startswith("job."):
+    if env.event_type.startswith("job.") and not task.is_persistent:
         task.is_persistent = True
+        _state_for_persistence(uow, task)
+
+
+def _state_for_persistence(uow: UnitOfWork, task: Task) -> None:
+    """persistence made the job's row before this, and the task's events since carried no header:
+    it missed them (say the task completed meanwhile). The first event with the header states
+    where the task is now; core's events of a task are relayed in order, so nothing is lost."""
+    if task.status == st.FAILED and task.error_message:
+        reason = task.error_message
+    else:
+        reason = task.history[0].reason if task.history else "created"
+    announce_status(uow, task, reason, priority=task.priority)
+
+
+def _gone_before_its_job(uow: UnitOfWork, env: Envelope) -> None:
+    """The task was deleted before core heard of its job: its task.deleted carried no header, so
+    persistence is told again, with it, and drops the job. (persistence makes a job only for a
+    task core vouched for, to that brand: its worker's grant or core's answer to the caller.)"""
+    pk = int(env.data["base_task"])
+    if env.brand_id is None or uow.session.get(Task, pk) is not None:
+        return  # another brand's task: not a word about it
+    deleted = TaskDeleted(id=pk, task_id=str(env.data.get("task_id", "")))
+    uow.publish(deleted, env.brand_id, task_headers(is_periodic=False, is_persistent=True))
 
 
 def on_job_paused(uow: UnitOfWork, env: Envelope) -> None:

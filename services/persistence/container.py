@@ -11,6 +11,7 @@ from flask import current_app
 
 from shared.background import Loop
 from shared.config import Settings, env_float, env_int
+from shared.core_client import CoreTasks, core_url
 from shared.events.bus import EventBus
 from shared.events.inbox_consumer import InboxConsumer
 from shared.service_container import ServiceContainer
@@ -24,12 +25,13 @@ from .models import Base
 
 @dataclass
 class PersistenceContainer(ServiceContainer):
+    core: CoreTasks  # a task given a job through the API that this service has not heard of
     auto_resume_seconds: float  # how long a job stays stopped by accident before it is resumed; 0: never
     auto_resume_max_per_job: int
 
     def consumers(self) -> list[InboxConsumer]:
-        """core's task events: task.created and task.deleted of every task, a batch at a time;
-        the others of persistent tasks only (read_model.py)."""
+        """core's task events of persistent tasks only (the `persistent` header): task.created
+        and task.deleted a batch at a time, the others one by one (read_model.py)."""
         consumer = self.ctx.inbox_consumer(
             "persistence",
             read_model.event_handlers(),
@@ -62,6 +64,7 @@ def bootstrap(settings: Settings, bus: EventBus | None = None) -> PersistenceCon
     ctx = ServiceContext(settings, Base.metadata, bus or make_bus(settings))
     return PersistenceContainer(
         ctx=ctx,
+        core=CoreTasks(core_url(settings), timeout=env_float(settings, "TASKHUB_CORE_TIMEOUT_SECONDS", 5.0)),
         auto_resume_seconds=env_float(settings, "TASKHUB_AUTO_RESUME_SECONDS", 60),
         auto_resume_max_per_job=env_int(settings, "TASKHUB_AUTO_RESUME_MAX_PER_JOB", 3),
     )

@@ -1,12 +1,18 @@
-"""What persistence knows of core's tasks, learnt from core's task events only (never a call to
-core, never a worker's report), and how a job follows its task.
+"""What persistence knows of core's tasks, learnt from core's task events (never a worker's
+report), and how a job follows its task.
 
-Bindings: task.created and task.deleted for every task (any task may be given a job through the
-API, and a deleted task takes its job along); the other task events only for persistent tasks
-(core gives those the `persistent` header and the broker drops the others, see `FILTERED`).
-Every task costs one task.created here, so task.created and task.deleted are applied a batch at a
-time with set-based statements; the events of persistent tasks (a few per job) go one by one
-through the ORM and the job's lifecycle.
+Bindings: every task event, task.created and task.deleted included, of persistent tasks only:
+core gives those the `persistent` header and the broker drops the others (see `FILTERED`), so a
+plain task costs this service nothing. A task's row is made by the first of: its task.created
+(a task of a persistent type is persistent from its creation), the worker's for-task call (the
+worker may start first), or `POST /persistent-jobs/`, which asks core for a task this service has
+not heard of. A task becomes persistent in core when core hears of its job (job.created); the
+events core sent before carried no header, so core then states the task's current status,
+attempt and priority in a task.updated with the header, which `on_updated` applies under the
+rules below: nothing of what happened in between is lost.
+
+task.created and task.deleted are applied a batch at a time with set-based statements; the other
+events (a few per job) go one by one through the ORM and the job's lifecycle.
 
 Never backwards: an event of an older attempt changes nothing, a late `started` after its
 attempt's result changes nothing, and a final status sticks until a newer attempt starts or core's
@@ -45,8 +51,11 @@ from shared.unit_of_work import UnitOfWork
 from .jobs import lifecycle as lc
 from .models import PersistentJob, TaskRef
 
-# events of persistent tasks only (the `persistent` header), bound through the filter
+# the events this service acts on, of persistent tasks only (the `persistent` header), all bound
+# through the filter
 PERSISTENT_ONLY = (
+    "task.created",
+    "task.deleted",
     "task.updated",
     "task.started",
     "task.progress",
@@ -65,7 +74,7 @@ def _stage(status: str) -> int:
     return _STAGE.get(status, 2)
 
 
-# ------------------------------------------------------------------ every task: set-based batches
+# ------------------------------------------------------------- created and deleted: set-based batches
 
 
 def apply_created(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
@@ -153,7 +162,7 @@ def apply_deleted(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
     uow.session.execute(delete(refs).where(tuple_(refs.c.id, refs.c.brand_id).in_(sorted(doomed))))
 
 
-# -------------------------------------------------------------- persistent tasks: one by one (ORM)
+# ------------------------------------------------------------------ the others: one by one (ORM)
 
 
 def task_ref(uow: UnitOfWork, task_pk: int, brand_id: int | None, create: Any = None) -> TaskRef | None:
@@ -232,6 +241,9 @@ def on_updated(uow: UnitOfWork, env: Envelope) -> None:
         # the job already runs a newer attempt (a resumed job's for-task call came first): news
         # of an older one (its pause) must not stop it
         return
+    if status == ts.COMPLETED:  # core's statement of a task that completed before it was persistent
+        _complete(uow, ref)
+        return
     lost = status in (ts.PENDING, ts.RETRYING) and job is not None and job.status == lc.RUNNING
     lost = lost and job is not None and job.attempt < attempt
     _follow(uow, ref, reason=event.reason or "its worker was lost", interrupted=lost)
@@ -273,15 +285,19 @@ def on_finished(uow: UnitOfWork, env: Envelope) -> None:
     ref.attempt, ref.updated_at = event.attempt, utcnow()
     if isinstance(event, TaskCompleted):
         ref.status = ts.COMPLETED
-        job = lc.job_for_task(uow, ref.id)
-        if job is not None:
-            job.progress_percentage = 100.0
-            if job.total_steps is not None:
-                job.completed_steps = job.total_steps
-        _follow(uow, ref)
+        _complete(uow, ref)
         return
     ref.status = ts.RETRYING if event.will_retry else ts.FAILED
     _follow(uow, ref, reason=event.error_message or "failed", interrupted=event.dead_lettered)
+
+
+def _complete(uow: UnitOfWork, ref: TaskRef) -> None:
+    job = lc.job_for_task(uow, ref.id)
+    if job is not None:
+        job.progress_percentage = 100.0
+        if job.total_steps is not None:
+            job.completed_steps = job.total_steps
+    _follow(uow, ref)
 
 
 def on_retried(uow: UnitOfWork, env: Envelope) -> None:

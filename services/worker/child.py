@@ -198,6 +198,7 @@ def _open_job(
             "base_task": message["id"],
             "task_id": message["task_id"],
             "task_type": message["task_type"],
+            "priority": message["priority"],
             "attempt": message.get("attempt"),
             "delivery": delivery,
             "resume": message.get("resume"),

@@ -226,7 +226,8 @@ class TaskCreated(TaskEvent, kw_only=True):
 
 class TaskUpdated(TaskEvent, kw_only=True):
     """Fields of a task changed (by its owner, or a status core set on its own: worker lost, job
-    paused or resumed); `changed` holds the new values."""
+    paused or resumed); `changed` holds the new values. When a task becomes persistent (core hears
+    of its job), core states its current `status`, `attempt` and `priority` this way."""
 
     event_type: ClassVar[str] = "task.updated"
     changed: Json
@@ -354,7 +355,7 @@ class JobEvent(Event, kw_only=True):
 
 
 class JobCreated(JobEvent, kw_only=True):
-    """A persistent job was created for a task of a persistent type."""
+    """A persistent job was created for a task (of a persistent type, or given one through the API)."""
 
     event_type: ClassVar[str] = "job.created"
 

@@ -62,7 +62,8 @@ TaskEventHeaders = msgspec.defstruct(
     namespace={
         "__doc__": "AMQP headers of core's task events, so that a consumer can bind only to the events "
         f"it acts on: `{catalog.PERIODIC_HEADER}` when a schedule created the task, "
-        f'`{catalog.PERSISTENT_HEADER}` when its type is persistent; "1" when true, absent otherwise.'
+        f"`{catalog.PERSISTENT_HEADER}` when the task has a persistent job (from its creation when its type is "
+        'persistent); "1" when true, absent otherwise.'
     },
 )
 

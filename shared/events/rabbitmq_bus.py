@@ -175,6 +175,10 @@ class _Topology:
             channel.queue_unbind(queue, self.events, routing_key=pattern)
         for pattern in bindings:
             channel.queue_bind(queue, self.events, routing_key=pattern)
+        for pattern in filtered:
+            # a binding of the pattern itself, left by a version that took every such event, would
+            # let the events the filter drops through (unbinding a missing binding is a no-op)
+            channel.queue_unbind(queue, self.events, routing_key=pattern)
         if filtered:
             # one headers exchange per queue: what it lets through depends on this queue's needs
             gate = queue + ".filter"

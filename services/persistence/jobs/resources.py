@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
 
 from shared.api import Blueprint
 from shared.auth import current_principal, machine_target
+from shared.core_client import Caller
 from shared.crud import in_session, in_transaction
 from shared.listing import paginate
 
@@ -55,11 +57,18 @@ class Jobs(MethodView):
         """List persistent jobs"""
         return in_session(persistence(), paginate, queries.job_list(current_principal().brand_id, args), args)
 
+    @blp.error(
+        503, "core, asked about a task this service has not heard of, did not answer (SERVICE_UNAVAILABLE)."
+    )
     @blp.arguments(JobCreateSchema)
     @blp.response(201, JobSchema)
     def post(self, fields: dict[str, Any]) -> Any:
         """Make an existing task persistent"""
-        return in_transaction(persistence(), service.create_job, current_principal().brand_id, fields)
+        container = persistence()
+        caller = Caller.of(request.headers)
+        return in_transaction(
+            container, service.create_job, container.core, caller, current_principal().brand_id, fields
+        )
 
 
 @blp.route("/<int:job_pk>/")

@@ -189,6 +189,9 @@ class StartRunSchema(Schema):
     base_task = ma.fields.Integer(required=True, strict=True)
     task_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
     task_type = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+    # the work order's: the task's row is made from this call when this service has not heard of
+    # the task yet (core marks it persistent only once it hears of the job)
+    priority = ma.fields.String(load_default="normal", validate=ma.validate.OneOf(lc.PRIORITIES))
     attempt = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0, max=2**31 - 1))
     # the broker's delivery count of the attempt's work order (more than 1: its earlier holder was lost)
     delivery = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=2**31 - 1))

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from shared.core_client import Caller, CoreTasks, CoreUnavailable
 from shared.crud import get_owned, update_fields
-from shared.domain_errors import Conflict, DomainError, InvalidField
+from shared.domain_errors import Conflict, DomainError, InvalidField, Unavailable
 from shared.events import catalog
 from shared.events.envelope import iso, utcnow
 from shared.unit_of_work import UnitOfWork
@@ -40,15 +41,47 @@ def get_job(session: Session, brand_id: int, pk: int, *, lock: bool = False) -> 
     return get_owned(session, PersistentJob, brand_id, pk, "Persistent job", lock=lock)
 
 
-def create_job(uow: UnitOfWork, brand_id: int, fields: dict[str, Any]) -> PersistentJob:
-    ref = uow.session.scalars(
-        select(TaskRef).where(TaskRef.id == fields["base_task"], TaskRef.brand_id == brand_id)
-    ).first()
+def create_job(
+    uow: UnitOfWork, core: CoreTasks, caller: Caller, brand_id: int, fields: dict[str, Any]
+) -> PersistentJob:
+    """A job for an existing task. This service hears only of persistent tasks, so a task it
+    does not know yet is asked of core with the caller's own credentials (core's scope decides)."""
+    pk = fields["base_task"]
+    ref = uow.session.get(TaskRef, pk)
     if ref is None:
+        ref = lc.insert_race_safe(uow, lambda u: _task_ref_from_core(u, core, caller, brand_id, pk))
+    if ref.brand_id != brand_id:
         raise InvalidField("base_task", "Unknown task.")
     if lc.job_for_task(uow, ref.id, lock=False) is not None:
         raise InvalidField("base_task", "This task already has a persistent job.")
     return lc.create_job(uow, ref, fields)
+
+
+def _task_ref_from_core(uow: UnitOfWork, core: CoreTasks, caller: Caller, brand_id: int, pk: int) -> TaskRef:
+    """The row of a task core shows the caller. Its attempt is not in core's answer: 0 until core,
+    hearing of the job, states the task's current status and attempt (a task.updated)."""
+    ref = uow.session.get(TaskRef, pk)  # a concurrent creator's row, on the second try
+    if ref is not None:
+        return ref
+    try:
+        task = core.get_task(caller, pk)
+    except CoreUnavailable:
+        raise Unavailable("core is unavailable; try again shortly.") from None
+    if task is None or (task.get("brand") or {}).get("id") != brand_id:
+        raise InvalidField("base_task", "Unknown task.")
+    ref = TaskRef(
+        id=pk,
+        brand_id=brand_id,
+        task_id=task["task_id"],
+        task_type=task["task_type"],
+        status=task["status"],
+        priority=task["priority"],
+        attempt=0,
+        updated_at=utcnow(),
+    )
+    uow.session.add(ref)
+    uow.session.flush()
+    return ref
 
 
 def update_job(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) -> PersistentJob:

@@ -1,7 +1,8 @@
 """persistence fixtures: every API test runs on SQLite (embedded mode) and on real PostgreSQL.
 Core's tasks reach this service as core's events; `events.task` and `events.core` feed them
-through the consumer, and `published` reads what this service wrote to its outbox (what the relay
-puts on the bus)."""
+through the consumer as the broker would (a plain task's events never reach it: they lack the
+`persistent` header), and `published` reads what this service wrote to its outbox (what the relay
+puts on the bus). `core` is a real core served over HTTP, for the calls this service makes to it."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import itertools
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from werkzeug.serving import make_server
 
 from services.persistence.app import SERVICE
 from services.persistence.container import PersistenceContainer
+from shared.core_client import CoreTasks
 from shared.events.catalog import (
     Event,
     TaskCreated,
@@ -23,6 +27,7 @@ from shared.events.catalog import (
     to_data,
 )
 from shared.events.envelope import Envelope
+from shared.events.inprocess_bus import InProcessBus
 from shared.events.outbox_relay import OutboxRelay
 from shared.machine_identity import ATTEMPT, CORE, machine_issuer
 from shared.testing import core_events
@@ -63,14 +68,17 @@ class Events:
         self.thread = threading.Thread(target=spy.run, args=(self.stop,), daemon=True)
         self.thread.start()
 
-    def send(self, event: Event, brand: dict[str, Any] = DEFAULT_BRAND) -> Envelope:
+    def send(self, event: Event, brand: dict[str, Any] = DEFAULT_BRAND, persistent: bool = True) -> Envelope:
+        """Delivered unless the broker would drop it: an event of a plain task (no `persistent`
+        header) of a type bound through the filter."""
         envelope = Envelope.of(event, brand["id"])
-        self.consumer.apply([envelope])
+        if persistent or envelope.event_type not in self.consumer.filtered:
+            self.consumer.apply([envelope])
         return envelope
 
     def task(self, brand: dict[str, Any] = DEFAULT_BRAND, persistent: bool = True, **fields: Any) -> dict:
         created = task_created(fields.pop("id", None) or next(_task_ids), persistent=persistent, **fields)
-        self.send(created, brand)
+        self.send(created, brand, persistent=persistent)
         return to_data(created)
 
     def core(
@@ -111,6 +119,47 @@ def events(container: PersistenceContainer, consumer: Any) -> Iterator[Events]:
     spy = Events(container, consumer)
     yield spy
     spy.close()
+
+
+class Core:
+    """A real core (SQLite, an in-process bus of its own, no loops) served over HTTP; `task`
+    creates a task in it, of which persistence hears nothing."""
+
+    def __init__(self, directory: Path) -> None:
+        from services.core.app import create_app
+        from services.core.container import bootstrap
+
+        self.container = bootstrap(
+            make_settings("core", f"sqlite:///{directory / 'core.db'}"), bus=InProcessBus(prefix="core.")
+        )
+        self.client: Any = create_app(container=self.container).test_client()
+        self.server = make_server("127.0.0.1", 0, self.client.application, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def task(self, auth: Any, brand: dict[str, Any] = DEFAULT_BRAND, **fields: Any) -> dict[str, Any]:
+        body = {"task_type": "seo.analysis", **fields}
+        response = self.client.post("/tasks/", json=body, headers=auth.headers(brand=brand))
+        assert response.status_code == 201, response.json
+        return response.json
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.container.ctx.dispose()
+
+
+@pytest.fixture(scope="session")
+def core_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Core]:
+    core = Core(tmp_path_factory.mktemp("core"))
+    yield core
+    core.close()
+
+
+@pytest.fixture
+def core(core_server: Core, container: PersistenceContainer) -> Core:
+    """persistence's calls to core go to the real one."""
+    container.core = CoreTasks(core_server.url, timeout=5.0)
+    return core_server
 
 
 class Machine:

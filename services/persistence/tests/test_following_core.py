@@ -1,5 +1,5 @@
-"""persistence follows core's task events: every task's task.created in one insert per batch,
-the other events of persistent tasks only (the broker drops the rest), and the auto-resume loop
+"""persistence follows core's task events, of persistent tasks only (the broker drops the rest):
+task.created in one insert per batch, and the auto-resume loop
 sleeps until a job stopped by accident is due, sending no query while idle."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from services.persistence import read_model
 from services.persistence.container import PersistenceContainer, bootstrap
 from services.persistence.models import PersistentJob, TaskRef
 from shared.background import Loop, start_loops
@@ -59,7 +60,9 @@ def test_only_persistent_tasks_events_reach_persistence_through_the_broker(
     database_url, amqp_url, bus_prefix, auth
 ):
     """core marks the events of persistent tasks with a header; persistence's queue is bound to
-    those events through it, so the broker drops the others (task.created still comes for all)."""
+    them through it, task.created and task.deleted included, so the broker drops a plain task's
+    events. The queue is first consumed as the version before did (task.created and task.deleted
+    bound without the filter): the upgrade drops those bindings."""
     from services.persistence.app import create_app
 
     bus = RabbitMQBus(amqp_url, prefix=bus_prefix)
@@ -67,9 +70,43 @@ def test_only_persistent_tasks_events_reach_persistence_through_the_broker(
         make_settings("persistence", database_url, TASKHUB_AUTO_RESUME_SECONDS="0"), bus=bus
     )
     create_app(container=container)  # migrates
-    consumer = container.consumers()[0]
-    stop = threading.Event()
-    threads = start_loops([Loop("consumer", consumer.subscription(bus, "persistence.persistence").run)], stop)
+    inbox = container.ctx.inbox
+
+    def applied() -> set[str]:
+        with container.ctx.engine.connect() as conn:
+            return set(conn.execute(select(inbox.c.event_id)).scalars())
+
+    def publish(event: Any, headers: dict[str, str]) -> str:
+        envelope = Envelope.of(event, 9)
+        message = OutgoingMessage(
+            EVENTS_EXCHANGE, envelope.event_type, envelope.to_json(), envelope.event_id, headers
+        )
+        bus.publish([message])
+        return envelope.event_id
+
+    def consume(subscription: Any, until: Any, message: str) -> None:
+        stop = threading.Event()
+        threads = start_loops([Loop("consumer", subscription.run)], stop)
+        try:
+            wait_until(until, 15, message=message)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(5)
+
+    before = {k: v for k, v in read_model.FILTERED.items() if k not in ("task.created", "task.deleted")}
+    old = container.ctx.inbox_consumer(
+        "persistence",
+        read_model.event_handlers(),
+        batch_handlers=read_model.batch_handlers(),
+        filtered=before,
+    )
+    queue = "persistence.persistence"
+    subscription = old.subscription(bus, queue)  # declares the queue
+    earlier = publish(task_created(7, persistent=False), {})
+    consume(subscription, lambda: earlier in applied(), "the version before applies a plain task.created")
+    subscription = container.consumers()[0].subscription(bus, queue)  # declares it anew
+
     plain, persistent = task_created(1, persistent=False), task_created(2)
     summary: dict[str, Any] = {
         "attempt": 1,
@@ -81,6 +118,7 @@ def test_only_persistent_tasks_events_reach_persistence_through_the_broker(
     events = [
         (plain, {}),
         (TaskCompleted(id=1, task_id=plain.task_id, result_data={}, metrics=AttemptMetrics(), **summary), {}),
+        (TaskDeleted(id=1, task_id=plain.task_id), {}),
         (persistent, {PERSISTENT_HEADER: "1"}),
         (
             TaskCompleted(
@@ -89,33 +127,17 @@ def test_only_persistent_tasks_events_reach_persistence_through_the_broker(
             {PERSISTENT_HEADER: "1"},
         ),
     ]
-    sent = []
-    for event, headers in events:
-        envelope = Envelope.of(event, 9)
-        bus.publish(
-            [
-                OutgoingMessage(
-                    EVENTS_EXCHANGE, envelope.event_type, envelope.to_json(), envelope.event_id, headers
-                )
-            ]
-        )
-        sent.append(envelope.event_id)
+    sent = [publish(event, headers) for event, headers in events]
 
     def job_status() -> Any:
         with container.session_factory() as session:
             return session.scalar(select(PersistentJob.status))
 
-    try:
-        wait_until(lambda: job_status() == "completed", 15, message="the persistent task's outcome applied")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(5)
-    inbox = container.ctx.inbox
-    with container.ctx.engine.connect() as conn:
-        applied = set(conn.execute(select(inbox.c.event_id)).scalars())
-    # FIFO: the plain task's outcome went first; had it been routed, it would be here
-    assert applied == {sent[0], sent[2], sent[3]}
+    consume(subscription, lambda: job_status() == "completed", "the persistent task's outcome")
+    # FIFO: the plain task's events went first; had they been routed, they would be here
+    assert applied() == {earlier, sent[3], sent[4]}
+    with container.session_factory() as session:
+        assert set(session.scalars(select(TaskRef.id))) == {7, 2}
     container.ctx.dispose()
     bus.close()
 

@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import update
 
 from services.persistence.models import Checkpoint
+from shared.core_client import CoreTasks
 from shared.events.catalog import TaskCancelled, TaskCompleted, TaskFailed, TaskStarted, TaskUpdated
+from shared.testing.fixtures import OTHER_BRAND
 
 from .conftest import checkpoint, job_of, start, task_created
 
@@ -49,8 +51,10 @@ class TestCreation:
         [created] = events.published("job.created")
         assert created.data["job_id"] == job["id"] and created.data["base_task"] == task["id"]
 
-    def test_post_makes_an_existing_task_persistent(self, client, auth, events):
-        task = events.task(persistent=False, task_type="seo.analysis")
+    def test_post_makes_an_existing_task_persistent(self, client, auth, events, core):
+        """A plain task's events never reach this service: core is asked, with the caller's
+        credentials, and the task's row made from its answer."""
+        task = core.task(auth, task_type="seo.analysis", priority="high")
         response = client.post(
             f"{JOBS}/",
             json={"base_task": task["id"], "job_data": {"urls": 3}, "total_steps": 3},
@@ -58,15 +62,30 @@ class TestCreation:
         )
         assert response.status_code == 201, response.json
         assert (response.json["job_data"], response.json["total_steps"]) == ({"urls": 3}, 3)
+        assert response.json["base_task"] == {
+            "id": task["id"],
+            "task_id": task["task_id"],
+            "task_type": "seo.analysis",
+            "status": "pending",
+            "priority": "high",
+        }
+        [created] = events.published("job.created")
+        assert (created.data["base_task"], created.data["task_id"]) == (task["id"], task["task_id"])
         again = client.post(f"{JOBS}/", json={"base_task": task["id"]}, headers=auth.headers())
         assert again.status_code == 400 and "base_task" in again.json["field_errors"]
 
-    def test_an_unknown_task_is_400_on_base_task(self, client, auth):
+    def test_an_unknown_task_is_400_on_base_task(self, client, auth, core):
+        theirs = core.task(auth, brand=OTHER_BRAND)
+        for pk in (999999, theirs["id"]):  # missing in core, or another brand's: the same answer
+            response = client.post(f"{JOBS}/", json={"base_task": pk}, headers=auth.headers())
+            assert response.status_code == 400
+            assert response.json["error_code"] == "VALIDATION_ERROR"
+            assert response.json["field_errors"]["base_task"] == ["Unknown task."]
+
+    def test_a_task_unknown_here_while_core_is_down_is_503(self, client, auth, container):
+        container.core = CoreTasks("http://127.0.0.1:9", timeout=2.0)  # nothing listens there
         response = client.post(f"{JOBS}/", json={"base_task": 999999}, headers=auth.headers())
-        assert response.status_code == 400
-        assert (
-            response.json["error_code"] == "VALIDATION_ERROR" and "base_task" in response.json["field_errors"]
-        )
+        assert response.status_code == 503 and response.json["error_code"] == "SERVICE_UNAVAILABLE"
 
     def test_the_worker_may_start_before_task_created_arrives(self, client, auth, events, machine):
         task: dict[str, Any] = {"id": 424242, "task_id": "task_early000001", "task_type": "example.batch"}
