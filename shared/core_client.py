@@ -1,6 +1,7 @@
-"""Reading one of core's tasks over HTTP with the caller's own credentials, for a service whose
-read model of core's tasks has not seen it (persistence's `POST /persistent-jobs/` on a task
-whose events it is not bound to). The caller's `Authorization` and `X-Brand-ID` are forwarded
+"""The other services' HTTP calls to core, with the caller's own credentials: reading one of
+core's tasks (persistence's `POST /persistent-jobs/` and scheduling's `base_task` templates, on
+tasks whose events they are not bound to); scheduling adds its own calls
+(services/scheduling/core_client.py). The caller's `Authorization` and `X-Brand-ID` are forwarded
 (a `Caller`, built by the HTTP layer from the request), so core applies the caller's own scope:
 the service never learns of a task its caller could not see.
 """
@@ -62,14 +63,20 @@ class CoreTasks:
     def __post_init__(self) -> None:
         self._session = requests.Session()
 
-    def get_task(self, caller: Caller, pk: int) -> dict[str, Any] | None:
-        """The task as core shows the caller, or None (missing or another brand's: the same 404)."""
+    def _call(self, method: str, path: str, headers: dict[str, str], **kwargs: Any) -> requests.Response:
         try:
-            response = self._session.get(
-                f"{self.base_url.rstrip('/')}{TASKS}{pk}/", headers=caller.headers(), timeout=self.timeout
+            response = self._session.request(
+                method, self.base_url.rstrip("/") + path, headers=headers, timeout=self.timeout, **kwargs
             )
         except requests.RequestException as error:
             raise CoreUnavailable(str(error)) from None
+        if response.status_code >= 500:
+            raise CoreUnavailable(f"core answered {response.status_code}")
+        return response
+
+    def get_task(self, caller: Caller, pk: int) -> dict[str, Any] | None:
+        """The task as core shows the caller, or None (missing or another brand's: the same 404)."""
+        response = self._call("GET", f"{TASKS}{pk}/", caller.headers())
         if response.status_code == 200:
             return response.json()
         if response.status_code in (400, 403, 404):

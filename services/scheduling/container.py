@@ -3,7 +3,6 @@ process. The clock is injected so that tests move time instead of waiting for it
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,6 +11,7 @@ from typing import Any
 from flask import current_app
 
 from shared.config import Settings, env_float, env_int
+from shared.core_client import core_url
 from shared.events.bus import EventBus
 from shared.events.envelope import utcnow
 from shared.events.inbox_consumer import InboxConsumer
@@ -65,10 +65,6 @@ class SchedulingContainer(ServiceContainer):
             read_model=True,
         )
         return [consumer]
-
-
-def core_url(settings: Settings) -> str:
-    return settings.get("TASKHUB_CORE_URL") or f"http://127.0.0.1:{os.environ.get('PORT', '8080')}"
 
 
 def bootstrap(

@@ -27,13 +27,13 @@ from sqlalchemy.orm import Session
 
 from shared.background import Loop, run_until_signalled, when_due
 from shared.config import load_settings
+from shared.core_client import CoreUnavailable
 from shared.logs import configure_logging
 from shared.migrations import upgrade
 from shared.prometheus_metrics import serve_metrics
 from shared.service_app import auto_migrate
 
 from .container import Clock, SchedulingContainer, bootstrap
-from .core_client import CoreUnavailable
 from .firing import ACTIVE_RUN, Schedule, fire_due
 from .models import CronJob, PeriodicTask, ScheduleRun
 from .planning import SCHEDULES

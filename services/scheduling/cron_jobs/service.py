@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shared.auth import Principal
+from shared.core_client import Caller
 from shared.crud import flush_unique, get_owned, name_taken, new_row, update_fields
 from shared.domain_errors import InvalidField
 from shared.unit_of_work import UnitOfWork
 
 from ..container import SchedulingContainer
-from ..core_client import Caller
 from ..cron import check_cron
 from ..firing import FREQUENCY_CHOICES
 from ..models import CRON_JOB, SCHEDULE_DEFAULTS, CronJob

@@ -11,12 +11,12 @@ from flask.views import MethodView
 
 from shared.api import Blueprint
 from shared.auth import authorize, current_principal
+from shared.core_client import Caller
 from shared.crud import in_session, in_transaction
 from shared.events.envelope import iso
 from shared.listing import paginate
 
 from ..container import scheduling
-from ..core_client import Caller
 from ..cron import InvalidCron, normalize, slots
 from ..cron_description import describe
 from ..run_views import run_history
@@ -56,12 +56,7 @@ blp = Blueprint(
 
 def current_caller() -> Caller:
     """The caller's credentials, forwarded to core so that it applies the caller's own scope."""
-    headers = request.headers
-    return Caller(
-        authorization=headers.get("Authorization", ""),
-        brand_id=headers.get("X-Brand-ID", ""),
-        request_id=headers.get("X-Request-ID", ""),
-    )
+    return Caller.of(request.headers)
 
 
 @blp.route("/")

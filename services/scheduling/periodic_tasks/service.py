@@ -11,13 +11,13 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from shared.auth import Principal
+from shared.core_client import Caller, CoreUnavailable
 from shared.crud import created_by, get_owned, new_row, update_fields
 from shared.domain_errors import InvalidField, Unavailable
 from shared.events.envelope import iso
 from shared.unit_of_work import UnitOfWork
 
 from ..container import SchedulingContainer
-from ..core_client import Caller, CoreUnavailable
 from ..cron import check_cron
 from ..firing import fire_due, fire_manual
 from ..models import (
