@@ -250,9 +250,10 @@ def pdb(name: str, component_labels: dict[str, str], **budget: Any) -> dict[str,
 
 
 # Who may open a connection to a service's HTTP port besides the gateway: the processes that call
-# it directly (deploy/k8s/base/config.yaml: TASKHUB_CORE_URL, TASKHUB_PERSISTENCE_URL; persistence asks
-# core for a task given a job through its API).
-INTERNAL_CALLERS = {"core": ("scheduler", "persistence"), "persistence": ("worker",)}
+# it directly (deploy/k8s/base/config.yaml: TASKHUB_CORE_URL, TASKHUB_PERSISTENCE_URL): the scheduler
+# fires runs; scheduling's web pods run a schedule now and read a `base_task` template; persistence
+# reads a task given a job through its API.
+INTERNAL_CALLERS = {"core": ("scheduler", "scheduling", "persistence"), "persistence": ("worker",)}
 # Prometheus scrapes /metrics from its own namespace (the label every namespace carries).
 METRICS_SCRAPER = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
