@@ -5,14 +5,19 @@ on a timer while nothing changes; they read when woken (and at their keep-alive)
 Wake-ups come from every commit of this process's core sessions (in `make run` that is every
 change), and from PostgreSQL's LISTEN/NOTIFY for commits of core's other processes (one listening
 connection per process, whatever the number of streams): every change of a task is announced by
-its event in core's outbox, whose insert notifies. `poll_seconds` > 0 adds a bounded re-read on a
-timer (off by default; docs/console.md, "Live updates")."""
+its event in core's outbox, whose insert notifies. The process listens only while it serves a
+stream (and IDLE_GRACE_S after the last one closed): every task costs a few outbox inserts, and a
+web process that woke for each of them with no stream open spent CPU on every task for nobody.
+`poll_seconds` > 0 adds a bounded re-read on a timer (off by default; docs/console.md, "Live
+updates")."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -27,6 +32,9 @@ log = logging.getLogger(__name__)
 # notifies this channel (shared/wakeups.py): the streams hear what the relay hears.
 CHANNEL = channel(OUTBOX_SIGNAL)
 RECONNECT_S = (0.5, 1.0, 2.0, 5.0)
+# how long the listening connection stays after the last stream closed (a console reconnecting
+# its stream does not cost a new connection)
+IDLE_GRACE_S = 30.0
 
 
 class TaskChanges:
@@ -36,6 +44,10 @@ class TaskChanges:
         self.poll_seconds = poll_seconds
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
+        self._followers = 0
+        self._last_follower_left = 0.0
+        self._wanted = threading.Event()  # set while some stream follows the changes
+        self.listening = False
 
     @property
     def generation(self) -> int:
@@ -59,6 +71,30 @@ class TaskChanges:
                     break
                 self._condition.wait(left)
             return self._generation
+
+    @contextmanager
+    def followed(self) -> Iterator[None]:
+        """While inside, a stream follows the changes: the process listens for other processes'
+        commits."""
+        with self._condition:
+            self._followers += 1
+            self._wanted.set()
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._followers -= 1
+                if self._followers == 0:
+                    self._last_follower_left = time.monotonic()
+
+    def _still_wanted(self) -> bool:
+        with self._condition:
+            if self._followers > 0:
+                return True
+            if time.monotonic() - self._last_follower_left < IDLE_GRACE_S:
+                return True
+            self._wanted.clear()
+            return False
 
     def follow_commits(self, session_factory: sessionmaker[Session]) -> None:
         """Wake the streams at each commit of a session of this process (a spurious wake-up
@@ -84,13 +120,15 @@ class TaskChanges:
 
         failures = 0
         while not self._stop.is_set():
+            if not self._wanted.wait(timeout=1.0):  # no stream: no connection, nothing to hear
+                continue
             try:
                 with psycopg.connect(url, autocommit=True) as connection:
                     connection.execute(f'LISTEN "{channel}"')
-                    failures = 0
+                    self.listening, failures = True, 0
                     # whatever was missed while not listening: every stream re-reads once
                     self.notify()
-                    while not self._stop.is_set():
+                    while not self._stop.is_set() and self._still_wanted():
                         # the timeout only lets the thread see `stop`; no query is made
                         for _ in connection.notifies(timeout=1.0):
                             self.notify()
@@ -98,6 +136,8 @@ class TaskChanges:
                 log.warning("stream listener lost its connection (%s); reconnecting", error)
                 self._stop.wait(RECONNECT_S[min(failures, len(RECONNECT_S) - 1)])
                 failures += 1
+            finally:
+                self.listening = False
 
 
 class StreamSlots:

@@ -83,7 +83,8 @@ def _respond(feed: Feed, state: Streams) -> Response:
 
     def body() -> Iterator[str]:
         try:
-            yield from feed.events()
+            with state.changes.followed():
+                yield from feed.events()
         finally:  # the client went away (or the task is final): the thread and slot are free
             state.slots.give_back()
 

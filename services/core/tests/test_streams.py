@@ -159,14 +159,44 @@ def test_a_notify_on_the_channel_wakes_the_streams_at_once(postgres_url: str) ->
     changes = TaskChanges(poll_seconds=0)  # no timer: only the notification can wake it
     try:
         changes.listen(engine)
-        seen = wait_until(lambda: changes.generation, timeout=10, message="the listener is listening")
-        with engine.begin() as connection:
-            connection.execute(text(f'NOTIFY "{CHANNEL}"'))
-        started = time.monotonic()
-        assert changes.wait_for_change(seen, timeout=5) != seen
-        assert time.monotonic() - started < 2
+        with changes.followed():
+            seen = wait_until(lambda: changes.generation, timeout=10, message="the listener is listening")
+            with engine.begin() as connection:
+                connection.execute(text(f'NOTIFY "{CHANNEL}"'))
+            started = time.monotonic()
+            assert changes.wait_for_change(seen, timeout=5) != seen
+            assert time.monotonic() - started < 2
     finally:
         engine.dispose()  # stops the listener
+
+
+def test_a_process_without_streams_does_not_listen(postgres_url: str, monkeypatch: Any) -> None:
+    """Every task's commits notify the outbox channel: a web process serving no stream must not
+    hold a listening connection that wakes it for each of them."""
+    from sqlalchemy import create_engine, text
+
+    from services.core.streams import changes as module
+    from shared.db import normalize_url
+    from shared.testing.fixtures import wait_until
+
+    monkeypatch.setattr(module, "IDLE_GRACE_S", 0.2)
+    engine = create_engine(normalize_url(postgres_url))
+    changes = module.TaskChanges(poll_seconds=0)
+
+    def listeners() -> int:
+        with engine.connect() as connection:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+            return int(connection.execute(text(query)).scalar_one())
+
+    try:
+        changes.listen(engine)
+        time.sleep(1.5)  # the listener thread has had time to connect, were it going to
+        assert listeners() == 0 and not changes.listening
+        with changes.followed():
+            wait_until(lambda: changes.listening and listeners() == 1, timeout=10, message="listening")
+        wait_until(lambda: not changes.listening and listeners() == 0, timeout=10, message="stopped")
+    finally:
+        engine.dispose()
 
 
 def test_a_window_full_of_changes_already_sent_does_not_hide_a_new_one(
