@@ -175,19 +175,14 @@ def task_ref(uow: UnitOfWork, task_pk: int, brand_id: int | None, create: Any = 
         return ref if ref.brand_id == brand_id else None
     if create is None:
         return None
-    ref = TaskRef(
-        id=task_pk,
-        brand_id=brand_id,
-        task_id=create.task_id,
-        task_type=getattr(create, "task_type", ""),
-        status=ts.PENDING,
+    return lc.add_task_ref(
+        uow,
+        task_pk,
+        brand_id,
+        create.task_id,
+        getattr(create, "task_type", ""),
         priority=getattr(create, "priority", "normal"),
-        attempt=0,
-        updated_at=utcnow(),
     )
-    uow.session.add(ref)
-    uow.session.flush()
-    return ref
 
 
 def _follow(uow: UnitOfWork, ref: TaskRef, *, reason: str | None = None, interrupted: bool = False) -> None:

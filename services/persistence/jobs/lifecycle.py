@@ -166,6 +166,33 @@ def new_job(
     }
 
 
+def add_task_ref(
+    uow: UnitOfWork,
+    pk: int,
+    brand_id: int,
+    task_id: str,
+    task_type: str,
+    *,
+    status: str = ts.PENDING,
+    priority: str = "normal",
+) -> TaskRef:
+    """A new row for a task this service had not heard of; its attempt is 0 until core's events
+    (or the worker's own call) say which one runs."""
+    ref = TaskRef(
+        id=pk,
+        brand_id=brand_id,
+        task_id=task_id,
+        task_type=task_type,
+        status=status,
+        priority=priority,
+        attempt=0,
+        updated_at=utcnow(),
+    )
+    uow.session.add(ref)
+    uow.session.flush()
+    return ref
+
+
 def create_job(uow: UnitOfWork, ref: TaskRef, fields: dict[str, Any] | None = None) -> PersistentJob:
     """A job for `ref` (the caller checked there is none). A concurrent creator of the same job
     makes the flush raise IntegrityError: the caller's transaction is retried (or redelivered)."""

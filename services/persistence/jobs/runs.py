@@ -42,18 +42,9 @@ def _task_ref(uow: UnitOfWork, brand_id: int, body: dict[str, Any]) -> TaskRef:
         # the worker started before task.created reached this service, or the task's type was not
         # known to be persistent when core created it (its events reach this service once core
         # hears of the job, starting with one that states the task's current status)
-        ref = TaskRef(
-            id=body["base_task"],
-            brand_id=brand_id,
-            task_id=body["task_id"],
-            task_type=body["task_type"],
-            status=ts.PENDING,
-            priority=body["priority"],
-            attempt=0,
-            updated_at=utcnow(),
+        ref = lc.add_task_ref(
+            uow, body["base_task"], brand_id, body["task_id"], body["task_type"], priority=body["priority"]
         )
-        uow.session.add(ref)
-        uow.session.flush()
     return ref
 
 

@@ -69,19 +69,15 @@ def _task_ref_from_core(uow: UnitOfWork, core: CoreTasks, caller: Caller, brand_
         raise Unavailable("core is unavailable; try again shortly.") from None
     if task is None or (task.get("brand") or {}).get("id") != brand_id:
         raise InvalidField("base_task", "Unknown task.")
-    ref = TaskRef(
-        id=pk,
-        brand_id=brand_id,
-        task_id=task["task_id"],
-        task_type=task["task_type"],
+    return lc.add_task_ref(
+        uow,
+        pk,
+        brand_id,
+        task["task_id"],
+        task["task_type"],
         status=task["status"],
         priority=task["priority"],
-        attempt=0,
-        updated_at=utcnow(),
     )
-    uow.session.add(ref)
-    uow.session.flush()
-    return ref
 
 
 def update_job(uow: UnitOfWork, brand_id: int, pk: int, fields: dict[str, Any]) -> PersistentJob:
