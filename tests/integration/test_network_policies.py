@@ -13,7 +13,10 @@ from deploy.k8s.validate import build
 from shared.routes import SERVICES
 
 OVERLAYS = sorted((Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "overlays").iterdir())
-CALLERS = {"core": {"gateway", "scheduler", "scheduling", "persistence"}, "persistence": {"gateway", "worker"}}
+CALLERS = {
+    "core": {"gateway", "scheduler", "scheduling", "persistence"},
+    "persistence": {"gateway", "worker"},
+}
 
 
 def policies(overlay: Path) -> dict[str, dict[str, Any]]:
