@@ -17,6 +17,11 @@ unacknowledged while its attempt runs, for at most the hold window (TASKHUB_HOLD
 So a short task costs one report, and a task may still run far longer than RabbitMQ's consumer
 acknowledgement timeout. Reports are kept until confirmed and published again after a reconnect;
 they keep their event ids, so core applies each once.
+
+Orders waiting here for a slot are handed back when this worker cannot start them soon (every slot
+runs an announced attempt) and when it shuts down: each goes back to its queue as a new message, and
+its delivery is acknowledged once the broker confirms that copy. Rejecting it instead would send it
+back as a redelivery, which core must count as a worker's death (see `_run`).
 """
 
 from __future__ import annotations
@@ -37,7 +42,15 @@ import psutil
 from prometheus_client import Counter, Gauge
 
 from shared.events import catalog
-from shared.events.bus import EVENTS_EXCHANGE, Delivery, EventBus, LinkNews, OutgoingMessage, WorkerLink
+from shared.events.bus import (
+    EVENTS_EXCHANGE,
+    WORK_EXCHANGE,
+    Delivery,
+    EventBus,
+    LinkNews,
+    OutgoingMessage,
+    WorkerLink,
+)
 from shared.events.envelope import Envelope, iso, parse_iso, utcnow
 
 from .child import load_handlers
@@ -73,12 +86,24 @@ def outgoing(envelope: Envelope) -> OutgoingMessage:
 
 @dataclass
 class _Pending:
-    """A report the broker has not confirmed yet, and the work delivery to acknowledge then."""
+    """A message the broker has not confirmed yet (a report, or a handed-back order), and the work
+    delivery to acknowledge then."""
 
     message: OutgoingMessage
     settles: Delivery | None
     # what to do once the broker has it (start an attempt that had to be announced first)
     then: Callable[[], None] | None = None
+    # a copy of a waiting order: after a lost connection its original is back in the queue, so
+    # the copy is not sent again
+    handed_back: bool = False
+
+
+def _count_earlier_deliveries(delivery: Delivery) -> None:
+    """A handed-back copy carries the deliveries of the order before it: they count as its own."""
+    earlier = delivery.headers.pop(catalog.EARLIER_DELIVERIES_HEADER, None)
+    if earlier is not None and earlier.isdigit():
+        delivery.delivery_count += int(earlier)
+        delivery.redelivered = True
 
 
 class Worker:
@@ -92,7 +117,7 @@ class Worker:
         self.link: WorkerLink | None = None
         # deliveries received and not started yet, per priority
         self._waiting: dict[str, deque[Delivery]] = {q: deque() for q in config.queues}
-        self._pending: dict[str, _Pending] = {}  # message id -> unconfirmed report
+        self._pending: dict[str, _Pending] = {}  # message id -> unconfirmed report or handed-back order
         self._progress: dict[str, tuple[float, Envelope]] = {}  # task id -> (send after, newest)
         self._progress_sent: dict[str, float] = {}  # task id -> when its last progress left
         # task_id -> (attempt, revoke?, when): a cancel stops every attempt up to its own, a
@@ -119,14 +144,13 @@ class Worker:
             self._shut_down()
 
     def _drain(self) -> None:
-        for waiting in self._waiting.values():
-            while waiting:
-                self._settle(waiting.popleft(), requeue=True)
+        self._hand_back()
         deadline = time.monotonic() + self.config.shutdown_grace_seconds
         while any(s.running for s in self.pool.slots) and time.monotonic() < deadline:
             self._tick(taking=False)
 
     def _shut_down(self) -> None:
+        self._hand_back()  # what arrived while draining
         handed_back = [s.running for s in self.pool.slots if s.running]
         self.pool.close()
         for running in handed_back:
@@ -162,6 +186,25 @@ class Worker:
         assert self.link is not None
         announced = sum(1 for s in self.pool.slots if s.running is not None and s.running.delivery is None)
         self.link.take_work(taking and announced < self.pool.size)
+        if taking and announced == self.pool.size:
+            self._hand_back()  # what it holds would wait for a long attempt to end
+
+    def _hand_back(self) -> None:
+        """Send the orders waiting here back to their queues, for another worker or for later."""
+        for waiting in self._waiting.values():
+            while waiting:
+                delivery = waiting.popleft()
+                if delivery.message_id is None or delivery.message_id in self._pending:
+                    self._settle(delivery, requeue=True)  # no copy can be told apart from it
+                    continue
+                headers = dict(delivery.headers)
+                if delivery.delivery_count > 1:
+                    headers[catalog.EARLIER_DELIVERIES_HEADER] = str(delivery.delivery_count - 1)
+                copy = OutgoingMessage(
+                    WORK_EXCHANGE, delivery.routing_key, delivery.body, delivery.message_id, headers
+                )
+                self._pending[copy.message_id] = _Pending(copy, settles=delivery, handed_back=True)
+                self._publish([copy])
 
     def _sleep_time(self, taking: bool) -> float:
         if taking and any(self._waiting.values()) and any(s.free for s in self.pool.slots):
@@ -192,6 +235,8 @@ class Worker:
             # are sent again (same event ids: core applies each once)
             for waiting in self._waiting.values():
                 waiting.clear()
+            for message_id in [m for m, p in self._pending.items() if p.handed_back]:
+                del self._pending[message_id]
             for pending in self._pending.values():
                 pending.settles = None
                 pending.then = None  # an attempt not started yet: its order went back too
@@ -202,6 +247,7 @@ class Worker:
         for delivery in news.control:
             self._on_control(delivery)
         for delivery in news.work:
+            _count_earlier_deliveries(delivery)
             if delivery.routing_key in self._waiting:
                 self._waiting[delivery.routing_key].append(delivery)
             else:

@@ -22,6 +22,9 @@ Json = dict[str, Any]
 # Headers of core's task events, for filtered bindings: "1" when true, absent otherwise.
 PERIODIC_HEADER = "periodic"
 PERSISTENT_HEADER = "persistent"
+# Header of a work order a worker handed back to its queue unstarted: how many deliveries it had had
+# before, so that the deaths of workers that held it stay counted (a copy starts at 1 again).
+EARLIER_DELIVERIES_HEADER = "earlier_deliveries"
 
 
 class Event(msgspec.Struct, kw_only=True):

@@ -69,10 +69,15 @@ TaskEventHeaders = msgspec.defstruct(
 
 
 class WorkHeaders(msgspec.Struct, kw_only=True):
-    """AMQP headers of a work order (UnitOfWork.send_work)."""
+    """AMQP headers of a work order (UnitOfWork.send_work). `earlier_deliveries` is set on an order a
+    worker handed back to its queue unstarted (it could not start it soon, or it shut down): the
+    deliveries the order had had before, so that the deaths of workers that held it stay counted."""
 
     # the X-Request-ID of the call that dispatched the task, or the id of the event that did
     correlation_id: str
+    earlier_deliveries: str | msgspec.UnsetType = msgspec.field(
+        default=msgspec.UNSET, name=catalog.EARLIER_DELIVERIES_HEADER
+    )
 
 
 # What the envelope's fields mean (Envelope is a plain dataclass: msgspec gives their types).
