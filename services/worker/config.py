@@ -20,7 +20,7 @@ class WorkerConfig:
     heartbeat_seconds: float = 5.0
     idle_heartbeat_seconds: float = 10.0  # with nothing running: presence only
     hold_seconds: float = 1.0  # an attempt shorter than this costs one report (runtime.py)
-    prefetch: int = 8  # deliveries held per queue: running and waiting for a slot
+    prefetch: int = 16  # deliveries held per queue while its attempts are short (runtime.py)
     cancel_grace_seconds: float = 3.0
     shutdown_grace_seconds: float = 25.0
     timeout_scale: float = 1.0  # a test hook: seconds of a timeout minute / 60
@@ -79,8 +79,9 @@ def worker_config(
     if config.concurrency < 1:
         raise ConfigError("concurrency must be at least 1")
     if config.prefetch < 1:
-        # twice the slots: a freed slot finds its next delivery already here
-        config = replace(config, prefetch=2 * config.concurrency)
+        # four per slot: a freed slot finds its next delivery already here while the last one's
+        # report waits for the broker's confirm (docs/worker.md has the measurements)
+        config = replace(config, prefetch=4 * config.concurrency)
     if config.cancel_grace_seconds > 4.5:
         raise ConfigError("TASKHUB_CANCEL_GRACE_SECONDS must leave a cancel done within 5 s (max 4.5)")
     return config

@@ -125,6 +125,7 @@ class Worker:
         self._stopped: dict[str, tuple[int | None, bool, float]] = {}
         self._next_heartbeat = 0.0
         self._finished: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._prefetch = config.prefetch  # what the link was last asked to hold per queue
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,6 +145,8 @@ class Worker:
             self._shut_down()
 
     def _drain(self) -> None:
+        assert self.link is not None
+        self.link.take_work(0)  # first, or the copies could come back here
         self._hand_back()
         deadline = time.monotonic() + self.config.shutdown_grace_seconds
         while any(s.running for s in self.pool.slots) and time.monotonic() < deadline:
@@ -180,20 +183,36 @@ class Worker:
         BUSY_SLOTS.set(sum(1 for s in self.pool.slots if s.running))
 
     def _regulate(self, taking: bool) -> None:
-        """Take work while some slot is free or runs a short attempt. Announced attempts no longer
-        count against the broker's prefetch (their deliveries are acknowledged), so a worker whose
-        every slot runs a long one stops taking: the queue's other workers get the rest."""
+        """Hold as much work as this worker can start soon. While every attempt here is short, up to
+        the prefetch per queue, so that a freed slot finds its next order already here. Once some
+        slot runs a long attempt (announced: its delivery is acknowledged, so it no longer counts
+        against the prefetch), only what the other slots can start, and nothing when every slot
+        runs one: the queue's other workers get the rest, and what waits here beyond that goes
+        back to its queue."""
         assert self.link is not None
         announced = sum(1 for s in self.pool.slots if s.running is not None and s.running.delivery is None)
-        self.link.take_work(taking and announced < self.pool.size)
-        if taking and announced == self.pool.size:
-            self._hand_back()  # what it holds would wait for a long attempt to end
+        if not taking:
+            prefetch = 0
+        elif announced:
+            prefetch = min(self.config.prefetch, self.pool.size - announced)
+        else:
+            prefetch = self.config.prefetch
+        self.link.take_work(prefetch)
+        # handing back only when the prefetch shrinks (or is nothing): copies it took back since,
+        # within the new prefetch, stay, so no order goes round in circles
+        if taking and (prefetch == 0 or prefetch < self._prefetch):
+            self._hand_back(keep=prefetch)
+        self._prefetch = prefetch
 
-    def _hand_back(self) -> None:
-        """Send the orders waiting here back to their queues, for another worker or for later."""
-        for waiting in self._waiting.values():
-            while waiting:
-                delivery = waiting.popleft()
+    def _hand_back(self, keep: int = 0) -> None:
+        """Send orders waiting here back to their queues, for another worker or for later: all but
+        `keep` of them, the lowest priorities and the latest first."""
+        excess = sum(len(waiting) for waiting in self._waiting.values()) - keep
+        for priority in reversed(self.rotation.queues):
+            waiting = self._waiting[priority]
+            while waiting and excess > 0:
+                excess -= 1
+                delivery = waiting.pop()
                 if delivery.message_id is None or delivery.message_id in self._pending:
                     self._settle(delivery, requeue=True)  # no copy can be told apart from it
                     continue

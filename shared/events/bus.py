@@ -107,7 +107,7 @@ class LinkNews:
 
 class WorkerLink(ABC):
     """Everything one worker exchanges with the broker, driven by the worker's own loop: work
-    pushed from its queues (at most `prefetch` unsettled per queue), the broadcasts of its control
+    pushed from its queues (at most the prefetch unsettled per queue), the broadcasts of its control
     queue, and its reports, published at once and confirmed later (`poll` tells which)."""
 
     @abstractmethod
@@ -128,10 +128,10 @@ class WorkerLink(ABC):
     def reject(self, delivery: Delivery, requeue: bool) -> None: ...
 
     @abstractmethod
-    def take_work(self, taking: bool) -> None:
-        """Stop (False) or start again (True) receiving work; what it holds stays held. A worker
-        whose every slot runs a long attempt stops taking, so that the queue's other workers
-        get what it could not start."""
+    def take_work(self, prefetch: int) -> None:
+        """Receive work with at most `prefetch` unsettled deliveries per queue from now on, or none
+        (0); what it holds stays held. A worker holds less while its slots run long attempts, so
+        that the queue's other workers get what it could not start soon."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -266,7 +266,6 @@ class _InProcessWorkerLink(WorkerLink):
         os.set_blocking(self._write, False)
         self._held: dict[str, int] = {q.name: 0 for q in work}
         self._confirmed: list[str] = []
-        self._taking = True
         with bus._cond:
             for queue in (*work, control):
                 queue.wake.append(self._write)
@@ -294,7 +293,7 @@ class _InProcessWorkerLink(WorkerLink):
         news = LinkNews(confirmed=self._confirmed)
         self._confirmed = []
         with self.bus._cond:
-            for queue in self.work if self._taking else ():
+            for queue in self.work:
                 while self._held[queue.name] < self.prefetch:
                     delivery = self.bus._take(queue)
                     if delivery is None:
@@ -312,8 +311,8 @@ class _InProcessWorkerLink(WorkerLink):
         self._confirmed.extend(m.message_id for m in messages)
         _nudge(self._write)
 
-    def take_work(self, taking: bool) -> None:
-        self._taking = taking
+    def take_work(self, prefetch: int) -> None:
+        self.prefetch = max(prefetch, 0)
         _nudge(self._write)
 
     def ack(self, delivery: Delivery) -> None:

@@ -1,8 +1,10 @@
 """A worker's one connection to RabbitMQ (the WorkerLink port of shared/events/bus.py).
 
 Three channels on one connection, all driven by the worker's loop (never another thread):
-- `work`: one consumer per priority queue, each with a prefetch of `prefetch` (quorum queues do
-  not support a channel-wide prefetch), so the broker pushes work instead of being asked;
+- `work`: one consumer per priority queue, each with the prefetch the worker asks for (quorum
+  queues do not support a channel-wide prefetch), so the broker pushes work instead of being
+  asked. A new prefetch takes new consumers: the broker applies a consumer's prefetch when it is
+  made, and what the old ones hold stays held until settled;
 - `control`: the worker's private, auto-deleted queue for cancellations and revocations;
 - `reports`: the worker's events, published at once with confirms that `poll` collects later, so
   the loop never waits for the broker.
@@ -36,7 +38,7 @@ class RabbitWorkerLink(WorkerLink):
         self, bus: RabbitMQBus, name: str, priorities: list[str], prefetch: int, control_bindings: list[str]
     ) -> None:
         self.bus, self.name = bus, name
-        self.priorities, self.prefetch, self.control_bindings = priorities, max(1, prefetch), control_bindings
+        self.priorities, self.prefetch, self.control_bindings = priorities, max(0, prefetch), control_bindings
         self._connection: amqp.Connection | None = None
         self._work: amqp.Channel | None = None
         self._control: amqp.Channel | None = None
@@ -45,7 +47,6 @@ class RabbitWorkerLink(WorkerLink):
         self._backoff = Backoff()
         self._retry_at = 0.0
         self._ever_connected = False
-        self._taking = True
         self._consumer_tags: list[str] = []
 
     # ---- connection
@@ -75,8 +76,7 @@ class RabbitWorkerLink(WorkerLink):
         # the channels are known before consuming starts: deliveries may arrive during set-up
         work = self._work = connection.channel()
         self.bus._remember(*topology.declare_work(work))
-        work.basic_qos(0, self.prefetch, False)
-        if self._taking:
+        if self.prefetch:
             self._consume_work()
         control = self._control = connection.channel()
         queue = self.bus.control_queue_name(self.name)
@@ -86,25 +86,26 @@ class RabbitWorkerLink(WorkerLink):
 
     def _consume_work(self) -> None:
         assert self._work is not None
+        self._work.basic_qos(0, self.prefetch, False)
         queues = [self.bus._topology.work_queue(priority) for priority in self.priorities]
         self._consumer_tags = [
             self._work.basic_consume(q, callback=self._on_work, no_ack=False) for q in queues
         ]
 
-    def take_work(self, taking: bool) -> None:
-        if taking == self._taking:
+    def take_work(self, prefetch: int) -> None:
+        prefetch = max(prefetch, 0)
+        if prefetch == self.prefetch:
             return
-        self._taking = taking
-        log.debug("worker link: %s work", "taking" if taking else "not taking")
+        self.prefetch = prefetch
+        log.debug("worker link: taking work with a prefetch of %d", prefetch)
         if self._work is None:
             return  # the next connection consumes, or not, as asked
         try:
-            if taking:
+            for tag in self._consumer_tags:
+                self._work.basic_cancel(tag)
+            self._consumer_tags = []
+            if prefetch:
                 self._consume_work()
-            else:
-                for tag in self._consumer_tags:
-                    self._work.basic_cancel(tag)
-                self._consumer_tags = []
         except BROKER_ERRORS as exc:
             self._lost(exc)
             self._news.reconnected = True

@@ -351,6 +351,29 @@ def test_a_worker_link_holds_at_most_its_prefetch(bus: EventBus, links: Callable
     assert figures is not None and figures.ready == 2 and figures.consumers == 1
 
 
+def test_a_worker_link_takes_work_with_the_prefetch_it_is_given(
+    bus: EventBus, links: Callable[..., WorkerLink]
+) -> None:
+    link = links(["normal"], prefetch=2)
+    bus.publish([work("normal", n) for n in range(8)])
+    held = poll_until(link, "two held", lambda n: len(n.work) >= 2).work
+    link.take_work(0)
+    for delivery in held:
+        link.ack(delivery)
+    assert not link.poll(0.3).work  # stopped: acks make no room
+    link.take_work(1)
+    one = poll_until(link, "one taken", lambda n: bool(n.work)).work
+    assert len(one) == 1 and not link.poll(0.3).work
+    link.ack(one[0])
+    link.take_work(3)
+    more = poll_until(link, "three more", lambda n: len(n.work) >= 3).work
+    assert len(more) == 3 and not link.poll(0.3).work
+    figures = bus.queue_figures(bus.work_queue_name("normal"))
+    assert figures is not None and figures.ready == 2 and figures.consumers == 1
+    for delivery in more:
+        link.ack(delivery)
+
+
 def test_a_worker_link_rejects_to_requeue_or_park(bus: EventBus, links: Callable[..., WorkerLink]) -> None:
     link = links(["high"])
     bus.publish([work("high", 1)])

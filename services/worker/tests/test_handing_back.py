@@ -1,7 +1,7 @@
-"""Orders a worker holds but cannot start soon go back to their queue: behind attempts that all
-outlived the hold window, and when the worker shuts down. Each goes back as a copy, so another
-worker runs it as a first delivery and core counts no worker's death (real PostgreSQL, RabbitMQ,
-worker processes)."""
+"""Orders a worker holds but cannot start soon go back to their queue: when every slot runs an
+attempt that outlived the hold window, beyond what its other slots can start beside such an
+attempt, and when the worker shuts down. Each goes back as a copy, so another worker runs it as a
+first delivery and core counts no worker's death (real PostgreSQL, RabbitMQ, worker processes)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,15 @@ def _held_by_workers(platform) -> bool:
     return figures is not None and figures.ready == 0
 
 
+def _runs(platform, worker: str, task) -> None:
+    """Wait until `worker` runs `task` (its heartbeats list it): what is created next waits behind it."""
+    wait_until(
+        lambda: any(task["task_id"] in beat["active_task_ids"] for beat in platform.heartbeats(worker)),
+        10,
+        message=f"{worker} runs {task['task_id']}",
+    )
+
+
 def _ran_as_first_delivery(platform, task, worker: str) -> None:
     done = platform.wait_status(task, "completed")
     assert done["worker_name"] == worker
@@ -28,17 +37,34 @@ def _ran_as_first_delivery(platform, task, worker: str) -> None:
 
 
 def test_orders_waiting_behind_long_attempts_go_to_a_free_worker(platform):
-    platform.start_worker("w-busy", concurrency=1, TASKHUB_WORKER_PREFETCH="4")
+    platform.start_worker("w-busy", concurrency=1, TASKHUB_WORKER_PREFETCH="4", TASKHUB_HOLD_SECONDS="3")
     platform.wait_for_worker("w-busy")
     long = platform.create("example.sleep", context_data={"seconds": 15, "steps": 1})
+    _runs(platform, "w-busy", long)
     shorts = [platform.create("example.noop") for _ in range(3)]
-    # the three wait in w-busy while the long one runs in its only slot (within the hold window)
+    # the three wait in w-busy while the long one runs in its only slot, within the hold window
     wait_until(lambda: _held_by_workers(platform), 10, 0.05, "w-busy holds every order")
     # past the hold window w-busy announces the long attempt, so no slot will free soon
     platform.wait_status(long, "running")
     platform.start_worker("w-free", concurrency=1)
     for task in shorts:  # long before the 15 s attempt could have ended
         _ran_as_first_delivery(platform, task, "w-free")
+    assert platform.get(long)["status"] == "running"
+
+
+def test_beside_a_long_attempt_a_worker_keeps_only_what_its_other_slots_can_start(platform):
+    platform.start_worker("w-mixed", concurrency=2, TASKHUB_WORKER_PREFETCH="8", TASKHUB_HOLD_SECONDS="5")
+    platform.wait_for_worker("w-mixed")
+    # its first progress, after 3 s, makes it a long attempt
+    long = platform.create("example.sleep", context_data={"seconds": 15, "steps": 5})
+    _runs(platform, "w-mixed", long)
+    shorts = [platform.create("test.stubborn", context_data={"seconds": 3}) for _ in range(6)]
+    wait_until(lambda: _held_by_workers(platform), 10, 0.05, "w-mixed holds every order")
+    platform.wait_status(long, "running")
+    # one slot is left for six 3-second tasks: the queue's other workers get most of them
+    platform.start_worker("w-other", concurrency=2)
+    done = [platform.wait_status(task, "completed", timeout=30) for task in shorts]
+    assert sum(1 for task in done if task["worker_name"] == "w-other") >= 2
     assert platform.get(long)["status"] == "running"
 
 
@@ -51,14 +77,15 @@ def test_a_draining_worker_hands_back_what_waits_without_counting_a_death(platfo
         TASKHUB_SHUTDOWN_GRACE_SECONDS="15",
     )
     platform.wait_for_worker("w-leaving")
-    first = platform.create("example.sleep", context_data={"seconds": 2, "steps": 1})
+    first = platform.create("example.sleep", context_data={"seconds": 4, "steps": 1})
+    _runs(platform, "w-leaving", first)
     waiting = [platform.create("example.noop") for _ in range(3)]
     wait_until(lambda: _held_by_workers(platform), 10, 0.05, "w-leaving holds every order")
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0
     assert platform.wait_status(first, "completed")["worker_name"] == "w-leaving"
-    figures = platform.spy_bus.queue_figures(platform.spy_bus.work_queue_name("normal"))
-    assert figures is not None and figures.ready == len(waiting)
+    queue = platform.spy_bus.work_queue_name("normal")
+    wait_until(lambda: getattr(platform.spy_bus.queue_figures(queue), "ready", None) == 3, 10, 0.05, "back")
     platform.start_worker("w-next", concurrency=1)
     for task in waiting:
         _ran_as_first_delivery(platform, task, "w-next")
