@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 ATTEMPTS = Counter("taskhub_worker_attempts_total", "Attempts the worker finished", ["outcome"])
 BUSY_SLOTS = Gauge("taskhub_worker_busy_slots", "Child processes running an attempt")
 UNCONFIRMED = Gauge("taskhub_worker_unconfirmed_reports", "Reports the broker has not confirmed yet")
+HANDED_BACK = Counter("taskhub_worker_handed_back_total", "Orders sent back to their queue unstarted")
 LAST_HEARTBEAT = Gauge(
     "taskhub_worker_last_heartbeat_timestamp_seconds", "When the worker last sent a heartbeat"
 )
@@ -224,6 +225,7 @@ class Worker:
                 )
                 self._pending[copy.message_id] = _Pending(copy, settles=delivery, handed_back=True)
                 self._publish([copy])
+                HANDED_BACK.inc()
 
     def _sleep_time(self, taking: bool) -> float:
         if taking and any(self._waiting.values()) and any(s.free for s in self.pool.slots):

@@ -6,6 +6,8 @@ first delivery and core counts no worker's death (real PostgreSQL, RabbitMQ, wor
 from __future__ import annotations
 
 import signal
+import socket
+import urllib.request
 
 import pytest
 
@@ -29,6 +31,21 @@ def _runs(platform, worker: str, task) -> None:
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _handed_back(port: int) -> float:
+    """The worker's taskhub_worker_handed_back_total, read from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    return sum(
+        float(line.split()[1]) for line in lines if line.startswith("taskhub_worker_handed_back_total ")
+    )
+
+
 def _ran_as_first_delivery(platform, task, worker: str) -> None:
     done = platform.wait_status(task, "completed")
     assert done["worker_name"] == worker
@@ -37,7 +54,15 @@ def _ran_as_first_delivery(platform, task, worker: str) -> None:
 
 
 def test_orders_waiting_behind_long_attempts_go_to_a_free_worker(platform):
-    platform.start_worker("w-busy", concurrency=1, TASKHUB_WORKER_PREFETCH="4", TASKHUB_HOLD_SECONDS="3")
+    metrics = _free_port()
+    platform.start_worker(
+        "w-busy",
+        concurrency=1,
+        TASKHUB_WORKER_PREFETCH="4",
+        TASKHUB_HOLD_SECONDS="3",
+        TASKHUB_METRICS_PORT=str(metrics),
+        TASKHUB_METRICS_HOST="127.0.0.1",
+    )
     platform.wait_for_worker("w-busy")
     long = platform.create("example.sleep", context_data={"seconds": 15, "steps": 1})
     _runs(platform, "w-busy", long)
@@ -50,6 +75,7 @@ def test_orders_waiting_behind_long_attempts_go_to_a_free_worker(platform):
     for task in shorts:  # long before the 15 s attempt could have ended
         _ran_as_first_delivery(platform, task, "w-free")
     assert platform.get(long)["status"] == "running"
+    assert _handed_back(metrics) == len(shorts)  # once each: none came back to w-busy
 
 
 def test_beside_a_long_attempt_a_worker_keeps_only_what_its_other_slots_can_start(platform):
