@@ -126,7 +126,9 @@ class Worker:
         self._stopped: dict[str, tuple[int | None, bool, float]] = {}
         self._next_heartbeat = 0.0
         self._finished: OrderedDict[tuple[str, int], None] = OrderedDict()
-        self._prefetch = config.prefetch  # what the link was last asked to hold per queue
+        # whether the last attempt that ended here ended within its hold window (short)
+        self._short_lately = False
+        self._prefetch = min(config.prefetch, self.pool.size)  # what the link was last asked to hold
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,9 +136,7 @@ class Worker:
         """Work until `stop`, then drain: take nothing new, let running attempts finish within the
         shutdown grace, hand back the rest (core runs them again), flush the reports."""
         self.pool.start()
-        self.link = self.bus.worker_link(
-            self.config.name, self.config.queues, self.config.prefetch, CONTROL_EVENTS
-        )
+        self.link = self.bus.worker_link(self.config.name, self.config.queues, self._prefetch, CONTROL_EVENTS)
         log.info("worker %s serving %s with %d slots", self.config.name, self.config.queues, self.pool.size)
         try:
             while not stop.is_set():
@@ -184,11 +184,12 @@ class Worker:
         BUSY_SLOTS.set(sum(1 for s in self.pool.slots if s.running))
 
     def _regulate(self, taking: bool) -> None:
-        """Hold as much work as this worker can start soon. While every attempt here is short, up to
-        the prefetch per queue, so that a freed slot finds its next order already here. Once some
-        slot runs a long attempt (announced: its delivery is acknowledged, so it no longer counts
-        against the prefetch), only what the other slots can start, and nothing when every slot
-        runs one: the queue's other workers get the rest, and what waits here beyond that goes
+        """Hold as much work as this worker can start soon. Once its attempts end within the hold
+        window (short ones), up to the prefetch per queue, so that a freed slot finds its next order
+        already here; until then (a new worker, or after long attempts), one order per slot. While
+        some slot runs a long attempt (announced: its delivery is acknowledged, so it no longer
+        counts against the prefetch), only what the other slots can start, and nothing when every
+        slot runs one: the queue's other workers get the rest, and what waits here beyond that goes
         back to its queue."""
         assert self.link is not None
         announced = sum(1 for s in self.pool.slots if s.running is not None and s.running.delivery is None)
@@ -196,8 +197,10 @@ class Worker:
             prefetch = 0
         elif announced:
             prefetch = min(self.config.prefetch, self.pool.size - announced)
-        else:
+        elif self._short_lately:
             prefetch = self.config.prefetch
+        else:
+            prefetch = min(self.config.prefetch, self.pool.size)
         self.link.take_work(prefetch)
         # handing back only when the prefetch shrinks (or is nothing): copies it took back since,
         # within the new prefetch, stay, so no order goes round in circles
@@ -459,6 +462,7 @@ class Worker:
         self._progress[running.task_id] = (send_after, self._envelope(report))
 
     def _on_outcome(self, running: Running, outcome: dict[str, Any]) -> None:
+        self._short_lately = running.delivery is not None  # never announced
         self._finished[(running.task_id, running.attempt)] = None
         while len(self._finished) > REMEMBER_FINISHED:
             self._finished.popitem(last=False)

@@ -31,6 +31,22 @@ def _runs(platform, worker: str, task) -> None:
     )
 
 
+def _warmed_up(platform, worker: str) -> None:
+    """`worker` ran a short attempt: from now on it holds more orders than its slots."""
+    platform.wait_for_worker(worker)
+    assert platform.wait_status(platform.create("example.noop"), "completed")["worker_name"] == worker
+
+
+def _one_running_three_waiting(platform, worker: str, seconds: float) -> tuple[dict, list[dict]]:
+    """`worker` runs a sleep of `seconds` in its only slot and holds three no-op orders behind it."""
+    _warmed_up(platform, worker)
+    first = platform.create("example.sleep", context_data={"seconds": seconds, "steps": 1})
+    _runs(platform, worker, first)
+    waiting = [platform.create("example.noop") for _ in range(3)]
+    wait_until(lambda: _held_by_workers(platform), 10, 0.05, f"{worker} holds every order")
+    return first, waiting
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -63,12 +79,8 @@ def test_orders_waiting_behind_long_attempts_go_to_a_free_worker(platform):
         TASKHUB_METRICS_PORT=str(metrics),
         TASKHUB_METRICS_HOST="127.0.0.1",
     )
-    platform.wait_for_worker("w-busy")
-    long = platform.create("example.sleep", context_data={"seconds": 15, "steps": 1})
-    _runs(platform, "w-busy", long)
-    shorts = [platform.create("example.noop") for _ in range(3)]
     # the three wait in w-busy while the long one runs in its only slot, within the hold window
-    wait_until(lambda: _held_by_workers(platform), 10, 0.05, "w-busy holds every order")
+    long, shorts = _one_running_three_waiting(platform, "w-busy", 15)
     # past the hold window w-busy announces the long attempt, so no slot will free soon
     platform.wait_status(long, "running")
     platform.start_worker("w-free", concurrency=1)
@@ -78,9 +90,29 @@ def test_orders_waiting_behind_long_attempts_go_to_a_free_worker(platform):
     assert _handed_back(metrics) == len(shorts)  # once each: none came back to w-busy
 
 
+def test_a_worker_that_ran_no_short_attempt_yet_holds_only_what_its_slots_can_start(platform):
+    metrics = _free_port()
+    platform.start_worker(
+        "w-fresh",
+        concurrency=1,
+        TASKHUB_WORKER_PREFETCH="4",
+        TASKHUB_METRICS_PORT=str(metrics),
+        TASKHUB_METRICS_HOST="127.0.0.1",
+    )
+    platform.wait_for_worker("w-fresh")
+    long = platform.create("example.sleep", context_data={"seconds": 15, "steps": 1})
+    _runs(platform, "w-fresh", long)
+    shorts = [platform.create("example.noop") for _ in range(3)]
+    platform.start_worker("w-free", concurrency=1)
+    for task in shorts:
+        _ran_as_first_delivery(platform, task, "w-free")
+    # a backlog of long jobs is never shuffled: w-fresh never took more than its slot could start
+    assert _handed_back(metrics) == 0
+
+
 def test_beside_a_long_attempt_a_worker_keeps_only_what_its_other_slots_can_start(platform):
     platform.start_worker("w-mixed", concurrency=2, TASKHUB_WORKER_PREFETCH="8", TASKHUB_HOLD_SECONDS="5")
-    platform.wait_for_worker("w-mixed")
+    _warmed_up(platform, "w-mixed")
     # its first progress, after 3 s, makes it a long attempt
     long = platform.create("example.sleep", context_data={"seconds": 15, "steps": 5})
     _runs(platform, "w-mixed", long)
@@ -102,11 +134,7 @@ def test_a_draining_worker_hands_back_what_waits_without_counting_a_death(platfo
         TASKHUB_HOLD_SECONDS="30",  # never announced: this worker never stops taking on its own
         TASKHUB_SHUTDOWN_GRACE_SECONDS="15",
     )
-    platform.wait_for_worker("w-leaving")
-    first = platform.create("example.sleep", context_data={"seconds": 4, "steps": 1})
-    _runs(platform, "w-leaving", first)
-    waiting = [platform.create("example.noop") for _ in range(3)]
-    wait_until(lambda: _held_by_workers(platform), 10, 0.05, "w-leaving holds every order")
+    first, waiting = _one_running_three_waiting(platform, "w-leaving", 4)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0
     assert platform.wait_status(first, "completed")["worker_name"] == "w-leaving"
