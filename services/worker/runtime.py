@@ -18,10 +18,12 @@ So a short task costs one report, and a task may still run far longer than Rabbi
 acknowledgement timeout. Reports are kept until confirmed and published again after a reconnect;
 they keep their event ids, so core applies each once.
 
-Orders waiting here for a slot are handed back when this worker cannot start them soon (every slot
-runs an announced attempt) and when it shuts down: each goes back to its queue as a new message, and
-its delivery is acknowledged once the broker confirms that copy. Rejecting it instead would send it
-back as a redelivery, which core must count as a worker's death (see `_run`).
+How much work it holds follows its slots (`_regulate`): one order per slot until an attempt ends
+within its hold window, then up to the prefetch; beside announced attempts only what the other slots
+can start. Orders waiting here beyond that, and all of them when it shuts down, are handed back: each
+goes back to its queue as a new message, and its delivery is acknowledged once the broker confirms
+that copy. Rejecting it instead would send it back as a redelivery, which core must count as a
+worker's death (see `_run`).
 """
 
 from __future__ import annotations
